@@ -1,0 +1,41 @@
+# Steward: `make run` and `make test` are the README's Quick start.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: help install run chat test lint typecheck unit integration bench clean
+
+help:  ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## Create .venv and install Steward with its dev tools
+
+run: $(STAMP)  ## Ingest the sample corpus, seed demo orders, start a terminal chat
+	$(BIN)/steward ingest
+	$(BIN)/steward seed
+	$(BIN)/steward chat
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)  ## mypy --strict on our packages
+	$(BIN)/mypy
+
+unit: $(STAMP)  ## Fast tests, no services
+	$(BIN)/pytest tests/unit
+
+test: lint typecheck  ## Lint, type-check and run the whole test suite (needs Postgres)
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
+	$(BIN)/python bench/graph_overhead.py
+
+clean:  ## Remove the virtualenv and local data
+	rm -rf $(VENV) .steward .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,80 @@
+"""Assemble the workflow: `make_graph(...)` for the service, `graph` for langgraph.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Durability, RetryPolicy
+
+from graph.deps import Deps, default_deps
+from graph.errors import is_retryable
+from graph.routing import (
+    route_after_agent,
+    route_after_approval,
+    route_after_guard,
+    route_after_input_filter,
+    route_after_validate,
+)
+from graph.state import InputState, State
+from nodes.agent import make_agent
+from nodes.approval import make_approval
+from nodes.finalize import make_finalize
+from nodes.guard_tools import make_guard_tools
+from nodes.input_filter import make_input_filter
+from nodes.retrieve import make_retrieve
+from nodes.run_tools import make_run_tools
+from nodes.validate import make_validate
+
+DURABILITY: Durability = "sync"
+"""Every step is persisted before the next starts: run_tools, the only node with side effects,
+therefore never runs before the decision that released it (approval) is in Postgres."""
+
+
+def llm_retry_policy(max_attempts: int) -> RetryPolicy:
+    """Back off on provider faults (429, 5xx, timeouts); never on our own bugs."""
+    return RetryPolicy(
+        initial_interval=0.5, backoff_factor=2.0, max_interval=8.0,
+        max_attempts=max_attempts, jitter=True, retry_on=is_retryable,
+    )
+
+
+def make_graph(
+    checkpointer: BaseCheckpointSaver[Any] | None = None, *, deps: Deps | None = None,
+    **overrides: Any,
+) -> CompiledStateGraph[State, None, InputState, State]:
+    """Build and compile the agent workflow.
+
+    Args:
+        checkpointer: persistence (AsyncPostgresSaver in the service); None for langgraph dev.
+        deps: the nodes' dependencies; defaults to lazily-initialised ones from settings.
+        **overrides: replace single fields of `deps` (e.g. `chat_model=...` in tests).
+    """
+    deps = deps or default_deps()
+    for key, value in overrides.items():
+        setattr(deps, key, value)
+    builder = StateGraph(State, input_schema=InputState)
+    builder.add_node("input_filter", make_input_filter(deps))
+    builder.add_node("retrieve", make_retrieve(deps))
+    builder.add_node("agent", make_agent(deps),
+                     retry_policy=llm_retry_policy(deps.settings.llm_max_attempts))
+    builder.add_node("guard_tools", make_guard_tools(deps))
+    builder.add_node("approval", make_approval(deps))
+    builder.add_node("run_tools", make_run_tools(deps))
+    builder.add_node("validate", make_validate(deps))
+    builder.add_node("finalize", make_finalize(deps))
+
+    builder.add_edge(START, "input_filter")
+    builder.add_conditional_edges("input_filter", route_after_input_filter)
+    builder.add_edge("retrieve", "agent")
+    builder.add_conditional_edges("agent", route_after_agent)
+    builder.add_conditional_edges("guard_tools", route_after_guard)
+    builder.add_conditional_edges("approval", route_after_approval)
+    builder.add_edge("run_tools", "agent")
+    builder.add_conditional_edges("validate", route_after_validate)
+    builder.add_edge("finalize", END)
+    compiled = builder.compile(checkpointer=checkpointer, name="agent")
+    return compiled.with_config(recursion_limit=deps.settings.recursion_limit)
+

@@ -1,0 +1,57 @@
+"""The graph's state: MessagesState-compatible input, per-turn working fields, the response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+from graph.schemas import ActionRecord, AgentResponse
+from steward.domain.types import Approval
+from steward.knowledge.types import RetrievedChunk
+
+Verdict = Literal["allow", "approve", "deny"]
+
+
+class PlannedCall(TypedDict):
+    """The guard's decision on one tool call of the latest model turn."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    """Validated arguments in JSON form (amounts as strings)."""
+    verdict: Verdict
+    reason: str
+    approval: Approval | None
+    """Set by the approval node when a person released the call."""
+
+
+class InputState(TypedDict):
+    """What clients send: `{"messages": [{"role": "user", "content": "..."}]}`."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class State(InputState, total=False):
+    """Everything a turn works with; per-turn fields are reset by input_filter.
+
+    Only reason codes and counters are primitives; user text stays inside `messages`
+    (a blob channel), never in a primitive channel stored inline in checkpoint JSON.
+    """
+
+    refusal: str | None
+    """Reason code when input_filter blocked the turn."""
+    retrieved: list[RetrievedChunk]
+    """Chunks retrieved in this turn (by retrieve or search_policies); the only citable ids."""
+    plan: list[PlannedCall]
+    """Guard decisions for the tool calls of the latest model turn."""
+    actions: list[ActionRecord]
+    """What happened to every tool call in this turn."""
+    model_calls: int
+    tool_calls: int
+    repairs: int
+    stop_reason: str | None
+    """Why the tool loop stopped early (a limit), if it did."""
+    response: AgentResponse | None
+    """The validated answer of the turn (DESIGN.md: `values["response"]`)."""

@@ -1,0 +1,142 @@
+"""approval: the only place a high-risk call is released, by a person's recorded decision."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from graph.deps import Deps
+from graph.schemas import (
+    ActionRecord,
+    ActionRequest,
+    ApprovalRequest,
+    Decision,
+    EditDecision,
+    RejectDecision,
+    ReviewConfig,
+)
+from graph.state import PlannedCall, State
+from graph.tools import TOOLS
+from nodes.types import ConfigNode
+from steward.domain.types import Approval
+
+log = logging.getLogger(__name__)
+
+ALLOWED_DECISIONS = ["approve", "edit", "reject"]
+
+
+def describe(call: PlannedCall) -> str:
+    """A one-line explanation for the reviewer."""
+    args = ", ".join(f"{k}={v}" for k, v in call["args"].items())
+    return f"{call['name']}({args}) {call['reason']}."
+
+
+def approval_request(pending: list[PlannedCall]) -> ApprovalRequest:
+    """The interrupt payload, in agent-chat-ui's human-in-the-loop shape."""
+    return ApprovalRequest(
+        action_requests=[
+            ActionRequest(name=c["name"], args=c["args"], description=describe(c)) for c in pending
+        ],
+        review_configs=[
+            ReviewConfig(action_name=c["name"], allowed_decisions=ALLOWED_DECISIONS)
+            for c in pending
+        ],
+    )
+
+
+class ApprovalResume(BaseModel):
+    """What a reviewer sends back: one decision per held action, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    decisions: list[Decision]
+
+
+def resume_schema(pending: list[PlannedCall]) -> type[ApprovalResume]:
+    """A resume model requiring exactly one valid decision per pending action, in order."""
+    n = len(pending)
+
+    class PendingApprovalResume(ApprovalResume):
+        decisions: list[Decision] = Field(min_length=n, max_length=n)
+
+        @model_validator(mode="after")
+        def edits_keep_the_tool_and_valid_args(self) -> PendingApprovalResume:
+            for call, decision in zip(pending, self.decisions, strict=True):
+                if isinstance(decision, EditDecision):
+                    if decision.edited_action.name != call["name"]:
+                        raise ValueError(
+                            f"an edit may change the arguments of {call['name']}, not the tool"
+                        )
+                    TOOLS[call["name"]].args_model.model_validate(decision.edited_action.args)
+            return self
+
+    return PendingApprovalResume
+
+
+def rejection_message(call: PlannedCall, decision: RejectDecision) -> ToolMessage:
+    """Tell the model the reviewer refused the call."""
+    detail = "rejected by the reviewer" + (f": {decision.message}" if decision.message else "")
+    content = json.dumps({"status": "rejected", "error": detail})
+    return ToolMessage(content=content, tool_call_id=call["call_id"], name=call["name"],
+                       status="error")
+
+
+def make_approval(deps: Deps) -> ConfigNode:
+    """Build the approval node. It has no side effects: it only interrupts and records."""
+
+    async def approval(state: State, config: RunnableConfig) -> dict[str, Any]:
+        """Pause for a person; apply their approve / edit / reject decisions to the plan."""
+        plan = state.get("plan", [])
+        pending = [c for c in plan if c["verdict"] == "approve" and c["approval"] is None]
+        if not pending:
+            return {}
+        schema = resume_schema(pending)
+        resume = interrupt(approval_request(pending), response_schema=schema)
+        decisions: list[Decision] = list(resume.decisions)
+        reviewer = str(config.get("configurable", {}).get("user_id") or "unknown")
+        decided_at = datetime.now(UTC).isoformat()
+        by_id: dict[str, PlannedCall] = {c["call_id"]: c for c in plan}
+        messages: list[ToolMessage] = []
+        records: list[ActionRecord] = []
+        for call, decision in zip(pending, decisions, strict=True):
+            if isinstance(decision, RejectDecision):
+                by_id[call["call_id"]] = {**call, "verdict": "deny", "reason": "rejected"}
+                messages.append(rejection_message(call, decision))
+                records.append(
+                    ActionRecord(id=call["call_id"], name=call["name"], args=call["args"],
+                                 status="rejected", detail=decision.message or "rejected")
+                )
+                continue
+            args = call["args"]
+            if isinstance(decision, EditDecision):
+                validated = TOOLS[call["name"]].args_model.model_validate(
+                    decision.edited_action.args
+                )
+                args = validated.model_dump(mode="json")
+            record = Approval(
+                decision=decision.type, reviewer=reviewer, decided_at=decided_at,
+                comment=decision.message,
+            )
+            by_id[call["call_id"]] = {
+                **call, "args": args, "verdict": "allow", "approval": record,
+                "reason": f"{'approved' if decision.type == 'approve' else 'edited'} by {reviewer}",
+            }
+        log.info("approval decided", extra={"decisions": [d.type for d in decisions],
+                                            "reviewer": reviewer})
+        return {
+            "plan": [by_id[c["call_id"]] for c in plan],
+            "messages": messages,
+            "actions": [*state.get("actions", []), *records],
+        }
+
+    return approval
+
+
+__all__ = ["ApprovalResume", "ValidationError", "approval_request", "make_approval",
+           "resume_schema"]

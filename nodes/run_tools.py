@@ -1,0 +1,107 @@
+"""run_tools: execute the calls the guard allowed or a person approved, once each."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+
+from graph.deps import Deps
+from graph.errors import InvariantViolated
+from graph.schemas import ActionRecord
+from graph.state import PlannedCall, State
+from graph.tools import TOOLS
+from nodes.types import ConfigNode
+from steward.domain.types import RefundRefused
+from steward.knowledge.types import RetrievedChunk
+
+log = logging.getLogger(__name__)
+
+
+class ToolOutcome:
+    """The result of one executed call: what the model sees and what the audit records."""
+
+    def __init__(self, content: Any, *, ok: bool, detail: str,
+                 chunks: list[RetrievedChunk] | None = None) -> None:
+        self.content = content
+        self.ok = ok
+        self.detail = detail
+        self.chunks = chunks or []
+
+
+async def execute(call: PlannedCall, deps: Deps, *, thread_id: str,
+                  user_id: str | None) -> ToolOutcome:
+    """Run one allowed call against the real services."""
+    args = TOOLS[call["name"]].args_model.model_validate(call["args"]).model_dump()
+    if call["name"] == "search_policies":
+        chunks = await deps.retriever.search(args["query"], k=args["k"])
+        found = [{"id": c["id"], "title": c["title"], "text": c["text"]} for c in chunks]
+        return ToolOutcome(found, ok=True, detail=f"{len(found)} excerpts", chunks=chunks)
+    if call["name"] == "get_order":
+        order = await deps.orders.get_order(args["order_id"])
+        if order is None:
+            return ToolOutcome({"error": f"order {args['order_id']} not found"}, ok=False,
+                               detail="order not found")
+        return ToolOutcome(order, ok=True, detail=f"order {order['order_id']} read")
+    if call["name"] == "issue_refund":
+        if call["verdict"] != "allow":
+            raise InvariantViolated("issue_refund reached run_tools without being allowed")
+        try:
+            result = await deps.orders.issue_refund(
+                order_id=args["order_id"],
+                amount=Decimal(args["amount"]),
+                reason=args["reason"],
+                idempotency_key=f"{thread_id}:{call['call_id']}",
+                thread_id=thread_id,
+                requested_by=user_id,
+                approval=call["approval"],
+                approval_threshold=deps.approval_threshold,
+            )
+        except RefundRefused as exc:
+            return ToolOutcome({"status": "failed", "error": exc.message, "code": exc.code},
+                               ok=False, detail=exc.message)
+        return ToolOutcome(result, ok=True, detail=f"refund {result['refund_id']}")
+    raise InvariantViolated(f"no executor for tool {call['name']}")
+
+
+def make_run_tools(deps: Deps) -> ConfigNode:
+    """Build the node that performs side effects; it runs only after its cause is persisted."""
+
+    async def run_tools(state: State, config: RunnableConfig) -> dict[str, Any]:
+        """Execute allowed calls; refunds carry an idempotency key of (thread, tool call)."""
+        configurable = config.get("configurable", {})
+        thread_id = str(configurable.get("thread_id") or "")
+        if not thread_id:
+            raise InvariantViolated("run_tools needs a thread_id (a checkpointed run)")
+        user_id = configurable.get("user_id")
+        messages: list[ToolMessage] = []
+        records: list[ActionRecord] = []
+        retrieved = list(state.get("retrieved", []))
+        for call in state.get("plan", []):
+            if call["verdict"] != "allow":
+                continue
+            outcome = await execute(call, deps, thread_id=thread_id, user_id=user_id)
+            retrieved.extend(outcome.chunks)
+            messages.append(
+                ToolMessage(content=json.dumps(outcome.content, default=str),
+                            tool_call_id=call["call_id"], name=call["name"],
+                            status="success" if outcome.ok else "error")
+            )
+            records.append(
+                ActionRecord(id=call["call_id"], name=call["name"], args=call["args"],
+                             status="executed" if outcome.ok else "failed",
+                             detail=outcome.detail)
+            )
+            log.info("tool executed", extra={"tool": call["name"], "ok": outcome.ok})
+        return {
+            "messages": messages,
+            "actions": [*state.get("actions", []), *records],
+            "retrieved": retrieved,
+            "plan": [],
+        }
+
+    return run_tools

@@ -1,0 +1,1 @@
+"""The HTTP service (Litestar): LangGraph Server API subset, approval queue, auth."""

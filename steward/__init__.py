@@ -1,0 +1,1 @@
+"""Steward: a stateful support and operations agent service."""

@@ -1,0 +1,122 @@
+"""The `steward` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from steward.settings import get_settings
+
+DEFAULT_CORPUS = Path("data/policies")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Steward: a stateful support and operations agent with human approvals."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def ingest(paths: tuple[Path, ...], no_progress: bool) -> None:
+    """Build or update the knowledge index from PATHS (default: data/policies)."""
+    from steward.knowledge.embeddings import make_embedder
+    from steward.knowledge.ingest import ingest as run_ingest
+
+    settings = get_settings()
+    targets = list(paths) or [DEFAULT_CORPUS]
+    report = run_ingest(targets, settings.index_dir, make_embedder(settings),
+                        progress=not no_progress)
+    click.echo(
+        f"indexed {report.chunks_total} chunks from "
+        f"{report.documents_added + report.documents_updated + report.documents_unchanged} "
+        f"documents ({report.documents_added} added, {report.documents_updated} updated, "
+        f"{report.documents_unchanged} unchanged, {report.documents_removed} removed; "
+        f"{report.chunks_embedded} chunks embedded) in {report.seconds:.1f}s "
+        f"-> {settings.index_dir}"
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (also run by every command that needs it)."""
+    from steward.db.embedded import resolve_database_url
+    from steward.db.migrate import migrate as run_migrate
+    from steward.db.pool import open_pool
+
+    settings = get_settings()
+
+    async def go() -> None:
+        url = await asyncio.to_thread(resolve_database_url, settings)
+        async with open_pool(url, settings) as pool:
+            await run_migrate(pool, url)
+
+    asyncio.run(go())
+    click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--reset", is_flag=True, help="Also delete the demo orders' refunds.")
+def seed(reset: bool) -> None:
+    """Load the demo orders (idempotent)."""
+    from steward.db.embedded import resolve_database_url
+    from steward.db.migrate import migrate as run_migrate
+    from steward.db.pool import open_pool
+    from steward.domain.seed import seed_demo_orders
+
+    settings = get_settings()
+
+    async def go() -> int:
+        url = await asyncio.to_thread(resolve_database_url, settings)
+        async with open_pool(url, settings) as pool:
+            await run_migrate(pool, url)
+            return await seed_demo_orders(pool, reset=reset)
+
+    click.echo(f"seeded {asyncio.run(go())} demo orders")
+
+
+@main.command()
+def chat() -> None:
+    """Talk to the agent in the terminal; refunds over the threshold ask you to approve."""
+    from steward.chat import chat_loop
+    from steward.runtime import open_runtime
+
+    settings = get_settings()
+
+    async def go() -> None:
+        async with open_runtime(settings) as runtime:
+            await chat_loop(runtime)
+
+    asyncio.run(go())
+
+
+@main.command("mock-llm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8399, show_default=True, type=int)
+@click.option("--latency-ms", default=0, show_default=True, type=int)
+@click.option("--error-rate", default=0.0, show_default=True, type=float)
+@click.option("--stream-delay-ms", default=0, show_default=True, type=int)
+@click.option("--seed", "rng_seed", default=0, show_default=True, type=int)
+def mock_llm(host: str, port: int, latency_ms: int, error_rate: float, stream_delay_ms: int,
+             rng_seed: int) -> None:
+    """Run the OpenAI-compatible mock LLM provider (scripted, with fault injection)."""
+    from steward.mock_llm.server import run
+
+    run(host, port, latency_ms=latency_ms, error_rate=error_rate,
+        stream_delay_ms=stream_delay_ms, seed=rng_seed)

@@ -1,0 +1,22 @@
+"""Business domain: orders and refunds (types, the Postgres store, demo data)."""
+
+from steward.domain.orders import PgOrderStore
+from steward.domain.seed import DEMO_ORDERS, seed_demo_orders
+from steward.domain.types import (
+    Approval,
+    OrderStore,
+    OrderView,
+    RefundRefused,
+    RefundResult,
+)
+
+__all__ = [
+    "DEMO_ORDERS",
+    "Approval",
+    "OrderStore",
+    "OrderView",
+    "PgOrderStore",
+    "RefundRefused",
+    "RefundResult",
+    "seed_demo_orders",
+]

@@ -1,0 +1,61 @@
+"""Assemble a ready-to-run workflow: database, migrations, index, model, checkpointer, graph."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph.state import CompiledStateGraph
+from psycopg_pool import AsyncConnectionPool
+
+from graph.builder import make_graph
+from graph.checkpointer import make_checkpointer
+from graph.deps import Deps, make_chat_model
+from steward.db.embedded import resolve_database_url
+from steward.db.migrate import migrate
+from steward.db.pool import open_pool
+from steward.domain.orders import PgOrderStore
+from steward.knowledge.retriever import load_retriever
+from steward.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a process needs to run turns of the workflow."""
+
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    deps: Deps
+    pool: AsyncConnectionPool[Any]
+    checkpointer: AsyncPostgresSaver
+    database_url: str
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Runtime]:
+    """Open the pool, migrate, load the index and compile the graph; close it all on exit.
+
+    `overrides` replace single dependencies (e.g. `chat_model=` in tests).
+    """
+    url = await asyncio.to_thread(resolve_database_url, settings)
+    async with open_pool(url, settings) as pool:
+        await migrate(pool, url)
+        retriever = overrides.pop("retriever", None) or await asyncio.to_thread(
+            load_retriever, settings
+        )
+        chat_model = overrides.pop("chat_model", None) or make_chat_model(settings)
+        deps = Deps(
+            chat_model=chat_model, retriever=retriever, orders=PgOrderStore(pool),
+            settings=settings, **overrides,
+        )
+        checkpointer = make_checkpointer(pool)
+        yield Runtime(
+            graph=make_graph(checkpointer, deps=deps), deps=deps, pool=pool,
+            checkpointer=checkpointer, database_url=url,
+        )
