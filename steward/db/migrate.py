@@ -84,11 +84,11 @@ def run_migrations(url: str) -> None:
             logger.info("migrations: waiting for the migration lock on %s", redact_url(url))
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             conn.commit()
-            command.upgrade(alembic_config(conn), "head")
+            command.upgrade(alembic_config(conn), "heads")
             conn.commit()
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             conn.commit()
-            logger.info("migrations: schema is at head")
+            logger.info("migrations: schema is at all heads")
     finally:
         engine.dispose()
 
