@@ -26,8 +26,10 @@ def _setup_logging(verbose: bool) -> None:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Steward: a stateful support and operations agent with human approvals."""
+    ctx.obj = {"verbose": verbose}
     _setup_logging(verbose)
 
 
@@ -92,10 +94,14 @@ def seed(reset: bool) -> None:
 
 
 @main.command()
-def chat() -> None:
+@click.pass_context
+def chat(ctx: click.Context) -> None:
     """Talk to the agent in the terminal; refunds over the threshold ask you to approve."""
     from steward.chat import chat_loop
     from steward.runtime import open_runtime
+
+    if not ctx.obj["verbose"]:
+        logging.getLogger().setLevel(logging.WARNING)  # keep the conversation readable
 
     settings = get_settings()
 

@@ -14,7 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Everything an operator can set; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+    # The prefix keeps generic variables (HOME, ENV, MODEL) from matching fields by name;
+    # every field still reads exactly the variable named in its alias.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, env_prefix="STEWARD_"
+    )
 
     env: Literal["development", "production"] = Field(
         default="development", validation_alias="STEWARD_ENV"
