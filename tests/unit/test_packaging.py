@@ -21,3 +21,19 @@ def test_langgraph_json_names_the_agent_graph() -> None:
     config = json.loads((ROOT / "langgraph.json").read_text())
     path, _, attr = config["graphs"]["agent"].partition(":")
     assert (ROOT / path).is_file() and attr == "graph"
+
+
+def test_kubernetes_manifests_are_consistent() -> None:
+    import yaml
+
+    k8s = ROOT / "deploy" / "k8s"
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert yaml.safe_load((k8s / resource).read_text())["kind"]
+    deployment = yaml.safe_load((k8s / "deployment.yaml").read_text())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "serve"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    config = yaml.safe_load((k8s / "configmap.yaml").read_text())["data"]
+    assert config["STEWARD_ENV"] == "production"
