@@ -37,5 +37,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 65532
 # The sample knowledge base is indexed at build time; mount your own and re-run `steward ingest`.
 RUN steward ingest --no-progress data/policies
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["tini", "--", "steward"]
-CMD ["chat"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install run chat test lint typecheck unit integration bench clean
+.PHONY: help install run chat test eval lint typecheck unit integration bench clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv and install Steward with its dev tools
 
-run: $(STAMP)  ## Ingest the sample corpus, seed demo orders, start a terminal chat
+run: $(STAMP)  ## Start the HTTP service on 127.0.0.1:8080 (indexes and seeds on first start)
+	$(BIN)/steward serve
+
+chat: $(STAMP)  ## Talk to the agent in the terminal (approvals asked inline)
 	$(BIN)/steward ingest
 	$(BIN)/steward seed
 	$(BIN)/steward chat
@@ -31,8 +34,12 @@ typecheck: $(STAMP)  ## mypy --strict on our packages
 unit: $(STAMP)  ## Fast tests, no services
 	$(BIN)/pytest tests/unit
 
-test: lint typecheck  ## Lint, type-check and run the whole test suite (needs Postgres)
+test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval gate
 	$(BIN)/pytest
+	$(BIN)/steward eval --mock --compare evals/baseline.json --no-progress
+
+eval: $(STAMP)  ## Offline evals against the mock provider, compared with the baseline
+	$(BIN)/steward eval --mock --compare evals/baseline.json
 
 bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
 	$(BIN)/python bench/graph_overhead.py

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.language_models import BaseChatModel
 
 from graph.errors import ConfigError
-from graph.tools import DEFAULT_ALLOWED_TOOLS
+from graph.tools import DEFAULT_ALLOWED_TOOLS, RISK_RULES, ROLE_TOOLS
+from steward.budget.ledger import PgUsageLedger, UsageLedger
+from steward.domain.orders import PgOrderStore
 from steward.domain.types import Approval, OrderStore, OrderView, RefundResult
+from steward.guardrails.policy_rules import RiskRule, parse_rules
 from steward.knowledge.types import RetrievedChunk, Retriever
 from steward.settings import Settings, get_settings
 
@@ -32,11 +35,43 @@ class Deps:
     settings: Settings = field(default_factory=get_settings)
     allowed_tools: tuple[str, ...] = DEFAULT_ALLOWED_TOOLS
     """Tools this assistant may use; anything else is denied by guard_tools."""
+    routine_chat_model: BaseChatModel | None = None
+    """The cheap model for routine turns; default: `chat_model` re-pointed at
+    `STEWARD_ROUTINE_MODEL` (the same model when both names are equal or it cannot be)."""
+    usage_ledger: UsageLedger | None = None
+    """Budgets and the usage ledger; default: Postgres on the order store's pool (none when
+    the order store is not Postgres, e.g. in unit tests: then nothing is metered)."""
+    risk_rules: tuple[RiskRule, ...] = ()
+    """Tool risk rules; default graph.tools.RISK_RULES plus `STEWARD_TOOL_RULES`."""
+
+    def __post_init__(self) -> None:
+        if not self.risk_rules:
+            self.risk_rules = (*RISK_RULES, *parse_rules(self.settings.tool_rules))
+        if self.routine_chat_model is None:
+            self.routine_chat_model = routine_model_of(self.chat_model, self.settings)
+        if self.usage_ledger is None and isinstance(self.orders, PgOrderStore):
+            # Until steward.runtime passes a ledger itself: share the order store's pool.
+            self.usage_ledger = PgUsageLedger(self.orders._pool, self.settings)
 
     @property
     def approval_threshold(self) -> Decimal:
         """Refunds above this amount need a person's decision."""
         return self.settings.refund_approval_threshold
+
+    def role_of(self, configurable: dict[str, Any]) -> str:
+        """The caller's role from `configurable.role`, else `STEWARD_DEFAULT_ROLE`."""
+        role = configurable.get("role")
+        return str(role) if role else self.settings.default_role
+
+    def tools_for(self, role: str) -> tuple[str, ...]:
+        """Tools a caller with `role` may use here (none for unknown roles).
+
+        The assistant's allowlist intersected with the role's permissions
+        (`STEWARD_ROLE_TOOLS`, else graph.tools.ROLE_TOOLS).
+        """
+        table = self.settings.role_tools or ROLE_TOOLS
+        permitted = set(table.get(role, ()))
+        return tuple(name for name in self.allowed_tools if name in permitted)
 
 
 def make_chat_model(settings: Settings, *, model: str | None = None) -> BaseChatModel:
@@ -67,6 +102,23 @@ def make_chat_model(settings: Settings, *, model: str | None = None) -> BaseChat
         "(scripted replies, not a real LLM)."
     )
     return DemoChatModel()
+
+
+def routine_model_of(chat_model: BaseChatModel, settings: Settings) -> BaseChatModel:
+    """Return `chat_model` pointed at `settings.routine_model` (same client and limits)."""
+    if settings.routine_model == settings.model:
+        return chat_model
+    from langchain_openai import ChatOpenAI
+
+    if isinstance(chat_model, ChatOpenAI) and chat_model.model_name == settings.model:
+        return chat_model.model_copy(update={"model_name": settings.routine_model})
+    return chat_model
+
+
+def model_name_of(chat_model: BaseChatModel, settings: Settings) -> str:
+    """The model name a chat model requests (for prices and the usage ledger)."""
+    name = getattr(chat_model, "model_name", None) or getattr(chat_model, "model", None)
+    return str(name) if name else settings.model
 
 
 class LazyRetriever:

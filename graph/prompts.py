@@ -29,9 +29,41 @@ REFUSAL_ANSWERS: dict[str, str] = {
     ),
     "unsupported_content": "I can only read text messages. Please describe your request in text.",
     "invalid_encoding": "Your message contained characters I can't read. Please resend it as text.",
+    "prompt_injection": (
+        "I can't act on instructions that try to change how I work or skip our approval "
+        "rules. Please describe what you need help with, and I'll gladly assist."
+    ),
+    "jailbreak": (
+        "I can only help as Larkspur's support assistant, within our policies. "
+        "What can I help you with today?"
+    ),
+    "pii_detected": (
+        "For your safety, please don't share card numbers, bank details, ID numbers, "
+        "passwords or API keys here. Send your question again without them."
+    ),
+    "budget_exceeded": (
+        "I've reached the usage limit for now, so I can't answer this request. "
+        "Please try again later or contact our support team."
+    ),
 }
 
 FALLBACK_ANSWER = (
     "I'm sorry, I couldn't produce a reliable answer this time. "
     "A member of our support team can help you further."
 )
+
+REFUND_CLAIM_REWRITE = (
+    "I haven't issued a refund in this conversation turn, so I can't confirm one. {actions}"
+)
+"""Replaces an answer that claims a refund no executed refund backs (validate)."""
+
+ACTION_SUMMARIES: dict[str, str] = {
+    "executed": "{name} on {target} was completed.",
+    "rejected": "The {name} request on {target} was rejected by a reviewer.",
+    "denied": "The {name} request on {target} was not allowed.",
+    "failed": "The {name} request on {target} failed.",
+    "pending_approval": "The {name} request on {target} is waiting for a manager's approval.",
+}
+"""One truthful sentence per action record, used by the safe answers of validate."""
+
+REFUND_CLAIM_NO_ACTIONS = "No action was taken; a team member can help if you need a refund."

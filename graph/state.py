@@ -55,3 +55,11 @@ class State(InputState, total=False):
     """Why the tool loop stopped early (a limit), if it did."""
     response: AgentResponse | None
     """The validated answer of the turn (DESIGN.md: `values["response"]`)."""
+    turn_id: str | None
+    """Random id of the turn (the usage ledger's run id when the run has none)."""
+    route: str | None
+    """`routine` or `strong`: which model answers the turn (steward.budget.routing)."""
+    route_reason: str | None
+    """Reason code of the routing decision."""
+    guardrail_codes: list[str]
+    """Reason codes of the guardrail decisions of the turn (e.g. `pii_redacted`); no text."""

@@ -1,19 +1,42 @@
-"""agent: call the chat model with the allowlisted tools bound."""
+"""agent: call the chat model with the caller's permitted tools, within budget.
+
+Before every call: pick the model (routine or strong, steward.budget.routing), bind only the
+tools the assistant and the caller's role may use, estimate the call with tiktoken (prompt as
+counted by OpenAI + output at its `max_tokens` cap) and reserve that estimate in the usage
+ledger; a refused reservation stops the turn with `stop_reason="budget_exceeded"` (validate
+answers with that refusal code). After the call the reservation is settled with the
+provider's reported usage (`AIMessage.usage_metadata`), or released when the call failed.
+"""
 
 from __future__ import annotations
 
+import logging
+from decimal import Decimal
 from typing import Any
 
 import openai
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableConfig
 
-from graph.deps import Deps
+from graph.deps import Deps, model_name_of
 from graph.errors import ProviderError
 from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
 from graph.state import State
 from graph.tools import TOOLS
-from nodes.types import Node
+from nodes.types import ConfigNode
+from steward.budget.budgets import BUDGET_EXCEEDED, Payer
+from steward.budget.estimates import (
+    CallEstimate,
+    encoding_for,
+    estimate_call,
+    output_tokens_of,
+)
+from steward.budget.prices import cost_usd
+from steward.budget.routing import escalation
 from steward.knowledge.types import RetrievedChunk
+
+log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -53,24 +76,84 @@ def as_provider_error(exc: openai.APIError) -> ProviderError:
     return ProviderError(f"LLM provider error: {type(exc).__name__}", retryable=False)
 
 
-def make_agent(deps: Deps) -> Node:
-    """Build the model-calling node; it binds only the assistant's allowlisted tools."""
-    schemas = [TOOLS[name].openai_schema() for name in deps.allowed_tools if name in TOOLS]
-    model = deps.chat_model.bind_tools(schemas) if schemas else deps.chat_model
+def actual_usage(reply: BaseMessage, estimate: CallEstimate, encoding: Any) -> tuple[
+        int, int, int, bool]:
+    """(input, output, cached input, reported by the provider) for a reply."""
+    usage = getattr(reply, "usage_metadata", None)
+    if usage:
+        details = usage.get("input_token_details") or {}
+        return (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)),
+                int(details.get("cache_read", 0) or 0), True)
+    return estimate.input_tokens, output_tokens_of(reply, encoding), 0, False
 
-    async def agent(state: State) -> dict[str, Any]:
+
+def make_agent(deps: Deps) -> ConfigNode:
+    """Build the model-calling node."""
+    settings = deps.settings
+    models: dict[str, BaseChatModel] = {
+        "strong": deps.chat_model,
+        "routine": deps.routine_chat_model or deps.chat_model,
+    }
+    schemas: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    bound: dict[tuple[str, tuple[str, ...]], Runnable[LanguageModelInput, BaseMessage]] = {}
+
+    def tool_schemas(names: tuple[str, ...]) -> list[dict[str, Any]]:
+        if names not in schemas:
+            schemas[names] = [TOOLS[name].openai_schema() for name in names]
+        return schemas[names]
+
+    def bind(route: str, names: tuple[str, ...]) -> Runnable[LanguageModelInput, BaseMessage]:
+        if (route, names) not in bound:
+            chat, offered = models[route], tool_schemas(names)
+            bound[route, names] = chat.bind_tools(offered) if offered else chat
+        return bound[route, names]
+
+    async def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Ask the model for the next step: tool calls or a final JSON answer."""
         calls = state.get("model_calls", 0)
-        if calls >= deps.settings.max_model_calls:
+        if calls >= settings.max_model_calls:
             return {"stop_reason": "model_call_limit"}
+        names = deps.tools_for(deps.role_of(dict(config.get("configurable") or {})))
+        route = state.get("route") or "strong"
+        if route == "routine" and escalation(state.get("repairs", 0), state.get("actions", [])):
+            route = "strong"
+        model_name = model_name_of(models[route], settings)
         prompt: list[BaseMessage] = [
             system_prompt(state.get("retrieved", []), deps),
             *state["messages"],
         ]
+        encoding = await encoding_for(model_name)
+        estimate = estimate_call(
+            model_name, prompt, tool_schemas(names),
+            max_output_tokens=settings.llm_max_tokens, encoding=encoding, settings=settings,
+        )
+        ledger = deps.usage_ledger
+        call_id: str | None = None
+        if ledger is not None:
+            payer = Payer.from_config(config, fallback_run_id=state.get("turn_id"))
+            reservation = await ledger.reserve(payer, estimate, route=route)
+            if not reservation.granted:
+                return {"stop_reason": BUDGET_EXCEEDED}
+            call_id = reservation.call_id
         try:
-            reply = await model.ainvoke(prompt)
-        except openai.APIError as exc:
-            raise as_provider_error(exc) from exc
+            reply = await bind(route, names).ainvoke(prompt)
+        except BaseException as exc:
+            if ledger is not None and call_id is not None:
+                await ledger.release(call_id)
+            if isinstance(exc, openai.APIError):
+                raise as_provider_error(exc) from exc
+            raise
+        used_in, used_out, cached, reported = actual_usage(reply, estimate, encoding)
+        cost: Decimal = cost_usd(model_name, settings, input_tokens=used_in,
+                                 output_tokens=used_out, cached_input_tokens=cached)
+        if ledger is not None and call_id is not None:
+            await ledger.settle(call_id, input_tokens=used_in, output_tokens=used_out,
+                                cached_input_tokens=cached, cost_usd=cost,
+                                source="provider" if reported else "estimate")
+        log.info("model call", extra={
+            "model": model_name, "route": route, "route_reason": state.get("route_reason"),
+            "estimated_input_tokens": estimate.input_tokens, "input_tokens": used_in,
+            "output_tokens": used_out, "cost_usd": str(cost), "usage_reported": reported})
         return {"messages": [reply], "model_calls": calls + 1}
 
     return agent

@@ -1,12 +1,25 @@
-"""guard_tools: allowlist, argument validation and risk rules for every requested tool call."""
+"""guard_tools: allowlist, role permissions, argument validation and risk rules, in code.
+
+For every tool call of the latest model turn, in order:
+1. the tool exists and is on the assistant's allowlist (`Deps.allowed_tools`);
+2. the caller's role (`configurable.role`) may use it (`Deps.tools_for`);
+3. its arguments validate against the tool's pydantic schema;
+4. the risk rules (graph.tools.RISK_RULES + `STEWARD_TOOL_RULES`) decide: allow, hold for a
+   person's approval, or deny; the strictest matching rule wins;
+5. at most `STEWARD_MAX_TOOL_CALLS` calls per turn.
+Nothing the model, a document or a tool result says can change these decisions: they read
+only the validated arguments, the run's config and what the *user* wrote.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from decimal import Decimal
+from typing import Any, Optional
 
 from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from graph.deps import Deps
@@ -14,7 +27,9 @@ from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.messages import last_ai
-from nodes.types import Node
+from nodes.types import ConfigNode
+from steward.guardrails.policy_rules import evaluate
+from steward.guardrails.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +42,27 @@ def denial(call_id: str, name: str, args: dict[str, Any], reason: str) -> Planne
 
 
 def judge_call(
-    call_id: str, name: str, raw_args: dict[str, Any], deps: Deps
+    call_id: str, name: str, raw_args: dict[str, Any], deps: Deps, *,
+    role: str | None = None, provenance: Provenance | None = None,
 ) -> PlannedCall:
-    """Decide one well-formed call: unknown or disallowed tools and bad arguments are denied."""
+    """Decide one well-formed call.
+
+    Args:
+        call_id: the model's tool-call id.
+        name: the tool the model asked for.
+        raw_args: the arguments as the model sent them.
+        deps: allowlist, role permissions, rules and settings.
+        role: the caller's role; `STEWARD_DEFAULT_ROLE` when None.
+        provenance: what the user wrote and already-refunded amounts; without it the
+            provenance rules (`order_id_from_user`, `amount_from_user`, `order_refund_total`)
+            cannot match. guard_tools always passes it.
+    """
+    role = role or deps.settings.default_role
     spec = TOOLS.get(name)
     if spec is None or name not in deps.allowed_tools:
         return denial(call_id, name, raw_args, f"tool '{name}' is not available to this assistant")
+    if name not in deps.tools_for(role):
+        return denial(call_id, name, raw_args, f"tool '{name}' is not permitted for role '{role}'")
     try:
         args = spec.args_model.model_validate(raw_args)
     except ValidationError as exc:
@@ -41,12 +71,23 @@ def judge_call(
             for err in exc.errors()
         )
         return denial(call_id, name, raw_args, f"invalid arguments for {name}: {problems}")
-    verdict = spec.risk(args, deps.approval_threshold)
+    facts: dict[str, Any] = {**args.model_dump(), "role": role}
+    if name == "issue_refund" and provenance is not None:
+        facts.update(provenance.refund_facts(facts["order_id"], Decimal(facts["amount"])))
+    verdict, matches = evaluate(name, facts, deps.risk_rules, deps.settings)
+    if name == "issue_refund" and provenance is not None and verdict != "deny":
+        provenance.count(facts["order_id"], Decimal(facts["amount"]))
+    codes = [m.code for m in matches if m.action == verdict]
     reason = {
         "allow": "allowed",
-        "approve": f"requires approval (above {deps.approval_threshold} USD)",
-        "deny": "denied by policy",
+        "approve": "requires approval: " + "; ".join(
+            m.description or m.code for m in matches if m.action == "approve"),
+        "deny": "denied by policy: " + "; ".join(
+            m.description or m.code for m in matches if m.action == "deny"),
     }[verdict]
+    if codes:
+        log.info("tool risk rules matched", extra={
+            "tool": name, "verdict": verdict, "reason_codes": codes, "role": role})
     return PlannedCall(
         call_id=call_id,
         name=name,
@@ -72,12 +113,16 @@ def denial_record(call: PlannedCall) -> ActionRecord:
     )
 
 
-def make_guard_tools(deps: Deps) -> Node:
+def make_guard_tools(deps: Deps) -> ConfigNode:
     """Build the node that decides, in code, what each requested tool call may do."""
 
-    async def guard_tools(state: State) -> dict[str, Any]:
+    async def guard_tools(
+        state: State, config: Optional[RunnableConfig] = None,  # noqa: UP045  # LangGraph's spelling
+    ) -> dict[str, Any]:
         """Check every tool call of the latest model turn; deny, allow or hold for approval."""
+        role = deps.role_of(dict((config or {}).get("configurable") or {}))
         message = last_ai(state["messages"])
+        provenance = Provenance.of(state["messages"])
         plan: list[PlannedCall] = []
         for bad in message.invalid_tool_calls:
             plan.append(
@@ -93,7 +138,8 @@ def make_guard_tools(deps: Deps) -> Node:
                 plan.append(denial(call_id, call["name"], call["args"], "tool call limit reached"))
                 continue
             budget -= 1
-            plan.append(judge_call(call_id, call["name"], call["args"], deps))
+            plan.append(judge_call(call_id, call["name"], call["args"], deps, role=role,
+                                   provenance=provenance))
         denied = [c for c in plan if c["verdict"] == "deny"]
         for entry in denied:
             log.info("tool call denied", extra={"tool": entry["name"], "reason": entry["reason"]})

@@ -1,16 +1,31 @@
-"""input_filter: refuse empty, oversized and non-text input with a reason code."""
+"""input_filter: screen the user's input before anything else sees it.
+
+Checks, each logged with a reason code (`guardrail`, `decision`, `reason_code`; never text):
+1. size and encoding (empty, too large, non-text, invalid characters): refused;
+2. prompt injection and jailbreak (steward.guardrails.injection): refused unless
+   `STEWARD_GUARD_INJECTION=false`;
+3. PII and secrets (steward.guardrails.pii): redacted in place, under the message's own id,
+   so the model, the logs and later checkpoints only see placeholders
+   (`STEWARD_GUARD_PII=block` refuses instead, `off` skips);
+4. model routing for the turn (steward.budget.routing).
+A refused turn goes to finalize, which answers politely with the reason code as `refusal`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 from graph.deps import Deps
 from graph.state import State
 from nodes.messages import last_human, text_of
 from nodes.types import Node
+from steward.guardrails.screen import screen_turn
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +39,13 @@ FRESH_TURN: dict[str, Any] = {
     "repairs": 0,
     "stop_reason": None,
     "response": None,
+    "route": None,
+    "route_reason": None,
+    "guardrail_codes": [],
 }
+
+WITHHELD = "[message not accepted: {reason}]"
+"""What replaces a refused message's content in state, so unscreened text is not kept."""
 
 
 def check_input(message: HumanMessage | None, *, max_chars: int) -> str | None:
@@ -47,16 +68,55 @@ def check_input(message: HumanMessage | None, *, max_chars: int) -> str | None:
     return None
 
 
+def new_user_messages(messages: Sequence[AnyMessage]) -> list[HumanMessage]:
+    """The user messages of this turn: every HumanMessage after the last model message."""
+    found: list[HumanMessage] = []
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            break
+        if isinstance(message, HumanMessage):
+            found.append(message)
+    return found[::-1]
+
+
 def make_input_filter(deps: Deps) -> Node:
     """Build the node that starts every turn: reset per-turn fields and screen the input."""
+    settings = deps.settings
 
     async def input_filter(state: State) -> dict[str, Any]:
-        """Reset the turn's working fields and refuse input the service cannot accept."""
-        reason = check_input(
-            last_human(state["messages"]), max_chars=deps.settings.max_input_chars
-        )
+        """Reset the turn's working fields; refuse, redact and route the user's input."""
+        turn: dict[str, Any] = {**FRESH_TURN, "turn_id": uuid.uuid4().hex}
+        latest = last_human(state["messages"])
+        reason = check_input(latest, max_chars=settings.max_input_chars)
+        log.info("guardrail decision", extra={
+            "guardrail": "size_encoding", "decision": "block" if reason else "pass",
+            "reason_code": reason or "acceptable"})
         if reason is not None:
-            log.info("input refused", extra={"reason_code": reason})
-        return {**FRESH_TURN, "refusal": reason}
+            update: dict[str, Any] = {**turn, "refusal": reason, "guardrail_codes": [reason]}
+            if latest is not None and reason != "empty_input":
+                update["messages"] = [latest.model_copy(
+                    update={"content": WITHHELD.format(reason=reason)})]
+            return update
+
+        fresh = new_user_messages(state["messages"]) or ([latest] if latest else [])
+        texts = [text_of(m) for m in fresh]
+        screening = await asyncio.to_thread(screen_turn, texts, settings)
+        for decision in screening.decisions:
+            log.info("guardrail decision", extra=decision)
+        replaced = [
+            message.model_copy(update={"content": redaction.text})
+            for message, redaction in zip(fresh, screening.redacted, strict=True)
+            if redaction.changed
+        ]
+        update = {
+            **turn,
+            "refusal": screening.refusal,
+            "route": screening.route,
+            "route_reason": screening.route_reason,
+            "guardrail_codes": screening.codes,
+        }
+        if replaced:
+            update["messages"] = replaced
+        return update
 
     return input_filter

@@ -1,21 +1,42 @@
-"""validate: parse the model's final answer, keep only real citations, repair or fall back."""
+"""validate: turn the model's final reply into a safe AgentResponse.
+
+Checks, in order: a stopped tool loop (limit or budget) gets a safe answer; the reply must be
+the FinalAnswer JSON (bounded repair, then a fallback); citations must be chunks retrieved in
+this run; PII and secrets are redacted from the answer (values quoted from this turn's policy
+excerpts stay); an answer claiming a refund that no executed refund backs is replaced by a
+truthful summary of the turn's actions. Every intervention is logged with a reason code.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AnyMessage, HumanMessage
 from pydantic import ValidationError
 
 from graph.deps import Deps
-from graph.prompts import FALLBACK_ANSWER, REPAIR_PROMPT
-from graph.schemas import AgentResponse, FinalAnswer
+from graph.prompts import (
+    ACTION_SUMMARIES,
+    FALLBACK_ANSWER,
+    REFUND_CLAIM_NO_ACTIONS,
+    REFUND_CLAIM_REWRITE,
+    REFUSAL_ANSWERS,
+    REPAIR_PROMPT,
+)
+from graph.schemas import ActionRecord, AgentResponse, FinalAnswer
 from graph.state import State
 from nodes.messages import last_ai, text_of
 from nodes.types import Node
+from steward.budget.budgets import BUDGET_EXCEEDED
+from steward.guardrails.claims import unbacked_claims
+from steward.guardrails.pii import redact_text
+from steward.guardrails.provenance import executed_refunds
+from steward.observability.metrics import record_guardrail_block
 
 log = logging.getLogger(__name__)
 
@@ -55,36 +76,96 @@ def keep_known_sources(sources: list[str], known: set[str]) -> tuple[list[str], 
     return kept, dropped
 
 
+def summarize_actions(actions: Sequence[ActionRecord]) -> str:
+    """One truthful sentence per action of the turn (from the records, never the model)."""
+    sentences = []
+    for action in actions:
+        args = action.get("args") or {}
+        target = args.get("order_id") or "your request"
+        if action["name"] == "issue_refund" and args.get("amount"):
+            target = f"{target} ({args['amount']} USD)"
+        template = ACTION_SUMMARIES.get(action["status"], ACTION_SUMMARIES["failed"])
+        sentences.append(template.format(name=action["name"].replace("_", " "), target=target))
+    return " ".join(sentences)
+
+
+def refunded_orders(actions: Sequence[ActionRecord], messages: Sequence[AnyMessage]) -> set[str]:
+    """Orders with an executed refund in this turn (action records) or this thread (results)."""
+    orders = {
+        str(a["args"].get("order_id", "")).upper()
+        for a in actions if a["name"] == "issue_refund" and a["status"] == "executed"
+    }
+    return orders | set(executed_refunds(messages))
+
+
+def check_answer(answer: str, *, actions: Sequence[ActionRecord], messages: Sequence[AnyMessage],
+                 policy_text: str, redact: bool, claims: bool) -> tuple[str, list[str]]:
+    """Apply the output guardrails to an answer; returns (answer, reason codes of changes)."""
+    codes: list[str] = []
+    if redact:
+        redaction = redact_text(answer, keep_if_in=policy_text)
+        if redaction.changed:
+            answer = redaction.text
+            codes.append("output_pii_redacted")
+            log.warning("guardrail decision", extra={
+                "guardrail": "output_pii", "decision": "redact",
+                "reason_code": "output_pii_redacted", "entities": list(redaction.entities)})
+    if claims and unbacked_claims(answer, refunded_orders(actions, messages)):
+        answer = REFUND_CLAIM_REWRITE.format(
+            actions=summarize_actions(actions) or REFUND_CLAIM_NO_ACTIONS)
+        codes.append("unbacked_refund_claim")
+        log.warning("guardrail decision", extra={
+            "guardrail": "refund_claim", "decision": "rewrite",
+            "reason_code": "unbacked_refund_claim"})
+    return answer, codes
+
+
 def make_validate(deps: Deps) -> Node:
     """Build the node that turns the model's final reply into an AgentResponse."""
+    settings = deps.settings
 
     async def validate(state: State) -> dict[str, Any]:
         """Validate the answer; ask the model to repair it a bounded number of times."""
         actions = state.get("actions", [])
-        if state.get("stop_reason"):
-            log.warning("tool loop stopped early", extra={"stop_reason": state["stop_reason"]})
+        stop = state.get("stop_reason")
+        if stop == BUDGET_EXCEEDED:
+            summary = summarize_actions(actions)
+            refusal = " ".join(filter(None, [REFUSAL_ANSWERS[BUDGET_EXCEEDED], summary]))
+            return {"response": AgentResponse(answer=refusal, sources=[], actions=actions,
+                                              refusal=BUDGET_EXCEEDED)}
+        if stop:
+            log.warning("tool loop stopped early", extra={"stop_reason": stop})
             return {"response": fallback(actions)}
         try:
             answer = parse_final_answer(text_of(last_ai(state["messages"])))
         except AnswerInvalid as exc:
             repairs = state.get("repairs", 0)
-            if repairs < deps.settings.max_repairs:
+            if repairs < settings.max_repairs:
                 return {
                     "repairs": repairs + 1,
                     "messages": [HumanMessage(REPAIR_PROMPT.format(error=exc), name="validator")],
                 }
             log.warning("answer invalid after repairs", extra={"error": str(exc)})
             return {"response": fallback(actions)}
-        known = {chunk["id"] for chunk in state.get("retrieved", [])}
+        retrieved = state.get("retrieved", [])
+        known = {chunk["id"] for chunk in retrieved}
         sources, dropped = keep_known_sources(answer.sources, known)
         if dropped:
             log.warning("removed citations not retrieved in this run",
-                        extra={"dropped": dropped})
-        return {
-            "response": AgentResponse(
-                answer=answer.answer, sources=sources, actions=actions, refusal=None
-            )
+                        extra={"dropped": dropped, "reason_code": "unknown_citation"})
+        text, codes = await asyncio.to_thread(
+            check_answer, answer.answer, actions=actions, messages=state["messages"],
+            policy_text="\n".join(chunk["text"] for chunk in retrieved),
+            redact=settings.guard_output_pii, claims=settings.guard_refund_claims,
+        )
+        for code in codes:
+            record_guardrail_block(code, stage="output")
+        update: dict[str, Any] = {
+            "response": AgentResponse(answer=text, sources=sources, actions=actions, refusal=None)
         }
+        if codes:
+            update["guardrail_codes"] = [*state.get("guardrail_codes", []), *codes]
+        return update
 
     return validate
 
@@ -92,3 +173,7 @@ def make_validate(deps: Deps) -> Node:
 def fallback(actions: list[Any]) -> AgentResponse:
     """The safe answer when no valid one could be produced; actions stay truthful."""
     return AgentResponse(answer=FALLBACK_ANSWER, sources=[], actions=actions, refusal=None)
+
+
+__all__ = ["AnswerInvalid", "check_answer", "fallback", "keep_known_sources",
+           "make_validate", "parse_final_answer", "summarize_actions"]

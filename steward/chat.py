@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from graph.builder import DURABILITY
+from steward.observability.callbacks import instrument_run_config
 from steward.runtime import Runtime
 
 Ask = Callable[[str], Awaitable[str]]
@@ -65,7 +66,10 @@ def render(values: dict[str, Any], console: Console) -> None:
 async def run_turn(runtime: Runtime, thread_id: str, text: str, *, ask: Ask,
                    console: Console, user_id: str = "operator") -> dict[str, Any]:
     """Run one user turn to completion, resolving approvals interactively."""
-    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "user_id": user_id}}
+    config: RunnableConfig = instrument_run_config(
+        {"configurable": {"thread_id": thread_id, "user_id": user_id}},
+        run_id=str(uuid.uuid4()), thread_id=thread_id, user_id=user_id,
+    )
     payload: Any = {"messages": [{"role": "user", "content": text}]}
     request: dict[str, Any] | None = None
     while True:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -15,11 +14,9 @@ DEFAULT_CORPUS = Path("data/policies")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from steward.observability.logging import configure_logging
+
+    configure_logging(get_settings(), level="DEBUG" if verbose else None)
     for noisy in ("httpx", "httpcore", "sentence_transformers", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -126,3 +123,15 @@ def mock_llm(host: str, port: int, latency_ms: int, error_rate: float, stream_de
 
     run(host, port, latency_ms=latency_ms, error_rate=error_rate,
         stream_delay_ms=stream_delay_ms, seed=rng_seed)
+
+
+def _register_subcommands() -> None:
+    from steward.cli_eval import eval_command
+    from steward.cli_server import keys, serve
+
+    main.add_command(serve)
+    main.add_command(keys)
+    main.add_command(eval_command)
+
+
+_register_subcommands()

@@ -21,6 +21,7 @@ from steward.db.migrate import migrate
 from steward.db.pool import open_pool
 from steward.domain.orders import PgOrderStore
 from steward.knowledge.retriever import load_retriever
+from steward.observability.metrics import observe_pool
 from steward.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
             settings=settings, **overrides,
         )
         checkpointer = make_checkpointer(pool)
-        yield Runtime(
-            graph=make_graph(checkpointer, deps=deps), deps=deps, pool=pool,
-            checkpointer=checkpointer, database_url=url,
-        )
+        stop_observing = observe_pool(pool)
+        try:
+            yield Runtime(
+                graph=make_graph(checkpointer, deps=deps), deps=deps, pool=pool,
+                checkpointer=checkpointer, database_url=url,
+            )
+        finally:
+            stop_observing()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +59,76 @@ class Settings(BaseSettings):
     max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
     max_repairs: int = Field(default=2, validation_alias="STEWARD_MAX_REPAIRS")
     recursion_limit: int = Field(default=40, validation_alias="STEWARD_RECURSION_LIMIT")
+
+    # Guardrails (steward.guardrails; README "Guardrails and cost").
+    guard_injection: bool = Field(default=True, validation_alias="STEWARD_GUARD_INJECTION")
+    """Refuse input that tries to override instructions, jailbreak or spoof approvals."""
+    injection_threshold: float = Field(
+        default=1.0, gt=0, validation_alias="STEWARD_INJECTION_THRESHOLD"
+    )
+    """Sum of matched rule weights at which input is refused (strong rules weigh 1.0)."""
+    guard_pii: Literal["redact", "block", "off"] = Field(
+        default="redact", validation_alias="STEWARD_GUARD_PII"
+    )
+    """What input_filter does with PII and secrets in user text."""
+    guard_output_pii: bool = Field(default=True, validation_alias="STEWARD_GUARD_OUTPUT_PII")
+    """Redact PII and secrets in final answers (values quoted from retrieved policies stay)."""
+    guard_refund_claims: bool = Field(
+        default=True, validation_alias="STEWARD_GUARD_REFUND_CLAIMS"
+    )
+    """Rewrite answers that claim a refund this turn did not execute."""
+    default_role: str = Field(default="user", validation_alias="STEWARD_DEFAULT_ROLE")
+    """Role assumed when a run's config names none (`configurable.role`)."""
+    role_tools: dict[str, list[str]] | None = Field(
+        default=None, validation_alias="STEWARD_ROLE_TOOLS"
+    )
+    """JSON `{role: [tool, ...]}` replacing graph.tools.ROLE_TOOLS; unknown roles get none."""
+    tool_rules: list[dict[str, Any]] = Field(
+        default_factory=list, validation_alias="STEWARD_TOOL_RULES"
+    )
+    """JSON list of extra risk rules (steward.guardrails.policy_rules.RiskRule fields)."""
+    refund_deny_above: Decimal | None = Field(
+        default=Decimal("5000"), validation_alias="STEWARD_REFUND_DENY_ABOVE"
+    )
+    """Refunds above this are never issued through the assistant (finance handles them)."""
+
+    # Cost control (steward.budget).
+    budget_user_day_usd: Decimal | None = Field(
+        default=Decimal("5"), validation_alias="STEWARD_BUDGET_USER_DAY_USD"
+    )
+    """LLM spend per user per UTC day; empty means unlimited."""
+    budget_tenant_month_usd: Decimal | None = Field(
+        default=Decimal("500"), validation_alias="STEWARD_BUDGET_TENANT_MONTH_USD"
+    )
+    """LLM spend per tenant per UTC calendar month; empty means unlimited."""
+    budget_thread_usd: Decimal | None = Field(
+        default=Decimal("2"), validation_alias="STEWARD_BUDGET_THREAD_USD"
+    )
+    """LLM spend per conversation thread; empty means unlimited."""
+    budget_reservation_ttl_s: float = Field(
+        default=600.0, gt=0, validation_alias="STEWARD_BUDGET_RESERVATION_TTL_S"
+    )
+    """A reservation never settled (crashed process) stops counting after this long."""
+    model_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, validation_alias="STEWARD_MODEL_PRICES"
+    )
+    """JSON `{model: {"input": usd_per_mtok, "output": ..., "cached_input": ...}}` overriding
+    the list prices in steward.observability.pricing."""
+    routing_max_routine_tokens: int = Field(
+        default=150, ge=0, validation_alias="STEWARD_ROUTING_MAX_ROUTINE_TOKENS"
+    )
+    """User messages longer than this (o200k tokens) go to the strong model."""
+
+    @field_validator(
+        "refund_deny_above", "budget_user_day_usd", "budget_tenant_month_usd",
+        "budget_thread_usd", mode="before",
+    )
+    @classmethod
+    def _empty_means_unlimited(cls, value: Any) -> Any:
+        """An empty value (or `none`, `unlimited`) switches a limit off."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited"):
+            return None
+        return value
 
     @property
     def index_dir(self) -> Path:

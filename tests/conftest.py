@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from steward.settings import Settings
 
-pytest_plugins = ["tests.fixtures_db", "tests.fixtures_mock_llm"]
+pytest_plugins = ["tests.fixtures_db", "tests.fixtures_mock_llm", "tests.fixtures_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "policies"

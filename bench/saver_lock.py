@@ -1,0 +1,108 @@
+"""AsyncPostgresSaver's instance lock (langgraph #7259): one saver vs several on one pool.
+
+Runs/s of a 3-step graph (durability "sync") at concurrency 1, 4 and 16, with one saver and
+with four savers sharing the same pool (what RunWorker does), in the same run; prints the
+ratio four/one. `--rtt-ms` adds a round trip to every statement, as a database across a
+network would. Needs Postgres (STEWARD_BENCH_PG, default postgresql://root@127.0.0.1/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from typing import Any, TypedDict
+
+import psycopg
+from langgraph.graph import END, START, StateGraph
+from psycopg import AsyncCursor
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from graph.checkpointer import make_checkpointer
+from steward.db.migrate import migrate
+
+RTT_S = 0.0
+
+
+class State(TypedDict, total=False):
+    n: int
+    text: str
+
+
+class DelayedCursor(AsyncCursor[Any]):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        if RTT_S:
+            await asyncio.sleep(RTT_S)
+        return await super().execute(*args, **kwargs)
+
+
+def tiny_graph(saver: Any) -> Any:
+    async def step(state: State) -> State:
+        return {"n": state.get("n", 0) + 1, "text": "x" * 200}
+
+    builder = StateGraph(State)
+    for name in ("a", "b", "c"):
+        builder.add_node(name, step)
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("b", "c")
+    builder.add_edge("c", END)
+    return builder.compile(checkpointer=saver)
+
+
+async def runs_per_second(graphs: list[Any], concurrency: int, total: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await graphs[i % len(graphs)].ainvoke(
+                {"n": 0}, {"configurable": {"thread_id": str(uuid.uuid4())}}, durability="sync")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(total)))
+    return total / (time.perf_counter() - started)
+
+
+async def main(args: argparse.Namespace) -> None:
+    global RTT_S
+    RTT_S = args.rtt_ms / 1000
+    admin_url = os.environ.get("STEWARD_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
+    name = f"steward_bench_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+              "cursor_factory": DelayedCursor}
+    try:
+        async with AsyncConnectionPool(url, min_size=20, max_size=20, kwargs=kwargs,
+                                       open=False) as pool:
+            await pool.open(wait=True)
+            await migrate(pool, url)
+            results: dict[tuple[int, int], list[float]] = {}
+            for _ in range(args.repeats):
+                for savers in (1, 4):
+                    graphs = [tiny_graph(make_checkpointer(pool)) for _ in range(savers)]
+                    for concurrency in (1, 4, 16):
+                        total = 20 if concurrency == 1 else 64
+                        rps = await runs_per_second(graphs, concurrency, total)
+                        results.setdefault((savers, concurrency), []).append(rps)
+    finally:
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    median = {key: statistics.median(v) for key, v in results.items()}
+    print(f"rtt {args.rtt_ms} ms, median of {args.repeats} repeats (runs/s)")
+    print(f"{'concurrency':>11} {'1 saver':>9} {'4 savers':>9} {'4 / 1':>7}")
+    for concurrency in (1, 4, 16):
+        one, four = median[(1, concurrency)], median[(4, concurrency)]
+        print(f"{concurrency:>11} {one:>9.1f} {four:>9.1f} {four / one:>7.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rtt-ms", type=float, default=0.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    asyncio.run(main(parser.parse_args()))

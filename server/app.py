@@ -1,0 +1,147 @@
+"""The Litestar application factory: `create_app(settings=None, **runtime_overrides)`.
+
+The lifespan opens `steward.runtime.open_runtime` (pool, migrations, index, graph) into
+`app.state.runtime`, builds the key store and threads repository (`app.state.key_store`,
+`app.state.threads_repo`), makes sure an API key exists (development: creates one), then
+starts the runs worker and the pending-approvals gauge, and stops them on shutdown.
+`STEWARD_BLOCKBUSTER=1` makes any blocking call on the event loop raise (used by the e2e tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from server.auth import provide_principal
+from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
+from server.keys import KeyStore, ensure_dev_key
+from server.observability import ObservabilityMiddleware, metrics_endpoint
+from server.routes import (
+    foundation_routes,
+    provide_key_store,
+    provide_runtime,
+    provide_settings,
+    provide_threads_repo,
+)
+from server.routes.meta import STEWARD_VERSION
+from server.routes.runs import ROUTES as RUNS_ROUTES
+from server.routes.usage import ROUTES as USAGE_ROUTES
+from server.runs.worker import RunWorker
+from server.threads_repo import ThreadsRepo
+from steward.observability.metrics import approvals_pending_loop
+from steward.runtime import Runtime, open_runtime
+from steward.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+BLOCKBUSTER_ENV = "STEWARD_BLOCKBUSTER"
+async def _warm_up(runtime: Runtime) -> None:
+    """Load lazily-initialised, file-reading pieces now, off the request path.
+
+    psycopg resolves the server's time zone with `zoneinfo` (a file read) on the first
+    `timestamptz` it decodes and caches it; doing it here keeps that read off request handling.
+    """
+    async with runtime.pool.connection() as conn:
+        await (await conn.execute("SELECT now() AS now")).fetchone()
+
+
+def _activate_blockbuster() -> Any:
+    from blockbuster import BlockBuster
+
+    bb = BlockBuster()
+    bb.activate()
+    logger.info("blockbuster active: blocking calls on the event loop raise")
+    return bb
+
+
+def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Litestar:
+    """Build the Steward HTTP app.
+
+    Args:
+        settings: defaults to the process settings (environment).
+        **runtime_overrides: passed to `open_runtime` (e.g. `chat_model=` in tests).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_runtime(settings, **dict(runtime_overrides)) as runtime:
+            key_store = KeyStore(runtime.pool)
+            await ensure_dev_key(key_store, settings)
+            app.state.runtime = runtime
+            app.state.key_store = key_store
+            app.state.threads_repo = ThreadsRepo(runtime.pool, runtime.checkpointer)
+            await _warm_up(runtime)
+            bb = _activate_blockbuster() if os.environ.get(BLOCKBUSTER_ENV) == "1" else None
+            worker = RunWorker(runtime, settings)
+            await worker.start()
+            app.state.worker = worker
+            gauge = asyncio.create_task(approvals_pending_loop(runtime.pool))
+            logger.info("steward service ready (%s)", settings.env)
+            try:
+                yield
+            finally:
+                gauge.cancel()
+                await worker.stop()
+                if bb is not None:
+                    bb.deactivate()
+                app.state.runtime = None
+
+    route_handlers: list[Any] = [
+        *foundation_routes(), *RUNS_ROUTES, *USAGE_ROUTES, metrics_endpoint,
+    ]
+
+    return Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        middleware=[ObservabilityMiddleware()],
+        dependencies={
+            "principal": Provide(provide_principal),
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "threads_repo": Provide(provide_threads_repo, sync_to_thread=False),
+            "key_store": Provide(provide_key_store, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        state=State({"settings": settings}),
+        cors_config=CORSConfig(
+            allow_origins=["*"], allow_headers=["*"],
+            expose_headers=["content-location", "location", "x-pagination-total",
+                            "x-pagination-next"],
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Steward",
+            version=STEWARD_VERSION,
+            description="LangGraph Server API subset and approval queue of the Steward agent.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+            components=Components(security_schemes={
+                "ApiKey": SecurityScheme(type="apiKey", name="x-api-key",
+                                         security_scheme_in="header"),
+            }),
+            security=[{"ApiKey": []}],
+        ),
+        logging_config=None,  # steward.observability.logging configures logging (CLI start)
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory server.app:create_app_from_env`."""
+    return create_app()
+
+
+__all__ = ["BLOCKBUSTER_ENV", "create_app", "create_app_from_env"]

@@ -1,0 +1,106 @@
+"""The approval queue API (approver and admin only; 403 for users, 404 across tenants).
+
+- `GET /approvals`: pending first; filters `status`, `tenant` (admins), `older_than`,
+  `newer_than`, `limit`, `offset`.
+- `GET /approvals/{approval_id}`: the proposed action, the conversation context (last
+  messages, this turn's policy citations, the requester) and the decision, if any.
+- `POST /approvals/{approval_id}/decision`: `{"type": "approve"|"edit"|"reject",
+  "edited_action"?, "comment"?}`; recorded exactly once (a second decision answers 409), then
+  the thread resumes in a run created as the approver.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from server.approvals import ApprovalRow, ApprovalStatus, ApprovalStore
+from server.auth import PrincipalDep, requires_role
+from server.errors import NotFound
+from server.routes import RuntimeDep
+from server.schemas import ApprovalDecisionIn
+
+
+def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
+    """The API view of an approval (the context only in the detail view)."""
+    out: dict[str, Any] = {
+        "approval_id": str(row["approval_id"]),
+        "thread_id": str(row["thread_id"]),
+        "run_id": str(row["run_id"]) if row["run_id"] else None,
+        "tenant_id": row["tenant_id"],
+        "requester_id": row["requester_id"],
+        "interrupt_id": row["interrupt_id"],
+        "status": row["status"],
+        "action": row["action"],
+        "decision": row["decision"],
+        "decided_by": row["decided_by"],
+        "decided_at": row["decided_at"],
+        "comment": row["comment"],
+        "resume_run_id": str(row["resume_run_id"]) if row["resume_run_id"] else None,
+        "created_at": row["created_at"],
+    }
+    if detail:
+        out["context"] = row["context"]
+    return out
+
+
+def _approval_uuid(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound(f"approval {raw} not found") from None
+
+
+class ApprovalsController(Controller):
+    """Pending approvals and their decisions."""
+
+    path = "/approvals"
+    tags = ["approvals"]
+    guards = [requires_role("approver", "admin")]
+
+    @get("/", operation_id="ListApprovals")
+    async def list_approvals(
+        self, principal: PrincipalDep, runtime: RuntimeDep,
+        status: Annotated[
+            ApprovalStatus | None, QueryParameter(description="Only this status.")
+        ] = None,
+        tenant: Annotated[str | None, QueryParameter(
+            description="Admins: another tenant, or `*` for all.")] = None,
+        older_than: Annotated[datetime | None, QueryParameter(
+            description="Created before (ISO 8601).")] = None,
+        newer_than: Annotated[datetime | None, QueryParameter(
+            description="Created after (ISO 8601).")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, description="Rows to skip.")] = 0,
+    ) -> list[dict[str, Any]]:
+        """List approvals, pending first (oldest first), then the decided ones."""
+        rows = await ApprovalStore(runtime.pool).list(
+            principal, status=status, tenant=tenant, older_than=older_than,
+            newer_than=newer_than, limit=limit, offset=offset,
+        )
+        return [approval_json(r) for r in rows]
+
+    @get("/{approval_id:str}", operation_id="GetApproval")
+    async def get_approval(
+        self, principal: PrincipalDep, runtime: RuntimeDep, approval_id: FromPath[str]
+    ) -> dict[str, Any]:
+        """Return the approval with its conversation context."""
+        store = ApprovalStore(runtime.pool)
+        row = await store.get(principal, _approval_uuid(approval_id))
+        return approval_json(await store.with_context(runtime, row), detail=True)
+
+    @post("/{approval_id:str}/decision", operation_id="DecideApproval", status_code=200)
+    async def decide(
+        self, principal: PrincipalDep, runtime: RuntimeDep, approval_id: FromPath[str],
+        data: JSONBody[ApprovalDecisionIn],
+    ) -> dict[str, Any]:
+        """Approve, edit or reject; answers the decided approval and the resume run."""
+        row, run = await ApprovalStore(runtime.pool).decide(
+            runtime, principal, _approval_uuid(approval_id), data
+        )
+        return {**approval_json(row, detail=True), "run": run}
+
+
+__all__ = ["ApprovalsController", "approval_json"]

@@ -1,0 +1,74 @@
+"""Service metadata and probes: `/ok`, `/info`, `/healthz` (liveness), `/readyz` (readiness)."""
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import langgraph.version
+from litestar import Request, Response, get
+from litestar.datastructures import State
+
+from server.errors import detail_response
+from steward.runtime import Runtime
+
+
+def _steward_version() -> str:
+    try:
+        return version("steward")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+STEWARD_VERSION = _steward_version()
+READY_TIMEOUT_S = 2.0
+
+
+@get("/ok", operation_id="Ok", tags=["meta"], summary="Ok")
+async def ok() -> dict[str, bool]:
+    """Answer `{"ok": true}` (langgraph-api's liveness route)."""
+    return {"ok": True}
+
+
+@get("/healthz", operation_id="Healthz", tags=["meta"], summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """Answer 200 while the process serves requests; never touches the database."""
+    return {"status": "alive"}
+
+
+@get("/info", operation_id="Info", tags=["meta"], summary="Server information")
+async def info() -> dict[str, Any]:
+    """Describe the server like langgraph-api's `/info` (agent-chat-ui calls it)."""
+    return {
+        "version": STEWARD_VERSION,
+        "langgraph_py_version": langgraph.version.__version__,
+        "flags": {
+            "assistants": True,
+            "crons": False,
+            "langsmith": False,
+            "langsmith_tracing_replicas": False,
+        },
+        "host": {"kind": "self-hosted", "project_id": None, "revision_id": None,
+                 "tenant_id": None},
+    }
+
+
+@get("/readyz", operation_id="Readyz", tags=["meta"], summary="Readiness")
+async def readyz(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
+    """Answer 200 when the database answers and the runtime (with its index) is open, else 503.
+
+    `open_runtime` loads the knowledge index before the app accepts requests, so an open
+    runtime means the index is loaded.
+    """
+    runtime: Runtime | None = request.app.state.get("runtime")
+    if runtime is None:
+        return detail_response(503, "not ready: starting up")
+    try:
+        async with runtime.pool.connection(timeout=READY_TIMEOUT_S) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001  # any failure means "not ready"
+        return detail_response(503, f"not ready: database unreachable ({type(exc).__name__})")
+    return Response({"status": "ready", "database": "ok", "index": "loaded"})
+
+
+META_ROUTES = [ok, healthz, info, readyz]
+
+__all__ = ["META_ROUTES", "STEWARD_VERSION"]

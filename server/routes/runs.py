@@ -1,0 +1,367 @@
+"""Runs routes, as langgraph-sdk 0.4.x calls them (`client.runs.*`).
+
+Background (`POST .../runs`), streaming (`.../runs/stream`, SSE) and waiting
+(`.../runs/wait`) runs all go through `RunService.create` and the Postgres queue; streams and
+waits follow the run's `run_events`, so any replica can serve them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any, Literal
+
+import orjson
+from litestar import Request, Response, delete, get, post
+from litestar.params import Parameter
+from litestar.response import Stream
+from litestar.types import ControllerRouterHandler
+
+from server.auth import Principal
+from server.errors import Unprocessable
+from server.runs.models import (
+    SUPPORTED_STREAM_MODES,
+    Run,
+    RunCreate,
+    RunValidationError,
+    parse_run_create,
+)
+from server.runs.service import RunService, parse_uuid, spawn_background
+from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, dumps, format_event
+from steward.runtime import Runtime
+
+WAIT_KEEPALIVE = b"\n"
+"""Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+RUN_FIELDS = frozenset(Run.model_fields)
+
+
+
+
+async def _body(request: Request[Any, Any, Any], *, stateless: bool) -> RunCreate:
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"malformed JSON body: {exc}") from None
+    try:
+        return parse_run_create(data, stateless=stateless)
+    except RunValidationError as exc:
+        raise Unprocessable(exc.detail) from None
+
+
+def _run_url(run: Run) -> str:
+    return f"/threads/{run.thread_id}/runs/{run.run_id}"
+
+
+async def _sse(
+    service: RunService, run: Run, *, after_seq: int, resumable: bool,
+    names: frozenset[str] | None, cancel_on_disconnect: bool, temporary: bool,
+) -> AsyncIterator[bytes]:
+    run_id = uuid.UUID(run.run_id)
+    finished = False
+    last = time.monotonic()
+    try:
+        async with aclosing(service.events(run_id, after_seq=after_seq, names=names)) as events:
+            async for item in events:
+                now = time.monotonic()
+                if item is None:
+                    if now - last >= HEARTBEAT_INTERVAL_S:
+                        last = now
+                        yield HEARTBEAT
+                    continue
+                last = now
+                yield format_event(item.event, item.data, str(item.seq) if resumable else None)
+        finished = True
+    finally:
+        _after_response(service, run, finished=finished,
+                        cancel_on_disconnect=cancel_on_disconnect, temporary=temporary)
+
+
+async def _result(
+    service: RunService, run: Run, *, cancel_on_disconnect: bool, temporary: bool
+) -> AsyncIterator[bytes]:
+    run_id = uuid.UUID(run.run_id)
+    finished = False
+    last = time.monotonic()
+    try:
+        async with aclosing(service.outcome(run_id)) as outcome:
+            async for item in outcome:
+                now = time.monotonic()
+                if item is None:
+                    if now - last >= HEARTBEAT_INTERVAL_S:
+                        last = now
+                        yield WAIT_KEEPALIVE
+                    continue
+                status, output = item
+                if status == "deleted":
+                    output = {"__error__": {"error": "RunDeleted",
+                                            "message": "the run was rolled back or deleted"}}
+                elif output is None:  # cancelled before it started: the thread's values
+                    output = await service.current_values(uuid.UUID(str(run.thread_id)))
+                yield dumps(output).encode()
+        finished = True
+    finally:
+        _after_response(service, run, finished=finished,
+                        cancel_on_disconnect=cancel_on_disconnect, temporary=temporary)
+
+
+def _after_response(
+    service: RunService, run: Run, *, finished: bool, cancel_on_disconnect: bool,
+    temporary: bool,
+) -> None:
+    # Runs outside the (possibly cancelled) response task.
+    if not finished and cancel_on_disconnect:
+        spawn_background(service.cancel_by_id(uuid.UUID(run.run_id)), "cancel on disconnect")
+    if finished and temporary and run.kwargs.get("on_completion") == "delete":
+        spawn_background(
+            service.discard_temporary_thread(uuid.UUID(str(run.thread_id))),
+            "deleting a stateless run's thread",
+        )
+
+
+def _stream_response(service: RunService, run: Run, body: RunCreate, *, temporary: bool) -> Stream:
+    url = _run_url(run)
+    return Stream(
+        _sse(service, run, after_seq=-1, resumable=body.stream_resumable, names=None,
+             cancel_on_disconnect=body.on_disconnect == "cancel", temporary=temporary),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "Location": f"{url}/stream", "Content-Location": url},
+    )
+
+
+def _wait_response(service: RunService, run: Run, body: RunCreate, *, temporary: bool) -> Stream:
+    url = _run_url(run)
+    return Stream(
+        _result(service, run, cancel_on_disconnect=body.on_disconnect == "cancel",
+                temporary=temporary),
+        media_type="application/json",
+        headers={"Location": f"{url}/join", "Content-Location": url},
+    )
+
+
+def _created(run: Run) -> Response[dict[str, Any]]:
+    return Response(run.public(), status_code=200, headers={"Content-Location": _run_url(run)})
+
+
+# --------------------------------------------------------------------------- stateful
+
+
+@post("/threads/{thread_id:str}/runs", status_code=200, summary="Create a background run")
+async def create_run(
+    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Response[dict[str, Any]]:
+    """Queue a run on a thread; returns it `pending` (`Content-Location` names it)."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=False)
+    return _created(await service.create(principal, thread_id, body))
+
+
+@post("/threads/{thread_id:str}/runs/stream", status_code=200, summary="Create a run, stream it")
+async def stream_run(
+    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Stream:
+    """Queue a run and stream its events as SSE (first event `metadata`)."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=False)
+    run = await service.create(principal, thread_id, body)
+    return _stream_response(service, run, body, temporary=False)
+
+
+@post("/threads/{thread_id:str}/runs/wait", status_code=200, summary="Create a run, wait for it")
+async def wait_run(
+    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Stream:
+    """Queue a run and answer its final values (`__interrupt__` / `__error__` merged in)."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=False)
+    run = await service.create(principal, thread_id, body)
+    return _wait_response(service, run, body, temporary=False)
+
+
+@get("/threads/{thread_id:str}/runs", summary="List a thread's runs")
+async def list_runs(
+    thread_id: str,
+    principal: Principal,
+    runtime: Runtime,
+    limit: int = Parameter(default=10, ge=1, le=1000),
+    offset: int = Parameter(default=0, ge=0),
+    status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
+    | None = None,
+    select: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Runs of a thread, newest first."""
+    fields = [f for f in (select or []) if f]
+    unknown = sorted(set(fields) - RUN_FIELDS)
+    if unknown:
+        raise Unprocessable(f"select: unknown field(s) {', '.join(unknown)}")
+    runs = await RunService(runtime).list_runs(
+        principal, thread_id, limit=limit, offset=offset, status=status
+    )
+    out = [r.public() for r in runs]
+    if fields:
+        out = [{k: v for k, v in r.items() if k in fields} for r in out]
+    return out
+
+
+@get("/threads/{thread_id:str}/runs/{run_id:str}", summary="Get a run")
+async def get_run(
+    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
+) -> dict[str, Any]:
+    """One run of a thread."""
+    return (await RunService(runtime).get(principal, thread_id, run_id)).public()
+
+
+@delete("/threads/{thread_id:str}/runs/{run_id:str}", status_code=204, summary="Delete a run")
+async def delete_run(
+    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
+) -> None:
+    """Delete a finished run (409 while it is pending or running)."""
+    await RunService(runtime).delete(principal, thread_id, run_id)
+
+
+@get("/threads/{thread_id:str}/runs/{run_id:str}/join", summary="Wait for a run's result")
+async def join_run(
+    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
+) -> Stream:
+    """Block until the run ends; answer its final values (whitespace keeps the line alive)."""
+    service = RunService(runtime)
+    run = await service.get(principal, thread_id, run_id)
+    return Stream(_result(service, run, cancel_on_disconnect=False, temporary=False),
+                  media_type="application/json")
+
+
+@get("/threads/{thread_id:str}/runs/{run_id:str}/stream", summary="Join a run's stream")
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    principal: Principal,
+    runtime: Runtime,
+    request: Request[Any, Any, Any],
+    stream_mode: list[str] | None = None,
+    cancel_on_disconnect: bool = False,
+) -> Stream:
+    """Follow a run's events; `Last-Event-ID` replays the stored ones after that id."""
+    service = RunService(runtime)
+    run = await service.get(principal, thread_id, run_id)
+    modes = [m for m in (stream_mode or []) if m]
+    unknown = sorted(set(modes) - set(SUPPORTED_STREAM_MODES))
+    if unknown:
+        raise Unprocessable(f"stream_mode: unsupported mode(s) {', '.join(unknown)}")
+    names = (
+        frozenset({"messages" if m == "messages-tuple" else m for m in modes}
+                  | {"metadata", "error"})
+        if modes else None
+    )
+    after = await service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
+    return Stream(
+        _sse(service, run, after_seq=after, resumable=bool(run.kwargs.get("stream_resumable")),
+             names=names, cancel_on_disconnect=cancel_on_disconnect, temporary=False),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "Location": f"{_run_url(run)}/stream"},
+    )
+
+
+@post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=204,
+      summary="Cancel a run")
+async def cancel_run(
+    thread_id: str,
+    run_id: str,
+    principal: Principal,
+    runtime: Runtime,
+    wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> None:
+    """Cancel a pending or running run on whichever replica runs it (`wait=1`: until ended)."""
+    await RunService(runtime).cancel(principal, thread_id, run_id, action=action, wait=wait)
+
+
+@post("/runs/cancel", status_code=204, summary="Cancel several runs")
+async def cancel_runs(
+    principal: Principal,
+    runtime: Runtime,
+    request: Request[Any, Any, Any],
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> None:
+    """Cancel runs by `run_ids` (with their `thread_id`) or a thread's runs by `status`."""
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"malformed JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise Unprocessable("the request body must be a JSON object")
+    unknown = sorted(set(data) - {"thread_id", "run_ids", "status"})
+    if unknown:
+        raise Unprocessable(f"unknown field(s): {', '.join(unknown)}")
+    status = data.get("status")
+    if status not in (None, "pending", "running", "all"):
+        raise Unprocessable("status must be one of pending, running, all")
+    run_ids = data.get("run_ids")
+    if run_ids is not None and not (
+        isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids)
+    ):
+        raise Unprocessable("run_ids must be a list of run ids")
+    thread_id = data.get("thread_id")
+    if thread_id is not None:
+        parse_uuid(str(thread_id), "thread")
+    await RunService(runtime).cancel_many(
+        principal, thread_id=thread_id, run_ids=run_ids, status=status, action=action
+    )
+
+
+# --------------------------------------------------------------------------- stateless
+
+
+@post("/runs", status_code=200, summary="Create a stateless background run")
+async def create_stateless_run(
+    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Response[dict[str, Any]]:
+    """Queue a run on a temporary thread (deleted after it ends unless `on_completion=keep`)."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=True)
+    return _created(await service.create(principal, None, body))
+
+
+@post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
+async def stream_stateless_run(
+    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Stream:
+    """Run on a temporary thread and stream the events as SSE."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=True)
+    run = await service.create(principal, None, body)
+    return _stream_response(service, run, body, temporary=True)
+
+
+@post("/runs/wait", status_code=200, summary="Create a stateless run, wait for it")
+async def wait_stateless_run(
+    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+) -> Stream:
+    """Run on a temporary thread and answer the final values."""
+    service = RunService(runtime)
+    body = await _body(request, stateless=True)
+    run = await service.create(principal, None, body)
+    return _wait_response(service, run, body, temporary=True)
+
+
+ROUTES: list[ControllerRouterHandler] = [
+    create_run,
+    stream_run,
+    wait_run,
+    list_runs,
+    get_run,
+    delete_run,
+    join_run,
+    join_stream,
+    cancel_run,
+    cancel_runs,
+    create_stateless_run,
+    stream_stateless_run,
+    wait_stateless_run,
+]
+"""Register with `Litestar(route_handlers=[..., *ROUTES])`."""
+
+__all__ = ["ROUTES"]

@@ -1,0 +1,256 @@
+"""Threads: create/get/patch/delete/search/count, state (latest, at a checkpoint), update, history.
+
+Every route resolves the thread through `ThreadsRepo` first, so a thread of another tenant (or,
+for role `user`, of another owner) answers 404 exactly like a missing one.
+"""
+
+import asyncio
+import logging
+from typing import Annotated, Any, TypeAlias
+from uuid import UUID
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import InvalidUpdateError
+from langgraph.types import StateSnapshot
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from server.auth import Principal, PrincipalDep
+from server.errors import Conflict, NotFound, Unprocessable
+from server.routes import RuntimeDep, ThreadsRepoDep
+from server.schemas import (
+    CheckpointIn,
+    HistoryRequest,
+    StateAtCheckpoint,
+    StateUpdate,
+    StateUpdateOut,
+    ThreadCount,
+    ThreadCreate,
+    ThreadOut,
+    ThreadPatch,
+    ThreadSearch,
+    ThreadStateOut,
+)
+from server.state_view import checkpoint_of, thread_json, thread_state
+from server.threads_repo import ThreadRow
+from steward.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+Subgraphs: TypeAlias = Annotated[bool, QueryParameter(description="Include subgraph states.")]
+_VALUES_UNSUPPORTED = "filtering threads by `values` is not supported; filter by `metadata`"
+
+
+def parse_thread_id(raw: str) -> UUID:
+    """Parse a path thread id; anything but a UUID is an unknown thread (404)."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound(f"thread {raw} not found") from None
+
+
+def graph_config(principal: Principal, thread_id: UUID, checkpoint: CheckpointIn | None = None,
+                 checkpoint_id: str | None = None) -> RunnableConfig:
+    """The graph config for a thread, carrying the principal's identity (never the client's)."""
+    configurable: dict[str, Any] = {
+        "thread_id": str(thread_id),
+        "checkpoint_ns": checkpoint.checkpoint_ns if checkpoint else "",
+        "user_id": principal.user_id,
+        "tenant_id": principal.tenant_id,
+    }
+    cid = (checkpoint.checkpoint_id if checkpoint else None) or checkpoint_id
+    if cid:
+        configurable["checkpoint_id"] = cid
+    if checkpoint and checkpoint.checkpoint_map:
+        configurable["checkpoint_map"] = checkpoint.checkpoint_map
+    return {"configurable": configurable}
+
+
+def _before_config(thread_id: UUID, before: str | CheckpointIn | dict[str, Any] | None
+                   ) -> RunnableConfig | None:
+    if before is None:
+        return None
+    if isinstance(before, str):
+        cid: Any = before
+    elif isinstance(before, CheckpointIn):
+        cid = before.checkpoint_id
+    else:
+        cid = (before.get("configurable") or before).get("checkpoint_id")
+    if not isinstance(cid, str) or not cid:
+        raise Unprocessable("`before` must be a checkpoint id or contain `checkpoint_id`")
+    return {"configurable": {"thread_id": str(thread_id), "checkpoint_ns": "",
+                             "checkpoint_id": cid}}
+
+
+async def latest_snapshot(runtime: Runtime, thread_id: UUID) -> StateSnapshot:
+    """The thread's latest state (empty values when it has no checkpoint yet)."""
+    return await runtime.graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
+
+
+async def load_thread(runtime: Runtime, row: ThreadRow) -> ThreadOut:
+    """Render a thread row with its latest values and pending interrupts."""
+    return thread_json(row, await latest_snapshot(runtime, row["thread_id"]))
+
+
+def _select(thread: ThreadOut, select: list[str] | None) -> dict[str, Any]:
+    data = dict(thread)
+    return {k: data[k] for k in select if k in data} if select else data
+
+
+class ThreadsController(Controller):
+    """Conversation threads and their checkpointed state."""
+
+    path = "/threads"
+    tags = ["threads"]
+
+    @post("/", operation_id="CreateThread", status_code=200)
+    async def create_thread(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        data: JSONBody[ThreadCreate],
+    ) -> ThreadOut:
+        """Create a thread owned by the caller (409 if the id exists, unless `do_nothing`)."""
+        row = await threads_repo.create(principal, data.thread_id, data.metadata,
+                                        data.if_exists)
+        return await load_thread(runtime, row)
+
+    @post("/search", operation_id="SearchThreads", status_code=200)
+    async def search_threads(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        data: JSONBody[ThreadSearch],
+    ) -> list[dict[str, Any]]:
+        """List the caller's visible threads matching metadata, ids and status."""
+        if data.values:
+            raise Unprocessable(_VALUES_UNSUPPORTED)
+        rows = await threads_repo.search(
+            principal, metadata=data.metadata, ids=data.ids, status=data.status,
+            limit=data.limit, offset=data.offset, sort_by=data.sort_by,
+            sort_order=data.sort_order,
+        )
+        need_values = not data.select or {"values", "interrupts"} & set(data.select)
+        if need_values:
+            threads = await asyncio.gather(*(load_thread(runtime, r) for r in rows))
+        else:
+            threads = [thread_json(r, None) for r in rows]
+        return [_select(t, data.select) for t in threads]
+
+    @post("/count", operation_id="CountThreads", status_code=200)
+    async def count_threads(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, data: JSONBody[ThreadCount]
+    ) -> int:
+        """Count the caller's visible threads matching metadata and status."""
+        if data.values:
+            raise Unprocessable(_VALUES_UNSUPPORTED)
+        return await threads_repo.count(principal, metadata=data.metadata, status=data.status)
+
+    @get("/{thread_id:str}", operation_id="GetThread")
+    async def get_thread(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str],
+    ) -> ThreadOut:
+        """Return the thread with its latest values and pending interrupts."""
+        row = await threads_repo.require_visible(principal, parse_thread_id(thread_id))
+        return await load_thread(runtime, row)
+
+    @patch("/{thread_id:str}", operation_id="PatchThread")
+    async def patch_thread(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], data: JSONBody[ThreadPatch],
+    ) -> ThreadOut:
+        """Merge metadata into the thread."""
+        row = await threads_repo.patch_metadata(principal, parse_thread_id(thread_id),
+                                                data.metadata)
+        return await load_thread(runtime, row)
+
+    @delete("/{thread_id:str}", operation_id="DeleteThread", status_code=204)
+    async def delete_thread(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, thread_id: FromPath[str]
+    ) -> None:
+        """Delete the thread, its runs and its checkpoints (409 while a run is active)."""
+        await threads_repo.delete(principal, parse_thread_id(thread_id))
+
+    @get("/{thread_id:str}/state", operation_id="GetThreadState")
+    async def get_state(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], subgraphs: Subgraphs = False,
+    ) -> ThreadStateOut:
+        """Return the thread's latest state."""
+        tid = parse_thread_id(thread_id)
+        await threads_repo.require_visible(principal, tid)
+        snapshot = await runtime.graph.aget_state(graph_config(principal, tid),
+                                                  subgraphs=subgraphs)
+        return thread_state(snapshot)
+
+    @get("/{thread_id:str}/state/{checkpoint_id:str}", operation_id="GetThreadStateAt")
+    async def get_state_at(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], checkpoint_id: FromPath[str], subgraphs: Subgraphs = False,
+    ) -> ThreadStateOut:
+        """Return the thread's state at a checkpoint (404 if there is no such checkpoint)."""
+        tid = parse_thread_id(thread_id)
+        await threads_repo.require_visible(principal, tid)
+        config = graph_config(principal, tid, checkpoint_id=checkpoint_id)
+        return await _state_at(runtime, config, subgraphs)
+
+    @post("/{thread_id:str}/state/checkpoint", operation_id="PostThreadStateAt",
+          status_code=200)
+    async def post_state_at(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], data: JSONBody[StateAtCheckpoint],
+    ) -> ThreadStateOut:
+        """Return the thread's state at the checkpoint given in the body."""
+        tid = parse_thread_id(thread_id)
+        await threads_repo.require_visible(principal, tid)
+        config = graph_config(principal, tid, data.checkpoint)
+        return await _state_at(runtime, config, data.subgraphs)
+
+    @post("/{thread_id:str}/state", operation_id="UpdateThreadState", status_code=200)
+    async def update_state(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], data: JSONBody[StateUpdate],
+    ) -> StateUpdateOut:
+        """Apply `values` through the reducers, as `as_node` if given; return the new checkpoint.
+
+        409 while a run is active on the thread.
+        """
+        tid = parse_thread_id(thread_id)
+        row = await threads_repo.require_visible(principal, tid)
+        if row["status"] == "busy":
+            raise Conflict(f"thread {tid} is busy: a run is active; retry when it ends")
+        config = graph_config(principal, tid, data.checkpoint, data.checkpoint_id)
+        try:
+            new_config = await runtime.graph.aupdate_state(config, data.values,
+                                                           as_node=data.as_node)
+        except InvalidUpdateError as exc:
+            raise Unprocessable(f"invalid state update: {exc}") from exc
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise Unprocessable(f"invalid state update values: {exc}") from exc
+        snapshot = await latest_snapshot(runtime, tid)
+        await threads_repo.set_status(tid, "interrupted" if snapshot.interrupts else "idle")
+        return {"checkpoint": checkpoint_of(new_config)}
+
+    @post("/{thread_id:str}/history", operation_id="GetThreadHistory", status_code=200)
+    async def history(
+        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        thread_id: FromPath[str], data: JSONBody[HistoryRequest],
+    ) -> list[ThreadStateOut]:
+        """Return up to `limit` past states, newest first."""
+        tid = parse_thread_id(thread_id)
+        await threads_repo.require_visible(principal, tid)
+        config = graph_config(principal, tid, data.checkpoint)
+        return [
+            thread_state(s)
+            async for s in runtime.graph.aget_state_history(
+                config, filter=data.metadata, before=_before_config(tid, data.before),
+                limit=data.limit,
+            )
+        ]
+
+
+async def _state_at(runtime: Runtime, config: RunnableConfig, subgraphs: bool) -> ThreadStateOut:
+    snapshot = await runtime.graph.aget_state(config, subgraphs=subgraphs)
+    if snapshot.created_at is None and config["configurable"].get("checkpoint_id"):
+        raise NotFound(f"checkpoint {config['configurable']['checkpoint_id']} not found")
+    return thread_state(snapshot)
+
+
+__all__ = ["ThreadsController", "graph_config", "load_thread", "parse_thread_id"]

@@ -1,0 +1,451 @@
+"""Execute one claimed run through the graph, stream its events, and record how it ended.
+
+The final run status, the run's output (what `/wait` and `/join` return), the last events and
+the thread status are committed in one transaction, fenced by the lease, before anyone's
+stream closes. A run taken over after its replica died continues from the thread's last
+checkpoint (`astream(None)`) when that checkpoint was written by this run.
+
+When a run ends interrupted, `server.approvals.record_pending(conn, run=<runs row dict>,
+thread=<threads row dict>, interrupts=[{"value", "id"}, ...])` is called inside that final
+transaction (in a savepoint), if the approvals module provides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphDrained
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import RunControl
+from langgraph.types import Command, Send, StateSnapshot
+
+from server.runs import repo
+from server.runs.events import EventHub, EventWriter
+from server.runs.models import GRAPH_ID
+from server.sse import dumps, interrupt_json, to_jsonable
+from steward.db.pool import DbPool
+from steward.observability.callbacks import instrument_run_config
+
+log = logging.getLogger(__name__)
+
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+APPROVER_ROLES = frozenset({"approver", "admin"})
+
+
+class RunRefused(Exception):
+    """The run may not execute (e.g. a user resuming an approval); it ends with `error`."""
+
+
+class InvalidResume(Exception):
+    """`strict_resume` was set but the thread has no pending interrupt."""
+
+
+@dataclass(eq=False)
+class RunHandle:
+    """A run executing in this process: how to cancel or drain it."""
+
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    attempt: int
+    control: RunControl = field(default_factory=RunControl)
+    task: asyncio.Task[None] | None = None
+    reason: str | None = None
+    """Why the task was cancelled: interrupt, rollback, lease_lost or shutdown."""
+    finishing: bool = False
+    """Set once the graph has finished; cancellation no longer applies."""
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the run's task (the first reason wins; ignored once it is finishing)."""
+        if self.task is None or self.task.done() or self.finishing or self.reason is not None:
+            return
+        self.reason = reason
+        self.task.cancel()
+
+    def drain(self) -> None:
+        """Ask the graph to stop at the next step boundary (graceful shutdown)."""
+        self.control.request_drain("shutdown")
+
+
+def pending_approval(state: StateSnapshot) -> bool:
+    """True when a pending interrupt is an approval request (`action_requests`)."""
+    return any(
+        isinstance(i.value, dict) and "action_requests" in i.value for i in state.interrupts
+    )
+
+
+def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
+    """The RunnableConfig a run executes with; identity comes from the run, never the client.
+
+    Args:
+        run: the `runs` row.
+        recursion_limit: the server's cap (`settings.recursion_limit`).
+    """
+    kwargs = run.get("kwargs") or {}
+    client = kwargs.get("config") or {}
+    thread_id = str(run["thread_id"])
+    configurable = {
+        **(client.get("configurable") or {}),
+        "thread_id": thread_id,
+        "user_id": run["owner_id"],
+        "tenant_id": run["tenant_id"],
+    }
+    metadata = {
+        **(client.get("metadata") or {}),
+        **(run.get("metadata") or {}),
+        "run_id": str(run["run_id"]),
+        "thread_id": thread_id,
+        "assistant_id": run["assistant_id"],
+        "graph_id": GRAPH_ID,
+        "user_id": run["owner_id"],
+        "tenant_id": run["tenant_id"],
+        "run_attempt": run.get("attempt", 1),
+    }
+    limit = client.get("recursion_limit")
+    config = RunnableConfig(
+        configurable=configurable,
+        metadata=metadata,
+        recursion_limit=min(int(limit), recursion_limit) if limit else recursion_limit,
+    )
+    if client.get("tags"):
+        config["tags"] = list(client["tags"])
+    if client.get("run_name"):
+        config["run_name"] = str(client["run_name"])
+    return config
+
+
+def graph_input(kwargs: dict[str, Any]) -> Any:
+    """The first argument of `astream`: the input, a `Command`, or None (continue)."""
+    command = kwargs.get("command")
+    if not command:
+        return kwargs.get("input")
+    goto = command.get("goto")
+    if isinstance(goto, dict):
+        goto = Send(goto["node"], goto.get("input"))
+    elif isinstance(goto, list):
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+    return Command(
+        resume=command.get("resume"),
+        update=command.get("update"),
+        goto=goto if goto is not None else (),
+    )
+
+
+def final_values(state: StateSnapshot) -> dict[str, Any]:
+    """The thread's values with pending interrupts merged in, as `/wait` returns them."""
+    raw = to_jsonable(state.values)
+    values: dict[str, Any] = raw if isinstance(raw, dict) else {"values": raw}
+    if state.interrupts:
+        values["__interrupt__"] = [interrupt_json(i) for i in state.interrupts]
+    return values
+
+
+_DONE = object()
+
+
+class RunExecutor:
+    """Runs claimed runs; one instance per worker."""
+
+    def __init__(
+        self, pool: DbPool, hub: EventHub, *, worker_id: str, recursion_limit: int
+    ) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.worker_id = worker_id
+        self.recursion_limit = recursion_limit
+
+    async def execute(self, run: dict[str, Any], graph: Graph, handle: RunHandle) -> None:
+        """Execute a claimed run to its end (or until cancelled, drained or taken over)."""
+        run_id: uuid.UUID = run["run_id"]
+        fence = (self.worker_id, int(run["attempt"]))
+        async with self.pool.connection() as conn:
+            seq = await repo.next_seq(conn, run_id)
+        writer = EventWriter(
+            self.pool, self.hub, run_id, fence=fence, next_seq=seq,
+            on_lost=lambda: handle.cancel("lease_lost"),
+        )
+        writer.start()
+        try:
+            if run.get("cancel_action"):
+                await self._cancelled(run, graph, writer, fence, run["cancel_action"])
+                return
+            await self._execute(run, graph, handle, writer, fence)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self._cancelled(run, graph, writer, fence, handle.reason or "shutdown")
+        finally:
+            await writer.close()
+
+    async def _execute(
+        self, run: dict[str, Any], graph: Graph, handle: RunHandle, writer: EventWriter,
+        fence: tuple[str, int],
+    ) -> None:
+        kwargs = run.get("kwargs") or {}
+        config = instrument_run_config(
+            build_config(run, self.recursion_limit), run_id=str(run["run_id"]),
+            request_id=kwargs.get("request_id"), traceparent=kwargs.get("traceparent"),
+        )
+        if fence[1] > 1:
+            writer.emit("metadata", {"run_id": str(run["run_id"]), "attempt": fence[1]})
+        try:
+            todo, start_config = await self._plan(run, graph, config)
+            if todo is not _DONE:
+                await self._stream(graph, todo, start_config, kwargs, writer, handle.control)
+            handle.finishing = True
+            state = await graph.aget_state(thread_config(config))
+        except GraphDrained:
+            handle.finishing = True
+            await self._release(run, writer, fence)
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure ends the run with `error`
+            handle.finishing = True
+            await self._failed(run, graph, config, writer, fence, exc)
+            return
+        paused = bool(state.interrupts) or bool(state.next)
+        await self._finish(
+            run, writer, fence, status="interrupted" if paused else "success",
+            output=final_values(state), error=None,
+            thread_status="interrupted" if paused else "idle",
+            interrupts=[interrupt_json(i) for i in state.interrupts], state=state,
+        )
+
+    async def _plan(
+        self, run: dict[str, Any], graph: Graph, config: RunnableConfig
+    ) -> tuple[Any, RunnableConfig]:
+        """Decide what to feed the graph: the run's input, None (continue), or nothing."""
+        kwargs = run.get("kwargs") or {}
+        run_id = str(run["run_id"])
+        if int(run["attempt"]) > 1:
+            latest = await graph.aget_state(thread_config(config))
+            if (latest.metadata or {}).get("run_id") == run_id:
+                # This run already checkpointed before its replica died: continue from there.
+                if latest.interrupts or not latest.next:
+                    return _DONE, config
+                log.info("run %s: attempt %s continues from its last checkpoint",
+                         run_id, run["attempt"])
+                return None, config
+        start = RunnableConfig(**config)
+        checkpoint = kwargs.get("checkpoint") or {}
+        if checkpoint.get("checkpoint_id"):
+            start["configurable"] = {
+                **(config.get("configurable") or {}),
+                "checkpoint_id": checkpoint["checkpoint_id"],
+                "checkpoint_ns": checkpoint.get("checkpoint_ns") or "",
+            }
+        command = kwargs.get("command") or {}
+        if command.get("resume") is not None:
+            # Checked again here: the resume may have been queued before the interrupt existed.
+            state = await graph.aget_state(start)
+            if pending_approval(state) and kwargs.get("role") not in APPROVER_ROLES:
+                raise RunRefused("resuming an approval requires role approver or admin")
+            if not state.interrupts and int(run["attempt"]) == 1:
+                if kwargs.get("strict_resume"):
+                    raise InvalidResume("the thread has no pending interrupt to resume")
+                return _DONE, config  # nothing to answer (e.g. a duplicate resume): no-op
+        return graph_input(kwargs), start
+
+    async def _stream(
+        self, graph: Graph, todo: Any, config: RunnableConfig, kwargs: dict[str, Any],
+        writer: EventWriter, control: RunControl,
+    ) -> None:
+        requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
+        modes = {"messages" if m == "messages-tuple" else m for m in requested}
+        wants_updates = "updates" in requested
+        if "values" not in requested and not wants_updates:
+            modes.add("updates")  # interrupts are always surfaced (as `values` events)
+        subgraphs = bool(kwargs.get("stream_subgraphs"))
+        extra: dict[str, Any] = {}
+        if kwargs.get("context") is not None:
+            extra["context"] = kwargs["context"]
+        async for part in graph.astream(
+            todo, config,
+            stream_mode=cast(Any, sorted(modes)),
+            durability="sync",
+            subgraphs=subgraphs,
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            control=control,
+            **extra,
+        ):
+            if subgraphs:
+                namespace, mode, data = part
+            else:
+                namespace, (mode, data) = (), part
+            suffix = "".join(f"|{n}" for n in namespace)
+            if mode == "updates" and not wants_updates:
+                if isinstance(data, dict) and "__interrupt__" in data:
+                    writer.emit("values" + suffix, {"__interrupt__": data["__interrupt__"]})
+                continue
+            writer.emit(mode + suffix, list(data) if mode == "messages" else data)
+
+    async def _failed(
+        self, run: dict[str, Any], graph: Graph, config: RunnableConfig, writer: EventWriter,
+        fence: tuple[str, int], exc: Exception,
+    ) -> None:
+        error = {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        log.warning("run %s failed: %s: %s", run["run_id"], error["error"], error["message"])
+        writer.emit("error", error)
+        thread_status = "error"
+        try:
+            state = await graph.aget_state(thread_config(config))
+            if state.interrupts:
+                thread_status = "interrupted"  # e.g. an invalid resume: still answerable
+        except (psycopg.Error, OSError, ValueError):
+            pass
+        await self._finish(run, writer, fence, status="error", output={"__error__": error},
+                           error=error, thread_status=thread_status, interrupts=[])
+
+    async def _finish(
+        self, run: dict[str, Any], writer: EventWriter, fence: tuple[str, int], *,
+        status: str, output: dict[str, Any], error: dict[str, Any] | None,
+        thread_status: str, interrupts: list[dict[str, Any]], state: StateSnapshot | None = None,
+    ) -> None:
+        """Commit the final status, the remaining events and the thread status together."""
+        await writer.close()
+        run_id: uuid.UUID = run["run_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await repo.finish_run(
+                conn, run_id, fence=fence, status=status, output=dumps(output),
+                error=dumps(error) if error is not None else None,
+            )
+            if row is None:
+                log.warning("run %s: no longer held by this worker; result dropped", run_id)
+                return
+            await repo.insert_events(conn, run_id, writer.take())
+            await repo.settle_thread_status(conn, run["thread_id"], thread_status)
+            if status == "interrupted" and interrupts:
+                await self._record_pending(conn, dict(row), interrupts, state)
+            await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
+            await repo.notify(conn, repo.RUNS_CHANNEL)
+        self.hub.wake(str(run_id))
+        log.info("run %s: %s", run_id, status)
+
+    async def _record_pending(
+        self, conn: repo.Conn, run: dict[str, Any], interrupts: list[dict[str, Any]],
+        state: StateSnapshot | None,
+    ) -> None:
+        record = approvals_hook("record_pending")
+        if record is None:
+            return
+        thread = await repo.get_thread(conn, run["thread_id"])
+        try:
+            async with conn.transaction():  # a savepoint: a failure never loses the run status
+                result = record(conn, run=run, thread=dict(thread or {}), interrupts=interrupts,
+                                state=state)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            log.exception("run %s: recording the pending approval failed", run["run_id"])
+
+    async def _cancelled(
+        self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
+        reason: str,
+    ) -> None:
+        """Finish a cancelled run according to its `cancel_action` (or give it back)."""
+        if reason == "lease_lost":
+            log.warning("run %s: lease lost; another replica continues it", run["run_id"])
+            return
+        async with self.pool.connection() as conn:
+            action = await repo.cancel_action_of(conn, run["run_id"])
+        config = build_config(run, self.recursion_limit)
+        if action == "rollback":
+            await self._rollback(run, graph, writer, fence, config)
+        elif action == "interrupt":
+            state = await graph.aget_state(thread_config(config))
+            await self._finish(
+                run, writer, fence, status="interrupted", output=final_values(state),
+                error=None, thread_status="interrupted" if state.interrupts else "idle",
+                interrupts=[],
+            )
+        else:
+            await self._release(run, writer, fence)
+
+    async def _rollback(
+        self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
+        config: RunnableConfig,
+    ) -> None:
+        await writer.close()
+        writer.take()
+        run_id: uuid.UUID = run["run_id"]
+        thread_id: uuid.UUID = run["thread_id"]
+        is_resume = ((run.get("kwargs") or {}).get("command") or {}).get("resume") is not None
+        # The thread's status once this run's checkpoints are gone: that of the newest
+        # checkpoint another run wrote (read first, so everything commits together).
+        async with self.pool.connection() as conn:
+            previous = await repo.latest_checkpoint_not_of(conn, thread_id, run_id)
+        interrupted = False
+        if previous is not None:
+            before = RunnableConfig(configurable={
+                "thread_id": str(thread_id), "checkpoint_ns": "", "checkpoint_id": previous,
+            })
+            interrupted = bool((await graph.aget_state(before)).interrupts)
+        async with self.pool.connection() as conn, conn.transaction():
+            if await repo.held_run(conn, run_id, fence=fence) is None:
+                return
+            await repo.delete_run_checkpoints(conn, thread_id, run_id, drop_resume=is_resume)
+            await repo.delete_run(conn, run_id)
+            await repo.settle_thread_status(conn, thread_id,
+                                            "interrupted" if interrupted else "idle")
+            await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
+            await repo.notify(conn, repo.RUNS_CHANNEL)
+        self.hub.wake(str(run_id))
+        log.info("run %s: rolled back", run_id)
+
+    async def _release(
+        self, run: dict[str, Any], writer: EventWriter, fence: tuple[str, int]
+    ) -> None:
+        """Give the run back to the queue (shutdown): another replica continues it."""
+        await writer.close()
+        run_id: uuid.UUID = run["run_id"]
+        async with self.pool.connection() as conn, conn.transaction():
+            await repo.insert_events(conn, run_id, writer.take(), fence=fence)
+            if await repo.release_run(conn, run_id, fence=fence):
+                await repo.notify(conn, repo.RUNS_CHANNEL)
+        log.info("run %s: released for another worker", run_id)
+
+
+def thread_config(config: RunnableConfig) -> RunnableConfig:
+    """The config that reads the thread's latest state."""
+    return RunnableConfig(
+        configurable={"thread_id": (config.get("configurable") or {})["thread_id"]}
+    )
+
+
+@functools.cache
+def approvals_hook(name: str) -> Callable[..., Any] | None:
+    """`server.approvals.<name>` if the approvals module provides it, else None.
+
+    The first call imports the module (file reads): `RunWorker.start` warms it off the loop.
+    """
+    try:
+        module = importlib.import_module("server.approvals")
+    except ModuleNotFoundError as exc:
+        if exc.name != "server.approvals":
+            raise
+        return None
+    hook = getattr(module, name, None)
+    return hook if callable(hook) else None
+
+
+__all__ = [
+    "InvalidResume",
+    "RunExecutor",
+    "RunHandle",
+    "RunRefused",
+    "approvals_hook",
+    "build_config",
+    "final_values",
+    "graph_input",
+    "pending_approval",
+]

@@ -1,0 +1,244 @@
+"""Run DTOs: the request body (`RunCreate`, validated strictly) and the `Run` response."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+CancelAction = Literal["interrupt", "rollback"]
+StreamMode = Literal[
+    "values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints"
+]
+
+ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "running"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "error", "timeout", "interrupted"})
+SUPPORTED_STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
+UNSUPPORTED_STREAM_MODES: dict[str, str] = {
+    "messages": "use 'messages-tuple'",
+    "events": "astream_events payloads are not served",
+    "tools": "not served",
+    "lifecycle": "not served",
+}
+
+GRAPH_ID = "agent"
+"""The one graph this service serves."""
+SYSTEM_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+ASSISTANT_ID = str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, GRAPH_ID))
+"""The system assistant's id, as langgraph-api derives it from the graph id."""
+
+RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id"})
+ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit",
+                                 "run_name"})
+
+
+class RunValidationError(ValueError):
+    """The request body is not a run we can execute; `detail` says why (422)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CommandBody(BaseModel):
+    """`command`: resume an interrupt, update state, or jump to a node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resume: Any = None
+    update: Any = None
+    goto: str | list[str | dict[str, Any]] | dict[str, Any] | None = None
+
+
+class CheckpointRef(BaseModel):
+    """Where to start a run from: a checkpoint of the same thread."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_id: str | None = None
+    checkpoint_ns: str = ""
+    thread_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class RunCreate(BaseModel):
+    """The body of `POST .../runs`, `.../runs/stream` and `.../runs/wait` (validated strictly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assistant_id: str = GRAPH_ID
+    input: dict[str, Any] | list[Any] | None = None
+    command: CommandBody | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream_mode: list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    multitask_strategy: MultitaskStrategy = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    on_completion: Literal["delete", "keep"] | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    durability: Literal["sync"] = "sync"
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+    after_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    strict_resume: bool = False
+
+    @property
+    def is_resume(self) -> bool:
+        """True when the run answers a pending interrupt."""
+        return self.command is not None and self.command.resume is not None
+
+    @property
+    def start_checkpoint(self) -> CheckpointRef | None:
+        """The checkpoint to start from, from `checkpoint` or `checkpoint_id`."""
+        if self.checkpoint is not None and self.checkpoint.checkpoint_id:
+            return self.checkpoint
+        if self.checkpoint_id:
+            return CheckpointRef(checkpoint_id=self.checkpoint_id)
+        return None
+
+
+def _detail(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown field")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "invalid run: " + "; ".join(parts)
+
+
+def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
+    """Validate a run body, refusing unknown or unsupported fields with a clear message.
+
+    The SDK sends some fields on every call (`stream_subgraphs`, `stream_resumable`, `None`s
+    are dropped); those are accepted. Fields we cannot honour fail instead of being ignored.
+
+    Args:
+        body: the decoded JSON body.
+        stateless: True for `/runs/...` (no thread in the path).
+
+    Raises:
+        RunValidationError: the body is invalid or asks for something unsupported.
+    """
+    if not isinstance(body, dict):
+        raise RunValidationError("the request body must be a JSON object")
+    data = {k: v for k, v in body.items() if v is not None}
+    unsupported = {
+        "webhook": "webhooks are not supported",
+        "langsmith_tracer": "LangSmith tracing is not supported",
+    }
+    for key, why in unsupported.items():
+        if key in data:
+            raise RunValidationError(f"{key}: {why}")
+    if data.pop("feedback_keys", None):
+        raise RunValidationError("feedback_keys: LangSmith feedback is not supported")
+    if "checkpoint_during" in data:
+        during = data.pop("checkpoint_during")
+        if during is not True:
+            raise RunValidationError(
+                "checkpoint_during: this server always checkpoints every step (durability=sync)"
+            )
+    durability = data.get("durability")
+    if durability is not None and durability != "sync":
+        raise RunValidationError(
+            f"durability: {durability!r} is not supported; runs are always persisted with "
+            "durability='sync' (every step is saved before the next one starts)"
+        )
+    mode = data.get("stream_mode")
+    if isinstance(mode, str):
+        data["stream_mode"] = [mode]
+    modes = data.get("stream_mode")
+    if isinstance(modes, list):
+        for m in modes:
+            if isinstance(m, str) and m in UNSUPPORTED_STREAM_MODES:
+                raise RunValidationError(
+                    f"stream_mode: {m!r} is not supported ({UNSUPPORTED_STREAM_MODES[m]}); "
+                    f"supported modes: {', '.join(SUPPORTED_STREAM_MODES)}"
+                )
+        data["stream_mode"] = list(dict.fromkeys(modes))
+    if stateless:
+        for key in ("multitask_strategy", "checkpoint", "checkpoint_id"):
+            if key in data:
+                raise RunValidationError(f"{key}: only applies to runs on a thread")
+        if data.get("command") and (data["command"] or {}).get("resume") is not None:
+            raise RunValidationError("command.resume: a stateless run has nothing to resume")
+    elif "on_completion" in data:
+        raise RunValidationError("on_completion: only applies to stateless runs (/runs/...)")
+    try:
+        run = RunCreate.model_validate(data)
+    except ValidationError as exc:
+        raise RunValidationError(_detail(exc)) from exc
+    if run.input is not None and run.command is not None:
+        raise RunValidationError("send either input or command, not both")
+    if run.command is not None and all(
+        v is None for v in (run.command.resume, run.command.update, run.command.goto)
+    ):
+        raise RunValidationError("command: needs resume, update or goto")
+    if run.checkpoint is not None and run.checkpoint_id is not None:
+        raise RunValidationError("send either checkpoint or checkpoint_id, not both")
+    if not run.stream_mode:
+        raise RunValidationError("stream_mode: at least one mode is required")
+    return run
+
+
+class Run(BaseModel):
+    """A run as the LangGraph SDK sees it (`langgraph_sdk.schema.Run`)."""
+
+    run_id: str
+    thread_id: str | None
+    assistant_id: str
+    created_at: datetime
+    updated_at: datetime
+    status: RunStatus
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+    multitask_strategy: MultitaskStrategy
+    attempt: int = 1
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        """Build the DTO from a `runs` row."""
+        return cls(
+            run_id=str(row["run_id"]),
+            thread_id=str(row["thread_id"]) if row.get("thread_id") else None,
+            assistant_id=row["assistant_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            status=row["status"],
+            metadata=row.get("metadata") or {},
+            kwargs=row.get("kwargs") or {},
+            multitask_strategy=row["multitask_strategy"],
+            attempt=row.get("attempt") or 1,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The JSON body returned to clients."""
+        return self.model_dump(mode="json")
+
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ASSISTANT_ID",
+    "GRAPH_ID",
+    "SUPPORTED_STREAM_MODES",
+    "TERMINAL_STATUSES",
+    "CancelAction",
+    "CheckpointRef",
+    "CommandBody",
+    "MultitaskStrategy",
+    "Run",
+    "RunCreate",
+    "RunStatus",
+    "RunValidationError",
+    "parse_run_create",
+]

@@ -1,0 +1,488 @@
+"""`RunService`: create, read, cancel and follow runs on behalf of a principal.
+
+`create` is the only way runs come to exist (the HTTP routes and the approvals module both use
+it). It inserts a `pending` run inside a transaction that locks the thread row and applies the
+multitask strategy against the thread's active runs; the workers of every replica then race
+for it in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Collection
+from typing import Any
+
+import orjson
+from langchain_core.runnables import RunnableConfig
+from psycopg.rows import DictRow
+
+from server.auth import Principal
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.runs import repo
+from server.runs.events import EventHub, hub_for, tail, wait_until_done
+from server.runs.executor import approvals_hook, final_values, pending_approval
+from server.runs.models import (
+    ACTIVE_STATUSES,
+    ALLOWED_CONFIG_KEYS,
+    ASSISTANT_ID,
+    GRAPH_ID,
+    RESERVED_CONFIGURABLE,
+    TERMINAL_STATUSES,
+    CancelAction,
+    Run,
+    RunCreate,
+)
+from server.sse import dumps
+from steward.observability.logging import current_request_id
+from steward.observability.tracing import current_traceparent
+from steward.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CONFLICT_DETAIL = (
+    "Thread is already running a task. Wait for it to finish or choose a different "
+    "multitask strategy."
+)
+
+
+def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    """Parse an id from a path; a malformed one is simply not found (404)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} {value} not found") from None
+
+
+class RunService:
+    """Runs, scoped by the calling principal (a thread it cannot see is a 404).
+
+    Args:
+        runtime: the process runtime (pool, graph, checkpointer, settings).
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.pool = runtime.pool
+        self.graph = runtime.graph
+        self.recursion_limit = int(runtime.deps.settings.recursion_limit)
+
+    @property
+    def hub(self) -> EventHub:
+        """The process's notification hub (polling-only when no worker runs here)."""
+        return hub_for(self.runtime)
+
+    # ----------------------------------------------------------------------- create
+
+    async def create(
+        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate
+    ) -> Run:
+        """Create a pending run on a thread (or, with `thread_id=None`, a stateless run).
+
+        Raises:
+            NotFound: the thread or assistant does not exist or is not visible.
+            Conflict: `multitask_strategy="reject"` and the thread is busy, or a resume with
+                nothing to resume.
+            Forbidden: a user resuming an approval, or steering the graph (`command.update`,
+                `command.goto`) without role admin.
+            Unprocessable: the run asks for something invalid (unknown node, reserved config).
+        """
+        stateless = thread_id is None
+        if body.assistant_id not in (GRAPH_ID, ASSISTANT_ID):
+            raise NotFound(f"assistant {body.assistant_id} not found")
+        tid = uuid.uuid4() if stateless else self._thread_uuid(thread_id, body)
+        config = self._client_config(body, tid, principal)
+        self._check_nodes(body)
+        command = body.command
+        steers = command is not None and (command.update is not None or command.goto is not None)
+        if steers and not principal.is_admin:
+            raise Forbidden("command.update and command.goto require role admin")
+
+        pending_interrupts = False
+        if not stateless and (body.is_resume or body.strict_resume):
+            await self._require_visible(principal, tid, missing_ok=True)
+            state = await self.graph.aget_state(self._state_config(tid, body))
+            pending_interrupts = bool(state.interrupts)
+            if body.is_resume and pending_approval(state) and not principal.is_approver:
+                raise Forbidden("resuming an approval requires role approver or admin")
+
+        run_id = uuid.uuid4()
+        kwargs = self._kwargs(body, config, principal, stateless)
+        patch = orjson.dumps({"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID}).decode()
+        cancels: list[uuid.UUID] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            thread = await repo.get_thread(conn, tid, lock=True)
+            if thread is None:
+                if not (stateless or body.if_not_exists == "create"):
+                    raise NotFound(f"thread {tid} not found")
+                await repo.insert_thread(conn, tid, tenant_id=principal.tenant_id,
+                                         owner_id=principal.user_id)
+                thread = await repo.get_thread(conn, tid, lock=True)
+            if thread is None or not principal.can_see(thread["owner_id"], thread["tenant_id"]):
+                raise NotFound(f"thread {tid} not found")
+            active = await repo.active_runs(conn, tid)
+            if active and body.multitask_strategy == "reject":
+                raise Conflict(CONFLICT_DETAIL)
+            if (body.is_resume and not active and not pending_interrupts
+                    and thread["status"] != "interrupted"):
+                # `status` is committed with the previous run's end, under this row lock:
+                # it covers a run that ended between the state read above and the lock.
+                raise Conflict(f"thread {tid} has no pending interrupt to resume")
+            row = await repo.insert_run(
+                conn, run_id=run_id, thread_id=tid, tenant_id=principal.tenant_id,
+                owner_id=principal.user_id, assistant_id=ASSISTANT_ID, kwargs=dumps(kwargs),
+                metadata=dumps(body.metadata or {}),
+                multitask_strategy=body.multitask_strategy, after_seconds=body.after_seconds,
+            )
+            await repo.insert_events(
+                conn, run_id, [(0, "metadata", dumps({"run_id": str(run_id), "attempt": 1}))]
+            )
+            if body.is_resume:
+                await self._record_resume(conn, principal, tid, body, run_id)
+            if body.multitask_strategy in ("interrupt", "rollback"):
+                for other in active:
+                    if other["status"] == "pending":
+                        await repo.cancel_pending(conn, other["run_id"], body.multitask_strategy)
+                    else:
+                        await repo.request_cancel(conn, other["run_id"],
+                                                  body.multitask_strategy)
+                    cancels.append(other["run_id"])
+            await repo.mark_thread_busy(conn, tid, patch)
+            for other_id in cancels:
+                await repo.notify(conn, repo.EVENTS_CHANNEL, str(other_id))
+            await repo.notify(conn, repo.RUNS_CHANNEL)
+        log.info("run %s created on thread %s (%s)", run_id, tid, body.multitask_strategy)
+        return Run.from_row(dict(row))
+
+    @staticmethod
+    async def _record_resume(
+        conn: repo.Conn, principal: Principal, thread_id: uuid.UUID, body: RunCreate,
+        run_id: uuid.UUID,
+    ) -> None:
+        """Mark the thread's pending approval decided (approvals module), in a savepoint."""
+        record = approvals_hook("record_resume")
+        if record is None or body.command is None:
+            return
+        try:
+            async with conn.transaction():
+                result = record(conn, principal=principal, thread_id=thread_id,
+                                resume=body.command.resume, run_id=run_id)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            log.exception("run %s: recording the approval decision failed", run_id)
+
+    def _thread_uuid(self, thread_id: str | uuid.UUID | None, body: RunCreate) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(thread_id))
+        except ValueError:
+            if body.if_not_exists == "create":
+                raise Unprocessable(f"thread_id must be a UUID, got {thread_id!r}") from None
+            raise NotFound(f"thread {thread_id} not found") from None
+
+    def _client_config(
+        self, body: RunCreate, thread_id: uuid.UUID, principal: Principal
+    ) -> dict[str, Any]:
+        """Validate the client's config; identity keys are the server's, never the client's."""
+        config = dict(body.config or {})
+        unknown = sorted(set(config) - ALLOWED_CONFIG_KEYS)
+        if unknown:
+            raise Unprocessable(
+                f"config: unsupported key(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(ALLOWED_CONFIG_KEYS))}"
+            )
+        configurable = dict(config.get("configurable") or {})
+        if not isinstance(config.get("configurable") or {}, dict):
+            raise Unprocessable("config.configurable must be an object")
+        own = {"thread_id": str(thread_id), "user_id": principal.user_id,
+               "tenant_id": principal.tenant_id}
+        for key in RESERVED_CONFIGURABLE:
+            if key in configurable:
+                if str(configurable[key]) != own[key]:
+                    raise Unprocessable(
+                        f"config.configurable.{key} is set by the server and cannot be chosen"
+                    )
+                del configurable[key]
+        for key in list(configurable):
+            if key.startswith("__") or key in ("checkpoint_id", "checkpoint_ns",
+                                               "checkpoint_map"):
+                raise Unprocessable(
+                    f"config.configurable.{key} is reserved (use `checkpoint` to pick one)"
+                )
+        limit = config.get("recursion_limit")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool)
+            or not 1 <= limit <= self.recursion_limit
+        ):
+            raise Unprocessable(
+                f"config.recursion_limit must be an integer from 1 to {self.recursion_limit}"
+            )
+        if config.get("metadata") is not None and not isinstance(config["metadata"], dict):
+            raise Unprocessable("config.metadata must be an object")
+        if config.get("tags") is not None and not (
+            isinstance(config["tags"], list) and all(isinstance(t, str) for t in config["tags"])
+        ):
+            raise Unprocessable("config.tags must be a list of strings")
+        if configurable:
+            config["configurable"] = configurable
+        else:
+            config.pop("configurable", None)
+        return config
+
+    def _check_nodes(self, body: RunCreate) -> None:
+        nodes = set(self.graph.nodes) - {"__start__"}
+        for field in ("interrupt_before", "interrupt_after"):
+            value = getattr(body, field)
+            if isinstance(value, list):
+                unknown = sorted(set(value) - nodes)
+                if unknown:
+                    raise Unprocessable(
+                        f"{field}: unknown node(s) {', '.join(unknown)}; the graph's nodes are "
+                        f"{', '.join(sorted(nodes))}"
+                    )
+
+    @staticmethod
+    def _state_config(thread_id: uuid.UUID, body: RunCreate) -> RunnableConfig:
+        configurable: dict[str, Any] = {"thread_id": str(thread_id)}
+        start = body.start_checkpoint
+        if start is not None and start.checkpoint_id:
+            configurable["checkpoint_id"] = start.checkpoint_id
+            configurable["checkpoint_ns"] = start.checkpoint_ns
+        return RunnableConfig(configurable=configurable)
+
+    @staticmethod
+    def _kwargs(
+        body: RunCreate, config: dict[str, Any], principal: Principal, stateless: bool
+    ) -> dict[str, Any]:
+        start = body.start_checkpoint
+        kwargs: dict[str, Any] = {
+            "input": body.input,
+            "command": body.command.model_dump(exclude_none=True) if body.command else None,
+            "config": config,
+            "context": body.context,
+            "stream_mode": list(body.stream_mode),
+            "stream_subgraphs": body.stream_subgraphs,
+            "stream_resumable": body.stream_resumable,
+            "interrupt_before": body.interrupt_before,
+            "interrupt_after": body.interrupt_after,
+            "checkpoint": (
+                {"checkpoint_id": start.checkpoint_id, "checkpoint_ns": start.checkpoint_ns}
+                if start is not None else None
+            ),
+            "on_disconnect": body.on_disconnect,
+            "strict_resume": body.strict_resume,
+            "durability": "sync",
+            "user_id": principal.user_id,
+            "role": principal.role,
+            "request_id": current_request_id(),
+            "traceparent": current_traceparent(),
+        }
+        if stateless:
+            kwargs["temporary"] = True
+            kwargs["on_completion"] = body.on_completion or "delete"
+        return kwargs
+
+    # ----------------------------------------------------------------------- read
+
+    async def _require_visible(
+        self, principal: Principal, thread_id: uuid.UUID, *, missing_ok: bool = False
+    ) -> DictRow | None:
+        async with self.pool.connection() as conn:
+            thread = await repo.get_thread(conn, thread_id)
+        if thread is None:
+            if missing_ok:
+                return None
+            raise NotFound(f"thread {thread_id} not found")
+        if not principal.can_see(thread["owner_id"], thread["tenant_id"]):
+            raise NotFound(f"thread {thread_id} not found")
+        return thread
+
+    async def get_row(
+        self, principal: Principal, thread_id: str | uuid.UUID, run_id: str | uuid.UUID
+    ) -> dict[str, Any]:
+        """The run's row, if it exists on that thread and the principal can see the thread.
+
+        Raises:
+            NotFound: otherwise.
+        """
+        tid = parse_uuid(thread_id, "thread")
+        rid = parse_uuid(run_id, "run")
+        async with self.pool.connection() as conn:
+            row = await repo.get_run(conn, rid)
+        if (
+            row is None or row["thread_id"] != tid
+            or not principal.can_see(row["thread_owner_id"], row["thread_tenant_id"])
+        ):
+            raise NotFound(f"run {run_id} not found")
+        return dict(row)
+
+    async def get(
+        self, principal: Principal, thread_id: str | uuid.UUID, run_id: str | uuid.UUID
+    ) -> Run:
+        """Return one run (404 when missing or invisible)."""
+        return Run.from_row(await self.get_row(principal, thread_id, run_id))
+
+    async def list_runs(
+        self, principal: Principal, thread_id: str | uuid.UUID, *, limit: int = 10,
+        offset: int = 0, status: str | None = None,
+    ) -> list[Run]:
+        """A thread's runs, newest first (404 when the thread is missing or invisible)."""
+        tid = parse_uuid(thread_id, "thread")
+        await self._require_visible(principal, tid)
+        async with self.pool.connection() as conn:
+            rows = await repo.list_runs(conn, tid, limit=limit, offset=offset, status=status)
+        return [Run.from_row(dict(r)) for r in rows]
+
+    async def delete(
+        self, principal: Principal, thread_id: str | uuid.UUID, run_id: str | uuid.UUID
+    ) -> None:
+        """Delete a finished run (409 while it is pending or running)."""
+        row = await self.get_row(principal, thread_id, run_id)
+        if row["status"] in ACTIVE_STATUSES:
+            raise Conflict(f"run {run_id} is {row['status']}; cancel it first")
+        async with self.pool.connection() as conn:
+            await repo.delete_run(conn, row["run_id"])
+
+    # ----------------------------------------------------------------------- cancel
+
+    async def cancel(
+        self, principal: Principal, thread_id: str | uuid.UUID, run_id: str | uuid.UUID, *,
+        action: CancelAction = "interrupt", wait: bool = False,
+    ) -> None:
+        """Cancel a pending or running run, on whichever replica executes it.
+
+        `interrupt` stops it and keeps what it checkpointed; `rollback` also deletes the run
+        and the checkpoints it wrote. With `wait`, return once the run has ended.
+
+        Raises:
+            NotFound: the run is missing or invisible.
+            Conflict: the run already ended.
+        """
+        row = await self.get_row(principal, thread_id, run_id)
+        if row["status"] not in ACTIVE_STATUSES:
+            raise Conflict(f"run {run_id} already ended ({row['status']})")
+        await self._cancel_rows([row], action)
+        if wait:
+            async for item in wait_until_done(self.pool, self.hub, row["run_id"]):
+                if item is not None:
+                    break
+
+    async def cancel_many(
+        self, principal: Principal, *, thread_id: str | None, run_ids: Collection[str] | None,
+        status: str | None, action: CancelAction = "interrupt",
+    ) -> None:
+        """Cancel runs by id, or a thread's pending / running / all active runs.
+
+        Raises:
+            Unprocessable: neither `thread_id` nor `run_ids` given.
+            NotFound: a thread or run is missing or invisible.
+        """
+        if not thread_id and not run_ids:
+            raise Unprocessable("give thread_id or run_ids")
+        wanted = {"pending": {"pending"}, "running": {"running"}}.get(
+            status or "all", set(ACTIVE_STATUSES)
+        )
+        rows: list[dict[str, Any]] = []
+        if run_ids:
+            if not thread_id:
+                raise Unprocessable("run_ids must come with their thread_id")
+            for rid in run_ids:
+                rows.append(await self.get_row(principal, thread_id, rid))
+        else:
+            assert thread_id is not None
+            tid = parse_uuid(thread_id, "thread")
+            await self._require_visible(principal, tid)
+            async with self.pool.connection() as conn:
+                rows = [dict(r) for r in await repo.active_runs(conn, tid)]
+        await self._cancel_rows([r for r in rows if r["status"] in wanted], action)
+
+    async def _cancel_rows(self, rows: list[dict[str, Any]], action: str) -> None:
+        # A queued run wrote nothing: if it goes away, its thread's status comes from the
+        # thread's checkpoint (read first, so it commits together with the cancel).
+        settled: dict[uuid.UUID, str] = {}
+        for thread_id in {r["thread_id"] for r in rows if r["status"] == "pending"}:
+            state = await self.graph.aget_state(_thread_config(thread_id))
+            settled[thread_id] = "interrupted" if state.interrupts else "idle"
+        async with self.pool.connection() as conn, conn.transaction():
+            for row in rows:
+                if await repo.cancel_pending(conn, row["run_id"], action):
+                    status = settled.get(row["thread_id"])
+                    if status is not None:
+                        await repo.settle_thread_status(conn, row["thread_id"], status)
+                else:
+                    await repo.request_cancel(conn, row["run_id"], action)
+                await repo.notify(conn, repo.EVENTS_CHANNEL, str(row["run_id"]))
+
+    # ----------------------------------------------------------------------- follow
+
+    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int:
+        """Where a joining stream starts: after `Last-Event-ID`, else at the live edge."""
+        if last_event_id is not None and last_event_id.strip():
+            try:
+                return max(-1, int(last_event_id.strip()))
+            except ValueError:
+                raise Unprocessable(f"Last-Event-ID must be an integer, got {last_event_id!r}")\
+                    from None
+        async with self.pool.connection() as conn:
+            return await repo.max_seq(conn, run_id)
+
+    def events(
+        self, run_id: uuid.UUID, *, after_seq: int = -1, names: Collection[str] | None = None
+    ) -> AsyncGenerator[repo.EventRow | None]:
+        """Follow a run's events (see `server.runs.events.tail`)."""
+        return tail(self.pool, self.hub, run_id, after_seq=after_seq, events=names)
+
+    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, Any] | None]:
+        """Wait for a run's end (see `server.runs.events.wait_until_done`)."""
+        return wait_until_done(self.pool, self.hub, run_id)
+
+    async def current_values(self, thread_id: uuid.UUID) -> dict[str, Any]:
+        """The thread's latest values with pending interrupts merged in."""
+        state = await self.graph.aget_state(_thread_config(thread_id))
+        return final_values(state)
+
+    async def cancel_by_id(self, run_id: uuid.UUID, action: str = "interrupt") -> None:
+        """Cancel a run the caller already proved it may see (client disconnects)."""
+        async with self.pool.connection() as conn:
+            row = await repo.get_run(conn, run_id)
+        if row is not None and row["status"] in ACTIVE_STATUSES:
+            await self._cancel_rows([dict(row)], action)
+
+    async def discard_temporary_thread(self, thread_id: uuid.UUID) -> None:
+        """Delete a stateless run's thread, its runs and checkpoints once the run ended."""
+        async with self.pool.connection() as conn:
+            runs = await repo.list_runs(conn, thread_id, limit=100, offset=0, status=None)
+        if any(r["status"] not in TERMINAL_STATUSES for r in runs):
+            return
+        if not all((r["kwargs"] or {}).get("on_completion") == "delete" for r in runs):
+            return
+        await self.runtime.checkpointer.adelete_thread(str(thread_id))
+        async with self.pool.connection() as conn:
+            await repo.delete_thread_row(conn, thread_id)
+
+
+def _thread_config(thread_id: uuid.UUID) -> RunnableConfig:
+    return RunnableConfig(configurable={"thread_id": str(thread_id)})
+
+
+def spawn_background(coro: Any, what: str) -> None:
+    """Run `coro` detached from the request (e.g. cleanup after a client disconnected)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _BACKGROUND.add(task)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        _BACKGROUND.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("%s failed: %s", what, t.exception())
+
+    task.add_done_callback(done)
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+__all__ = ["CONFLICT_DETAIL", "RunService", "parse_uuid", "spawn_background"]

@@ -1,0 +1,275 @@
+"""Request bodies (pydantic, unknown fields rejected) and response shapes of the foundation routes.
+
+Shapes follow what `langgraph-sdk` 0.4.x sends and reads; fields we do not implement (`ttl`,
+`supersteps`, `extract`, thread `values` filters) are refused with 422 instead of being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, NotRequired, TypedDict
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class CheckpointIn(_Body):
+    """A checkpoint reference as the SDK sends it."""
+
+    thread_id: str | None = Field(default=None, description="Ignored: the path's thread wins.")
+    checkpoint_ns: str = Field(default="", description="Namespace; empty for the root graph.")
+    checkpoint_id: str | None = Field(default=None, description="The checkpoint's id.",
+                                      examples=["1ef4a9b8-d80d-6fa7-8000-9300467fad0f"])
+    checkpoint_map: dict[str, Any] | None = Field(default=None, description="Subgraph ids.")
+
+
+class ThreadCreate(_Body):
+    """Body of `POST /threads`."""
+
+    thread_id: UUID | None = Field(default=None, description="Client-chosen id (UUID).")
+    metadata: dict[str, Any] | None = Field(default=None, description="Free-form metadata.",
+                                            examples=[{"topic": "refund"}])
+    if_exists: Literal["raise", "do_nothing"] = Field(
+        default="raise", description="`raise` → 409 if the id exists; `do_nothing` → return it."
+    )
+
+
+class ThreadPatch(_Body):
+    """Body of `PATCH /threads/{thread_id}`: metadata keys to merge."""
+
+    metadata: dict[str, Any] = Field(description="Merged into the thread's metadata.",
+                                     examples=[{"priority": "high"}])
+
+
+class ThreadSearch(_Body):
+    """Body of `POST /threads/search`."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="jsonb containment filter.")
+    values: dict[str, Any] | None = Field(default=None, description="Not supported (422).")
+    ids: list[UUID] | None = Field(default=None, description="Only these thread ids.")
+    status: ThreadStatusName | None = Field(default=None, description="Only this status.")
+    limit: int = Field(default=10, ge=1, le=1000, description="Page size.")
+    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = Field(
+        default="created_at", description="Sort column."
+    )
+    sort_order: Literal["asc", "desc"] = Field(default="desc", description="Sort direction.")
+    select: list[str] | None = Field(default=None, description="Only these top-level fields.")
+
+
+class ThreadCount(_Body):
+    """Body of `POST /threads/count`."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="jsonb containment filter.")
+    values: dict[str, Any] | None = Field(default=None, description="Not supported (422).")
+    status: ThreadStatusName | None = Field(default=None, description="Only this status.")
+
+
+class StateAtCheckpoint(_Body):
+    """Body of `POST /threads/{thread_id}/state/checkpoint`."""
+
+    checkpoint: CheckpointIn = Field(description="Which checkpoint to read.")
+    subgraphs: bool = Field(default=False, description="Include subgraph states.")
+    select: list[str] | None = Field(default=None, description="Ignored.")
+
+
+class StateUpdate(_Body):
+    """Body of `POST /threads/{thread_id}/state` (update_state)."""
+
+    values: dict[str, Any] | None = Field(
+        default=None, description="Channel updates, applied through the reducers.",
+        examples=[{"messages": [{"role": "user", "content": "hello"}]}],
+    )
+    as_node: str | None = Field(default=None, description="Apply as if this node had run.")
+    checkpoint: CheckpointIn | None = Field(default=None, description="Fork from here.")
+    checkpoint_id: str | None = Field(default=None, description="Deprecated form of checkpoint.")
+
+
+class HistoryRequest(_Body):
+    """Body of `POST /threads/{thread_id}/history`."""
+
+    limit: int = Field(default=10, ge=1, le=1000, description="At most this many states.")
+    before: str | CheckpointIn | dict[str, Any] | None = Field(
+        default=None, description="Only states older than this checkpoint (id or object)."
+    )
+    metadata: dict[str, Any] | None = Field(default=None, description="Checkpoint metadata filter.")
+    checkpoint: CheckpointIn | None = Field(default=None, description="Start from here.")
+    select: list[str] | None = Field(default=None, description="Ignored.")
+
+
+class AssistantSearch(_Body):
+    """Body of `POST /assistants/search`."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="Containment filter.",
+                                            examples=[{"created_by": "system"}])
+    graph_id: str | None = Field(default=None, description="Only this graph.")
+    name: str | None = Field(default=None, description="Name contains (case-insensitive).")
+    limit: int = Field(default=10, ge=1, le=1000, description="Page size.")
+    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = (
+        Field(default=None, description="Sort column.")
+    )
+    sort_order: Literal["asc", "desc"] | None = Field(default=None, description="Direction.")
+    select: list[str] | None = Field(default=None, description="Only these top-level fields.")
+
+
+class AssistantCount(_Body):
+    """Body of `POST /assistants/count`."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="Containment filter.")
+    graph_id: str | None = Field(default=None, description="Only this graph.")
+    name: str | None = Field(default=None, description="Name contains (case-insensitive).")
+
+
+# --- approvals ---
+
+
+class EditedActionIn(_Body):
+    """The action to run instead: same tool, edited arguments."""
+
+    name: str = Field(description="Tool name; must be the held action's tool.",
+                      examples=["issue_refund"])
+    args: dict[str, Any] = Field(description="The full, edited arguments.",
+                                 examples=[{"order_id": "LS-10007", "amount": "450.00",
+                                            "reason": "partial refund"}])
+
+
+class ApprovalDecisionIn(_Body):
+    """Body of `POST /approvals/{approval_id}/decision`."""
+
+    type: Literal["approve", "edit", "reject"] = Field(description="The decision.")
+    edited_action: EditedActionIn | None = Field(default=None,
+                                                 description="Required for `edit`, only then.")
+    comment: str | None = Field(default=None, max_length=2000,
+                                description="Why; passed to the agent for a rejection.")
+
+    @model_validator(mode="after")
+    def _edit_needs_action(self) -> ApprovalDecisionIn:
+        if self.type == "edit" and self.edited_action is None:
+            raise ValueError("edited_action is required when type is 'edit'")
+        if self.type != "edit" and self.edited_action is not None:
+            raise ValueError("edited_action is only allowed when type is 'edit'")
+        return self
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class InterruptOut(TypedDict):
+    """A pending interrupt: its payload and the id a resume must name."""
+
+    value: Any
+    id: str
+    response_schema: NotRequired[dict[str, Any]]
+
+
+class CheckpointOut(TypedDict):
+    """A checkpoint reference."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    checkpoint_map: dict[str, Any]
+
+
+class ThreadTaskOut(TypedDict):
+    """A task of the next step (pending node), with its interrupts."""
+
+    id: str
+    name: str
+    error: str | None
+    interrupts: list[InterruptOut]
+    checkpoint: CheckpointOut | None
+    state: ThreadStateOut | None
+    result: Any
+
+
+class ThreadStateOut(TypedDict):
+    """A thread's state at one checkpoint."""
+
+    values: Any
+    next: list[str]
+    checkpoint: CheckpointOut | None
+    metadata: dict[str, Any]
+    created_at: str | None
+    parent_checkpoint: CheckpointOut | None
+    tasks: list[ThreadTaskOut]
+    interrupts: list[InterruptOut]
+
+
+class ThreadOut(TypedDict):
+    """A thread as the SDK sees it."""
+
+    thread_id: str
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any]
+    status: str
+    values: Any
+    interrupts: dict[str, list[InterruptOut]]
+
+
+class StateUpdateOut(TypedDict):
+    """Answer of update_state: the new checkpoint."""
+
+    checkpoint: CheckpointOut | None
+
+
+class AssistantOut(TypedDict):
+    """An assistant (we serve one system assistant per graph)."""
+
+    assistant_id: str
+    graph_id: str
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class GraphSchemaOut(TypedDict):
+    """JSON schemas of a graph's input, output, state and config/context."""
+
+    graph_id: str
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    state_schema: dict[str, Any] | None
+    config_schema: dict[str, Any] | None
+    context_schema: dict[str, Any] | None
+
+
+__all__ = [
+    "ApprovalDecisionIn",
+    "AssistantCount",
+    "AssistantOut",
+    "AssistantSearch",
+    "CheckpointIn",
+    "CheckpointOut",
+    "EditedActionIn",
+    "GraphSchemaOut",
+    "HistoryRequest",
+    "InterruptOut",
+    "StateAtCheckpoint",
+    "StateUpdate",
+    "StateUpdateOut",
+    "ThreadCount",
+    "ThreadCreate",
+    "ThreadOut",
+    "ThreadPatch",
+    "ThreadSearch",
+    "ThreadStateOut",
+    "ThreadTaskOut",
+]

@@ -1,0 +1,252 @@
+"""The `threads` table: ownership, metadata and status of every conversation.
+
+Every read is scoped by the principal: another tenant's thread (or, for role `user`, another
+owner's thread) is indistinguishable from a missing one. Checkpoints live in LangGraph's own
+tables, keyed by the same `thread_id` (as text).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from uuid import UUID, uuid4
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from server.auth import Principal
+from server.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from steward.db.pool import DbPool
+
+logger = logging.getLogger(__name__)
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+THREAD_STATUSES: tuple[ThreadStatus, ...] = ("idle", "busy", "interrupted", "error")
+SortBy = Literal["thread_id", "status", "created_at", "updated_at"]
+SortOrder = Literal["asc", "desc"]
+IfExists = Literal["raise", "do_nothing"]
+
+_COLUMNS = "thread_id, tenant_id, owner_id, metadata, status, created_at, updated_at"
+
+
+class ThreadRow(TypedDict):
+    """One row of `threads`."""
+
+    thread_id: UUID
+    tenant_id: str
+    owner_id: str
+    metadata: dict[str, Any]
+    status: ThreadStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+Conn = AsyncConnection[DictRow]
+
+
+def _scope(principal: Principal) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE fragment restricting rows to what `principal` may see."""
+    if principal.role == "user":
+        return sql.SQL("tenant_id = %s AND owner_id = %s"), [principal.tenant_id,
+                                                              principal.user_id]
+    return sql.SQL("tenant_id = %s"), [principal.tenant_id]
+
+
+def _filters(
+    principal: Principal,
+    metadata: dict[str, Any] | None,
+    ids: list[UUID] | None,
+    status: ThreadStatus | None,
+) -> tuple[sql.Composable, list[Any]]:
+    clause, params = _scope(principal)
+    parts: list[sql.Composable] = [clause]
+    if metadata:
+        parts.append(sql.SQL("metadata @> %s"))
+        params.append(Jsonb(metadata))
+    if ids is not None:
+        parts.append(sql.SQL("thread_id = ANY(%s)"))
+        params.append(list(ids))
+    if status is not None:
+        parts.append(sql.SQL("status = %s"))
+        params.append(status)
+    return sql.SQL(" AND ").join(parts), params
+
+
+class ThreadsRepo:
+    """Create, read, update, delete and search threads on behalf of a principal."""
+
+    def __init__(self, pool: DbPool, checkpointer: BaseCheckpointSaver[Any] | None = None) -> None:
+        self._pool = pool
+        self._checkpointer = checkpointer
+
+    async def create(
+        self,
+        principal: Principal,
+        thread_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        if_exists: IfExists = "raise",
+    ) -> ThreadRow:
+        """Create a thread owned by the principal.
+
+        With `if_exists="do_nothing"` an existing thread visible to the principal is returned
+        unchanged.
+
+        Raises:
+            Conflict: the id is taken (and, for `do_nothing`, not visible to the principal).
+        """
+        thread_id = thread_id or uuid4()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"INSERT INTO threads (thread_id, tenant_id, owner_id, metadata)"  # noqa: S608
+                f" VALUES (%s, %s, %s, %s) ON CONFLICT (thread_id) DO NOTHING"
+                f" RETURNING {_COLUMNS}",
+                (thread_id, principal.tenant_id, principal.user_id, Jsonb(metadata or {})),
+            )
+            row = await cur.fetchone()
+        if row is not None:
+            return cast(ThreadRow, row)
+        if if_exists == "do_nothing":
+            existing = await self.get_visible(principal, thread_id)
+            if existing is not None:
+                return existing
+        raise Conflict(f"thread {thread_id} already exists")
+
+    async def get_visible(
+        self, principal: Principal, thread_id: UUID, *, conn: Conn | None = None
+    ) -> ThreadRow | None:
+        """Return the thread if it exists and the principal may see it, else None."""
+        scope, params = _scope(principal)
+        query = sql.SQL("SELECT {cols} FROM threads WHERE thread_id = %s AND {scope}").format(
+            cols=sql.SQL(_COLUMNS), scope=scope
+        )
+        if conn is not None:
+            cur = await conn.execute(query, [thread_id, *params])
+            return cast(ThreadRow | None, await cur.fetchone())
+        async with self._pool.connection() as own:
+            cur = await own.execute(query, [thread_id, *params])
+            return cast(ThreadRow | None, await cur.fetchone())
+
+    async def require_visible(
+        self, principal: Principal, thread_id: UUID, *, conn: Conn | None = None
+    ) -> ThreadRow:
+        """Return the visible thread.
+
+        Raises:
+            NotFound: missing, or not visible to the principal (the same answer on purpose).
+        """
+        row = await self.get_visible(principal, thread_id, conn=conn)
+        if row is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return row
+
+    async def patch_metadata(
+        self, principal: Principal, thread_id: UUID, metadata: dict[str, Any]
+    ) -> ThreadRow:
+        """Merge `metadata` into the thread's metadata (top-level keys replaced).
+
+        Raises:
+            NotFound: missing or not visible.
+        """
+        scope, params = _scope(principal)
+        query = sql.SQL(
+            "UPDATE threads SET metadata = metadata || %s, updated_at = now()"
+            " WHERE thread_id = %s AND {scope} RETURNING {cols}"
+        ).format(scope=scope, cols=sql.SQL(_COLUMNS))
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, [Jsonb(metadata), thread_id, *params])
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return cast(ThreadRow, row)
+
+    async def set_status(
+        self, thread_id: UUID, status: ThreadStatus, *, conn: Conn | None = None
+    ) -> None:
+        """Set the thread's status (unscoped: for the runs engine, which already checked)."""
+        query = "UPDATE threads SET status = %s, updated_at = now() WHERE thread_id = %s"
+        if conn is not None:
+            await conn.execute(query, (status, thread_id))
+            return
+        async with self._pool.connection() as own:
+            await own.execute(query, (status, thread_id))
+
+    async def touch(self, thread_id: UUID, *, conn: Conn | None = None) -> None:
+        """Bump `updated_at` (after a state update)."""
+        query = "UPDATE threads SET updated_at = now() WHERE thread_id = %s"
+        if conn is not None:
+            await conn.execute(query, (thread_id,))
+            return
+        async with self._pool.connection() as own:
+            await own.execute(query, (thread_id,))
+
+    async def delete(self, principal: Principal, thread_id: UUID) -> None:
+        """Delete the thread, its runs (by cascade) and its checkpoints.
+
+        Raises:
+            NotFound: missing or not visible.
+            Conflict: a run is active on the thread (cancel it first).
+        """
+        scope, params = _scope(principal)
+        query = sql.SQL(
+            "DELETE FROM threads WHERE thread_id = %s AND {scope} AND status <> 'busy'"
+        ).format(scope=scope)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, [thread_id, *params])
+            deleted = cur.rowcount > 0
+        if not deleted:
+            await self.require_visible(principal, thread_id)
+            raise Conflict(f"thread {thread_id} is busy: cancel its runs before deleting it")
+        if self._checkpointer is not None:
+            await self._checkpointer.adelete_thread(str(thread_id))
+
+    async def search(
+        self,
+        principal: Principal,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ids: list[UUID] | None = None,
+        status: ThreadStatus | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: SortBy = "created_at",
+        sort_order: SortOrder = "desc",
+    ) -> list[ThreadRow]:
+        """List visible threads matching every filter (metadata by jsonb containment)."""
+        if sort_by not in ("thread_id", "status", "created_at", "updated_at"):
+            raise ValueError(f"cannot sort by {sort_by!r}")
+        where, params = _filters(principal, metadata, ids, status)
+        direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
+        query = sql.SQL(
+            "SELECT {cols} FROM threads WHERE {where}"
+            " ORDER BY {sort} {dir}, thread_id {dir} LIMIT %s OFFSET %s"
+        ).format(cols=sql.SQL(_COLUMNS), where=where, sort=sql.Identifier(sort_by), dir=direction)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, [*params, limit, offset])
+            rows = await cur.fetchall()
+        return [cast(ThreadRow, r) for r in rows]
+
+    async def count(
+        self,
+        principal: Principal,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ids: list[UUID] | None = None,
+        status: ThreadStatus | None = None,
+    ) -> int:
+        """Count visible threads matching every filter."""
+        where, params = _filters(principal, metadata, ids, status)
+        query = sql.SQL("SELECT count(*) AS n FROM threads WHERE {where}").format(where=where)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+        return int(row["n"]) if row else 0
+
+
+__all__ = ["THREAD_STATUSES", "IfExists", "SortBy", "SortOrder", "ThreadRow", "ThreadStatus",
+           "ThreadsRepo"]

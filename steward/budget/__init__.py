@@ -1,0 +1,1 @@
+"""Cost control: token estimates, prices, the usage ledger with budgets, model routing."""

@@ -1,0 +1,156 @@
+"""`steward serve` and `steward keys create|list|revoke` (registered in `steward.cli`).
+
+Also runnable alone: `python -m steward.cli_server serve|keys ...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from steward.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from server.keys import KeyInfo, KeyStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CORPUS = Path("data/policies")
+T = TypeVar("T")
+
+
+def _index_exists(settings: Settings) -> bool:
+    from steward.knowledge.index import MANIFEST_FILE
+
+    return (settings.index_dir / MANIFEST_FILE).exists()
+
+
+def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> None:
+    """In development with no index yet: ingest `corpus` and seed the demo orders.
+
+    So `make run` / a fresh checkout gives a working service. Blocking; call before serving.
+    """
+    if settings.env != "development" or _index_exists(settings):
+        return
+    from steward.db.embedded import resolve_database_url
+    from steward.db.migrate import migrate
+    from steward.db.pool import open_pool
+    from steward.domain.seed import seed_demo_orders
+    from steward.knowledge.embeddings import make_embedder
+    from steward.knowledge.ingest import ingest
+
+    click.echo(f"no knowledge index in {settings.index_dir}: ingesting {corpus} ...", err=True)
+    ingest([corpus], settings.index_dir, make_embedder(settings), progress=False)
+
+    async def seed() -> int:
+        url = await asyncio.to_thread(resolve_database_url, settings)
+        async with open_pool(url, settings) as pool:
+            await migrate(pool, url)
+            return await seed_demo_orders(pool)
+
+    click.echo(f"seeded {asyncio.run(seed())} demo orders", err=True)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host: str, port: int, log_level: str) -> None:
+    """Run the HTTP service (LangGraph Server API subset and approval queue)."""
+    import uvicorn
+
+    settings = get_settings()
+    prepare_development(settings)
+    uvicorn.run(
+        "server.app:create_app_from_env", factory=True, host=host, port=port,
+        log_level=log_level, log_config=None, lifespan="on", proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _with_key_store(fn: Callable[[KeyStore], Awaitable[T]]) -> T:
+    """Open a pool on the configured database (migrated), run `fn` with a `KeyStore`."""
+    from server.keys import KeyStore
+    from steward.db.embedded import resolve_database_url
+    from steward.db.migrate import migrate
+    from steward.db.pool import open_pool
+
+    settings = get_settings().model_copy(update={"db_pool_min": 1, "db_pool_max": 2})
+
+    async def go() -> T:
+        url = await asyncio.to_thread(resolve_database_url, settings)
+        async with open_pool(url, settings) as pool:
+            await migrate(pool, url)
+            return await fn(KeyStore(pool))
+
+    return asyncio.run(go())
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys (only their sha256 is stored)."""
+
+
+@keys.command("create")
+@click.option("--user", "user_id", required=True, help="User id the key acts as.")
+@click.option("--role", required=True, type=click.Choice(["user", "approver", "admin"]),
+              help="user: own threads; approver: + decide approvals; admin: + all tenants' queue.")
+@click.option("--tenant", "tenant_id", default="default", show_default=True, help="Tenant id.")
+def keys_create(user_id: str, role: str, tenant_id: str) -> None:
+    """Create a key and print it (shown once: it cannot be recovered)."""
+    from server.keys import role_of
+
+    raw = _with_key_store(lambda store: store.create(user_id, tenant_id, role_of(role)))
+    click.echo(f"created {role} key for {user_id}@{tenant_id} (shown once):", err=True)
+    click.echo(raw)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (id, user, tenant, role, created, revoked); never the secrets."""
+    rows: list[KeyInfo] = _with_key_store(lambda store: store.list())
+    if not rows:
+        click.echo("no keys", err=True)
+        return
+    click.echo(f"{'KEY_ID':<10} {'USER':<20} {'TENANT':<16} {'ROLE':<9} {'CREATED':<20} REVOKED")
+    for r in rows:
+        revoked = r["revoked_at"].strftime("%Y-%m-%d %H:%M:%S") if r["revoked_at"] else "-"
+        click.echo(
+            f"{r['key_id']:<10} {r['user_id']:<20} {r['tenant_id']:<16} {r['role']:<9} "
+            f"{r['created_at'].strftime('%Y-%m-%d %H:%M:%S'):<20} {revoked}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke KEY_ID (running servers stop accepting it within 10 seconds)."""
+    if not _with_key_store(lambda store: store.revoke(key_id)):
+        click.echo(f"no active key {key_id}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key_id}")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """Steward service commands (the same as `steward serve` / `steward keys`)."""
+    from steward.cli import _setup_logging
+
+    _setup_logging(verbose)
+
+
+cli.add_command(serve)
+cli.add_command(keys)
+
+if __name__ == "__main__":
+    cli()
+
+__all__ = ["cli", "keys", "prepare_development", "serve"]

@@ -1,0 +1,1 @@
+"""Guardrails: input screening (PII, prompt injection), tool risk rules, output checks."""

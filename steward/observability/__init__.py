@@ -1,0 +1,50 @@
+"""Observability: structured logs, Prometheus metrics, OpenTelemetry and LangSmith traces.
+
+Start-up: `configure_logging(settings)`, `configure_tracing()`; per run:
+`instrument_run_config(config, run_id=..., thread_id=..., tenant_id=..., user_id=...)`.
+"""
+
+from steward.observability.callbacks import RunObserver, instrument_run_config
+from steward.observability.logging import (
+    bind_log_context,
+    configure_logging,
+    current_request_id,
+    get_logger,
+    log_context,
+    unbind_log_context,
+)
+from steward.observability.metrics import (
+    observe_pool,
+    record_approval_decision,
+    record_guardrail_block,
+    refresh_approvals_pending,
+    render_metrics,
+    set_approvals_pending,
+)
+from steward.observability.tracing import (
+    configure_tracing,
+    current_traceparent,
+    flush_tracing,
+    shutdown_tracing,
+)
+
+__all__ = [
+    "RunObserver",
+    "bind_log_context",
+    "configure_logging",
+    "configure_tracing",
+    "current_request_id",
+    "current_traceparent",
+    "flush_tracing",
+    "get_logger",
+    "instrument_run_config",
+    "log_context",
+    "observe_pool",
+    "record_approval_decision",
+    "record_guardrail_block",
+    "refresh_approvals_pending",
+    "render_metrics",
+    "set_approvals_pending",
+    "shutdown_tracing",
+    "unbind_log_context",
+]

@@ -1,0 +1,341 @@
+"""The runs routes through the real `langgraph_sdk` client against `steward serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableEntityError,
+)
+
+from steward.db.pool import DbPool
+from steward.mock_llm.process import MockLLM
+from steward.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.fixtures_server import RunningServer
+
+pytest_plugins = ["tests.fixtures_server"]
+pytestmark = pytest.mark.e2e
+
+QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
+SMALL_REFUND: Any = {"messages": [{"role": "user",
+                              "content": "Please refund $20 on order LS-10017, it broke."}]}
+BIG_REFUND: Any = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
+APPROVE: Any = {"resume": {"decisions": [{"type": "approve"}]}}
+FAIL_RUN: Any = {"kind": "status", "status": 500,
+                 "count": Settings.model_fields["llm_max_attempts"].default}
+"""Fails every attempt of one model call (the server keeps the default retry count)."""
+SLOW_CALL_S = 4.0
+"""The server's model timeout is 5 s; a delayed call still succeeds."""
+
+
+@pytest.fixture(name="tenant")
+def fx_tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(name="alice")
+async def fx_alice(server: RunningServer, tenant: str) -> LangGraphClient:
+    return server.client(await server.keys("alice", tenant, "user"))
+
+
+@pytest.fixture(name="mock")
+async def fx_mock(mock_llm_clean: MockLLM) -> MockLLM:
+    return mock_llm_clean
+
+
+async def start_slow_run(
+    client: LangGraphClient, mock: MockLLM, tid: str, calls: int = 1, **kwargs: Any
+) -> dict[str, Any]:
+    """A background run whose model calls take 4 s each; returns once it is running."""
+    await mock.add_faults([{"kind": "timeout", "delay_s": SLOW_CALL_S, "count": calls}])
+    text = SMALL_REFUND if calls > 1 else QUESTION
+    before = len(await mock.requests())
+    run: dict[str, Any] = dict(await client.runs.create(tid, "agent", input=text, **kwargs))
+    deadline = time.monotonic() + 60  # the first run of a server loads the embedding model
+    while len(await mock.requests()) == before:
+        assert time.monotonic() < deadline, "the slow run never reached the model"
+        await asyncio.sleep(0.05)
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "running"
+    return run
+
+
+async def refunds_for(pool: DbPool, thread_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT amount_cents, approved_by FROM refunds WHERE thread_id = %s", (thread_id,)
+        )
+        return list(await cur.fetchall())
+
+
+# --------------------------------------------------------------------------- stream / wait
+
+
+async def test_stream_speaks_the_sdk_protocol(alice: LangGraphClient, mock: MockLLM) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    created: list[Any] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parts = [
+            p async for p in alice.runs.stream(
+                tid, "agent", input=QUESTION,
+                stream_mode=["values", "updates", "messages-tuple", "custom"],
+                on_run_created=created.append,
+            )
+        ]
+    assert parts[0].event == "metadata"
+    run_id = parts[0].data["run_id"]
+    assert parts[0].data["attempt"] == 1
+    assert created and created[0]["run_id"] == run_id and created[0]["thread_id"] == tid
+    events = {p.event for p in parts[1:]}
+    assert events <= {"values", "updates", "messages", "custom"}
+    assert {"values", "updates", "messages"} <= events
+    message, meta = next(p.data for p in parts if p.event == "messages")
+    assert message["type"] == "AIMessageChunk" and "langgraph_node" in meta
+    assert all(p.id is None for p in parts), "ids only for resumable runs"
+    assert parts[-1].event == "values" and parts[-1].data["response"]["sources"]
+    assert not [w for w in caught if "econnect" in str(w.message)], [str(w.message)
+                                                                      for w in caught]
+    assert (await alice.runs.get(tid, run_id))["status"] == "success"
+    thread = await alice.threads.get(tid)
+    assert thread["status"] == "idle"
+    assert (thread["metadata"] or {})["graph_id"] == "agent"
+    found = await alice.threads.search(metadata={"graph_id": "agent"})
+    assert tid in {t["thread_id"] for t in found}
+
+
+async def test_wait_background_join_get_list(
+    server: RunningServer, alice: LangGraphClient, mock: MockLLM, tenant: str
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    out = await alice.runs.wait(tid, "agent", input=QUESTION)
+    assert isinstance(out, dict) and out["response"]["sources"]
+    assert [m["type"] for m in out["messages"]] == ["human", "ai"]
+
+    run = await alice.runs.create(tid, "agent", input=QUESTION, stream_resumable=True,
+                                  metadata={"source": "test"})
+    assert run["status"] == "pending" and run["thread_id"] == tid
+    assert run["metadata"] == {"source": "test"}
+    assert run["multitask_strategy"] == "enqueue"
+    joined = await alice.runs.join(tid, run["run_id"])
+    assert joined["response"]["sources"]
+    assert len(joined["messages"]) == 4
+    got = await alice.runs.get(tid, run["run_id"])
+    assert got["status"] == "success"
+    listed = await alice.runs.list(tid)
+    assert listed[0]["run_id"] == run["run_id"] and len(listed) == 2
+    assert [r["run_id"] for r in await alice.runs.list(tid, status="success", limit=1)] == [
+        run["run_id"]]
+
+    replay = [p async for p in alice.runs.join_stream(tid, run["run_id"], last_event_id="-1")]
+    assert replay[0].event == "metadata" and replay[0].data["run_id"] == run["run_id"]
+    assert [p.id for p in replay] == [str(i) for i in range(len(replay))]
+    assert replay[-1].event == "values" and replay[-1].data["response"]["sources"]
+    tail = [p async for p in alice.runs.join_stream(tid, run["run_id"], last_event_id="1")]
+    assert [p.id for p in tail] == [p.id for p in replay[2:]]
+
+    with pytest.raises(NotFoundError):
+        await alice.runs.get(tid, str(uuid.uuid4()))
+    mallory = server.client(await server.keys("mallory", f"other-{tenant}", "admin"))
+    with pytest.raises(NotFoundError):
+        await mallory.runs.list(tid)
+    with pytest.raises(NotFoundError):
+        await mallory.runs.get(tid, run["run_id"])
+    bob = server.client(await server.keys("bob", tenant, "user"))
+    # join and wait go through the SDK's reconnecting request: plain httpx errors.
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        await bob.runs.join(tid, run["run_id"])
+    assert info.value.response.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        await bob.runs.wait(tid, "agent", input=QUESTION)
+    assert info.value.response.status_code == 404
+    with pytest.raises(NotFoundError):
+        await bob.runs.create(tid, "agent", input=QUESTION)
+
+    await alice.runs.delete(tid, run["run_id"])
+    with pytest.raises(NotFoundError):
+        await alice.runs.get(tid, run["run_id"])
+
+
+async def test_bad_bodies_are_refused_clearly(alice: LangGraphClient) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    with pytest.raises(UnprocessableEntityError) as info:
+        await alice.runs.create(tid, "agent", input=QUESTION, webhook="http://example.com/h")
+    assert "webhook" in info.value.response.json()["detail"]
+    with pytest.raises(UnprocessableEntityError):
+        await alice.runs.create(tid, "agent", input=QUESTION, stream_mode="events")
+    with pytest.raises(UnprocessableEntityError):
+        await alice.runs.create(tid, "agent", input=QUESTION, interrupt_before=["nope"])
+    with pytest.raises(UnprocessableEntityError):
+        await alice.runs.create(tid, "agent", input=QUESTION,
+                                config={"configurable": {"user_id": "admin"}})
+    with pytest.raises(NotFoundError):
+        await alice.runs.create(tid, "other-graph", input=QUESTION)
+    with pytest.raises(NotFoundError):
+        await alice.runs.create(str(uuid.uuid4()), "agent", input=QUESTION)
+    made = await alice.runs.create(str(uuid.uuid4()), "agent", input=QUESTION,
+                                   if_not_exists="create")
+    assert (await alice.runs.join(made["thread_id"], made["run_id"]))["response"]
+
+
+async def test_stateless_runs(alice: LangGraphClient, mock: MockLLM) -> None:
+    out = await alice.runs.wait(None, "agent", input=QUESTION)
+    assert isinstance(out, dict) and out["response"]["sources"]
+    parts = [p async for p in alice.runs.stream(None, "agent", input=QUESTION)]
+    assert parts[0].event == "metadata" and parts[-1].event == "values"
+
+
+async def test_failed_run_reports_an_error_event_and_wait_error(
+    alice: LangGraphClient, mock: MockLLM
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    await mock.add_faults([FAIL_RUN])
+    parts = [p async for p in alice.runs.stream(tid, "agent", input=QUESTION)]
+    assert parts[-1].event == "error"
+    assert parts[-1].data["error"] == "ProviderError" and parts[-1].data["message"]
+    run_id = parts[0].data["run_id"]
+    assert (await alice.runs.get(tid, run_id))["status"] == "error"
+    assert (await alice.threads.get(tid))["status"] == "error"
+
+    await mock.add_faults([FAIL_RUN])
+    out = await alice.runs.wait(tid, "agent", input=QUESTION, raise_error=False)
+    assert isinstance(out, dict)
+    assert out["__error__"]["error"] == "ProviderError"
+    await mock.add_faults([FAIL_RUN])
+    with pytest.raises(Exception, match="ProviderError"):
+        await alice.runs.wait(tid, "agent", input=QUESTION)
+
+
+# --------------------------------------------------------------------------- multitask
+
+
+async def test_multitask_reject(alice: LangGraphClient, mock: MockLLM) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    first = await start_slow_run(alice, mock, tid)
+    with pytest.raises(ConflictError):
+        await alice.runs.create(tid, "agent", input=QUESTION, multitask_strategy="reject")
+    assert (await alice.threads.get(tid))["status"] == "busy"
+    assert (await alice.runs.join(tid, first["run_id"]))["response"]
+    assert len(await alice.runs.list(tid)) == 1
+
+
+async def test_multitask_enqueue_runs_after_with_heartbeats(
+    server: RunningServer, alice: LangGraphClient, mock: MockLLM
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    first = await start_slow_run(alice, mock, tid, calls=2)  # ~8 s
+    api_key = alice.http.client.headers["x-api-key"]
+    payload = {"input": QUESTION, "assistant_id": "agent"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60,
+                                 headers={"x-api-key": api_key}) as http:
+
+        async def stream() -> tuple[str, str]:
+            async with http.stream("POST", f"/threads/{tid}/runs/stream",
+                                   json=payload) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                location = response.headers["location"]
+                assert response.headers["content-location"] == location.removesuffix("/stream")
+                run_id = location.split("/")[-2]
+                assert (await alice.runs.get(tid, run_id))["status"] == "pending"
+                return run_id, (await response.aread()).decode()
+
+        async def wait() -> tuple[str, str]:
+            await asyncio.sleep(0.5)  # queued after the stream's run
+            async with http.stream("POST", f"/threads/{tid}/runs/wait",
+                                   json=payload) as response:
+                assert response.headers["location"].endswith("/join")
+                run_id = response.headers["content-location"].split("/")[-1]
+                return run_id, (await response.aread()).decode()
+
+        (second_id, body), (third_id, result) = await asyncio.gather(stream(), wait())
+    assert body.startswith("event: metadata\r\ndata: {")
+    assert ": heartbeat\r\n\r\n" in body, "a queued stream stays alive"
+    assert body.rstrip().split("\r\n")[-2].startswith("event: values")
+    assert result.startswith("\n"), "a queued wait sends whitespace while it waits"
+    assert json.loads(result)["response"]["sources"]
+    runs = {r["run_id"]: r for r in await alice.runs.list(tid)}
+    assert [runs[i]["status"] for i in (first["run_id"], second_id, third_id)] == [
+        "success"] * 3
+    assert runs[first["run_id"]]["updated_at"] <= runs[second_id]["updated_at"]
+    assert runs[second_id]["updated_at"] <= runs[third_id]["updated_at"]
+
+
+async def test_multitask_interrupt(alice: LangGraphClient, mock: MockLLM) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    first = await start_slow_run(alice, mock, tid)
+    second = await alice.runs.create(tid, "agent", input=QUESTION,
+                                     multitask_strategy="interrupt")
+    assert (await alice.runs.join(tid, second["run_id"]))["response"]
+    assert (await alice.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+    assert (await alice.runs.get(tid, second["run_id"]))["status"] == "success"
+
+
+async def test_multitask_rollback(alice: LangGraphClient, mock: MockLLM) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    first = await start_slow_run(alice, mock, tid)
+    second = await alice.runs.create(tid, "agent", input=QUESTION,
+                                     multitask_strategy="rollback")
+    out = await alice.runs.join(tid, second["run_id"])
+    assert [m["type"] for m in out["messages"]] == ["human", "ai"], "A's writes are gone"
+    with pytest.raises(NotFoundError):
+        await alice.runs.get(tid, first["run_id"])
+    assert [r["run_id"] for r in await alice.runs.list(tid)] == [second["run_id"]]
+
+
+async def test_cancel(alice: LangGraphClient, mock: MockLLM) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    run = await start_slow_run(alice, mock, tid)
+    queued = await alice.runs.create(tid, "agent", input=QUESTION)
+    await alice.runs.cancel_many(thread_id=tid, status="pending")
+    await alice.runs.cancel(tid, run["run_id"], wait=True)
+    assert (await alice.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    assert (await alice.runs.get(tid, queued["run_id"]))["status"] == "interrupted"
+    assert (await alice.threads.get(tid))["status"] != "busy"
+    with pytest.raises(ConflictError):
+        await alice.runs.cancel(tid, run["run_id"])
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+async def test_refund_over_threshold_needs_an_approver(
+    server: RunningServer, alice: LangGraphClient, mock: MockLLM, tenant: str, db_pool: DbPool
+) -> None:
+    approver = server.client(await server.keys("mia", tenant, "approver"))
+    tid = (await alice.threads.create())["thread_id"]
+    out = await alice.runs.wait(tid, "agent", input=BIG_REFUND)
+    assert isinstance(out, dict)
+    [pending] = out["__interrupt__"]
+    [request] = pending["value"]["action_requests"]
+    assert request["name"] == "issue_refund" and request["args"]["order_id"] == "LS-10017"
+    assert pending["id"]
+    thread = await alice.threads.get(tid)
+    assert thread["status"] == "interrupted" and thread["interrupts"]
+    assert await refunds_for(db_pool, tid) == []
+
+    with pytest.raises(PermissionDeniedError):
+        await alice.runs.create(tid, "agent", command=APPROVE)
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        await alice.runs.wait(tid, "agent", command=APPROVE)
+    assert info.value.response.status_code == 403
+    out = await approver.runs.wait(tid, "agent", command=APPROVE)
+    assert isinstance(out, dict) and "__interrupt__" not in out
+    assert out["response"]["actions"][0]["status"] == "executed"
+    [refund] = await refunds_for(db_pool, tid)
+    assert refund["amount_cents"] == 60000 and refund["approved_by"] == "mia"
+    assert (await alice.threads.get(tid))["status"] == "idle"
+    with pytest.raises(ConflictError):  # nothing left to resume
+        await approver.runs.create(tid, "agent", command=APPROVE)
+    assert len(await refunds_for(db_pool, tid)) == 1
