@@ -1,19 +1,19 @@
-"""The Postgres checkpointer, on our own pool, with strict (pickle-free) serialization."""
+"""The Postgres checkpointer, on our own pool, pickle-free and with PII redacted on write."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg_pool import AsyncConnectionPool
 
-
-def strict_serializer() -> JsonPlusSerializer:
-    """Msgpack limited to LangGraph's safe types; never pickle (no RCE from the database)."""
-    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+from steward.guardrails.serde import RedactingSerializer
 
 
 def make_checkpointer(pool: AsyncConnectionPool[Any]) -> AsyncPostgresSaver:
-    """Return an AsyncPostgresSaver on `pool` (autocommit, dict rows; see steward.db.pool)."""
-    return AsyncPostgresSaver(pool, serde=strict_serializer())
+    """Return an AsyncPostgresSaver on `pool` (autocommit, dict rows; see steward.db.pool).
+
+    The serializer is strict msgpack (LangGraph's safe types only, never pickle) and redacts
+    user text before it is stored: LangGraph persists a run's input before input_filter runs.
+    """
+    return AsyncPostgresSaver(pool, serde=RedactingSerializer())

@@ -12,8 +12,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graph.errors import ConfigError
 from graph.tools import DEFAULT_ALLOWED_TOOLS, RISK_RULES, ROLE_TOOLS
-from steward.budget.ledger import PgUsageLedger, UsageLedger
-from steward.domain.orders import PgOrderStore
+from steward.budget.ledger import UsageLedger
 from steward.domain.types import Approval, OrderStore, OrderView, RefundResult
 from steward.guardrails.policy_rules import RiskRule, parse_rules
 from steward.knowledge.types import RetrievedChunk, Retriever
@@ -49,9 +48,6 @@ class Deps:
             self.risk_rules = (*RISK_RULES, *parse_rules(self.settings.tool_rules))
         if self.routine_chat_model is None:
             self.routine_chat_model = routine_model_of(self.chat_model, self.settings)
-        if self.usage_ledger is None and isinstance(self.orders, PgOrderStore):
-            # Until steward.runtime passes a ledger itself: share the order store's pool.
-            self.usage_ledger = PgUsageLedger(self.orders._pool, self.settings)
 
     @property
     def approval_threshold(self) -> Decimal:

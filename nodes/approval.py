@@ -24,6 +24,7 @@ from graph.schemas import (
 )
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
+from nodes.guard_tools import denial_message, denial_record, judge_call
 from nodes.types import ConfigNode
 from steward.domain.types import Approval
 
@@ -115,10 +116,15 @@ def make_approval(deps: Deps) -> ConfigNode:
                 continue
             args = call["args"]
             if isinstance(decision, EditDecision):
-                validated = TOOLS[call["name"]].args_model.model_validate(
-                    decision.edited_action.args
-                )
-                args = validated.model_dump(mode="json")
+                # A person may release what needs approval, never what the rules deny.
+                judged = judge_call(call["call_id"], call["name"], decision.edited_action.args,
+                                    deps, role=config.get("configurable", {}).get("role"))
+                if judged["verdict"] == "deny":
+                    by_id[call["call_id"]] = judged
+                    messages.append(denial_message(judged))
+                    records.append(denial_record(judged))
+                    continue
+                args = judged["args"]
             record = Approval(
                 decision=decision.type, reviewer=reviewer, decided_at=decided_at,
                 comment=decision.message,

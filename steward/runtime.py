@@ -16,10 +16,12 @@ from psycopg_pool import AsyncConnectionPool
 from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
 from graph.deps import Deps, make_chat_model
+from steward.budget.ledger import PgUsageLedger
 from steward.db.embedded import resolve_database_url
 from steward.db.migrate import migrate
 from steward.db.pool import open_pool
 from steward.domain.orders import PgOrderStore
+from steward.guardrails.serde import warm_up as warm_up_redaction
 from steward.knowledge.retriever import load_retriever
 from steward.observability.metrics import observe_pool
 from steward.settings import Settings
@@ -51,10 +53,12 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
             load_retriever, settings
         )
         chat_model = overrides.pop("chat_model", None) or make_chat_model(settings)
+        overrides.setdefault("usage_ledger", PgUsageLedger(pool, settings))
         deps = Deps(
             chat_model=chat_model, retriever=retriever, orders=PgOrderStore(pool),
             settings=settings, **overrides,
         )
+        await warm_up_redaction()  # load Presidio off the event loop before any checkpoint
         checkpointer = make_checkpointer(pool)
         stop_observing = observe_pool(pool)
         try:

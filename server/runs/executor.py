@@ -98,6 +98,8 @@ def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
         "thread_id": thread_id,
         "user_id": run["owner_id"],
         "tenant_id": run["tenant_id"],
+        # Tool permissions follow the caller's key, never a client-supplied value.
+        "role": kwargs.get("role") or "user",
     }
     metadata = {
         **(client.get("metadata") or {}),

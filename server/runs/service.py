@@ -13,6 +13,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Collection
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from psycopg.rows import DictRow
 
 from server.auth import Principal
-from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from server.runs import repo
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
 from server.runs.executor import approvals_hook, final_values, pending_approval
@@ -36,6 +37,8 @@ from server.runs.models import (
     RunCreate,
 )
 from server.sse import dumps
+from steward.budget.budgets import Payer
+from steward.budget.ledger import PgUsageLedger
 from steward.observability.logging import current_request_id
 from steward.observability.tracing import current_traceparent
 from steward.runtime import Runtime
@@ -56,6 +59,39 @@ def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise NotFound(f"{what} {value} not found") from None
+
+
+def seconds_until_reset(scope: str, now: datetime | None = None) -> int:
+    """When a spent budget scope frees up again: next UTC day or month; a thread never."""
+    now = now or datetime.now(UTC)
+    if scope == "user_day":
+        reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    elif scope == "tenant_month":
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        reset = (first + timedelta(days=32)).replace(day=1)
+    else:
+        return 86_400
+    return max(1, int((reset - now).total_seconds()))
+
+
+async def check_budget(runtime: Runtime, principal: Principal, thread_id: str | None) -> None:
+    """Refuse a new run with 429 when one of the caller's budgets is already spent.
+
+    The graph still reserves every call's estimate before calling the model (the guarantee);
+    this makes the API answer 429 up front instead of a run that can only refuse.
+    """
+    ledger = runtime.deps.usage_ledger
+    if not isinstance(ledger, PgUsageLedger):
+        return
+    payer = Payer(tenant_id=principal.tenant_id, user_id=principal.user_id,
+                  thread_id=thread_id, run_id=None)
+    for scope in await ledger.spend(payer):
+        remaining = scope.remaining_usd
+        if remaining is not None and remaining <= 0:
+            raise TooManyRequests(
+                f"budget exceeded: the {scope.scope} budget of {scope.limit_usd} USD is spent",
+                retry_after=seconds_until_reset(scope.scope),
+            )
 
 
 class RunService:
@@ -90,6 +126,7 @@ class RunService:
             Forbidden: a user resuming an approval, or steering the graph (`command.update`,
                 `command.goto`) without role admin.
             Unprocessable: the run asks for something invalid (unknown node, reserved config).
+            TooManyRequests: a budget of the caller (user/day, tenant/month, thread) is spent.
         """
         stateless = thread_id is None
         if body.assistant_id not in (GRAPH_ID, ASSISTANT_ID):
@@ -101,6 +138,8 @@ class RunService:
         steers = command is not None and (command.update is not None or command.goto is not None)
         if steers and not principal.is_admin:
             raise Forbidden("command.update and command.goto require role admin")
+        if not body.is_resume:  # a decision on held work is never blocked by the budget
+            await check_budget(self.runtime, principal, None if stateless else str(tid))
 
         pending_interrupts = False
         if not stateless and (body.is_resume or body.strict_resume):

@@ -259,3 +259,17 @@ async def test_persistently_bad_output_falls_back_safely(
     assert out["repairs"] == runtime.deps.settings.max_repairs
     assert out["response"]["answer"] == FALLBACK_ANSWER
     assert out["response"]["sources"] == []
+
+
+async def test_an_edit_cannot_release_what_the_rules_deny(
+    runtime: Runtime, orders: PgOrderStore, mock_llm_clean: None
+) -> None:
+    config = new_config()
+    await ask(runtime, "Refund $700 on LS-10007 please.", config)
+    limit = runtime.deps.settings.refund_deny_above
+    assert limit is not None
+    edited = {"name": "issue_refund",
+              "args": {"order_id": "LS-10007", "amount": float(limit) + 1, "reason": "edited"}}
+    out = await resume(runtime, [{"type": "edit", "edited_action": edited}], config)
+    assert [a["status"] for a in out["response"]["actions"]] == ["denied"]
+    assert await refunds_of(orders, "LS-10007") == []

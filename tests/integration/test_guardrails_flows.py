@@ -108,10 +108,6 @@ async def test_pii_never_reaches_the_model_the_logs_or_the_checkpoints(
         assert value not in refund["reason"], f"{kind} reached the refunds table"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "graph/checkpointer.py still uses the plain strict serializer: LangGraph stores the raw "
-    "input (`__start__` blob, first `messages` version, START writes) before input_filter "
-    "runs. Fix: make_checkpointer(...) with serde=RedactingSerializer(); then drop this mark."))
 async def test_the_service_checkpointer_keeps_raw_pii_out(
     runtime: Runtime, mock_llm_clean: None,
 ) -> None:
