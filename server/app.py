@@ -28,6 +28,7 @@ from server.auth import provide_principal
 from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
+from server.rate_limit import rate_limit_config
 from server.routes import (
     foundation_routes,
     provide_key_store,
@@ -106,7 +107,10 @@ def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Li
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        middleware=[ObservabilityMiddleware()],
+        middleware=[
+            ObservabilityMiddleware(),
+            *([limits.middleware] if (limits := rate_limit_config(settings)) else []),
+        ],
         dependencies={
             "principal": Provide(provide_principal),
             "runtime": Provide(provide_runtime, sync_to_thread=False),

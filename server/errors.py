@@ -197,7 +197,10 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: Exception) -> Respons
         return detail_response(exc.status_code, "internal error", exc.headers)
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
         return detail_response(422, f"malformed JSON body: {exc.__cause__}")
-    return detail_response(exc.status_code, exc.detail, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "Retry-After" not in headers:
+        headers["Retry-After"] = headers.get("RateLimit-Reset", "1")
+    return detail_response(exc.status_code, exc.detail, headers)
 
 
 def database_down_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

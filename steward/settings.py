@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """Postgres URL; unset means an embedded Postgres under `home`."""
     db_pool_min: int = Field(default=2, validation_alias="STEWARD_DB_POOL_MIN")
-    db_pool_max: int = Field(default=10, validation_alias="STEWARD_DB_POOL_MAX")
+    db_pool_max: int = Field(default=20, validation_alias="STEWARD_DB_POOL_MAX")
+    """Above STEWARD_RUN_SLOTS (10): runs and requests share the pool."""
     db_prepare_threshold: int | None = Field(
         default=0, validation_alias="STEWARD_DB_PREPARE_THRESHOLD"
     )
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
     max_repairs: int = Field(default=2, validation_alias="STEWARD_MAX_REPAIRS")
     recursion_limit: int = Field(default=40, validation_alias="STEWARD_RECURSION_LIMIT")
+    rate_limit_per_minute: int = Field(
+        default=1200, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
+    )
+    """HTTP requests per API key (or client address) per minute and replica; 0 disables."""
 
     # Guardrails (steward.guardrails; README "Guardrails and cost").
     guard_injection: bool = Field(default=True, validation_alias="STEWARD_GUARD_INJECTION")

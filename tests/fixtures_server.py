@@ -132,6 +132,7 @@ def fx_server(
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "STEWARD_BLOCKBUSTER": "1",
+        "STEWARD_RATE_LIMIT_PER_MINUTE": "0",  # tests poll freely; tests/unit/test_rate_limit.py
         "PYTHONUNBUFFERED": "1",
     }
     with log_path.open("wb") as log:

@@ -59,8 +59,10 @@ def foundation_routes() -> list[Any]:
     from server.routes.assistants import AssistantsController
     from server.routes.meta import META_ROUTES
     from server.routes.threads import ThreadsController
+    from server.routes.unsupported import UNSUPPORTED_ROUTES
 
-    return [*META_ROUTES, AssistantsController, ThreadsController, ApprovalsController]
+    return [*META_ROUTES, AssistantsController, ThreadsController, ApprovalsController,
+            *UNSUPPORTED_ROUTES]
 
 
 __all__ = [

@@ -39,6 +39,7 @@ from server.runs.models import (
 from server.sse import dumps
 from steward.budget.budgets import Payer
 from steward.budget.ledger import PgUsageLedger
+from steward.guardrails.serde import redact_user_input
 from steward.observability.logging import current_request_id
 from steward.observability.tracing import current_traceparent
 from steward.runtime import Runtime
@@ -151,6 +152,9 @@ class RunService:
 
         run_id = uuid.uuid4()
         kwargs = self._kwargs(body, config, principal, stateless)
+        if kwargs["input"] is not None:
+            # The runs table and its events are data at rest too: store no raw PII.
+            kwargs["input"] = await asyncio.to_thread(redact_user_input, kwargs["input"])
         patch = orjson.dumps({"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID}).decode()
         cancels: list[uuid.UUID] = []
         async with self.pool.connection() as conn, conn.transaction():
