@@ -26,17 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 
-from graph.builder import DURABILITY
+from graph.builder import DURABILITY, add_edges
 from graph.checkpointer import make_checkpointer
-from graph.routing import (
-    route_after_agent,
-    route_after_approval,
-    route_after_guard,
-    route_after_input_filter,
-    route_after_validate,
-)
 from graph.state import InputState, State
 from steward.knowledge.embeddings import LocalEmbedder
 from steward.knowledge.ingest import ingest
@@ -62,15 +55,7 @@ def bare_graph(checkpointer: Any = None) -> Any:
                  "finalize"):
         builder.add_node(name, noop)
     builder.add_node("validate", validate)
-    builder.add_edge(START, "input_filter")
-    builder.add_conditional_edges("input_filter", route_after_input_filter)
-    builder.add_edge("retrieve", "agent")
-    builder.add_conditional_edges("agent", route_after_agent)
-    builder.add_conditional_edges("guard_tools", route_after_guard)
-    builder.add_conditional_edges("approval", route_after_approval)
-    builder.add_edge("run_tools", "agent")
-    builder.add_conditional_edges("validate", route_after_validate)
-    builder.add_edge("finalize", END)
+    add_edges(builder)
     return builder.compile(checkpointer=checkpointer)
 
 

@@ -41,6 +41,19 @@ def llm_retry_policy(max_attempts: int) -> RetryPolicy:
     )
 
 
+def add_edges(builder: StateGraph[State, None, InputState, State]) -> None:
+    """Wire the workflow's edges (shared with bench/graph_overhead.py's bare graph)."""
+    builder.add_edge(START, "input_filter")
+    builder.add_conditional_edges("input_filter", route_after_input_filter)
+    builder.add_edge("retrieve", "agent")
+    builder.add_conditional_edges("agent", route_after_agent)
+    builder.add_conditional_edges("guard_tools", route_after_guard)
+    builder.add_conditional_edges("approval", route_after_approval)
+    builder.add_edge("run_tools", "agent")
+    builder.add_conditional_edges("validate", route_after_validate)
+    builder.add_edge("finalize", END)
+
+
 def make_graph(
     checkpointer: BaseCheckpointSaver[Any] | None = None, *, deps: Deps | None = None,
     **overrides: Any,
@@ -65,16 +78,7 @@ def make_graph(
     builder.add_node("run_tools", make_run_tools(deps))
     builder.add_node("validate", make_validate(deps))
     builder.add_node("finalize", make_finalize(deps))
-
-    builder.add_edge(START, "input_filter")
-    builder.add_conditional_edges("input_filter", route_after_input_filter)
-    builder.add_edge("retrieve", "agent")
-    builder.add_conditional_edges("agent", route_after_agent)
-    builder.add_conditional_edges("guard_tools", route_after_guard)
-    builder.add_conditional_edges("approval", route_after_approval)
-    builder.add_edge("run_tools", "agent")
-    builder.add_conditional_edges("validate", route_after_validate)
-    builder.add_edge("finalize", END)
+    add_edges(builder)
     compiled = builder.compile(checkpointer=checkpointer, name="agent")
     return compiled.with_config(recursion_limit=deps.settings.recursion_limit)
 
