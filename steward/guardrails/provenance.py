@@ -91,12 +91,14 @@ class Provenance:
     def refund_facts(self, order_id: str, amount: Decimal) -> dict[str, object]:
         """Derived facts of one refund call (before it is counted as pending)."""
         order = order_id.upper()
-        total = self.refunded.get(order, Decimal(0)) + self.pending.get(order, Decimal(0))
-        return {
+        earlier = self.refunded.get(order, Decimal(0)) + self.pending.get(order, Decimal(0))
+        facts: dict[str, object] = {
             "order_id_from_user": order in self.orders,
             "amount_from_user": amount in self.amounts,
-            "order_refund_total": total + amount,
         }
+        if earlier > 0:  # only a refund that adds to earlier ones is a possible split
+            facts["order_refund_total"] = earlier + amount
+        return facts
 
     def count(self, order_id: str, amount: Decimal) -> None:
         """Remember a refund of this batch that was not denied."""

@@ -95,6 +95,14 @@ def test_split_refunds_add_up_to_the_threshold() -> None:
         "approve")
 
 
+def test_a_single_large_refund_is_not_called_a_split() -> None:
+    deps = make_deps()
+    call = judge_call("c1", "issue_refund", refund(700), deps,
+                      provenance=said("Refund $700 on LS-10007 please."))
+    assert call["verdict"] == "approve"
+    assert "split" not in call["reason"]
+
+
 def test_hard_limit_denies_even_with_approval_possible() -> None:
     call = judge_call("c1", "issue_refund", refund(6000), make_deps(),
                       provenance=said("refund $6000 on LS-10007"))
