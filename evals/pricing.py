@@ -7,30 +7,15 @@ tokens would cost at the configured model's list price.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from steward.observability.pricing import ModelPrice, list_prices
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    """List price of one model, USD per million tokens."""
+Price = ModelPrice
+"""List price of one model, USD per million tokens (the service's own price table type)."""
 
-    input: float
-    output: float
-    cached_input: float | None = None
-    """Price of prompt tokens served from the provider's cache; None: same as `input`."""
-
-
-PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "gpt-4o": Price(2.50, 10.00, 1.25),
-    "gpt-4.1": Price(2.00, 8.00, 0.50),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-    "o4-mini": Price(1.10, 4.40, 0.275),
-    "o3-mini": Price(1.10, 4.40, 0.55),
-}
-"""OpenAI list prices (standard tier); extend with `--price MODEL=IN,OUT`."""
+PRICES: dict[str, Price] = list_prices()
+"""The service's price table (steward.observability.pricing); extend with `--price MODEL=IN,OUT`."""
 
 
 def price_for(model: str, prices: dict[str, Price] = PRICES) -> Price | None:

@@ -26,7 +26,7 @@ _warned: set[str] = set()
 
 
 def price_for(model: str, settings: Settings) -> ModelPrice:
-    """The price of `model`: settings override, else list price (prefix match), else fallback."""
+    """The price of `model`: settings override, else list price, else the fallback."""
     override = settings.model_prices.get(model)
     if override is not None:
         return ModelPrice(

@@ -31,6 +31,7 @@ _PRICES: dict[str, ModelPrice] = {
     "gpt-4.1-mini": ModelPrice(input=0.40, output=1.60, cached_input=0.10),
     "gpt-4.1-nano": ModelPrice(input=0.10, output=0.40, cached_input=0.025),
     "o4-mini": ModelPrice(input=1.10, output=4.40, cached_input=0.275),
+    "o3-mini": ModelPrice(input=1.10, output=4.40, cached_input=0.55),
 }
 _lock = Lock()
 
@@ -39,6 +40,12 @@ def set_model_price(model: str, price: ModelPrice) -> None:
     """Add or replace the price of `model` (also used for its dated snapshots)."""
     with _lock:
         _PRICES[model] = price
+
+
+def list_prices() -> dict[str, ModelPrice]:
+    """A copy of the current price table (model name -> price)."""
+    with _lock:
+        return dict(_PRICES)
 
 
 def price_of(model: str) -> ModelPrice | None:
@@ -75,4 +82,4 @@ def cost_usd(model: str, *, input_tokens: int, output_tokens: int,
     ) / 1_000_000
 
 
-__all__ = ["ModelPrice", "cost_usd", "price_of", "set_model_price"]
+__all__ = ["ModelPrice", "cost_usd", "list_prices", "price_of", "set_model_price"]
