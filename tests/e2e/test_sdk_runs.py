@@ -105,7 +105,10 @@ async def test_stream_speaks_the_sdk_protocol(alice: LangGraphClient, mock: Mock
     message, meta = next(p.data for p in parts if p.event == "messages")
     assert message["type"] == "AIMessageChunk" and "langgraph_node" in meta
     assert all(p.id is None for p in parts), "ids only for resumable runs"
-    assert parts[-1].event == "values" and parts[-1].data["response"]["sources"]
+    # Seen in CI: a `messages` event of the last step can follow that step's `values` event
+    # (the executor forwards graph.astream's order as is), so check the last `values` event.
+    final = [p for p in parts if p.event == "values"][-1]
+    assert final.data["response"]["sources"]
     assert not [w for w in caught if "econnect" in str(w.message)], [str(w.message)
                                                                       for w in caught]
     assert (await alice.runs.get(tid, run_id))["status"] == "success"
