@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -25,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from langgraph.graph import StateGraph
+from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
 from graph.builder import DURABILITY, add_edges
 from graph.checkpointer import make_checkpointer
@@ -102,12 +101,7 @@ async def checkpoint_bytes(pool: Any, thread_id: str) -> dict[str, int]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    admin_url = os.environ.get("STEWARD_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
-    db_name = f"steward_bench_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = f"{admin_url.rsplit('/', 1)[0]}/{db_name}"
-    try:
+    async with scratch_database() as db_url:
         with tempfile.TemporaryDirectory() as home, running_mock_llm() as mock:
             t0 = time.perf_counter()
             ingest([ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(),
@@ -117,9 +111,6 @@ async def main(args: argparse.Namespace) -> None:
                                 OPENAI_BASE_URL=mock.base_url, OPENAI_API_KEY="bench")
             async with open_runtime(settings) as runtime:
                 await run_benchmarks(runtime, args)
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 
 async def run_benchmarks(runtime: Any, args: argparse.Namespace) -> None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
 import uuid
 from typing import Any, TypedDict
 
-import psycopg
 from langgraph.graph import END, START, StateGraph
 from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
 from graph.checkpointer import make_checkpointer
 from steward.db.migrate import migrate
@@ -70,29 +69,21 @@ async def runs_per_second(graphs: list[Any], concurrency: int, total: int) -> fl
 async def main(args: argparse.Namespace) -> None:
     global RTT_S
     RTT_S = args.rtt_ms / 1000
-    admin_url = os.environ.get("STEWARD_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
-    name = f"steward_bench_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
     kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
               "cursor_factory": DelayedCursor}
-    try:
-        async with AsyncConnectionPool(url, min_size=20, max_size=20, kwargs=kwargs,
-                                       open=False) as pool:
-            await pool.open(wait=True)
-            await migrate(pool, url)
-            results: dict[tuple[int, int], list[float]] = {}
-            for _ in range(args.repeats):
-                for savers in (1, 4):
-                    graphs = [tiny_graph(make_checkpointer(pool)) for _ in range(savers)]
-                    for concurrency in (1, 4, 16):
-                        total = 20 if concurrency == 1 else 64
-                        rps = await runs_per_second(graphs, concurrency, total)
-                        results.setdefault((savers, concurrency), []).append(rps)
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with scratch_database() as url, AsyncConnectionPool(
+        url, min_size=20, max_size=20, kwargs=kwargs, open=False
+    ) as pool:
+        await pool.open(wait=True)
+        await migrate(pool, url)
+        results: dict[tuple[int, int], list[float]] = {}
+        for _ in range(args.repeats):
+            for savers in (1, 4):
+                graphs = [tiny_graph(make_checkpointer(pool)) for _ in range(savers)]
+                for concurrency in (1, 4, 16):
+                    total = 20 if concurrency == 1 else 64
+                    rps = await runs_per_second(graphs, concurrency, total)
+                    results.setdefault((savers, concurrency), []).append(rps)
     median = {key: statistics.median(v) for key, v in results.items()}
     print(f"rtt {args.rtt_ms} ms, median of {args.repeats} repeats (runs/s)")
     print(f"{'concurrency':>11} {'1 saver':>9} {'4 savers':>9} {'4 / 1':>7}")
