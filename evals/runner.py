@@ -208,9 +208,24 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
             for r in rows]
 
 
+EVAL_TENANT = "evals"
+"""Tenant of the eval threads and of the eval approver."""
+
+
+async def _decide(runtime: Runtime, thread_id: str, decisions: list[dict[str, Any]]) -> Any:
+    """Record the case's decisions as an approver, through the service's decision path."""
+    from server.auth import Principal
+    from server.decisions import decide_in_process
+
+    approver = Principal(key_id="eval", user_id=APPROVER, tenant_id=EVAL_TENANT,
+                         role="approver")
+    return await decide_in_process(runtime.pool, runtime.graph, thread_id=uuid.UUID(thread_id),
+                                   principal=approver, requester=REQUESTER, decisions=decisions)
+
+
 async def run_case(runtime: Runtime, case: EvalCase, *, run_id: str) -> CaseRun:
     """Drive one case through the graph, answering approvals as the case says."""
-    thread_id = f"eval-{run_id}-{case.id}"
+    thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"steward-eval:{run_id}:{case.id}"))
     run = CaseRun(case_id=case.id, thread_id=thread_id,
                   approval_threshold=float(runtime.deps.approval_threshold))
     config: RunnableConfig = {
@@ -237,7 +252,7 @@ async def run_case(runtime: Runtime, case: EvalCase, *, run_id: str) -> CaseRun:
                 break
             run.decisions.extend(decisions)
             config = {**config, "configurable": {"thread_id": thread_id, "user_id": APPROVER}}
-            payload = Command(resume={"decisions": decisions})
+            payload = Command(resume=await _decide(runtime, thread_id, decisions))
     except Exception as exc:  # noqa: BLE001 - a failing case is a result, not a crash
         run.error = f"{type(exc).__name__}: {exc}"
         log.warning("eval case %s failed: %s", case.id, run.error)

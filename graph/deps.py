@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from graph.errors import ConfigError
 from graph.tools import DEFAULT_ALLOWED_TOOLS, RISK_RULES, ROLE_TOOLS
 from steward.budget.ledger import UsageLedger
-from steward.domain.types import Approval, OrderStore, OrderView, RefundResult
+from steward.domain.types import OrderStore, OrderView, RefundRequest, RefundResult
 from steward.guardrails.policy_rules import RiskRule, parse_rules
 from steward.knowledge.types import RetrievedChunk, Retriever
 from steward.settings import Settings, get_settings
@@ -158,37 +158,19 @@ class LazyOrderStore:
                     pool = create_pool(url, self._settings)
                     await pool.open(wait=True)
                     await migrate(pool, url)
+                    store = PgOrderStore(pool)
+                    await store.set_approval_threshold(self._settings.refund_approval_threshold)
                     self._pool = pool
-                    self._inner = PgOrderStore(pool)
+                    self._inner = store
         return self._inner
 
     async def get_order(self, order_id: str) -> OrderView | None:
         """Delegate to the Postgres store."""
         return await (await self._store()).get_order(order_id)
 
-    async def issue_refund(
-        self,
-        *,
-        order_id: str,
-        amount: Decimal,
-        reason: str,
-        idempotency_key: str,
-        thread_id: str,
-        requested_by: str | None,
-        approval: Approval | None,
-        approval_threshold: Decimal,
-    ) -> RefundResult:
+    async def issue_refund(self, request: RefundRequest) -> RefundResult:
         """Delegate to the Postgres store."""
-        return await (await self._store()).issue_refund(
-            order_id=order_id,
-            amount=amount,
-            reason=reason,
-            idempotency_key=idempotency_key,
-            thread_id=thread_id,
-            requested_by=requested_by,
-            approval=approval,
-            approval_threshold=approval_threshold,
-        )
+        return await (await self._store()).issue_refund(request)
 
 
 def default_deps(settings: Settings | None = None) -> Deps:

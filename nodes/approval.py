@@ -24,7 +24,7 @@ from graph.schemas import (
 )
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
-from nodes.guard_tools import denial_message, denial_record, judge_call
+from nodes.guard_tools import check_domain, denial_message, denial_record, judge_call
 from nodes.types import ConfigNode
 from steward.domain.types import Approval
 
@@ -100,7 +100,9 @@ def make_approval(deps: Deps) -> ConfigNode:
         schema = resume_schema(pending)
         resume = interrupt(approval_request(pending), response_schema=schema)
         decisions: list[Decision] = list(resume.decisions)
-        reviewer = str(config.get("configurable", {}).get("user_id") or "unknown")
+        # Informational only: what releases an action is the decided approval row in the
+        # database (server.decisions), which the store and a trigger check before a refund.
+        reviewer = str(config.get("configurable", {}).get("user_id") or "no identity")
         decided_at = datetime.now(UTC).isoformat()
         by_id: dict[str, PlannedCall] = {c["call_id"]: c for c in plan}
         messages: list[ToolMessage] = []
@@ -117,8 +119,11 @@ def make_approval(deps: Deps) -> ConfigNode:
             args = call["args"]
             if isinstance(decision, EditDecision):
                 # A person may release what needs approval, never what the rules deny.
-                judged = judge_call(call["call_id"], call["name"], decision.edited_action.args,
-                                    deps, role=config.get("configurable", {}).get("role"))
+                judged = await check_domain(
+                    judge_call(call["call_id"], call["name"], decision.edited_action.args,
+                               deps, role=config.get("configurable", {}).get("role")),
+                    deps,
+                )
                 if judged["verdict"] == "deny":
                     by_id[call["call_id"]] = judged
                     messages.append(denial_message(judged))

@@ -28,6 +28,7 @@ from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.messages import last_ai
 from nodes.types import ConfigNode
+from steward.domain.refund_rules import refund_blocker
 from steward.guardrails.policy_rules import evaluate
 from steward.guardrails.provenance import Provenance
 
@@ -98,6 +99,19 @@ def judge_call(
     )
 
 
+async def check_domain(call: PlannedCall, deps: Deps) -> PlannedCall:
+    """Deny a refund the order can never allow, before a person is asked to approve it."""
+    if call["name"] != "issue_refund" or call["verdict"] == "deny":
+        return call
+    order_id = str(call["args"].get("order_id", ""))
+    order = await deps.orders.get_order(order_id)
+    blocker = refund_blocker(order, order_id, str(call["args"].get("amount", "")))
+    if blocker is None:
+        return call
+    log.info("refund refused by the order's state", extra={"tool": call["name"]})
+    return denial(call["call_id"], call["name"], call["args"], f"not possible: {blocker}")
+
+
 def denial_message(call: PlannedCall) -> ToolMessage:
     """Tell the model a call was not executed and why."""
     content = json.dumps({"status": "denied", "error": call["reason"]})
@@ -138,8 +152,9 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
                 plan.append(denial(call_id, call["name"], call["args"], "tool call limit reached"))
                 continue
             budget -= 1
-            plan.append(judge_call(call_id, call["name"], call["args"], deps, role=role,
-                                   provenance=provenance))
+            judged = judge_call(call_id, call["name"], call["args"], deps, role=role,
+                                provenance=provenance)
+            plan.append(await check_domain(judged, deps))
         denied = [c for c in plan if c["verdict"] == "deny"]
         for entry in denied:
             log.info("tool call denied", extra={"tool": entry["name"], "reason": entry["reason"]})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graph.deps import Deps
@@ -16,7 +18,7 @@ from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.types import ConfigNode
-from steward.domain.types import RefundRefused
+from steward.domain.types import RefundRefused, RefundRequest, action_hash
 from steward.knowledge.types import RetrievedChunk
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,37 @@ class ToolOutcome:
         self.chunks = chunks or []
 
 
-async def execute(call: PlannedCall, deps: Deps, *, thread_id: str,
-                  user_id: str | None) -> ToolOutcome:
+@dataclass(frozen=True, slots=True)
+class CallOrigin:
+    """Where a call comes from: the thread, the user request (message id), the run, the user."""
+
+    thread_id: str
+    request_id: str
+    user_id: str | None
+    run_id: str | None
+
+
+def request_id_of(messages: list[Any]) -> str | None:
+    """The id of the latest user message: the request the turn's side effects belong to."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.id
+    return None
+
+
+def run_id_of(config: RunnableConfig) -> str | None:
+    """The runs engine's run id (in the config's metadata), when the run has one."""
+    raw = (config.get("metadata") or {}).get("run_id")
+    try:
+        return str(uuid.UUID(str(raw))) if raw else None
+    except ValueError:
+        return None
+
+
+async def execute(call: PlannedCall, deps: Deps, origin: CallOrigin) -> ToolOutcome:
     """Run one allowed call against the real services."""
-    args = TOOLS[call["name"]].args_model.model_validate(call["args"]).model_dump()
+    model = TOOLS[call["name"]].args_model.model_validate(call["args"])
+    args = model.model_dump()
     if call["name"] == "search_policies":
         chunks = await deps.retriever.search(args["query"], k=args["k"])
         found = [{"id": c["id"], "title": c["title"], "text": c["text"]} for c in chunks]
@@ -51,16 +80,17 @@ async def execute(call: PlannedCall, deps: Deps, *, thread_id: str,
         if call["verdict"] != "allow":
             raise InvariantViolated("issue_refund reached run_tools without being allowed")
         try:
-            result = await deps.orders.issue_refund(
+            result = await deps.orders.issue_refund(RefundRequest(
                 order_id=args["order_id"],
                 amount=Decimal(args["amount"]),
                 reason=args["reason"],
-                idempotency_key=f"{thread_id}:{call['call_id']}",
-                thread_id=thread_id,
-                requested_by=user_id,
-                approval=call["approval"],
-                approval_threshold=deps.approval_threshold,
-            )
+                thread_id=origin.thread_id,
+                tool_call_id=call["call_id"],
+                request_id=origin.request_id,
+                requested_by=origin.user_id,
+                run_id=origin.run_id,
+                args_hash=action_hash(call["name"], model.model_dump(mode="json")),
+            ))
         except RefundRefused as exc:
             return ToolOutcome({"status": "failed", "error": exc.message, "code": exc.code},
                                ok=False, detail=exc.message)
@@ -77,14 +107,19 @@ def make_run_tools(deps: Deps) -> ConfigNode:
         thread_id = str(configurable.get("thread_id") or "")
         if not thread_id:
             raise InvariantViolated("run_tools needs a thread_id (a checkpointed run)")
-        user_id = configurable.get("user_id")
+        origin = CallOrigin(
+            thread_id=thread_id,
+            request_id=request_id_of(state["messages"]) or "no-request",
+            user_id=configurable.get("user_id"),
+            run_id=run_id_of(config),
+        )
         messages: list[ToolMessage] = []
         records: list[ActionRecord] = []
         retrieved = list(state.get("retrieved", []))
         for call in state.get("plan", []):
             if call["verdict"] != "allow":
                 continue
-            outcome = await execute(call, deps, thread_id=thread_id, user_id=user_id)
+            outcome = await execute(call, deps, origin)
             retrieved.extend(outcome.chunks)
             messages.append(
                 ToolMessage(content=json.dumps(outcome.content, default=str),

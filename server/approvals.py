@@ -2,27 +2,22 @@
 
 Flow:
 1. A run ends interrupted with the approval interrupt (`{"action_requests", "review_configs"}`);
-   the runs engine calls `record_pending(conn, run=..., thread=..., interrupts=[...])` inside its
-   final transaction. One row per `(thread_id, interrupt_id)`: replays are no-ops.
-2. An approver reads the queue (`ApprovalStore.list` / `get`); the detail carries the
-   conversation context (last messages, the policy chunks retrieved in that turn, requester),
-   captured from the thread's state while the approval is pending.
-3. `ApprovalStore.decide` locks the row, refuses a second decision (409), validates the
-   decision (an edit keeps the tool and must pass its argument schema), then creates the resume
-   run through `RunService.create` with the approver's principal and
-   `command={"resume": {"decisions": [...]}}`, and records who decided, when and why, in the
-   same transaction as the lock. If the run cannot be created, nothing is recorded.
-
-A resume sent straight to the runs API can be recorded with `record_resume(...)` (for the runs
-engine to call inside its create transaction); otherwise `decide` answers 409 once the
-interrupt is no longer waiting.
+   the runs engine calls `sync_pending(...)` inside its final transaction: one row per
+   `(thread_id, interrupt_id)` with one `approval_actions` row per held tool call; pending
+   approvals whose interrupt no longer waits expire.
+2. An approver reads the queue (`ApprovalStore.list` / `get`, own tenant only); the detail
+   carries the conversation context (last messages, the turn's policy citations, the order
+   with its balance and earlier refunds, the requester).
+3. `ApprovalStore.decide` turns the decision into a resume addressed to the approval's
+   interrupt and creates the run through `RunService.create`, whose transaction records the
+   decision (`server.decisions.bind_resume`): the same path as a `command.resume`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from psycopg import AsyncConnection, sql
@@ -31,10 +26,11 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from server.auth import Principal
-from server.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
+from server.decisions import expire_approval, is_approval_request
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.schemas import ApprovalDecisionIn, EditedActionIn
 from server.state_view import to_jsonable
-from steward.observability.metrics import record_approval_decision
+from steward.domain.types import action_hash
 
 if TYPE_CHECKING:
     from langgraph.types import StateSnapshot
@@ -44,9 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ApprovalStatus = Literal["pending", "approved", "edited", "rejected"]
-APPROVAL_STATUSES: tuple[ApprovalStatus, ...] = ("pending", "approved", "edited", "rejected")
-_STATUS_OF = {"approve": "approved", "edit": "edited", "reject": "rejected"}
+ApprovalStatus = Literal["pending", "approved", "edited", "rejected", "expired"]
+APPROVAL_STATUSES: tuple[ApprovalStatus, ...] = (
+    "pending", "approved", "edited", "rejected", "expired")
 APPROVAL_NAMESPACE = uuid.UUID("3f6f8f3e-6f0b-5d5e-9a57-0c1a2b7e4d11")
 """Approval ids are uuid5(namespace, "<thread_id>:<interrupt_id>"): stable across replays."""
 CONTEXT_MESSAGES = 6
@@ -54,7 +50,7 @@ CONTEXT_MESSAGES = 6
 
 _COLUMNS = (
     "approval_id, thread_id, run_id, tenant_id, requester_id, interrupt_id, action, context,"
-    " status, decision, decided_by, decided_at, comment, resume_run_id, created_at"
+    " status, decision, decided_by, decider_role, decided_at, comment, resume_run_id, created_at"
 )
 
 Conn = AsyncConnection[DictRow]
@@ -74,6 +70,7 @@ class ApprovalRow(TypedDict):
     status: ApprovalStatus
     decision: dict[str, Any] | None
     decided_by: str | None
+    decider_role: str | None
     decided_at: datetime | None
     comment: str | None
     resume_run_id: uuid.UUID | None
@@ -83,11 +80,6 @@ class ApprovalRow(TypedDict):
 def approval_id_for(thread_id: uuid.UUID | str, interrupt_id: str) -> uuid.UUID:
     """The stable id of the approval for one interrupt of one thread."""
     return uuid.uuid5(APPROVAL_NAMESPACE, f"{thread_id}:{interrupt_id}")
-
-
-def is_approval_request(value: Any) -> bool:
-    """True for the approval node's interrupt payload (agent-chat-ui HITL shape)."""
-    return isinstance(value, dict) and isinstance(value.get("action_requests"), list)
 
 
 def _message_view(message: Any) -> dict[str, Any]:
@@ -115,78 +107,122 @@ def build_context(snapshot: StateSnapshot, requester_id: str) -> dict[str, Any]:
     }
 
 
+def _pending_calls(state: StateSnapshot | None) -> list[dict[str, Any]]:
+    """The plan entries the approval node holds, in the order of its action requests."""
+    values = state.values if state is not None and isinstance(state.values, dict) else {}
+    return [c for c in values.get("plan") or []
+            if isinstance(c, dict) and c.get("verdict") == "approve" and c.get("approval") is None]
+
+
 async def record_pending(
     conn: Conn, *, run: dict[str, Any], thread: dict[str, Any],
     interrupts: list[dict[str, Any]], state: StateSnapshot | None = None, **_: Any,
 ) -> list[uuid.UUID]:
-    """Record a pending approval for every approval interrupt of a run that ended interrupted.
+    """Record a pending approval, with its actions, for every approval interrupt of a run.
 
     Idempotent per `(thread_id, interrupt_id)`. Called by the runs engine inside its final
-    transaction; returns the ids of the approvals that now exist for these interrupts.
+    transaction (and by a resume that finds the row missing); returns the approvals' ids.
+    Each action is named by its tool call id (from the held plan of `state`), its arguments
+    and their hash: what a decision can later release, and nothing else.
 
     Args:
         conn: the runs engine's connection (inside its transaction).
         run: the `runs` row (`run_id`, `thread_id`, `tenant_id`, `owner_id`).
         thread: the `threads` row (`tenant_id`, `owner_id`).
         interrupts: `[{"value": ..., "id": ...}]` of the pending interrupts.
-        state: the thread's state, if the caller has it (captures the context now).
+        state: the thread's state at the interrupt (the held plan, the context).
+
+    Raises:
+        ValueError: an action request that matches no held tool call (never recorded).
     """
     ids: list[uuid.UUID] = []
     thread_id = run.get("thread_id") or thread.get("thread_id")
     tenant_id = thread.get("tenant_id") or run.get("tenant_id")
     requester = run.get("owner_id") or thread.get("owner_id") or "unknown"
+    held = _pending_calls(state)
     for interrupt in interrupts:
         value, interrupt_id = interrupt.get("value"), interrupt.get("id")
         if not is_approval_request(value) or not interrupt_id or thread_id is None:
             continue
         approval_id = approval_id_for(thread_id, str(interrupt_id))
+        requests = [a for a in (value or {}).get("action_requests") or [] if isinstance(a, dict)]
+        calls = _match_calls(requests, held)
         context = build_context(state, requester) if state is not None else {}
-        await conn.execute(
+        cur = await conn.execute(
             "INSERT INTO approvals (approval_id, thread_id, run_id, tenant_id, requester_id,"
             " interrupt_id, action, context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (thread_id, interrupt_id) DO NOTHING",
+            " ON CONFLICT (thread_id, interrupt_id) DO NOTHING RETURNING approval_id",
             (approval_id, thread_id, run.get("run_id"), tenant_id, requester,
              str(interrupt_id), Jsonb(to_jsonable(value)), Jsonb(context)),
         )
+        if await cur.fetchone() is not None:
+            for position, call in enumerate(calls):
+                await conn.execute(
+                    "INSERT INTO approval_actions (approval_id, position, tool_call_id, name,"
+                    " args, args_hash) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (approval_id, position, call["call_id"], call["name"], Jsonb(call["args"]),
+                     action_hash(call["name"], call["args"])),
+                )
+            logger.info("approval %s pending on thread %s", approval_id, thread_id)
         ids.append(approval_id)
-        logger.info("approval %s pending on thread %s", approval_id, thread_id)
     return ids
 
 
-async def record_resume(
-    conn: Conn, *, principal: Principal, thread_id: uuid.UUID, resume: Any,
-    run_id: uuid.UUID | None = None,
-) -> uuid.UUID | None:
-    """Record a decision sent straight to the runs API (`command.resume`) on the queue.
+def _match_calls(requests: list[dict[str, Any]], held: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    if len(requests) != len(held) or any(
+        r.get("name") != c.get("name") or r.get("args") != c.get("args")
+        for r, c in zip(requests, held, strict=True)
+    ):
+        raise ValueError("the approval interrupt does not match the held tool calls")
+    return held
 
-    For the runs engine to call inside `RunService.create`'s transaction, after its checks.
-    Returns the decided approval's id, or None when the thread has no pending approval.
 
-    A row being decided through `/approvals` right now is locked and skipped (no deadlock with
-    `ApprovalStore.decide`, which creates its run while holding that lock).
+async def sync_pending(
+    conn: Conn, *, run: dict[str, Any], thread: dict[str, Any],
+    interrupts: list[dict[str, Any]], state: StateSnapshot | None,
+) -> None:
+    """Make the queue agree with the thread: pending exactly while its interrupt waits.
+
+    Called by the runs engine in every run's final transaction (errors propagate: a run whose
+    approvals cannot be recorded is not reported finished). Records the waiting approval
+    interrupts; expires pending approvals whose interrupt no longer waits (a new message,
+    a command or a rollback moved the thread on); re-opens the decision of a resume run whose
+    interrupt still waits (the resume never took effect, nothing was released).
     """
-    decisions = resume.get("decisions") if isinstance(resume, dict) else None
-    first = decisions[0] if isinstance(decisions, list) and decisions else None
-    kind = first.get("type") if isinstance(first, dict) else None
-    if kind not in _STATUS_OF:
-        return None
+    waiting = {str(i.get("id")) for i in interrupts if i.get("id")}
+    thread_id = run.get("thread_id") or thread.get("thread_id")
+    if interrupts:
+        await record_pending(conn, run=run, thread=thread, interrupts=interrupts, state=state)
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM approvals WHERE thread_id = %s AND status = 'pending'"  # noqa: S608
-        " ORDER BY created_at DESC LIMIT 1 FOR UPDATE SKIP LOCKED",
-        (thread_id,),
+        "SELECT approval_id, interrupt_id, status, resume_run_id FROM approvals"
+        " WHERE thread_id = %s AND (status = 'pending' OR resume_run_id = %s) FOR UPDATE",
+        (thread_id, run.get("run_id")),
     )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    comment = first.get("message") if isinstance(first, dict) else None
+    for row in await cur.fetchall():
+        still_waiting = row["interrupt_id"] in waiting
+        if row["status"] == "pending" and not still_waiting:
+            await expire_approval(conn, row["approval_id"], "the thread moved on")
+        elif (row["status"] not in ("pending", "expired") and still_waiting
+              and row["resume_run_id"] == run.get("run_id")):
+            await reopen(conn, row["approval_id"])
+
+
+async def reopen(conn: Conn, approval_id: uuid.UUID) -> None:
+    """Put a decision that never took effect back in the queue."""
     await conn.execute(
-        "UPDATE approvals SET status = %s, decision = %s, decided_by = %s, decided_at = now(),"
-        " comment = %s, resume_run_id = %s WHERE approval_id = %s AND status = 'pending'",
-        (_STATUS_OF[kind], Jsonb(to_jsonable(resume)), principal.user_id, comment, run_id,
-         row["approval_id"]),
+        "UPDATE approval_actions SET decision = NULL, released_args = NULL,"
+        " released_args_hash = NULL, released_order_id = NULL, released_amount_cents = NULL"
+        " WHERE approval_id = %s",
+        (approval_id,),
     )
-    record_approval_decision(kind, (datetime.now(UTC) - row["created_at"]).total_seconds())
-    return cast(uuid.UUID, row["approval_id"])
+    await conn.execute(
+        "UPDATE approvals SET status = 'pending', decision = NULL, decided_by = NULL,"
+        " decider_role = NULL, decider_tenant = NULL, decided_at = NULL, comment = NULL,"
+        " resume_run_id = NULL WHERE approval_id = %s",
+        (approval_id,),
+    )
+    logger.warning("approval %s re-opened: its resume did not take effect", approval_id)
 
 
 def resume_decisions(row: ApprovalRow, decision: ApprovalDecisionIn) -> list[dict[str, Any]]:
@@ -238,24 +274,21 @@ class ApprovalStore:
         """List approvals, pending first (oldest first), then decided (newest decision first).
 
         Args:
-            principal: approvers see their tenant; admins may name another (`tenant`, or `*`).
+            principal: approvers and admins see their own tenant, nobody another's.
             status: only this status.
-            tenant: admins only.
+            tenant: accepted only as the caller's own tenant.
             older_than: created before this time.
             newer_than: created after this time.
             limit: page size.
             offset: rows to skip.
 
         Raises:
-            Forbidden: a non-admin asking for another tenant.
+            Forbidden: asking for another tenant.
         """
-        parts: list[sql.Composable] = []
-        params: list[Any] = []
-        if tenant not in (None, principal.tenant_id) and not principal.is_admin:
-            raise Forbidden("only admins may list another tenant's approvals")
-        if tenant != "*":
-            parts.append(sql.SQL("tenant_id = %s"))
-            params.append(tenant or principal.tenant_id)
+        parts: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
+        params: list[Any] = [principal.tenant_id]
+        if tenant not in (None, principal.tenant_id):
+            raise Forbidden("approvals are listed for your own tenant only")
         for clause, value in (("status = %s", status), ("created_at < %s", older_than),
                               ("created_at > %s", newer_than)):
             if value is not None:
@@ -273,12 +306,11 @@ class ApprovalStore:
         return [cast(ApprovalRow, r) for r in rows]
 
     async def get(self, principal: Principal, approval_id: uuid.UUID, *,
-                  any_tenant_for_admin: bool = True, conn: Conn | None = None,
-                  lock: bool = False) -> ApprovalRow:
+                  conn: Conn | None = None, lock: bool = False) -> ApprovalRow:
         """Return an approval the principal may see.
 
         Raises:
-            NotFound: missing or in another tenant (admins may read any tenant's).
+            NotFound: missing or in another tenant (whatever the role).
         """
         query = f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = %s" + (  # noqa: S608
             " FOR UPDATE" if lock else ""
@@ -288,8 +320,7 @@ class ApprovalStore:
         else:
             async with self._pool.connection() as own:
                 row = await (await own.execute(query, (approval_id,))).fetchone()
-        cross_ok = any_tenant_for_admin and principal.is_admin
-        if row is None or (row["tenant_id"] != principal.tenant_id and not cross_ok):
+        if row is None or row["tenant_id"] != principal.tenant_id:
             raise NotFound(f"approval {approval_id} not found")
         return cast(ApprovalRow, row)
 
@@ -315,64 +346,38 @@ class ApprovalStore:
         self, runtime: Runtime, principal: Principal, approval_id: uuid.UUID,
         decision: ApprovalDecisionIn,
     ) -> tuple[ApprovalRow, dict[str, Any]]:
-        """Record the decision exactly once and start the resume run as the approver.
+        """Decide through the runs API's one resume path and return the decided approval.
+
+        The decision is recorded by `server.decisions.bind_resume` in the transaction that
+        creates the resume run (as the approver), exactly like a `command.resume`.
 
         Returns:
             The decided approval and the resume run (as the runs API shows it).
 
         Raises:
-            NotFound: missing or another tenant's (also for admins: the run runs in-tenant).
-            Forbidden: the principal is not an approver or admin.
+            NotFound: missing or another tenant's.
+            Forbidden: not an approver or admin, or the requester approving their own request.
             Conflict: already decided, or no longer waiting for a decision.
             Unprocessable: an invalid edit.
         """
+        from server.runs.models import CommandBody, RunCreate
+        from server.runs.service import RunService
+
         if not principal.is_approver:
             raise Forbidden("deciding approvals requires role approver or admin")
-        try:
-            from server.runs.models import CommandBody, RunCreate
-            from server.runs.service import RunService
-        except ImportError as exc:  # pragma: no cover - the runs engine ships with the app
-            raise Unavailable("the runs engine is not available") from exc
-
-        row = await self.get(principal, approval_id, any_tenant_for_admin=False)
+        row = await self.get(principal, approval_id)
         _ensure_pending(row)
-        row = await self.with_context(runtime, row)
-        snapshot = await runtime.graph.aget_state(
-            {"configurable": {"thread_id": str(row["thread_id"])}}
-        )
-        waiting = {i.id for i in snapshot.interrupts}
-        decisions = resume_decisions(row, decision)
-        if row["interrupt_id"] not in waiting:
-            raise Conflict(
-                f"approval {approval_id} is no longer waiting for a decision (the thread moved on)"
-            )
-        payload: dict[str, Any] = {"decisions": decisions}
-        resume: Any = payload if len(waiting) == 1 else {row["interrupt_id"]: payload}
+        payload: dict[str, Any] = {"decisions": resume_decisions(row, decision)}
         body = RunCreate(
-            command=CommandBody(resume=resume), multitask_strategy="reject",
-            metadata={"approval_id": str(approval_id)},
+            command=CommandBody(resume={row["interrupt_id"]: payload}),
+            multitask_strategy="reject", metadata={"approval_id": str(approval_id)},
         )
-        async with self._pool.connection() as conn, conn.transaction():
-            locked = await self.get(principal, approval_id, any_tenant_for_admin=False,
-                                    conn=conn, lock=True)
-            _ensure_pending(locked)
-            run = await RunService(runtime).create(principal, row["thread_id"], body)
-            cur = await conn.execute(
-                f"UPDATE approvals SET status = %s, decision = %s, decided_by = %s,"  # noqa: S608
-                f" decided_at = now(), comment = %s, resume_run_id = %s"
-                f" WHERE approval_id = %s AND status = 'pending' RETURNING {_COLUMNS}",
-                (_STATUS_OF[decision.type], Jsonb(payload), principal.user_id,
-                 decision.comment, uuid.UUID(str(run.run_id)), approval_id),
-            )
-            decided = await cur.fetchone()
-        if decided is None:  # pragma: no cover - the row lock makes this unreachable
-            raise Conflict(f"approval {approval_id} was decided concurrently")
-        record_approval_decision(
-            decision.type, (decided["decided_at"] - decided["created_at"]).total_seconds()
+        run = await RunService(runtime).create(
+            principal, row["thread_id"], body, approval_id=approval_id,
+            decision_comment=decision.comment,
         )
-        logger.info("approval %s %s by %s; resume run %s", approval_id,
-                    _STATUS_OF[decision.type], principal.user_id, run.run_id)
-        return cast(ApprovalRow, decided), run.model_dump(mode="json")
+        decided = await self.get(principal, approval_id)
+        return decided, run.model_dump(mode="json")
 
 
 def _ensure_pending(row: ApprovalRow) -> None:
@@ -395,6 +400,7 @@ __all__ = [
     "build_context",
     "is_approval_request",
     "record_pending",
-    "record_resume",
+    "reopen",
     "resume_decisions",
+    "sync_pending",
 ]

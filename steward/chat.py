@@ -1,9 +1,12 @@
-"""`steward chat`: a terminal conversation over the real graph, approvals asked inline."""
+"""`steward chat`: a terminal conversation over the real graph.
+
+Actions that need a person are shown and declined: only the approval queue of `steward serve`
+releases them, by an approver who is not the requester.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,31 +28,21 @@ async def ask_stdin(prompt: str) -> str:
     return await asyncio.to_thread(input, prompt)
 
 
+QUEUE_NOTE = (
+    "An action above the approval threshold is released only by an approver's decision in "
+    "the approval queue of `steward serve` (four eyes); the terminal chat has no second "
+    "person, so it declines the action here. Ask for it through the HTTP API to have it "
+    "reviewed."
+)
+
+
 async def ask_decision(request: dict[str, Any], ask: Ask, console: Console) -> dict[str, Any]:
-    """Ask the operator to approve, edit or reject each held action."""
+    """Show each held action and decline it: releasing it needs the approval queue."""
     decisions: list[dict[str, Any]] = []
     for action in request["action_requests"]:
         console.print(f"[bold yellow]Approval needed:[/] {action['description']}")
-        while True:
-            choice = (await ask("approve / edit / reject? ")).strip().lower()
-            if choice in {"a", "approve"}:
-                decisions.append({"type": "approve"})
-                break
-            if choice in {"r", "reject"}:
-                reason = (await ask("reason (optional): ")).strip()
-                decisions.append({"type": "reject", "message": reason or None})
-                break
-            if choice in {"e", "edit"}:
-                raw = await ask(f"new arguments as JSON {json.dumps(action['args'])}: ")
-                try:
-                    args = json.loads(raw)
-                except json.JSONDecodeError:
-                    console.print("[red]That is not JSON; try again.[/]")
-                    continue
-                edited = {"name": action["name"], "args": {**action["args"], **args}}
-                decisions.append({"type": "edit", "edited_action": edited})
-                break
-            console.print("Please answer approve, edit or reject.")
+        console.print(f"[yellow]{QUEUE_NOTE}[/]")
+        decisions.append({"type": "reject", "message": "needs an approver in the approval queue"})
     return {"decisions": decisions}
 
 

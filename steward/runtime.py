@@ -49,6 +49,8 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
     url = await asyncio.to_thread(resolve_database_url, settings)
     async with open_pool(url, settings) as pool:
         await migrate(pool, url)
+        # The database enforces the threshold; the service only tells it which one.
+        await PgOrderStore(pool).set_approval_threshold(settings.refund_approval_threshold)
         retriever = overrides.pop("retriever", None) or await asyncio.to_thread(
             load_retriever, settings
         )

@@ -3,7 +3,8 @@
 - `GET /approvals`: pending first; filters `status`, `tenant` (admins), `older_than`,
   `newer_than`, `limit`, `offset`.
 - `GET /approvals/{approval_id}`: the proposed action, the conversation context (last
-  messages, this turn's policy citations, the requester) and the decision, if any.
+  messages, this turn's policy citations, the requester), the orders it touches (status,
+  balance, earlier refunds, read now) and the decision, if any.
 - `POST /approvals/{approval_id}/decision`: `{"type": "approve"|"edit"|"reject",
   "edited_action"?, "comment"?}`; recorded exactly once (a second decision answers 409), then
   the thread resumes in a run created as the approver.
@@ -21,6 +22,8 @@ from server.auth import PrincipalDep, requires_role
 from server.errors import NotFound
 from server.routes import RuntimeDep
 from server.schemas import ApprovalDecisionIn
+from steward.domain.orders import PgOrderStore
+from steward.runtime import Runtime
 
 
 def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
@@ -36,6 +39,7 @@ def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
         "action": row["action"],
         "decision": row["decision"],
         "decided_by": row["decided_by"],
+        "decider_role": row["decider_role"],
         "decided_at": row["decided_at"],
         "comment": row["comment"],
         "resume_run_id": str(row["resume_run_id"]) if row["resume_run_id"] else None,
@@ -43,6 +47,25 @@ def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
     }
     if detail:
         out["context"] = row["context"]
+    return out
+
+
+async def orders_of(runtime: Runtime, row: ApprovalRow) -> list[dict[str, Any]]:
+    """Each order a held refund touches: status, total, refunded, balance, earlier refunds."""
+    store = PgOrderStore(runtime.pool)
+    wanted = []
+    for action in row["action"].get("action_requests") or []:
+        order_id = (action.get("args") or {}).get("order_id") if isinstance(action, dict) else None
+        if isinstance(order_id, str) and order_id not in wanted:
+            wanted.append(order_id)
+    out: list[dict[str, Any]] = []
+    for order_id in wanted:
+        order = await store.get_order(order_id)
+        refunds = [
+            {k: r[k] for k in ("refund_id", "amount", "currency", "created_at", "approved_by")}
+            for r in await store.list_refunds(order_id)
+        ]
+        out.append({"order_id": order_id, "order": order, "refunds": refunds})
     return out
 
 
@@ -86,10 +109,12 @@ class ApprovalsController(Controller):
     async def get_approval(
         self, principal: PrincipalDep, runtime: RuntimeDep, approval_id: FromPath[str]
     ) -> dict[str, Any]:
-        """Return the approval with its conversation context."""
+        """Return the approval with its context and the orders it touches, as they are now."""
         store = ApprovalStore(runtime.pool)
         row = await store.get(principal, _approval_uuid(approval_id))
-        return approval_json(await store.with_context(runtime, row), detail=True)
+        out = approval_json(await store.with_context(runtime, row), detail=True)
+        out["orders"] = await orders_of(runtime, row)
+        return out
 
     @post("/{approval_id:str}/decision", operation_id="DecideApproval", status_code=200)
     async def decide(

@@ -52,6 +52,21 @@ async def _body(request: Request[Any, Any, Any], *, stateless: bool) -> RunCreat
         raise Unprocessable(exc.detail) from None
 
 
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The client's `Idempotency-Key` header: a re-send with it is answered by its first run.
+
+    Raises:
+        Unprocessable: empty, longer than 200 characters, or not printable ASCII.
+    """
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > 200 or not key.isascii() or not key.isprintable():
+        raise Unprocessable("Idempotency-Key must be 1 to 200 printable ASCII characters")
+    return f"key:{key}"
+
+
 def _run_url(run: Run) -> str:
     return f"/threads/{run.thread_id}/runs/{run.run_id}"
 
@@ -156,7 +171,8 @@ async def create_run(
     """Queue a run on a thread; returns it `pending` (`Content-Location` names it)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    return _created(await service.create(principal, thread_id, body))
+    return _created(await service.create(principal, thread_id, body,
+                               idempotency_key=idempotency_key(request)))
 
 
 @post("/threads/{thread_id:str}/runs/stream", status_code=200, summary="Create a run, stream it")
@@ -166,7 +182,8 @@ async def stream_run(
     """Queue a run and stream its events as SSE (first event `metadata`)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    run = await service.create(principal, thread_id, body)
+    run = await service.create(principal, thread_id, body,
+                               idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=False)
 
 
@@ -177,7 +194,8 @@ async def wait_run(
     """Queue a run and answer its final values (`__interrupt__` / `__error__` merged in)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    run = await service.create(principal, thread_id, body)
+    run = await service.create(principal, thread_id, body,
+                               idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=False)
 
 
@@ -322,7 +340,8 @@ async def create_stateless_run(
     """Queue a run on a temporary thread (deleted after it ends unless `on_completion=keep`)."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    return _created(await service.create(principal, None, body))
+    return _created(await service.create(principal, None, body,
+                               idempotency_key=idempotency_key(request)))
 
 
 @post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
@@ -332,7 +351,8 @@ async def stream_stateless_run(
     """Run on a temporary thread and stream the events as SSE."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    run = await service.create(principal, None, body)
+    run = await service.create(principal, None, body,
+                               idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=True)
 
 
@@ -343,7 +363,8 @@ async def wait_stateless_run(
     """Run on a temporary thread and answer the final values."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    run = await service.create(principal, None, body)
+    run = await service.create(principal, None, body,
+                               idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=True)
 
 

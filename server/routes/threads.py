@@ -16,8 +16,9 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.auth import Principal, PrincipalDep
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.routes import RuntimeDep, ThreadsRepoDep
+from server.runs.guards import check_node, check_state_values
 from server.schemas import (
     CheckpointIn,
     HistoryRequest,
@@ -208,15 +209,27 @@ class ThreadsController(Controller):
         self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
         thread_id: FromPath[str], data: JSONBody[StateUpdate],
     ) -> StateUpdateOut:
-        """Apply `values` through the reducers, as `as_node` if given; return the new checkpoint.
+        """Add messages to the thread's state (admins only); return the new checkpoint.
 
-        409 while a run is active on the thread.
+        Only the `messages` channel is writable, and `as_node` may not name the nodes that
+        judge, hold or execute tool calls: a state write can never release an action. 403
+        for users and approvers, 409 while a run is active or an interrupt waits for an
+        answer (answer it with a resume instead), 422 for other channels or nodes.
         """
         tid = parse_thread_id(thread_id)
-        row = await threads_repo.require_visible(principal, tid)
+        row = await threads_repo.require_visible(principal, tid)  # 404 before 403
+        if not principal.is_admin:
+            raise Forbidden("updating a thread's state requires role admin")
+        check_state_values(data.values, "values")
+        check_node(data.as_node, "as_node")
         if row["status"] == "busy":
             raise Conflict(f"thread {tid} is busy: a run is active; retry when it ends")
         config = graph_config(principal, tid, data.checkpoint, data.checkpoint_id)
+        target = await runtime.graph.aget_state(config)
+        if target.interrupts or (await latest_snapshot(runtime, tid)).interrupts:
+            raise Conflict(
+                f"thread {tid} waits for an answer to an interrupt; resume it instead"
+            )
         try:
             new_config = await runtime.graph.aupdate_state(config, data.values,
                                                            as_node=data.as_node)

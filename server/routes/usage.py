@@ -2,8 +2,8 @@
 
 - Every role: the caller's own usage in their tenant for the period, per model, and their
   budgets (user per day, tenant per month) with what is spent and what remains.
-- `admin`: `tenant=` (default their own) shows the whole tenant, per user and model;
-  `user=` narrows it to one user.
+- `admin`: the whole tenant (their own: `tenant=` may only name it), per user and model;
+  `user=` narrows it to one user. Nobody sees another tenant's usage.
 Money is given as decimal strings (USD), tokens as integers.
 """
 
@@ -55,13 +55,15 @@ async def get_usage(
     runtime: RuntimeDep,
     period: Annotated[Period, QueryParameter(description="`day` or `month` (UTC).")] = "month",
     tenant: Annotated[str | None, QueryParameter(
-        description="Admins: this tenant instead of their own.")] = None,
+        description="Admins: their own tenant (another tenant is refused).")] = None,
     user: Annotated[str | None, QueryParameter(
         description="Admins: only this user of the tenant.")] = None,
 ) -> dict[str, Any]:
     """Return the caller's usage, or (admins) a tenant's usage per user."""
     if (tenant is not None or user is not None) and not principal.is_admin:
         raise Forbidden("only admins may see other users' or tenants' usage")
+    if tenant not in (None, principal.tenant_id):
+        raise Forbidden("usage is shown for your own tenant only")
     admin_view = principal.is_admin and user is None
     tenant_id = tenant or principal.tenant_id
     user_id = None if admin_view else (user or principal.user_id)

@@ -172,6 +172,7 @@ class EventWriter:
         self._on_lost = on_lost
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._closing = asyncio.Event()
         self.lost = False
 
     def start(self) -> None:
@@ -191,12 +192,17 @@ class EventWriter:
         return events
 
     async def close(self) -> None:
-        """Stop the flusher (a flush in progress completes); unflushed events stay buffered."""
+        """Stop the flusher; unflushed events stay buffered for the final transaction.
+
+        The flusher is asked to stop, never cancelled: a flush that already took a batch
+        completes (or puts the batch back), so no event is lost on the way.
+        """
         if self._task is not None:
-            self._task.cancel()
+            self._closing.set()
+            self._has_data.set()
+            task, self._task = self._task, None
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         async with self._lock:  # let an in-flight flush finish
             pass
 
@@ -224,15 +230,23 @@ class EventWriter:
                 return
             self._hub.wake(str(self.run_id))
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; True when the writer is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+        return self._closing.is_set()
+
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             await self._has_data.wait()
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+            if await self._pause(FLUSH_INTERVAL_S):
+                return
             try:
                 await self.flush()
             except (psycopg.Error, OSError) as exc:
                 log.warning("run %s: could not write events (%s); retrying", self.run_id, exc)
-                await asyncio.sleep(0.5)
+                if await self._pause(0.5):
+                    return
 
 
 async def tail(

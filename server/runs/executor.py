@@ -5,20 +5,22 @@ the thread status are committed in one transaction, fenced by the lease, before 
 stream closes. A run taken over after its replica died continues from the thread's last
 checkpoint (`astream(None)`) when that checkpoint was written by this run.
 
-When a run ends interrupted, `server.approvals.record_pending(conn, run=<runs row dict>,
-thread=<threads row dict>, interrupts=[{"value", "id"}, ...])` is called inside that final
-transaction (in a savepoint), if the approvals module provides it.
+Every run's final transaction also makes the approval queue agree with the thread
+(`server.approvals.sync_pending`): waiting approval interrupts are recorded, approvals whose
+interrupt no longer waits expire. A failure there fails the transaction (nothing is
+swallowed): the run is not reported finished and its lease brings it back.
+
+A resume is bound to one interrupt when it is created (`server.decisions`); when it starts,
+that interrupt must still wait, or the run fails with `ResumeConflict` and its approval expires.
+A rollback never erases a decision or a side effect: a resume run, or a run that executed a
+refund, is cancelled as `interrupt` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
-import inspect
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,6 +31,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 from langgraph.types import Command, Send, StateSnapshot
 
+from server.approvals import reopen, sync_pending
+from server.decisions import expire_approval
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 from server.runs.models import GRAPH_ID
@@ -48,6 +52,10 @@ class RunRefused(Exception):
 
 class InvalidResume(Exception):
     """`strict_resume` was set but the thread has no pending interrupt."""
+
+
+class ResumeConflict(Exception):
+    """The interrupt a queued resume was bound to no longer waits (the thread moved on)."""
 
 
 @dataclass(eq=False)
@@ -247,15 +255,25 @@ class RunExecutor:
             }
         command = kwargs.get("command") or {}
         if command.get("resume") is not None:
-            # Checked again here: the resume may have been queued before the interrupt existed.
+            # Checked again here: the thread may have moved on while the resume was queued.
             state = await graph.aget_state(start)
             if pending_approval(state) and kwargs.get("role") not in APPROVER_ROLES:
                 raise RunRefused("resuming an approval requires role approver or admin")
-            if not state.interrupts and int(run["attempt"]) == 1:
-                if kwargs.get("strict_resume"):
-                    raise InvalidResume("the thread has no pending interrupt to resume")
-                return _DONE, config  # nothing to answer (e.g. a duplicate resume): no-op
+            bound = kwargs.get("bound_interrupt")
+            if bound is None or bound not in {i.id for i in state.interrupts}:
+                await self._expire_bound(kwargs)
+                raise ResumeConflict(
+                    f"interrupt {bound} is no longer waiting: the thread moved on before this "
+                    "resume ran; nothing was released"
+                )
         return graph_input(kwargs), start
+
+    async def _expire_bound(self, kwargs: dict[str, Any]) -> None:
+        approval_id = kwargs.get("approval_id")
+        if approval_id:
+            async with self.pool.connection() as conn, conn.transaction():
+                await expire_approval(conn, uuid.UUID(str(approval_id)),
+                                      "its resume ran after the thread moved on")
 
     async def _stream(
         self, graph: Graph, todo: Any, config: RunnableConfig, kwargs: dict[str, Any],
@@ -299,21 +317,31 @@ class RunExecutor:
         log.warning("run %s failed: %s: %s", run["run_id"], error["error"], error["message"])
         writer.emit("error", error)
         thread_status = "error"
+        state: StateSnapshot | None = None
         try:
             state = await graph.aget_state(thread_config(config))
             if state.interrupts:
                 thread_status = "interrupted"  # e.g. an invalid resume: still answerable
         except (psycopg.Error, OSError, ValueError):
             pass
-        await self._finish(run, writer, fence, status="error", output={"__error__": error},
-                           error=error, thread_status=thread_status, interrupts=[])
+        await self._finish(
+            run, writer, fence, status="error", output={"__error__": error}, error=error,
+            thread_status=thread_status,
+            interrupts=[interrupt_json(i) for i in state.interrupts] if state else None,
+            state=state,
+        )
 
     async def _finish(
         self, run: dict[str, Any], writer: EventWriter, fence: tuple[str, int], *,
         status: str, output: dict[str, Any], error: dict[str, Any] | None,
-        thread_status: str, interrupts: list[dict[str, Any]], state: StateSnapshot | None = None,
+        thread_status: str, interrupts: list[dict[str, Any]] | None,
+        state: StateSnapshot | None = None,
     ) -> None:
-        """Commit the final status, the remaining events and the thread status together."""
+        """Commit the final status, the remaining events, the thread status and the queue.
+
+        `interrupts` are the thread's waiting interrupts now (None: unknown, the queue is
+        left as it is).
+        """
         await writer.close()
         run_id: uuid.UUID = run["run_id"]
         async with self.pool.connection() as conn, conn.transaction():
@@ -326,29 +354,14 @@ class RunExecutor:
                 return
             await repo.insert_events(conn, run_id, writer.take())
             await repo.settle_thread_status(conn, run["thread_id"], thread_status)
-            if status == "interrupted" and interrupts:
-                await self._record_pending(conn, dict(row), interrupts, state)
+            if interrupts is not None:
+                thread = await repo.get_thread(conn, run["thread_id"])
+                await sync_pending(conn, run=dict(row), thread=dict(thread or {}),
+                                   interrupts=interrupts, state=state)
             await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
             await repo.notify(conn, repo.RUNS_CHANNEL)
         self.hub.wake(str(run_id))
         log.info("run %s: %s", run_id, status)
-
-    async def _record_pending(
-        self, conn: repo.Conn, run: dict[str, Any], interrupts: list[dict[str, Any]],
-        state: StateSnapshot | None,
-    ) -> None:
-        record = approvals_hook("record_pending")
-        if record is None:
-            return
-        thread = await repo.get_thread(conn, run["thread_id"])
-        try:
-            async with conn.transaction():  # a savepoint: a failure never loses the run status
-                result = record(conn, run=run, thread=dict(thread or {}), interrupts=interrupts,
-                                state=state)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception:
-            log.exception("run %s: recording the pending approval failed", run["run_id"])
 
     async def _cancelled(
         self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
@@ -361,6 +374,11 @@ class RunExecutor:
         async with self.pool.connection() as conn:
             action = await repo.cancel_action_of(conn, run["run_id"])
         config = build_config(run, self.recursion_limit)
+        if action == "rollback" and await self._keeps_history(run):
+            log.warning("run %s: answered an approval or executed an action; cancelled as "
+                        "interrupt instead of rolled back (its audit stays visible)",
+                        run["run_id"])
+            action = "interrupt"
         if action == "rollback":
             await self._rollback(run, graph, writer, fence, config)
         elif action == "interrupt":
@@ -368,10 +386,18 @@ class RunExecutor:
             await self._finish(
                 run, writer, fence, status="interrupted", output=final_values(state),
                 error=None, thread_status="interrupted" if state.interrupts else "idle",
-                interrupts=[],
+                interrupts=[interrupt_json(i) for i in state.interrupts], state=state,
             )
         else:
             await self._release(run, writer, fence)
+
+    async def _keeps_history(self, run: dict[str, Any]) -> bool:
+        """A resume or a run with side effects is never rolled back."""
+        kwargs = run.get("kwargs") or {}
+        if (kwargs.get("command") or {}).get("resume") is not None:
+            return True
+        async with self.pool.connection() as conn:
+            return await repo.run_side_effects(conn, run["run_id"]) > 0
 
     async def _rollback(
         self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
@@ -386,19 +412,25 @@ class RunExecutor:
         # checkpoint another run wrote (read first, so everything commits together).
         async with self.pool.connection() as conn:
             previous = await repo.latest_checkpoint_not_of(conn, thread_id, run_id)
-        interrupted = False
+        waiting: list[dict[str, Any]] = []
+        before_state: StateSnapshot | None = None
         if previous is not None:
             before = RunnableConfig(configurable={
                 "thread_id": str(thread_id), "checkpoint_ns": "", "checkpoint_id": previous,
             })
-            interrupted = bool((await graph.aget_state(before)).interrupts)
+            before_state = await graph.aget_state(before)
+            waiting = [interrupt_json(i) for i in before_state.interrupts]
         async with self.pool.connection() as conn, conn.transaction():
-            if await repo.held_run(conn, run_id, fence=fence) is None:
+            held = await repo.held_run(conn, run_id, fence=fence)
+            if held is None:
                 return
             await repo.delete_run_checkpoints(conn, thread_id, run_id, drop_resume=is_resume)
             await repo.delete_run(conn, run_id)
             await repo.settle_thread_status(conn, thread_id,
-                                            "interrupted" if interrupted else "idle")
+                                            "interrupted" if waiting else "idle")
+            thread = await repo.get_thread(conn, thread_id)
+            await sync_pending(conn, run=dict(held), thread=dict(thread or {}),
+                               interrupts=waiting, state=before_state)
             await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
             await repo.notify(conn, repo.RUNS_CHANNEL)
         self.hub.wake(str(run_id))
@@ -424,30 +456,29 @@ def thread_config(config: RunnableConfig) -> RunnableConfig:
     )
 
 
-@functools.cache
-def approvals_hook(name: str) -> Callable[..., Any] | None:
-    """`server.approvals.<name>` if the approvals module provides it, else None.
-
-    The first call imports the module (file reads): `RunWorker.start` warms it off the loop.
-    """
-    try:
-        module = importlib.import_module("server.approvals")
-    except ModuleNotFoundError as exc:
-        if exc.name != "server.approvals":
-            raise
-        return None
-    hook = getattr(module, name, None)
-    return hook if callable(hook) else None
+async def reopen_unstarted_resume(conn: repo.Conn, run: dict[str, Any]) -> None:
+    """A resume run cancelled before it started released nothing: re-open its approval."""
+    approval_id = (run.get("kwargs") or {}).get("approval_id")
+    if not approval_id:
+        return
+    cur = await conn.execute(
+        "SELECT status FROM approvals WHERE approval_id = %s AND resume_run_id = %s FOR UPDATE",
+        (uuid.UUID(str(approval_id)), run["run_id"]),
+    )
+    row = await cur.fetchone()
+    if row is not None and row["status"] in ("approved", "edited", "rejected"):
+        await reopen(conn, uuid.UUID(str(approval_id)))
 
 
 __all__ = [
     "InvalidResume",
+    "ResumeConflict",
     "RunExecutor",
     "RunHandle",
     "RunRefused",
-    "approvals_hook",
     "build_config",
     "final_values",
     "graph_input",
     "pending_approval",
+    "reopen_unstarted_resume",
 ]

@@ -121,20 +121,54 @@ async def insert_run(
     metadata: str,
     multitask_strategy: str,
     after_seconds: float | None,
+    request_key: str | None = None,
+    request_hash: str | None = None,
 ) -> DictRow:
     """Insert a pending run (JSON given as text) and return its row."""
     cur = await conn.execute(
         "INSERT INTO runs (run_id, thread_id, tenant_id, owner_id, assistant_id, status,"  # noqa: S608
-        " kwargs, metadata, multitask_strategy, created_at, updated_at)"
+        " kwargs, metadata, multitask_strategy, created_at, updated_at, request_key,"
+        " request_hash)"
         " VALUES (%s, %s, %s, %s, %s, 'pending', %s::jsonb, %s::jsonb, %s,"
-        " now() + make_interval(secs => %s), now())"
+        " now() + make_interval(secs => %s), now(), %s, %s)"
         f" RETURNING {RUN_COLUMNS}",
         (run_id, thread_id, tenant_id, owner_id, assistant_id, kwargs, metadata,
-         multitask_strategy, after_seconds or 0.0),
+         multitask_strategy, after_seconds or 0.0, request_key, request_hash),
     )
     row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def run_by_request_key(
+    conn: Conn, tenant_id: str, owner_id: str, request_key: str
+) -> DictRow | None:
+    """The run a client created earlier with the same request key, if any."""
+    cur = await conn.execute(
+        f"SELECT {RUN_COLUMNS}, r.request_hash FROM runs r"  # noqa: S608 - constant
+        " WHERE r.tenant_id = %s AND r.owner_id = %s AND r.request_key = %s",
+        (tenant_id, owner_id, request_key),
+    )
+    return await cur.fetchone()
+
+
+async def latest_input_run(conn: Conn, thread_id: uuid.UUID) -> DictRow | None:
+    """The thread's newest run that carried an input (not a resume or a continuation)."""
+    cur = await conn.execute(
+        f"SELECT {RUN_COLUMNS}, r.request_hash FROM runs r"  # noqa: S608 - constant
+        " WHERE r.thread_id = %s AND r.kwargs->'input' IS NOT NULL"
+        " AND jsonb_typeof(r.kwargs->'input') <> 'null'"
+        " ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
+        (thread_id,),
+    )
+    return await cur.fetchone()
+
+
+async def run_side_effects(conn: Conn, run_id: uuid.UUID) -> int:
+    """How many side effects (refunds) a run executed."""
+    cur = await conn.execute("SELECT count(*) AS n FROM refunds WHERE run_id = %s", (run_id,))
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
 async def get_run(conn: Conn, run_id: uuid.UUID, *, lock: bool = False) -> DictRow | None:

@@ -9,7 +9,6 @@ for it in Postgres.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Collection
@@ -18,13 +17,17 @@ from typing import Any
 
 import orjson
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
 from psycopg.rows import DictRow
 
+from server.approvals import record_pending
 from server.auth import Principal
+from server.decisions import BoundResume, bind_resume, is_approval_request
 from server.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from server.runs import repo
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
-from server.runs.executor import approvals_hook, final_values, pending_approval
+from server.runs.executor import final_values, reopen_unstarted_resume
+from server.runs.guards import check_command, check_input, message_key, request_digest
 from server.runs.models import (
     ACTIVE_STATUSES,
     ALLOWED_CONFIG_KEYS,
@@ -45,6 +48,10 @@ from steward.observability.tracing import current_traceparent
 from steward.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+RESENDABLE_STATUSES = frozenset({"error"})
+"""A run whose exact input arrives again right after it ended so answers it (a client retrying
+after a failure); while a run is active the multitask strategy decides, as the reference does."""
 
 CONFLICT_DETAIL = (
     "Thread is already running a task. Wait for it to finish or choose a different "
@@ -116,17 +123,25 @@ class RunService:
     # ----------------------------------------------------------------------- create
 
     async def create(
-        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate
+        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate, *,
+        idempotency_key: str | None = None, approval_id: uuid.UUID | None = None,
+        decision_comment: str | None = None,
     ) -> Run:
         """Create a pending run on a thread (or, with `thread_id=None`, a stateless run).
+
+        A resume is bound to the interrupt it answers and, for an approval, records the
+        decision in this transaction (`server.decisions.bind_resume`). A request re-sent with
+        the same `Idempotency-Key` (or the same message id, or the same input right after
+        a run of it failed) is answered with its first run.
 
         Raises:
             NotFound: the thread or assistant does not exist or is not visible.
             Conflict: `multitask_strategy="reject"` and the thread is busy, or a resume with
-                nothing to resume.
-            Forbidden: a user resuming an approval, or steering the graph (`command.update`,
-                `command.goto`) without role admin.
-            Unprocessable: the run asks for something invalid (unknown node, reserved config).
+                nothing (or something already decided) to resume.
+            Forbidden: a user resuming an approval, a requester approving their own request,
+                or steering the graph (`command.update`, `command.goto`) without role admin.
+            Unprocessable: the run asks for something invalid (unknown node, reserved config,
+                an input without a new user message, a reused key with another body).
             TooManyRequests: a budget of the caller (user/day, tenant/month, thread) is spent.
         """
         stateless = thread_id is None
@@ -139,16 +154,25 @@ class RunService:
         steers = command is not None and (command.update is not None or command.goto is not None)
         if steers and not principal.is_admin:
             raise Forbidden("command.update and command.goto require role admin")
+        if command is not None:
+            check_command(command.update, command.goto)
+        if body.input is not None:
+            check_input(body.input)
         if not body.is_resume:  # a decision on held work is never blocked by the budget
             await check_budget(self.runtime, principal, None if stateless else str(tid))
+        digest = request_digest(body)
+        key = idempotency_key or (None if stateless else message_key(tid, body.input))
+        if key is not None:
+            async with self.pool.connection() as conn:
+                earlier = await repo.run_by_request_key(conn, principal.tenant_id,
+                                                        principal.user_id, key)
+            if earlier is not None:
+                return self._replayed(earlier, digest, tid, stateless)
 
-        pending_interrupts = False
-        if not stateless and (body.is_resume or body.strict_resume):
+        state = None
+        if not stateless:
             await self._require_visible(principal, tid, missing_ok=True)
             state = await self.graph.aget_state(self._state_config(tid, body))
-            pending_interrupts = bool(state.interrupts)
-            if body.is_resume and pending_approval(state) and not principal.is_approver:
-                raise Forbidden("resuming an approval requires role approver or admin")
 
         run_id = uuid.uuid4()
         kwargs = self._kwargs(body, config, principal, stateless)
@@ -156,7 +180,7 @@ class RunService:
             # The runs table and its events are data at rest too: store no raw PII.
             kwargs["input"] = await asyncio.to_thread(redact_user_input, kwargs["input"])
         patch = orjson.dumps({"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID}).decode()
-        cancels: list[uuid.UUID] = []
+        cancels: list[dict[str, Any]] = []
         async with self.pool.connection() as conn, conn.transaction():
             thread = await repo.get_thread(conn, tid, lock=True)
             if thread is None:
@@ -167,57 +191,98 @@ class RunService:
                 thread = await repo.get_thread(conn, tid, lock=True)
             if thread is None or not principal.can_see(thread["owner_id"], thread["tenant_id"]):
                 raise NotFound(f"thread {tid} not found")
+            if not stateless and body.input is not None and idempotency_key is None:
+                latest = await repo.latest_input_run(conn, tid)
+                if (latest is not None and latest["request_hash"] == digest
+                        and latest["status"] in RESENDABLE_STATUSES):
+                    return Run.from_row(dict(latest))
             active = await repo.active_runs(conn, tid)
             if active and body.multitask_strategy == "reject":
                 raise Conflict(CONFLICT_DETAIL)
-            if (body.is_resume and not active and not pending_interrupts
-                    and thread["status"] != "interrupted"):
-                # `status` is committed with the previous run's end, under this row lock:
-                # it covers a run that ended between the state read above and the lock.
-                raise Conflict(f"thread {tid} has no pending interrupt to resume")
+            if body.input is None and command is None and thread["status"] not in (
+                    "interrupted", "error") and not active and not stateless:
+                raise Unprocessable(
+                    "input: send at least one new user message; `input: null` only continues "
+                    "a thread that is interrupted or whose last run failed"
+                )
+            if body.is_resume:
+                assert command is not None and state is not None
+                bound = await self._bind_resume(
+                    conn, principal, thread, state, command.resume, run_id,
+                    approval_id=approval_id, comment=decision_comment,
+                )
+                kwargs["command"] = {**(kwargs["command"] or {}),
+                                     "resume": bound.command_resume}
+                kwargs["bound_interrupt"] = bound.interrupt_id
+                if bound.approval_id is not None:
+                    kwargs["approval_id"] = str(bound.approval_id)
+            elif approval_id is not None:
+                raise Conflict(f"approval {approval_id} is not waiting for a decision")
             row = await repo.insert_run(
                 conn, run_id=run_id, thread_id=tid, tenant_id=principal.tenant_id,
                 owner_id=principal.user_id, assistant_id=ASSISTANT_ID, kwargs=dumps(kwargs),
                 metadata=dumps(body.metadata or {}),
                 multitask_strategy=body.multitask_strategy, after_seconds=body.after_seconds,
+                request_key=key, request_hash=digest,
             )
             await repo.insert_events(
                 conn, run_id, [(0, "metadata", dumps({"run_id": str(run_id), "attempt": 1}))]
             )
-            if body.is_resume:
-                await self._record_resume(conn, principal, tid, body, run_id)
             if body.multitask_strategy in ("interrupt", "rollback"):
                 for other in active:
                     if other["status"] == "pending":
                         await repo.cancel_pending(conn, other["run_id"], body.multitask_strategy)
+                        await reopen_unstarted_resume(conn, dict(other))
                     else:
                         await repo.request_cancel(conn, other["run_id"],
                                                   body.multitask_strategy)
-                    cancels.append(other["run_id"])
+                    cancels.append(dict(other))
             await repo.mark_thread_busy(conn, tid, patch)
-            for other_id in cancels:
-                await repo.notify(conn, repo.EVENTS_CHANNEL, str(other_id))
+            for other in cancels:
+                await repo.notify(conn, repo.EVENTS_CHANNEL, str(other["run_id"]))
             await repo.notify(conn, repo.RUNS_CHANNEL)
         log.info("run %s created on thread %s (%s)", run_id, tid, body.multitask_strategy)
         return Run.from_row(dict(row))
 
-    @staticmethod
-    async def _record_resume(
-        conn: repo.Conn, principal: Principal, thread_id: uuid.UUID, body: RunCreate,
-        run_id: uuid.UUID,
-    ) -> None:
-        """Mark the thread's pending approval decided (approvals module), in a savepoint."""
-        record = approvals_hook("record_resume")
-        if record is None or body.command is None:
-            return
-        try:
-            async with conn.transaction():
-                result = record(conn, principal=principal, thread_id=thread_id,
-                                resume=body.command.resume, run_id=run_id)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception:
-            log.exception("run %s: recording the approval decision failed", run_id)
+    def _replayed(self, earlier: DictRow, digest: str, thread_id: uuid.UUID,
+                  stateless: bool) -> Run:
+        """The first run of a re-sent request (422 if the key came with another request)."""
+        if earlier["request_hash"] != digest:
+            raise Unprocessable(
+                "this Idempotency-Key (or message id) was already used for a different request"
+            )
+        if not stateless and earlier["thread_id"] != thread_id:
+            raise Unprocessable("this Idempotency-Key was already used on another thread")
+        log.info("run %s answers a re-sent request", earlier["run_id"])
+        return Run.from_row(dict(earlier))
+
+    async def _bind_resume(
+        self, conn: repo.Conn, principal: Principal, thread: DictRow, state: StateSnapshot,
+        resume: Any, run_id: uuid.UUID, *, approval_id: uuid.UUID | None,
+        comment: str | None,
+    ) -> BoundResume:
+        """Record a missing approval row first (its run may still be finishing), then bind."""
+        approvals = [
+            {"value": i.value, "id": i.id} for i in state.interrupts
+            if is_approval_request(i.value)
+        ]
+        if approvals:
+            latest = await repo.list_runs(conn, thread["thread_id"], limit=1, offset=0,
+                                          status=None)
+            requester = dict(latest[0]) if latest else {"owner_id": thread["owner_id"]}
+            try:
+                await record_pending(
+                    conn, run={**requester, "thread_id": thread["thread_id"],
+                               "tenant_id": thread["tenant_id"]},
+                    thread=dict(thread), interrupts=approvals, state=state,
+                )
+            except ValueError as exc:
+                raise Conflict(f"the waiting approval cannot be answered: {exc}") from exc
+        return await bind_resume(
+            conn, principal=principal, thread_id=thread["thread_id"], resume=resume,
+            waiting=list(state.interrupts), run_id=run_id, approval_id=approval_id,
+            comment=comment,
+        )
 
     def _thread_uuid(self, thread_id: str | uuid.UUID | None, body: RunCreate) -> uuid.UUID:
         try:
@@ -453,6 +518,7 @@ class RunService:
         async with self.pool.connection() as conn, conn.transaction():
             for row in rows:
                 if await repo.cancel_pending(conn, row["run_id"], action):
+                    await reopen_unstarted_resume(conn, row)
                     status = settled.get(row["thread_id"])
                     if status is not None:
                         await repo.settle_thread_status(conn, row["thread_id"], status)

@@ -34,7 +34,7 @@ from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
 from server.runs import repo
 from server.runs.events import EventHub, register_hub, unregister_hub
-from server.runs.executor import Graph, RunExecutor, RunHandle, approvals_hook
+from server.runs.executor import Graph, RunExecutor, RunHandle
 from steward.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,6 @@ class RunWorker:
 
     async def start(self) -> None:
         """Listen for notifications and start claiming runs."""
-        for hook in ("record_pending", "record_resume"):  # import the approvals module now
-            await asyncio.to_thread(approvals_hook, hook)
         self.hub.on_runs(self._wake.set)
         self.hub.on_cancel(self._on_cancel)
         await self.hub.start()

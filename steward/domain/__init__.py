@@ -7,7 +7,9 @@ from steward.domain.types import (
     OrderStore,
     OrderView,
     RefundRefused,
+    RefundRequest,
     RefundResult,
+    action_hash,
 )
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "OrderView",
     "PgOrderStore",
     "RefundRefused",
+    "RefundRequest",
     "RefundResult",
+    "action_hash",
     "seed_demo_orders",
 ]

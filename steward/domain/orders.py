@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from psycopg.types.json import Jsonb
+import psycopg
 
-from steward.domain.types import Approval, OrderView, RefundRefused, RefundResult
+from steward.domain.types import OrderView, RefundRefused, RefundRequest, RefundResult
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -36,20 +36,40 @@ _REFUND_BY_KEY = """
     FROM refunds
     WHERE idempotency_key = %s
 """
-_LOCK_ORDER = "SELECT order_id, currency, total_cents FROM orders WHERE order_id = %s FOR UPDATE"
+_LOCK_ORDER = (
+    "SELECT order_id, status, currency, total_cents FROM orders WHERE order_id = %s FOR UPDATE"
+)
 _REFUNDED_CENTS = (
     "SELECT COALESCE(sum(amount_cents), 0)::bigint AS refunded FROM refunds WHERE order_id = %s"
 )
+_THRESHOLD = "SELECT approval_threshold_cents FROM refund_policy"
+_SET_THRESHOLD = """
+    INSERT INTO refund_policy (singleton, approval_threshold_cents) VALUES (true, %s)
+    ON CONFLICT (singleton) DO UPDATE
+        SET approval_threshold_cents = EXCLUDED.approval_threshold_cents, updated_at = now()
+        WHERE refund_policy.approval_threshold_cents <> EXCLUDED.approval_threshold_cents
+"""
+_RELEASED_ACTION = """
+    SELECT p.approval_id, x.released_order_id, x.released_amount_cents, x.released_args_hash
+    FROM approvals p
+    JOIN approval_actions x ON x.approval_id = p.approval_id
+    WHERE p.thread_id::text = %s AND x.tool_call_id = %s
+      AND p.status IN ('approved', 'edited') AND x.decision IN ('approve', 'edit')
+    FOR SHARE OF p
+"""
 _INSERT_REFUND = """
     INSERT INTO refunds (order_id, amount_cents, currency, reason, idempotency_key, thread_id,
-                         requested_by, approved_by, approval)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                         requested_by, approval_id, tool_call_id, request_id, run_id, args_hash)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING refund_id, order_id, amount_cents, currency, approved_by
 """
+CAPTURED_STATUSES = frozenset({"shipped", "delivered"})
+"""Orders whose payment was captured: the only ones a refund can apply to."""
 _LIST_REFUNDS = """
     SELECT refund_id, order_id, amount_cents, currency, reason, idempotency_key, thread_id,
-           requested_by, approved_by, approval, created_at
+           requested_by, approved_by, approval, created_at, approval_id, tool_call_id,
+           request_id, run_id, decided_by, decided_at, comment
     FROM refunds
     WHERE %(order_id)s::text IS NULL OR order_id = %(order_id)s::text
     ORDER BY created_at, refund_id
@@ -86,12 +106,13 @@ def to_cents(amount: Decimal | int | str) -> int:
     return int(quantized.scaleb(2))
 
 
-def _reviewer(approval: Approval | None) -> str | None:
-    """Return who approved, or None when `approval` does not release the action."""
-    if not approval or approval.get("decision") not in ("approve", "edit"):
-        return None
-    reviewer = approval.get("reviewer")
-    return reviewer if isinstance(reviewer, str) and reviewer.strip() else None
+def not_captured_reason(order_id: str, status: str) -> str:
+    """Why an order in `status` cannot be refunded, pointing to what the policy offers."""
+    if status == "cancelled":
+        return (f"Order {_short(order_id)} is cancelled: its payment was never captured (or was "
+                "already released), so there is nothing to refund.")
+    return (f"Order {_short(order_id)} has not shipped yet ({status}): no payment was captured, "
+            "so it cannot be refunded; cancel the order instead.")
 
 
 def _result(row: DictRow, *, replayed: bool) -> RefundResult:
@@ -104,6 +125,11 @@ def _result(row: DictRow, *, replayed: bool) -> RefundResult:
         replayed=replayed,
         approved_by=row["approved_by"],
     )
+
+
+def _db_reason(exc: psycopg.errors.CheckViolation) -> str:
+    primary = exc.diag.message_primary or "the database refused the refund"
+    return primary[:1].upper() + primary[1:] + "."
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -136,41 +162,47 @@ class PgOrderStore:
             items=row["items"],
         )
 
-    async def issue_refund(
-        self,
-        *,
-        order_id: str,
-        amount: Decimal,
-        reason: str,
-        idempotency_key: str,
-        thread_id: str,
-        requested_by: str | None,
-        approval: Approval | None,
-        approval_threshold: Decimal,
-    ) -> RefundResult:
-        """Refund once per idempotency key; raise RefundRefused when a rule forbids it.
+    async def approval_threshold_cents(self) -> int | None:
+        """The threshold the database enforces (None: every refund needs a person)."""
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(_THRESHOLD)).fetchone()
+        return int(row["approval_threshold_cents"]) if row else None
 
-        Runs in one transaction holding the order row lock (`FOR UPDATE`), so concurrent
-        refunds of one order are serialized and cannot together exceed its total. Rules:
-        `order_not_found`, `invalid_amount` (<= 0 or more than two decimals),
-        `exceeds_refundable` (total minus existing refunds), `approval_required` (amount above
-        `approval_threshold` without an approval naming a reviewer). A repeated key returns
-        the first refund with `replayed=True`, even when its arguments differ (logged).
+    async def set_approval_threshold(self, threshold: Decimal) -> None:
+        """Write the service's threshold into the database (done once at start)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(_SET_THRESHOLD, (to_cents(threshold) if threshold > 0 else 0,))
+
+    async def issue_refund(self, request: RefundRequest) -> RefundResult:
+        """Refund once per (thread, user request, order); raise RefundRefused when refused.
+
+        One transaction holds the order row lock (`FOR UPDATE`), so concurrent refunds of one
+        order are serialized and cannot together exceed its total. Rules: `order_not_found`,
+        `not_captured` (cancelled or not shipped), `invalid_amount`, `exceeds_refundable`,
+        and above the threshold stored in `refund_policy`: `approval_required` (no decided
+        approval of this thread's tool call) or `approval_mismatch` (the decision released
+        another order, amount or arguments). The requester and the decider are read from the
+        approval row, never from the caller. A trigger checks the same rules again, so no
+        other code path can insert a refund they refuse. A repeated key returns the first
+        refund with `replayed=True`.
         """
+        order_id, key = request.order_id, request.idempotency_key
         async with self._pool.connection() as conn, conn.transaction():
-            existing = await self._by_key(conn, idempotency_key)
+            existing = await self._by_key(conn, key)
             if existing is not None:
-                return self._replay(existing, order_id, amount)
+                return self._replay(existing, order_id, request.amount)
 
             order = await (await conn.execute(_LOCK_ORDER, (order_id,))).fetchone()
             if order is None:
                 raise RefundRefused("order_not_found", f"Order {_short(order_id)} was not found.")
             # A twin with the same key may have committed while we waited for the row lock.
-            existing = await self._by_key(conn, idempotency_key)
+            existing = await self._by_key(conn, key)
             if existing is not None:
-                return self._replay(existing, order_id, amount)
+                return self._replay(existing, order_id, request.amount)
+            if order["status"] not in CAPTURED_STATUSES:
+                raise RefundRefused("not_captured", not_captured_reason(order_id, order["status"]))
 
-            cents = to_cents(amount)
+            cents = to_cents(request.amount)
             currency: str = order["currency"]
             refunded_row = await (await conn.execute(_REFUNDED_CENTS, (order_id,))).fetchone()
             refunded: int = refunded_row["refunded"] if refunded_row else 0
@@ -181,44 +213,61 @@ class PgOrderStore:
                     f"Order {_short(order_id)} has {format_money(max(refundable, 0))} {currency} "
                     f"left to refund; {format_money(cents)} {currency} was requested.",
                 )
-            approved_by = _reviewer(approval)
-            if cents_to_decimal(cents) > approval_threshold and approved_by is None:
-                raise RefundRefused(
-                    "approval_required",
-                    f"Refunds above {approval_threshold} {currency} need a person's approval.",
-                )
-            row = await (
-                await conn.execute(
-                    _INSERT_REFUND,
-                    (
-                        order_id,
-                        cents,
-                        currency,
-                        reason,
-                        idempotency_key,
-                        thread_id,
-                        requested_by,
-                        approved_by,
-                        Jsonb(approval) if approval is not None else None,
-                    ),
-                )
-            ).fetchone()
+            threshold_row = await (await conn.execute(_THRESHOLD)).fetchone()
+            threshold = threshold_row["approval_threshold_cents"] if threshold_row else None
+            approval_id = None
+            if threshold is None or cents > threshold:
+                approval_id = await self._released_approval(conn, request, cents, currency,
+                                                            threshold)
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        _INSERT_REFUND,
+                        (order_id, cents, currency, request.reason, key, request.thread_id,
+                         request.requested_by, approval_id, request.tool_call_id,
+                         request.request_id, request.run_id, request.args_hash),
+                    )
+                    row = await cur.fetchone()
+            except psycopg.errors.CheckViolation as exc:
+                raise RefundRefused("refused_by_database", _db_reason(exc)) from exc
             if row is None:
                 # A concurrent twin (same key, possibly another order) inserted first.
-                existing = await self._by_key(conn, idempotency_key)
+                existing = await self._by_key(conn, key)
                 if existing is None:  # pragma: no cover - the conflicting row must exist
                     raise RuntimeError("refund idempotency conflict without a row")
-                return self._replay(existing, order_id, amount)
+                return self._replay(existing, order_id, request.amount)
 
         logger.info(
-            "refund %s executed: order=%s amount=%s %s approved_by=%s",
-            row["refund_id"],
-            order_id,
-            format_money(cents),
-            currency,
-            approved_by,
+            "refund %s executed: order=%s amount=%s %s approval=%s approved_by=%s",
+            row["refund_id"], order_id, format_money(cents), currency, approval_id,
+            row["approved_by"],
         )
         return _result(row, replayed=False)
+
+    @staticmethod
+    async def _released_approval(
+        conn: AsyncConnection[DictRow], request: RefundRequest, cents: int, currency: str,
+        threshold: int | None,
+    ) -> Any:
+        """The approval that released exactly this call, or RefundRefused."""
+        above = (f"Refunds above {format_money(threshold)} {currency}" if threshold is not None
+                 else "Refunds")
+        row = await (
+            await conn.execute(_RELEASED_ACTION, (request.thread_id, request.tool_call_id))
+        ).fetchone()
+        if row is None:
+            raise RefundRefused(
+                "approval_required",
+                f"{above} need a person's decision recorded in the approval queue.",
+            )
+        if (row["released_order_id"] != request.order_id
+                or row["released_amount_cents"] != cents
+                or row["released_args_hash"] != request.args_hash):
+            raise RefundRefused(
+                "approval_mismatch",
+                "The approval on record released a different refund than this one.",
+            )
+        return row["approval_id"]
 
     async def list_refunds(self, order_id: str | None = None) -> list[dict[str, Any]]:
         """Return refunds (all, or of one order) oldest first, amounts as decimal strings."""
@@ -237,6 +286,14 @@ class PgOrderStore:
                 "approved_by": r["approved_by"],
                 "approval": r["approval"],
                 "created_at": r["created_at"].astimezone(UTC).isoformat(),
+                "approval_id": str(r["approval_id"]) if r["approval_id"] else None,
+                "tool_call_id": r["tool_call_id"],
+                "request_id": r["request_id"],
+                "run_id": str(r["run_id"]) if r["run_id"] else None,
+                "decided_by": r["decided_by"],
+                "decided_at": (r["decided_at"].astimezone(UTC).isoformat()
+                               if r["decided_at"] else None),
+                "comment": r["comment"],
             }
             for r in rows
         ]
@@ -260,4 +317,5 @@ class PgOrderStore:
         return _result(row, replayed=True)
 
 
-__all__ = ["CENT", "PgOrderStore", "cents_to_decimal", "format_money", "to_cents"]
+__all__ = ["CAPTURED_STATUSES", "CENT", "PgOrderStore", "cents_to_decimal", "format_money",
+           "not_captured_reason", "to_cents"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 
 class OrderView(TypedDict):
@@ -20,8 +23,44 @@ class OrderView(TypedDict):
     items: list[dict[str, object]]
 
 
+def action_hash(name: str, args: dict[str, Any]) -> str:
+    """The hash that names one action exactly: tool name and canonical JSON arguments.
+
+    The approval queue stores it for what a decision released; a refund must carry the same.
+    """
+    canonical = json.dumps({"name": name, "args": args}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RefundRequest:
+    """One refund a run asks the store to execute, with where it comes from.
+
+    Nothing here can release a refund above the threshold: the store looks up the decided
+    approval (thread, tool call) in the database, and Postgres checks it again.
+    """
+
+    order_id: str
+    amount: Decimal
+    reason: str
+    thread_id: str
+    tool_call_id: str
+    request_id: str
+    """Id of the user message that asked for it: one refund per order per user request."""
+    requested_by: str | None
+    run_id: str | None = None
+    args_hash: str = ""
+    """`action_hash("issue_refund", <canonical args>)`."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """One refund per (thread, user request, order): re-runs and re-sends replay it."""
+        return f"{self.thread_id}:{self.request_id}:{self.order_id}"
+
+
 class Approval(TypedDict):
-    """A recorded human decision that releases a high-risk action."""
+    """What the graph carries of a person's decision (informational: never an authority)."""
 
     decision: Literal["approve", "edit"]
     reviewer: str
@@ -57,24 +96,14 @@ class OrderStore(Protocol):
         """Return the order or None when it does not exist."""
         ...
 
-    async def issue_refund(
-        self,
-        *,
-        order_id: str,
-        amount: Decimal,
-        reason: str,
-        idempotency_key: str,
-        thread_id: str,
-        requested_by: str | None,
-        approval: Approval | None,
-        approval_threshold: Decimal,
-    ) -> RefundResult:
-        """Refund once per idempotency key; raise RefundRefused when a rule forbids it.
+    async def issue_refund(self, request: RefundRequest) -> RefundResult:
+        """Refund once per (thread, request, order); raise RefundRefused when a rule forbids it.
 
         Rules, checked inside one transaction holding the order row lock:
-        unknown order -> `order_not_found`; amount <= 0 -> `invalid_amount`;
-        amount above the refundable balance -> `exceeds_refundable`;
-        amount above `approval_threshold` without `approval` -> `approval_required`.
+        unknown order -> `order_not_found`; cancelled or not shipped -> `not_captured`;
+        amount <= 0 -> `invalid_amount`; above the refundable balance -> `exceeds_refundable`;
+        above the database's approval threshold without a released approval of exactly this
+        call -> `approval_required` / `approval_mismatch`.
         A repeated key returns the first result with `replayed=True` (no second row).
         """
         ...

@@ -87,6 +87,16 @@ async def test_langgraph_dev_serves_the_agent_graph(
         thread["thread_id"], "agent",
         command={"resume": {"decisions": [{"type": "approve"}]}},
     )
-    assert done["response"]["actions"][0]["status"] == "executed"
-    [row] = await orders.list_refunds("LS-10007")
-    assert row["amount"] == "700.00"
+    # The dev server has no identities and no approval queue: a resume carries a decision
+    # nobody recorded, so the high-risk action is never released there.
+    [action] = done["response"]["actions"]
+    assert action["status"] == "failed" and "approval queue" in action["detail"]
+    assert await orders.list_refunds("LS-10007") == []
+
+    small = await client.runs.wait(
+        thread["thread_id"], "agent",
+        input={"messages": [{"role": "user", "content": "Refund $40 on LS-10002 please."}]},
+    )
+    assert small["response"]["actions"][0]["status"] == "executed"
+    [row] = await orders.list_refunds("LS-10002")
+    assert row["amount"] == "40.00"

@@ -154,11 +154,13 @@ async def test_concurrent_resumes_on_two_replicas_refund_once(
         on_b.runs.wait(tid, "agent", command=APPROVE),
         return_exceptions=True,
     )
-    assert not [r for r in results if isinstance(r, BaseException)], results
+    # The decision is recorded once: the other replica's resume is a 409, never a second run.
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and "409" in str(failures[0]), results
     [refund] = await refunds_for(replica_pool, tid)
     assert refund["amount_cents"] == 65000 and refund["approved_by"] == "mia"
     runs = await on_a.runs.list(tid)
-    assert [r["status"] for r in runs] == ["success", "success", "interrupted"]
+    assert [r["status"] for r in runs] == ["success", "interrupted"]
 
     # With `reject`, exactly one of two racing resumes is accepted.
     tid = await interrupted_thread(b, keys["alice"], 640)

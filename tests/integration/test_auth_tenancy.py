@@ -74,9 +74,11 @@ async def _all_routes_404(client: LangGraphClient, tid: str, checkpoint_id: str)
             await call
 
 
-async def _thread_with_state(client: LangGraphClient, **metadata: Any) -> tuple[str, str]:
+async def _thread_with_state(client: LangGraphClient, admin: LangGraphClient,
+                             **metadata: Any) -> tuple[str, str]:
+    """A thread owned by `client`, with a state written by an admin of its tenant."""
     tid = (await client.threads.create(metadata=metadata))["thread_id"]
-    update = await client.threads.update_state(
+    update = await admin.threads.update_state(
         tid, {"messages": [{"role": "user", "content": "secret"}]}, as_node="input_filter"
     )
     return tid, update["checkpoint"]["checkpoint_id"]
@@ -87,7 +89,8 @@ async def test_other_tenants_threads_are_invisible(server: RunningServer) -> Non
     alice = server.client(await server.keys("alice", a))
     bob = server.client(await server.keys("bob", b))
     b_admin = server.client(await server.keys("root", b, "admin"))
-    tid, checkpoint_id = await _thread_with_state(alice, marker="a-only")
+    a_admin = server.client(await server.keys("root", a, "admin"))
+    tid, checkpoint_id = await _thread_with_state(alice, a_admin, marker="a-only")
 
     await _all_routes_404(bob, tid, checkpoint_id)
     await _all_routes_404(b_admin, tid, checkpoint_id)
@@ -114,8 +117,8 @@ async def test_users_see_only_their_own_threads_approvers_see_the_tenant(
     approver = server.client(await server.keys("paula", t, "approver"))
     admin = server.client(await server.keys("ada", t, "admin"))
     outsider_approver = server.client(await server.keys("otto", tenant(), "approver"))
-    y_tid, checkpoint_id = await _thread_with_state(yvonne, owner="y")
-    x_tid, _ = await _thread_with_state(xavier, owner="x")
+    y_tid, checkpoint_id = await _thread_with_state(yvonne, admin, owner="y")
+    x_tid, _ = await _thread_with_state(xavier, admin, owner="x")
 
     await _all_routes_404(outsider_approver, y_tid, checkpoint_id)
     assert [t["thread_id"] for t in await xavier.threads.search()] == [x_tid]

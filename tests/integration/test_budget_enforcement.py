@@ -162,7 +162,11 @@ async def test_usage_route_shows_own_usage_and_admins_see_the_tenant(
             day["limit_usd"])
         assert (await client.get("/usage", params={"tenant": "other"})).status_code == 403
 
-    admin = Principal(key_id="k2", user_id="root", tenant_id="elsewhere", role="admin")
+    outsider = Principal(key_id="k3", user_id="root", tenant_id="elsewhere", role="admin")
+    async with AsyncTestClient(app=usage_app(runtime, outsider)) as client:
+        assert (await client.get("/usage", params={"tenant": tenant})).status_code == 403
+
+    admin = Principal(key_id="k2", user_id="root", tenant_id=tenant, role="admin")
     async with AsyncTestClient(app=usage_app(runtime, admin)) as client:
         view = (await client.get("/usage", params={"tenant": tenant})).json()
         assert view["scope"] == "tenant" and view["totals"]["calls"] == 3

@@ -97,20 +97,19 @@ async def test_refund_over_threshold_interrupts_with_the_hitl_payload(
     assert await refunds_of(orders, "LS-10007") == []
 
 
-async def test_approve_executes_exactly_once(
+async def test_a_resume_without_a_recorded_decision_releases_nothing(
     runtime: Runtime, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
+    """Graph resumes carry decisions; only a decided approval row releases a refund."""
     config = new_config()
     await ask(runtime, "Refund $700 on LS-10007 please.", config)
-    config["configurable"]["user_id"] = "manager-mia"
+    config["configurable"]["user_id"] = "manager-mia"  # an invented reviewer
     out = await resume(runtime, [{"type": "approve"}], config)
     [action] = out["response"]["actions"]
-    assert action["status"] == "executed"
-    # A repeated resume after completion must not refund again.
+    assert action["status"] == "failed"
+    assert "approval queue" in action["detail"]
     await resume(runtime, [{"type": "approve"}], config)
-    [row] = await refunds_of(orders, "LS-10007")
-    assert row["amount"] == "700.00"
-    assert row["approved_by"] == "manager-mia"
+    assert await refunds_of(orders, "LS-10007") == []
 
 
 async def test_reject_executes_nothing_and_says_so(
@@ -126,19 +125,6 @@ async def test_reject_executes_nothing_and_says_so(
     assert "not" in answer and "refunded" not in answer.replace("not refunded", "")
 
 
-async def test_edit_executes_the_edited_amount(
-    runtime: Runtime, orders: PgOrderStore, mock_llm_clean: None
-) -> None:
-    config = new_config()
-    await ask(runtime, "Refund $700 on LS-10007 please.", config)
-    edited = {"name": "issue_refund",
-              "args": {"order_id": "LS-10007", "amount": 650, "reason": "partial, per manager"}}
-    out = await resume(runtime, [{"type": "edit", "edited_action": edited}], config)
-    [row] = await refunds_of(orders, "LS-10007")
-    assert row["amount"] == "650.00"
-    assert out["response"]["actions"][0]["status"] == "executed"
-
-
 async def test_invalid_resume_is_refused_and_the_interrupt_stays_answerable(
     runtime: Runtime, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
@@ -151,10 +137,10 @@ async def test_invalid_resume_is_refused_and_the_interrupt_stays_answerable(
         await resume(runtime, [{"type": "edit", "edited_action": edited}], config)
     assert await refunds_of(orders, "LS-10007") == []
     out = await resume(runtime, [{"type": "approve"}], config)
-    assert out["response"]["actions"][0]["status"] == "executed"
+    assert out["response"]["actions"][0]["status"] == "failed"  # no recorded decision
 
 
-async def test_concurrent_resumes_produce_exactly_one_refund(
+async def test_concurrent_resumes_without_a_decision_produce_no_refund(
     runtime: Runtime, settings: Any, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
     from steward.runtime import open_runtime
@@ -168,8 +154,7 @@ async def test_concurrent_resumes_produce_exactly_one_refund(
             return_exceptions=True,
         )
     assert any(isinstance(r, dict) and "response" in r for r in results)
-    [row] = await refunds_of(orders, "LS-10007")
-    assert row["amount"] == "900.00"
+    assert await refunds_of(orders, "LS-10007") == []
 
 
 async def test_non_allowlisted_tool_is_never_executed(

@@ -78,7 +78,16 @@ def test_migrations_create_the_tables_and_are_idempotent(scratch_database_url: s
             )
         conn.execute(
             "INSERT INTO orders (order_id, customer_name, customer_email, status, total_cents)"
-            " VALUES ('X-1', 'n', 'e', 'placed', 100)"
+            " VALUES ('X-0', 'n', 'e', 'placed', 100)"
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):  # nothing was captured
+            conn.execute(
+                "INSERT INTO refunds (order_id, amount_cents, currency, reason, idempotency_key,"
+                " thread_id) VALUES ('X-0', 10, 'USD', 'r', 'key-0', 't')"
+            )
+        conn.execute(
+            "INSERT INTO orders (order_id, customer_name, customer_email, status, total_cents)"
+            " VALUES ('X-1', 'n', 'e', 'delivered', 100)"
         )
         insert_refund = (
             "INSERT INTO refunds (order_id, amount_cents, currency, reason, idempotency_key,"
@@ -89,7 +98,7 @@ def test_migrations_create_the_tables_and_are_idempotent(scratch_database_url: s
             conn.execute(insert_refund, (10, "key-1"))
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(insert_refund, (0, "key-2"))
-        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        with pytest.raises(psycopg.errors.CheckViolation):  # unknown order: the trigger says so
             conn.execute(insert_refund.replace("'X-1'", "'X-2'"), (10, "key-3"))
 
 

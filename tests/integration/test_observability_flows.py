@@ -138,6 +138,21 @@ def fx_exporters(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 # ---------------------------------------------------------------- a tiny service around runs
 
 
+async def record_decisions(runtime: Runtime, thread_id: str, user: str,
+                           decisions: list[dict[str, Any]]) -> Any:
+    """What the service does before a resume runs: record the decision in the queue."""
+    from server.auth import Principal
+    from server.decisions import decide_in_process
+
+    approver = Principal(key_id="k", user_id=user, tenant_id="acme", role="approver")
+    return await decide_in_process(runtime.pool, runtime.graph, thread_id=uuid.UUID(thread_id),
+                                   principal=approver, requester="alice", decisions=decisions)
+
+
+async def approve_as_mia(runtime: Runtime, thread_id: str) -> Any:
+    return await record_decisions(runtime, thread_id, "mia", [{"type": "approve"}])
+
+
 def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
     """Two run routes in the shape of the real service, wired as the integration notes say."""
 
@@ -153,8 +168,10 @@ def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
         config = instrument_run_config(
             base_config(thread_id, data.get("user", "alice")), run_id=data["run_id"],
             request_id=request_id_of(request))
-        graph_input: Any = (Command(resume=data["resume"]) if "resume" in data
-                            else {"messages": [{"role": "user", "content": data["text"]}]})
+        graph_input: Any = {"messages": [{"role": "user", "content": data.get("text")}]}
+        if "resume" in data:
+            graph_input = Command(resume=await record_decisions(
+                runtime, thread_id, data.get("user", "alice"), data["resume"]["decisions"]))
         out = await runtime.graph.ainvoke(graph_input, config, durability=DURABILITY)
         response = out.get("response") or {}
         return {"interrupted": "__interrupt__" in out, "actions": response.get("actions", []),
@@ -271,8 +288,8 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
     config = instrument_run_config(
         {"configurable": {"thread_id": thread, "user_id": "mia", "tenant_id": "acme"}},
         run_id=run_2, request_id=queued["request_id"], traceparent=queued["traceparent"])
-    out = await runtime.graph.ainvoke(Command(resume={"decisions": [{"type": "approve"}]}),
-                                      config, durability=DURABILITY)
+    resume = await approve_as_mia(runtime, thread)
+    out = await runtime.graph.ainvoke(Command(resume=resume), config, durability=DURABILITY)
     assert out["response"]["actions"][0]["status"] == "executed"
 
     assert flush_tracing()

@@ -5,25 +5,15 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import psycopg
 import pytest
 
+from steward.db.pool import DbPool
 from steward.domain.orders import PgOrderStore
 from steward.domain.seed import DEMO_ORDERS
-from steward.domain.types import Approval, RefundRefused, RefundResult
+from steward.domain.types import RefundRefused, RefundRequest, RefundResult, action_hash
 
 pytestmark = pytest.mark.integration
-
-THRESHOLD = Decimal("500")
-
-
-def approval(reviewer: str = "alice@example.com") -> Approval:
-    return Approval(
-        decision="approve",
-        reviewer=reviewer,
-        decided_at="2025-06-01T12:00:00+00:00",
-        comment="customer is right",
-    )
-
 
 async def refund(
     orders: PgOrderStore,
@@ -31,18 +21,21 @@ async def refund(
     amount: str,
     *,
     key: str,
-    approval: Approval | None = None,
+    thread_id: str = "thread-1",
+    call_id: str | None = None,
 ) -> RefundResult:
-    return await orders.issue_refund(
+    """What run_tools asks the store: `key` stands for the user request (message id)."""
+    args = {"order_id": order_id, "amount": amount, "reason": "damaged in transit"}
+    return await orders.issue_refund(RefundRequest(
         order_id=order_id,
         amount=Decimal(amount),
         reason="damaged in transit",
-        idempotency_key=key,
-        thread_id="thread-1",
+        thread_id=thread_id,
+        tool_call_id=call_id or f"call-{key}",
+        request_id=key,
         requested_by="user-1",
-        approval=approval,
-        approval_threshold=THRESHOLD,
-    )
+        args_hash=action_hash("issue_refund", args),
+    ))
 
 
 async def test_demo_orders_are_seeded(orders: PgOrderStore) -> None:
@@ -68,11 +61,12 @@ async def test_get_order_reports_refunded_and_refundable(orders: PgOrderStore) -
     assert before["items"][0]["sku"] == "JK-RAIN-UL"
     assert before["placed_at"].endswith("+00:00")
 
-    await refund(orders, "LS-10004", "50.10", key="k-view")
+    await refund(orders, "LS-10008", "50.10", key="k-view")  # shipped: captured
 
-    after = await orders.get_order("LS-10004")
+    after = await orders.get_order("LS-10008")
     assert after is not None
-    assert (after["refunded"], after["refundable"]) == ("50.10", "138.90")
+    assert (after["total"], after["refunded"], after["refundable"]) == (
+        "238.00", "50.10", "187.90")
     assert await orders.get_order("LS-99999") is None
 
 
@@ -94,7 +88,8 @@ async def test_refund_within_balance_executes_and_records_row(orders: PgOrderSto
     assert row["amount"] == "20.50"
     assert row["reason"] == "damaged in transit"
     assert (row["thread_id"], row["requested_by"]) == ("thread-1", "user-1")
-    assert row["idempotency_key"] == "k-within"
+    assert row["idempotency_key"] == "thread-1:k-within:LS-10002"
+    assert row["request_id"] == "k-within" and row["tool_call_id"] == "call-k-within"
 
 
 async def test_refund_over_refundable_balance_is_refused(orders: PgOrderStore) -> None:
@@ -116,20 +111,12 @@ async def test_refund_over_refundable_balance_is_refused(orders: PgOrderStore) -
     assert view["refundable"] == "0.00"
 
 
-async def test_refund_above_threshold_needs_approval(orders: PgOrderStore) -> None:
+async def test_refund_above_threshold_needs_a_decided_approval(orders: PgOrderStore) -> None:
     with pytest.raises(RefundRefused) as refused:
         await refund(orders, "LS-10017", "600.00", key="k-big")
     assert refused.value.code == "approval_required"
+    assert "approval queue" in refused.value.message
     assert await orders.list_refunds("LS-10017") == []
-
-    # Same key after a person approved (what a resumed graph run does).
-    result = await refund(orders, "LS-10017", "600.00", key="k-big", approval=approval())
-    assert result["replayed"] is False
-    assert result["approved_by"] == "alice@example.com"
-    rows = await orders.list_refunds("LS-10017")
-    assert len(rows) == 1
-    assert rows[0]["approved_by"] == "alice@example.com"
-    assert rows[0]["approval"] == approval()
 
 
 async def test_refund_at_threshold_needs_no_approval(orders: PgOrderStore) -> None:
@@ -137,10 +124,47 @@ async def test_refund_at_threshold_needs_no_approval(orders: PgOrderStore) -> No
     assert result["approved_by"] is None
 
 
-async def test_approval_without_reviewer_does_not_count(orders: PgOrderStore) -> None:
+async def test_the_threshold_lives_in_the_database(orders: PgOrderStore) -> None:
+    assert await orders.approval_threshold_cents() == 50_000
+    await orders.set_approval_threshold(Decimal("100"))
+    try:
+        with pytest.raises(RefundRefused) as refused:
+            await refund(orders, "LS-10017", "150.00", key="k-lowered")
+        assert refused.value.code == "approval_required"
+    finally:
+        await orders.set_approval_threshold(Decimal("500"))
+
+
+@pytest.mark.parametrize("order_id", ["LS-10006", "LS-10004"])
+async def test_uncaptured_orders_are_never_refunded(orders: PgOrderStore, order_id: str) -> None:
+    """LS-10006 is cancelled, LS-10004 placed (not shipped): no payment was captured."""
     with pytest.raises(RefundRefused) as refused:
-        await refund(orders, "LS-10017", "600.00", key="k-anon", approval=approval(reviewer=" "))
-    assert refused.value.code == "approval_required"
+        await refund(orders, order_id, "10.00", key=f"k-uncaptured-{order_id}")
+    assert refused.value.code == "not_captured"
+    assert await orders.list_refunds(order_id) == []
+
+
+async def test_postgres_refuses_a_forged_refund_above_the_threshold(
+    orders: PgOrderStore, db_pool: DbPool
+) -> None:
+    """Whatever code inserts it: no approval, or one that names no such action, is refused."""
+    forged = (
+        "INSERT INTO refunds (order_id, amount_cents, currency, reason, idempotency_key,"
+        " thread_id, requested_by, approved_by, approval_id, tool_call_id)"
+        " VALUES ('LS-10017', 60000, 'USD', 'x', %s, 'thread-x', 'mallory', 'mallory', %s, 'c')"
+    )
+    nobody = "00000000-0000-0000-0000-0000000000aa"
+    for key, approval_id in (("forged-1", None), ("forged-2", nobody)):
+        async with db_pool.connection() as conn:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                await conn.execute(forged, (key, approval_id))
+    async with db_pool.connection() as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute(
+                "INSERT INTO refunds (order_id, amount_cents, currency, reason, idempotency_key,"
+                " thread_id) VALUES ('LS-10006', 100, 'USD', 'x', 'forged-3', 'thread-x')"
+            )
+    assert await orders.list_refunds("LS-10017") == []
 
 
 async def test_same_idempotency_key_twice_is_replayed(orders: PgOrderStore) -> None:

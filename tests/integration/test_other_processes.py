@@ -61,7 +61,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     }
 
 
-async def test_resume_in_a_new_process_continues_the_thread(
+async def test_a_resume_from_another_process_cannot_invent_a_reviewer(
     runtime: Runtime, settings: Settings, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
     thread_id = str(uuid.uuid4())
@@ -75,9 +75,8 @@ async def test_resume_in_a_new_process_continues_the_thread(
                                        env_for(settings))
     assert code == 0, err[-2000:]
     response = json.loads(out.strip().splitlines()[-1])
-    assert response["actions"][0]["status"] == "executed"
-    [row] = await orders.list_refunds("LS-10007")
-    assert row["approved_by"] == "manager-in-b"
+    assert response["actions"][0]["status"] == "failed"
+    assert await orders.list_refunds("LS-10007") == []
     state = await runtime.graph.aget_state(config)
     assert state.next == () and state.values["response"] == response
 
@@ -85,11 +84,13 @@ async def test_resume_in_a_new_process_continues_the_thread(
 async def test_terminal_chat_asks_for_approval_inline(
     settings: Settings, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
-    script = "What is the return window?\nRefund $700 on LS-10007 please.\napprove\n/quit\n"
+    script = ("What is the return window?\nRefund $40 on LS-10002 please.\n"
+              "Refund $700 on LS-10007 please.\n/quit\n")
     code, out, err = await run_process([sys.executable, "-m", "steward", "chat"],
                                        env_for(settings), stdin=script)
     assert code == 0, err[-2000:]
     assert "Approval needed" in out
-    assert "refunded" in out.lower()
-    [row] = await orders.list_refunds("LS-10007")
-    assert row["amount"] == "700.00" and row["approved_by"] == "operator"
+    assert "approval queue" in out
+    [small] = await orders.list_refunds("LS-10002")
+    assert small["amount"] == "40.00" and small["approved_by"] is None
+    assert await orders.list_refunds("LS-10007") == []

@@ -430,9 +430,9 @@ async def test_resume_of_an_approval_needs_an_approver(
     with pytest.raises(Forbidden):
         await service.create(ALICE, tid, body(command=resume))
     approved = await service.create(MIA, tid, body(command=resume))
-    duplicate = await service.create(MIA, tid, body(command=resume))
-    assert await wait_status(rt, duplicate.run_id, {"success", "error"}) == "success"
-    assert await status_of(rt, approved.run_id) == "success"
+    with pytest.raises(Conflict, match="already approved by mia"):  # decided once
+        await service.create(MIA, tid, body(command=resume))
+    assert await wait_status(rt, approved.run_id, {"success", "error"}) == "success"
     async with rt.pool.connection() as conn:
         cur = await conn.execute("SELECT approved_by FROM refunds WHERE thread_id = %s",
                                  (str(tid),))
@@ -481,16 +481,18 @@ async def test_a_queued_resume_by_a_user_is_refused_when_it_runs(
     service = RunService(rt)
     tid = await new_thread(rt)
     ask = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
-    await service.create(ALICE, tid, body(input=ask))
-    sneaky = await service.create(ALICE, tid, body(command={"resume": {
-        "decisions": [{"type": "approve"}]}}))
-    assert await wait_status(rt, sneaky.run_id, {"success", "error"}) == "error"
+    run = await service.create(ALICE, tid, body(input=ask))
+    with pytest.raises((Conflict, Forbidden)):  # bound at creation: nothing waits yet
+        await service.create(ALICE, tid, body(command={"resume": {
+            "decisions": [{"type": "approve"}]}}))
+    assert await wait_status(rt, run.run_id, {"interrupted", "error", "success"}) == "interrupted"
+    with pytest.raises(Forbidden):  # and once it waits, a user may not answer it
+        await service.create(ALICE, tid, body(command={"resume": {
+            "decisions": [{"type": "approve"}]}}))
     async with rt.pool.connection() as conn:
-        out = await repo.get_output(conn, uuid.UUID(sneaky.run_id))
         cur = await conn.execute("SELECT count(*) AS n FROM refunds WHERE thread_id = %s",
                                  (str(tid),))
         refunds = await cur.fetchone()
-    assert out is not None and out[1]["__error__"]["error"] == "RunRefused"
     assert refunds is not None and refunds["n"] == 0
     assert await thread_status(rt, tid) == "interrupted"
 

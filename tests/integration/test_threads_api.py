@@ -93,7 +93,7 @@ async def test_thread_crud(server: RunningServer, tenant: str) -> None:
         await conn.execute("UPDATE threads SET status = 'busy' WHERE thread_id = %s", (tid,))
     with pytest.raises(ConflictError):
         await client.threads.delete(tid)
-    with pytest.raises(ConflictError):
+    with pytest.raises(PermissionDeniedError):  # a user never writes state (docs/integrity.md)
         await client.threads.update_state(tid, {"messages": []}, as_node="agent")
     assert (await client.threads.search(status="busy"))[0]["thread_id"] == tid
     async with server.keys.pool.connection() as conn:
@@ -150,7 +150,7 @@ async def test_search_and_count(server: RunningServer, tenant: str) -> None:
 
 
 async def test_state_update_and_history(server: RunningServer, tenant: str) -> None:
-    client = server.client(await server.keys("alice", tenant))
+    client = server.client(await server.keys("ada", tenant, "admin"))  # state writes: admins
     tid = (await client.threads.create())["thread_id"]
     empty = await client.threads.get_state(tid)
     assert empty["values"] == {} and empty["checkpoint"] is None

@@ -21,14 +21,18 @@ from steward.settings import Settings
 
 
 class NoService:
+    """The guard may read an order (domain checks before escalation), never change one."""
+
     async def search(self, query: str, *, k: int) -> list[Any]:
         raise AssertionError("guard must not call services")
 
     async def get_order(self, order_id: str) -> Any:
-        raise AssertionError("guard must not call services")
+        return {"order_id": order_id, "status": "delivered", "currency": "USD",
+                "total": "100000.00", "refunded": "0.00", "refundable": "100000.00",
+                "placed_at": "2026-01-01T00:00:00+00:00", "items": []}
 
-    async def issue_refund(self, **kwargs: Any) -> Any:
-        raise AssertionError("guard must not call services")
+    async def issue_refund(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("guard must not execute anything")
 
 
 def make_deps(**env: Any) -> Deps:

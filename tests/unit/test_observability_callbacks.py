@@ -7,7 +7,6 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from graph.builder import make_graph
 from graph.deps import Deps
-from steward.domain.types import Approval, OrderView, RefundResult
+from steward.domain.types import OrderView, RefundRequest, RefundResult
 from steward.knowledge.types import RetrievedChunk
 from steward.mock_llm.demo_model import DemoChatModel
 from steward.observability import langsmith as ls_module
@@ -63,15 +62,11 @@ class FakeOrders:
                          refunded="0.00", refundable="900.00", placed_at="2026-01-01",
                          items=[])
 
-    async def issue_refund(self, *, order_id: str, amount: Decimal, reason: str,
-                           idempotency_key: str, thread_id: str, requested_by: str | None,
-                           approval: Approval | None,
-                           approval_threshold: Decimal) -> RefundResult:
-        self.refunds.append({"order_id": order_id, "amount": amount})
-        return RefundResult(refund_id=f"rf-{len(self.refunds)}", order_id=order_id,
-                            amount=str(amount), currency="USD", status="executed",
-                            replayed=False,
-                            approved_by=approval["reviewer"] if approval else None)
+    async def issue_refund(self, request: RefundRequest) -> RefundResult:
+        self.refunds.append({"order_id": request.order_id, "amount": request.amount})
+        return RefundResult(refund_id=f"rf-{len(self.refunds)}", order_id=request.order_id,
+                            amount=str(request.amount), currency="USD", status="executed",
+                            replayed=False, approved_by="manager")
 
 
 class BrokenModel(DemoChatModel):
