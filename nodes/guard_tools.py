@@ -146,15 +146,26 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
                 )
             )
         budget = deps.settings.max_tool_calls - state.get("tool_calls", 0)
+        refunded_orders: set[str] = set()
         for call in message.tool_calls:
             call_id = call.get("id") or ""
             if budget <= 0:
                 plan.append(denial(call_id, call["name"], call["args"], "tool call limit reached"))
                 continue
             budget -= 1
-            judged = judge_call(call_id, call["name"], call["args"], deps, role=role,
-                                provenance=provenance)
-            plan.append(await check_domain(judged, deps))
+            judged = await check_domain(
+                judge_call(call_id, call["name"], call["args"], deps, role=role,
+                           provenance=provenance),
+                deps,
+            )
+            order_id = judged["args"].get("order_id") if judged["name"] == "issue_refund" else None
+            if order_id is not None and judged["verdict"] != "deny":
+                if order_id in refunded_orders:
+                    judged = denial(call_id, judged["name"], judged["args"],
+                                    f"one refund per order per request: {order_id} already has "
+                                    "one in this reply; combine the amounts into one refund")
+                refunded_orders.add(order_id)
+            plan.append(judged)
         denied = [c for c in plan if c["verdict"] == "deny"]
         for entry in denied:
             log.info("tool call denied", extra={"tool": entry["name"], "reason": entry["reason"]})

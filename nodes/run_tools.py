@@ -110,7 +110,7 @@ def make_run_tools(deps: Deps) -> ConfigNode:
         origin = CallOrigin(
             thread_id=thread_id,
             request_id=request_id_of(state["messages"]) or "no-request",
-            user_id=configurable.get("user_id"),
+            user_id=configurable.get("requester_id") or configurable.get("user_id"),
             run_id=run_id_of(config),
         )
         messages: list[ToolMessage] = []

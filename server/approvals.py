@@ -138,7 +138,9 @@ async def record_pending(
     ids: list[uuid.UUID] = []
     thread_id = run.get("thread_id") or thread.get("thread_id")
     tenant_id = thread.get("tenant_id") or run.get("tenant_id")
-    requester = run.get("owner_id") or thread.get("owner_id") or "unknown"
+    # Who asked: a resume run acts for the approval's requester, any other run for its owner.
+    requester = ((run.get("kwargs") or {}).get("requester_id") or run.get("owner_id")
+                 or thread.get("owner_id") or "unknown")
     held = _pending_calls(state)
     for interrupt in interrupts:
         value, interrupt_id = interrupt.get("value"), interrupt.get("id")
@@ -209,7 +211,12 @@ async def sync_pending(
 
 
 async def reopen(conn: Conn, approval_id: uuid.UUID) -> None:
-    """Put a decision that never took effect back in the queue."""
+    """Put a decision that never took effect back in the queue (never one that released)."""
+    cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1",
+                             (approval_id,))
+    if await cur.fetchone() is not None:
+        logger.warning("approval %s released a refund: it stays decided", approval_id)
+        return
     await conn.execute(
         "UPDATE approval_actions SET decision = NULL, released_args = NULL,"
         " released_args_hash = NULL, released_order_id = NULL, released_amount_cents = NULL"

@@ -32,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from graph.schemas import Decision, EditDecision, RejectDecision
 from graph.tools import TOOLS
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.runs.guards import check_text
 from steward.domain.orders import to_cents
 from steward.domain.types import RefundRefused, action_hash
 from steward.observability.metrics import record_approval_decision
@@ -57,6 +58,8 @@ class BoundResume:
     interrupt_id: str
     payload: Any
     approval_id: uuid.UUID | None = None
+    requester_id: str | None = None
+    """Who asked for the held actions (the approval's requester)."""
 
     @property
     def command_resume(self) -> dict[str, Any]:
@@ -128,6 +131,11 @@ def parse_decisions(actions: list[dict[str, Any]], payload: Any) -> list[Decisio
                 spec.args_model.model_validate(decision.edited_action.args)
             except ValidationError as exc:
                 raise Unprocessable(f"edited_action.args: {_problems(exc)}") from exc
+            original = (action.get("args") or {}).get("order_id")
+            if original is not None and decision.edited_action.args.get("order_id") != original:
+                raise Unprocessable(
+                    f"an edit may change the amount or the reason, not the order ({original})"
+                )
     return decisions
 
 
@@ -155,6 +163,8 @@ async def bind_resume(
 
     Called inside the run-creating transaction, after the thread row is locked.
     """
+    check_text(resume, "command.resume")
+    check_text(comment, "comment")
     interrupt, payload = target_interrupt(resume, waiting)
     if not is_approval_request(interrupt.value):
         if approval_id is not None:
@@ -201,7 +211,7 @@ async def bind_resume(
     log.info("approval %s %s by %s (%s); resume run %s", row["approval_id"], status,
              principal.user_id, principal.role, run_id)
     return BoundResume(interrupt_id=interrupt.id, payload=payload,
-                       approval_id=row["approval_id"])
+                       approval_id=row["approval_id"], requester_id=row["requester_id"])
 
 
 async def _lock_approval(conn: Conn, thread_id: uuid.UUID, interrupt_id: str) -> Any:
@@ -246,6 +256,11 @@ async def _record_action(
 
 async def expire_approval(conn: Conn, approval_id: uuid.UUID, why: str) -> None:
     """Mark an approval whose interrupt no longer waits as `expired` (nothing was released)."""
+    cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1",
+                             (approval_id,))
+    if await cur.fetchone() is not None:
+        log.warning("approval %s released a refund: it stays decided", approval_id)
+        return
     await conn.execute(
         "UPDATE approvals SET status = 'expired', decided_at = coalesce(decided_at, now()),"
         " comment = coalesce(comment, %s) WHERE approval_id = %s",

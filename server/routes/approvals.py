@@ -51,7 +51,11 @@ def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
 
 
 async def orders_of(runtime: Runtime, row: ApprovalRow) -> list[dict[str, Any]]:
-    """Each order a held refund touches: status, total, refunded, balance, earlier refunds."""
+    """Each order a held refund touches: status, total, refunded, balance, earlier refunds.
+
+    The order's totals are the company's (orders are shared); the refunds listed are only
+    those made on threads of the approval's tenant.
+    """
     store = PgOrderStore(runtime.pool)
     wanted = []
     for action in row["action"].get("action_requests") or []:
@@ -63,7 +67,7 @@ async def orders_of(runtime: Runtime, row: ApprovalRow) -> list[dict[str, Any]]:
         order = await store.get_order(order_id)
         refunds = [
             {k: r[k] for k in ("refund_id", "amount", "currency", "created_at", "approved_by")}
-            for r in await store.list_refunds(order_id)
+            for r in await store.list_refunds(order_id, tenant_id=row["tenant_id"])
         ]
         out.append({"order_id": order_id, "order": order, "refunds": refunds})
     return out
@@ -96,7 +100,8 @@ class ApprovalsController(Controller):
         newer_than: Annotated[datetime | None, QueryParameter(
             description="Created after (ISO 8601).")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, description="Rows to skip.")] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000,
+                                              description="Rows to skip.")] = 0,
     ) -> list[dict[str, Any]]:
         """List approvals, pending first (oldest first), then the decided ones."""
         rows = await ApprovalStore(runtime.pool).list(

@@ -18,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from server.auth import Principal, PrincipalDep
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.routes import RuntimeDep, ThreadsRepoDep
-from server.runs.guards import check_node, check_state_values
+from server.runs.guards import PROTECTED_NODES, check_node, check_state_values
 from server.schemas import (
     CheckpointIn,
     HistoryRequest,
@@ -213,8 +213,9 @@ class ThreadsController(Controller):
 
         Only the `messages` channel is writable, and `as_node` may not name the nodes that
         judge, hold or execute tool calls: a state write can never release an action. 403
-        for users and approvers, 409 while a run is active or an interrupt waits for an
-        answer (answer it with a resume instead), 422 for other channels or nodes.
+        for users and approvers, 409 while a run is active, an interrupt waits for an answer
+        (answer it with a resume instead) or the checkpoint is about to run one of those
+        nodes, 422 for other channels or nodes.
         """
         tid = parse_thread_id(thread_id)
         row = await threads_repo.require_visible(principal, tid)  # 404 before 403
@@ -226,9 +227,15 @@ class ThreadsController(Controller):
             raise Conflict(f"thread {tid} is busy: a run is active; retry when it ends")
         config = graph_config(principal, tid, data.checkpoint, data.checkpoint_id)
         target = await runtime.graph.aget_state(config)
-        if target.interrupts or (await latest_snapshot(runtime, tid)).interrupts:
+        latest = await latest_snapshot(runtime, tid)
+        if target.interrupts or latest.interrupts:
             raise Conflict(
                 f"thread {tid} waits for an answer to an interrupt; resume it instead"
+            )
+        if PROTECTED_NODES & {*target.next, *latest.next}:
+            raise Conflict(
+                f"thread {tid} is between judging and executing tool calls; its state cannot "
+                "be written there"
             )
         try:
             new_config = await runtime.graph.aupdate_state(config, data.values,

@@ -108,6 +108,8 @@ def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
         "tenant_id": run["tenant_id"],
         # Tool permissions follow the caller's key, never a client-supplied value.
         "role": kwargs.get("role") or "user",
+        # Who asked for what this run executes: a resume acts for the approval's requester.
+        "requester_id": kwargs.get("requester_id") or run["owner_id"],
     }
     metadata = {
         **(client.get("metadata") or {}),

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import orjson
+from langchain_core.messages import convert_to_messages
 
 from server.errors import Unprocessable
 from server.runs.models import RunCreate
@@ -59,24 +60,58 @@ def _has_text(content: Any) -> bool:
     return False
 
 
-def check_messages(messages: Any, where: str) -> list[Any]:
-    """Validate a list of messages in the shapes LangChain accepts (dicts or role tuples).
+def check_messages(messages: Any, where: str, *,
+                   roles: frozenset[str] = MESSAGE_ROLES) -> list[Any]:
+    """Validate messages as LangChain will build them, so a bad one never reaches a checkpoint.
+
+    A message that LangChain cannot build (an `id` that is not a string, content parts that
+    are not text or blocks, a tool message without `tool_call_id`, ...) would fail the run
+    after its input was stored, and every later read of the thread with it.
 
     Raises:
-        Unprocessable: not a list, an unknown role, or content that is not text or parts.
+        Unprocessable: not a list, a role outside `roles`, or a message LangChain refuses.
     """
     if not isinstance(messages, list):
         raise Unprocessable(f"{where}: must be a list of messages")
     for i, message in enumerate(messages):
         role = _role(message)
-        if role not in MESSAGE_ROLES:
+        if role not in roles:
             raise Unprocessable(
-                f"{where}[{i}]: role must be one of {', '.join(sorted(MESSAGE_ROLES))}"
+                f"{where}[{i}]: role must be one of {', '.join(sorted(roles))}"
             )
         content = _content(message)
         if not isinstance(content, (str, list)):
             raise Unprocessable(f"{where}[{i}].content: must be a string or a list of parts")
+        if _has_nul(message):
+            raise Unprocessable(f"{where}[{i}]: NUL characters are not accepted")
+        try:
+            convert_to_messages([message])
+        except Exception as exc:  # noqa: BLE001 - LangChain raises several types here
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unprocessable(f"{where}[{i}]: not a valid message ({detail})") from None
     return messages
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse NUL characters anywhere in a client value (Postgres text cannot hold them).
+
+    Raises:
+        Unprocessable: `value` holds a NUL character.
+    """
+    if _has_nul(value):
+        raise Unprocessable(f"{where}: NUL characters are not accepted")
 
 
 def check_input(value: Any) -> None:
@@ -92,7 +127,7 @@ def check_input(value: Any) -> None:
         raise Unprocessable(
             f"input: unknown key(s) {', '.join(unknown)}; the graph takes `messages` only"
         )
-    messages = check_messages(value.get("messages"), "input.messages")
+    messages = check_messages(value.get("messages"), "input.messages", roles=USER_ROLES)
     if not any(_role(m) in USER_ROLES and _has_text(_content(m)) for m in messages):
         raise Unprocessable(
             "input: send at least one new user message (role `user` with some text); an "
@@ -176,6 +211,7 @@ __all__ = [
     "check_messages",
     "check_node",
     "check_state_values",
+    "check_text",
     "message_key",
     "request_digest",
 ]

@@ -31,7 +31,7 @@ SYSTEM_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 ASSISTANT_ID = str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, GRAPH_ID))
 """The system assistant's id, as langgraph-api derives it from the graph id."""
 
-RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id", "role"})
+RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id", "role", "requester_id"})
 ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit",
                                  "run_name"})
 

@@ -27,7 +27,13 @@ from server.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unproc
 from server.runs import repo
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
 from server.runs.executor import final_values, reopen_unstarted_resume
-from server.runs.guards import check_command, check_input, message_key, request_digest
+from server.runs.guards import (
+    PROTECTED_NODES,
+    check_command,
+    check_input,
+    message_key,
+    request_digest,
+)
 from server.runs.models import (
     ACTIVE_STATUSES,
     ALLOWED_CONFIG_KEYS,
@@ -172,7 +178,11 @@ class RunService:
         state = None
         if not stateless:
             await self._require_visible(principal, tid, missing_ok=True)
-            state = await self.graph.aget_state(self._state_config(tid, body))
+            try:
+                state = await self.graph.aget_state(self._state_config(tid, body))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise Conflict(f"the state of thread {tid} cannot be read: {exc}") from exc
+            await self._check_fork(tid, body, state)
 
         run_id = uuid.uuid4()
         kwargs = self._kwargs(body, config, principal, stateless)
@@ -199,8 +209,8 @@ class RunService:
             active = await repo.active_runs(conn, tid)
             if active and body.multitask_strategy == "reject":
                 raise Conflict(CONFLICT_DETAIL)
-            if body.input is None and command is None and thread["status"] not in (
-                    "interrupted", "error") and not active and not stateless:
+            if body.input is None and command is None and not stateless and thread[
+                    "status"] not in ("interrupted", "error"):
                 raise Unprocessable(
                     "input: send at least one new user message; `input: null` only continues "
                     "a thread that is interrupted or whose last run failed"
@@ -216,6 +226,7 @@ class RunService:
                 kwargs["bound_interrupt"] = bound.interrupt_id
                 if bound.approval_id is not None:
                     kwargs["approval_id"] = str(bound.approval_id)
+                    kwargs["requester_id"] = bound.requester_id
             elif approval_id is not None:
                 raise Conflict(f"approval {approval_id} is not waiting for a decision")
             row = await repo.insert_run(
@@ -244,6 +255,41 @@ class RunService:
         log.info("run %s created on thread %s (%s)", run_id, tid, body.multitask_strategy)
         return Run.from_row(dict(row))
 
+    async def _check_fork(self, thread_id: uuid.UUID, body: RunCreate,
+                          state: StateSnapshot) -> None:
+        """A run from a past checkpoint may not re-enter a held or released tool call.
+
+        Raises:
+            Conflict: the checkpoint is not the latest and waits on an interrupt or is about
+                to judge, hold or execute tool calls (time travel into a decision).
+        """
+        start = body.start_checkpoint
+        if start is None or not start.checkpoint_id:
+            return
+        latest = await self.graph.aget_state(_thread_config(thread_id))
+        latest_id = (latest.config.get("configurable") or {}).get("checkpoint_id")
+        if start.checkpoint_id == latest_id:
+            return
+        if state.interrupts or PROTECTED_NODES & set(state.next):
+            raise Conflict(
+                "a run from a past checkpoint cannot re-enter a tool call that was held, "
+                "decided or executed; fork from before the request or after the turn"
+            )
+
+    @staticmethod
+    async def _interrupting_run(conn: repo.Conn, thread: DictRow,
+                                state: StateSnapshot) -> dict[str, Any]:
+        """The run that raised the waiting interrupt (its checkpoint names it), else the owner."""
+        raw = (state.metadata or {}).get("run_id")
+        try:
+            run_id = uuid.UUID(str(raw)) if raw else None
+        except ValueError:
+            run_id = None
+        row = await repo.get_run(conn, run_id) if run_id is not None else None
+        if row is not None and row["thread_id"] == thread["thread_id"]:
+            return dict(row)
+        return {"owner_id": thread["owner_id"], "kwargs": {}}
+
     def _replayed(self, earlier: DictRow, digest: str, thread_id: uuid.UUID,
                   stateless: bool) -> Run:
         """The first run of a re-sent request (422 if the key came with another request)."""
@@ -267,9 +313,7 @@ class RunService:
             if is_approval_request(i.value)
         ]
         if approvals:
-            latest = await repo.list_runs(conn, thread["thread_id"], limit=1, offset=0,
-                                          status=None)
-            requester = dict(latest[0]) if latest else {"owner_id": thread["owner_id"]}
+            requester = await self._interrupting_run(conn, thread, state)
             try:
                 await record_pending(
                     conn, run={**requester, "thread_id": thread["thread_id"],
@@ -307,7 +351,8 @@ class RunService:
         if not isinstance(config.get("configurable") or {}, dict):
             raise Unprocessable("config.configurable must be an object")
         own = {"thread_id": str(thread_id), "user_id": principal.user_id,
-               "tenant_id": principal.tenant_id}
+               "tenant_id": principal.tenant_id, "role": principal.role,
+               "requester_id": principal.user_id}
         for key in RESERVED_CONFIGURABLE:
             if key in configurable:
                 if str(configurable[key]) != own[key]:

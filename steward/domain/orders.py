@@ -34,7 +34,9 @@ _GET_ORDER = """
 _REFUND_BY_KEY = """
     SELECT refund_id, order_id, amount_cents, currency, approved_by
     FROM refunds
-    WHERE idempotency_key = %s
+    WHERE idempotency_key = %s OR (thread_id = %s AND tool_call_id = %s)
+    ORDER BY created_at
+    LIMIT 1
 """
 _LOCK_ORDER = (
     "SELECT order_id, status, currency, total_cents FROM orders WHERE order_id = %s FOR UPDATE"
@@ -55,6 +57,11 @@ _RELEASED_ACTION = """
     JOIN approval_actions x ON x.approval_id = p.approval_id
     WHERE p.thread_id::text = %s AND x.tool_call_id = %s
       AND p.status IN ('approved', 'edited') AND x.decision IN ('approve', 'edit')
+      AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.approval_id = p.approval_id
+                                               AND r.tool_call_id = x.tool_call_id)
+    ORDER BY (x.released_order_id = %s AND x.released_amount_cents = %s
+              AND x.released_args_hash = %s) DESC, p.decided_at DESC
+    LIMIT 1
     FOR SHARE OF p
 """
 _INSERT_REFUND = """
@@ -71,7 +78,10 @@ _LIST_REFUNDS = """
            requested_by, approved_by, approval, created_at, approval_id, tool_call_id,
            request_id, run_id, decided_by, decided_at, comment
     FROM refunds
-    WHERE %(order_id)s::text IS NULL OR order_id = %(order_id)s::text
+    WHERE (%(order_id)s::text IS NULL OR order_id = %(order_id)s::text)
+      AND (%(tenant_id)s::text IS NULL OR EXISTS (
+            SELECT 1 FROM threads t
+            WHERE t.thread_id::text = refunds.thread_id AND t.tenant_id = %(tenant_id)s::text))
     ORDER BY created_at, refund_id
 """
 
@@ -188,17 +198,17 @@ class PgOrderStore:
         """
         order_id, key = request.order_id, request.idempotency_key
         async with self._pool.connection() as conn, conn.transaction():
-            existing = await self._by_key(conn, key)
+            existing = await self._by_key(conn, request)
             if existing is not None:
-                return self._replay(existing, order_id, request.amount)
+                return self._replay(existing, request)
 
             order = await (await conn.execute(_LOCK_ORDER, (order_id,))).fetchone()
             if order is None:
                 raise RefundRefused("order_not_found", f"Order {_short(order_id)} was not found.")
             # A twin with the same key may have committed while we waited for the row lock.
-            existing = await self._by_key(conn, key)
+            existing = await self._by_key(conn, request)
             if existing is not None:
-                return self._replay(existing, order_id, request.amount)
+                return self._replay(existing, request)
             if order["status"] not in CAPTURED_STATUSES:
                 raise RefundRefused("not_captured", not_captured_reason(order_id, order["status"]))
 
@@ -230,12 +240,17 @@ class PgOrderStore:
                     row = await cur.fetchone()
             except psycopg.errors.CheckViolation as exc:
                 raise RefundRefused("refused_by_database", _db_reason(exc)) from exc
+            except psycopg.errors.UniqueViolation as exc:
+                # A twin used this tool call or approval action first (another key).
+                raise RefundRefused(
+                    "already_executed", "This refund was already executed once."
+                ) from exc
             if row is None:
                 # A concurrent twin (same key, possibly another order) inserted first.
-                existing = await self._by_key(conn, key)
+                existing = await self._by_key(conn, request)
                 if existing is None:  # pragma: no cover - the conflicting row must exist
                     raise RuntimeError("refund idempotency conflict without a row")
-                return self._replay(existing, order_id, request.amount)
+                return self._replay(existing, request)
 
         logger.info(
             "refund %s executed: order=%s amount=%s %s approval=%s approved_by=%s",
@@ -253,7 +268,8 @@ class PgOrderStore:
         above = (f"Refunds above {format_money(threshold)} {currency}" if threshold is not None
                  else "Refunds")
         row = await (
-            await conn.execute(_RELEASED_ACTION, (request.thread_id, request.tool_call_id))
+            await conn.execute(_RELEASED_ACTION, (request.thread_id, request.tool_call_id,
+                                                  request.order_id, cents, request.args_hash))
         ).fetchone()
         if row is None:
             raise RefundRefused(
@@ -269,10 +285,13 @@ class PgOrderStore:
             )
         return row["approval_id"]
 
-    async def list_refunds(self, order_id: str | None = None) -> list[dict[str, Any]]:
-        """Return refunds (all, or of one order) oldest first, amounts as decimal strings."""
+    async def list_refunds(
+        self, order_id: str | None = None, *, tenant_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return refunds (all, or of one order; of one tenant's threads) oldest first."""
+        params = {"order_id": order_id, "tenant_id": tenant_id}
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute(_LIST_REFUNDS, {"order_id": order_id})).fetchall()
+            rows = await (await conn.execute(_LIST_REFUNDS, params)).fetchall()
         return [
             {
                 "refund_id": str(r["refund_id"]),
@@ -299,20 +318,27 @@ class PgOrderStore:
         ]
 
     @staticmethod
-    async def _by_key(conn: AsyncConnection[DictRow], key: str) -> DictRow | None:
-        return await (await conn.execute(_REFUND_BY_KEY, (key,))).fetchone()
+    async def _by_key(conn: AsyncConnection[DictRow], request: RefundRequest) -> DictRow | None:
+        """The refund this request (or this very tool call) already made, if any."""
+        params = (request.idempotency_key, request.thread_id, request.tool_call_id)
+        return await (await conn.execute(_REFUND_BY_KEY, params)).fetchone()
 
     @staticmethod
-    def _replay(row: DictRow, order_id: str, amount: Decimal) -> RefundResult:
-        if row["order_id"] != order_id or cents_to_decimal(row["amount_cents"]) != amount:
+    def _replay(row: DictRow, request: RefundRequest) -> RefundResult:
+        """The first refund of this request; a different refund under its key is refused."""
+        if (row["order_id"] != request.order_id
+                or cents_to_decimal(row["amount_cents"]) != request.amount):
             logger.warning(
-                "refund idempotency key reused with different arguments: refund=%s "
-                "(order=%s amount=%s), request (order=%s amount=%s); returning the original",
-                row["refund_id"],
-                row["order_id"],
-                format_money(row["amount_cents"]),
-                _short(order_id),
-                amount,
+                "refund key reused with different arguments: refund=%s (order=%s amount=%s), "
+                "request (order=%s amount=%s); refused",
+                row["refund_id"], row["order_id"], format_money(row["amount_cents"]),
+                _short(request.order_id), request.amount,
+            )
+            raise RefundRefused(
+                "already_refunded_for_request",
+                f"This request already refunded {format_money(row['amount_cents'])} "
+                f"{row['currency']} on order {_short(row['order_id'])} (refund "
+                f"{row['refund_id']}); one refund per order per request.",
             )
         return _result(row, replayed=True)
 

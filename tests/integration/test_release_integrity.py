@@ -278,3 +278,109 @@ async def test_an_edit_releases_exactly_the_edited_refund(
     assert row["amount"] == "650.00" and row["approved_by"] == "paula"
     assert (await paula.call("GET", f"/approvals/{approval['approval_id']}")).json()["status"] \
         == "edited"
+
+
+# ---------------------------------------------------------------- found by the hostile review
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "user", "content": "hi", "id": {"x": 1}},
+    {"role": "user", "content": "hi", "name": {"a": 1}},
+    {"role": "user", "content": "hi", "additional_kwargs": "x"},
+    {"role": "user", "content": [123, None]},
+    {"role": "user", "content": "hi\u0000there"},
+    {"role": "tool", "content": "x"},
+    {"role": "ai", "content": "", "tool_calls": "x"},
+])
+async def test_a_malformed_message_is_refused_and_never_breaks_the_thread(
+    cast: dict[str, Actor], orders: PgOrderStore, mock_llm_clean: Any, message: dict[str, Any]
+) -> None:
+    alice, paula = cast["alice"], cast["paula"]
+    tid = await alice.thread()
+    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
+    body = {"assistant_id": "agent", "input": {"messages": [message]}}
+    assert (await alice.wait(tid, body)).status_code == 422
+    assert (await paula.call("POST", f"/threads/{tid}/runs", body)).status_code == 422
+    assert (await alice.call("GET", f"/threads/{tid}/state")).status_code == 200
+    approval = await paula.pending(tid)
+    decided = await paula.call("POST", f"/approvals/{approval['approval_id']}/decision",
+                               {"type": "reject"})
+    assert decided.status_code == 200, decided.text
+
+
+async def test_forks_and_scheduled_runs_cannot_repeat_a_planned_refund(
+    cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
+) -> None:
+    alice, ada = cast["alice"], cast["ada"]
+    tid = await ada.thread()
+    paused = await ada.wait(tid, ask("Refund $400 on LS-10024 please.")
+                            | {"interrupt_before": ["run_tools"]})
+    assert paused.status_code == 200
+    state = (await ada.call("GET", f"/threads/{tid}/state")).json()
+    assert state["next"] == ["run_tools"]
+    checkpoint = state["checkpoint"]
+    for i in range(3):
+        fork = await ada.call("POST", f"/threads/{tid}/state", {
+            "values": {"messages": [{"role": "user", "content": "n", "id": f"m-{i}"}]},
+            "checkpoint": checkpoint})
+        assert fork.status_code == 409, fork.text
+    # A run scheduled for later does not make `input: null` acceptable on an idle thread.
+    other = await alice.thread()
+    await alice.wait(other, ask("What is the return window?"))
+    await alice.call("POST", f"/threads/{other}/runs",
+                     ask("Later question") | {"after_seconds": 600})
+    empty = await alice.call("POST", f"/threads/{other}/runs",
+                             {"assistant_id": "agent", "input": None})
+    assert empty.status_code == 422
+    await ada.wait(tid, {"assistant_id": "agent", "input": None})  # continue once
+    await ada.wait(tid, {"assistant_id": "agent", "input": None, "checkpoint": checkpoint})
+    assert [r["amount"] for r in await refunds(db_pool, "LS-10024")] == ["400.00"]
+
+
+async def test_two_refunds_of_one_order_in_one_request_are_not_merged_silently(
+    cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
+) -> None:
+    alice = cast["alice"]
+    tid = await alice.thread()
+    out = (await alice.wait(tid, ask("Refund $100 on LS-10013 and $200 on LS-10013."))).json()
+    statuses = sorted(a["status"] for a in out["response"]["actions"])
+    assert statuses == ["denied", "executed"], out["response"]["actions"]
+    [row] = await refunds(db_pool, "LS-10013")
+    assert row["amount"] == "100.00" and row["requested_by"] == "alice"
+
+
+async def test_the_approval_detail_shows_only_this_tenants_refunds(
+    cast: dict[str, Actor], server: RunningServer, db_pool: DbPool, orders: PgOrderStore,
+    mock_llm_clean: Any,
+) -> None:
+    alice, paula = cast["alice"], cast["paula"]
+    other_tenant = f"b-{uuid.uuid4().hex[:8]}"
+    bob = Actor(server, await server.keys("bob", other_tenant, "user"))
+    bob_thread = await bob.thread()
+    small = (await bob.wait(bob_thread, ask("Refund $100 on LS-10024 please."))).json()
+    assert small["response"]["actions"][0]["status"] == "executed"
+    tid = await alice.thread()
+    await alice.wait(tid, ask("Refund $700 on LS-10024 please."))
+    approval = await paula.pending(tid)
+    detail = (await paula.call("GET", f"/approvals/{approval['approval_id']}")).json()
+    [order] = detail["orders"]
+    assert order["order_id"] == "LS-10024" and order["refunds"] == []
+    assert order["order"]["status"] == "shipped"
+
+
+async def test_nul_characters_and_huge_offsets_are_client_errors(
+    cast: dict[str, Actor], orders: PgOrderStore, mock_llm_clean: Any
+) -> None:
+    alice, paula = cast["alice"], cast["paula"]
+    tid = await alice.thread()
+    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
+    approval = await paula.pending(tid)
+    path = f"/approvals/{approval['approval_id']}/decision"
+    edited = {"name": "issue_refund",
+              "args": {"order_id": "LS-10007", "amount": 600, "reason": "bad\u0000reason"}}
+    assert (await paula.call("POST", path, {"type": "edit", "edited_action": edited})
+            ).status_code == 422
+    assert (await paula.call("POST", path, {"type": "reject", "comment": "no\u0000"})
+            ).status_code == 422
+    assert (await paula.call("GET", "/approvals", params={"offset": 10**20})).status_code == 422
+    assert (await paula.pending(tid))["approval_id"] == approval["approval_id"]

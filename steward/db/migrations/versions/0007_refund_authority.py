@@ -12,7 +12,8 @@ Create Date: 2026-12-02
   interrupt no longer waits; four eyes as a CHECK (a release is never decided by its
   requester, and only by an approver or admin of the approval's tenant).
 - `refunds`: the audit (approval, tool call, request, run, decider, decision time, comment,
-  argument hash) and a trigger that refuses, whatever the caller, a refund on an order that
+  argument hash), one refund per (thread, tool call) whatever the amount, and a trigger that
+  refuses, whatever the caller, a refund on an order that
   was never captured, or above the threshold without a released approval action naming
   exactly that refund; one refund per approval action.
 - `runs.request_key`: a client's `Idempotency-Key` (or one derived from the request), so a
@@ -101,6 +102,10 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX refunds_one_per_approval_action ON refunds (approval_id, tool_call_id)"
         " WHERE approval_id IS NOT NULL"
     )
+    op.execute(
+        "CREATE UNIQUE INDEX refunds_one_per_tool_call ON refunds (thread_id, tool_call_id)"
+        " WHERE tool_call_id IS NOT NULL"
+    )
     op.execute("CREATE INDEX refunds_run_id_idx ON refunds (run_id) WHERE run_id IS NOT NULL")
     op.execute(
         """
@@ -180,6 +185,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS refunds_require_authority()")
     op.execute("DROP INDEX IF EXISTS refunds_one_per_approval_action")
     op.execute("DROP INDEX IF EXISTS refunds_run_id_idx")
+    op.execute("DROP INDEX IF EXISTS refunds_one_per_tool_call")
     op.execute(
         "ALTER TABLE refunds DROP COLUMN IF EXISTS approval_id, DROP COLUMN IF EXISTS"
         " tool_call_id, DROP COLUMN IF EXISTS request_id, DROP COLUMN IF EXISTS run_id,"
