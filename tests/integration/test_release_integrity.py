@@ -243,6 +243,34 @@ async def test_admins_see_their_own_tenant_only(
 async def test_a_rollback_never_hides_an_executed_refund(
     cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
+    """The refund executes, the model's next call is slow, a rollback arrives meanwhile."""
+    alice = cast["alice"]
+    tid = await alice.thread()
+    await mock_llm_clean.add_faults([{"kind": "timeout", "delay_s": 0},   # the tool call
+                                     {"kind": "timeout", "delay_s": 4}])  # the answer after it
+    first = await alice.call("POST", f"/threads/{tid}/runs",
+                             ask("Refund $40 on LS-10002 please."))
+    for _ in range(200):
+        if await refunds(db_pool, "LS-10002"):
+            break
+        await asyncio.sleep(0.05)
+    [row] = await refunds(db_pool, "LS-10002")
+    await alice.call("POST", f"/threads/{tid}/runs",
+                     ask("Never mind, what is the return window?")
+                     | {"multitask_strategy": "rollback"})
+    await alice.settle(tid)
+    runs = {r["run_id"]: r["status"]
+            for r in (await alice.call("GET", f"/threads/{tid}/runs")).json()}
+    assert runs[first.json()["run_id"]] == "interrupted"  # kept, not deleted
+    history = str((await alice.call("GET", f"/threads/{tid}/state")).json()["values"])
+    assert row["refund_id"] in history  # the executed refund stays visible in the thread
+    [after] = await refunds(db_pool, "LS-10002")
+    assert after["run_id"] == first.json()["run_id"]
+
+
+async def test_a_rollback_of_a_resume_keeps_the_decision_and_the_queue_consistent(
+    cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
+) -> None:
     alice, paula = cast["alice"], cast["paula"]
     tid = await alice.thread()
     await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
