@@ -36,7 +36,7 @@ unit: $(STAMP)  ## Fast tests, no services
 
 test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval gate
 	$(BIN)/pytest
-	$(BIN)/steward eval --mock --compare evals/baseline.json --no-progress
+	$(BIN)/python -m tests.run_eval_gate --no-progress
 
 eval: $(STAMP)  ## Offline evals against the mock provider, compared with the baseline
 	$(BIN)/steward eval --mock --compare evals/baseline.json

@@ -34,6 +34,7 @@ from langgraph.types import Command, Send, StateSnapshot
 from server.approvals import reopen, sync_pending
 from server.decisions import expire_approval
 from server.runs import repo
+from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, EventWriter
 from server.runs.models import GRAPH_ID
 from server.sse import dumps, interrupt_json, to_jsonable
@@ -346,15 +347,35 @@ class RunExecutor:
         """
         await writer.close()
         run_id: uuid.UUID = run["run_id"]
+        events = writer.take()
+        async for attempt in retry_conflicts(f"finishing run {run_id}"):
+            with attempt:
+                finished = await self._commit_finish(run, events, fence, status=status,
+                                                     output=output, error=error,
+                                                     thread_status=thread_status,
+                                                     interrupts=interrupts, state=state)
+        if finished:
+            self.hub.wake(str(run_id))
+            log.info("run %s: %s", run_id, status)
+
+    async def _commit_finish(
+        self, run: dict[str, Any], events: list[tuple[int, str, str]], fence: tuple[str, int],
+        *, status: str, output: dict[str, Any], error: dict[str, Any] | None,
+        thread_status: str, interrupts: list[dict[str, Any]] | None,
+        state: StateSnapshot | None,
+    ) -> bool:
+        """One transaction, locks in the documented order: thread, run, approvals."""
+        run_id: uuid.UUID = run["run_id"]
         async with self.pool.connection() as conn, conn.transaction():
+            await repo.lock_thread(conn, run["thread_id"])
             row = await repo.finish_run(
                 conn, run_id, fence=fence, status=status, output=dumps(output),
                 error=dumps(error) if error is not None else None,
             )
             if row is None:
                 log.warning("run %s: no longer held by this worker; result dropped", run_id)
-                return
-            await repo.insert_events(conn, run_id, writer.take())
+                return False
+            await repo.insert_events(conn, run_id, events)
             await repo.settle_thread_status(conn, run["thread_id"], thread_status)
             if interrupts is not None:
                 thread = await repo.get_thread(conn, run["thread_id"])
@@ -362,8 +383,7 @@ class RunExecutor:
                                    interrupts=interrupts, state=state)
             await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
             await repo.notify(conn, repo.RUNS_CHANNEL)
-        self.hub.wake(str(run_id))
-        log.info("run %s: %s", run_id, status)
+        return True
 
     async def _cancelled(
         self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
@@ -423,6 +443,7 @@ class RunExecutor:
             before_state = await graph.aget_state(before)
             waiting = [interrupt_json(i) for i in before_state.interrupts]
         async with self.pool.connection() as conn, conn.transaction():
+            await repo.lock_thread(conn, thread_id)
             held = await repo.held_run(conn, run_id, fence=fence)
             if held is None:
                 return

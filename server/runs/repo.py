@@ -72,6 +72,16 @@ async def insert_thread(
     return cur.rowcount == 1
 
 
+async def lock_thread(conn: Conn, thread_id: uuid.UUID) -> None:
+    """Lock a thread's row: the first lock of every transaction that writes thread and runs.
+
+    The lock order is thread row, then run rows, then approval rows (docs/http-service.md,
+    "Lock order"); taking them in one order everywhere keeps concurrent creates and finishes
+    of one thread from deadlocking.
+    """
+    await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+
+
 async def mark_thread_busy(conn: Conn, thread_id: uuid.UUID, metadata_patch: str) -> None:
     """Set the thread `busy` and merge `metadata_patch` (JSON) into its metadata."""
     await conn.execute(

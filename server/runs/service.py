@@ -25,6 +25,7 @@ from server.auth import Principal
 from server.decisions import BoundResume, bind_resume, is_approval_request
 from server.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from server.runs import repo
+from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
 from server.runs.executor import final_values, reopen_unstarted_resume
 from server.runs.guards import (
@@ -129,6 +130,20 @@ class RunService:
     # ----------------------------------------------------------------------- create
 
     async def create(
+        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate, *,
+        idempotency_key: str | None = None, approval_id: uuid.UUID | None = None,
+        decision_comment: str | None = None,
+    ) -> Run:
+        """`_create`, retried when Postgres aborts it for a deadlock or serialization failure."""
+        async for attempt in retry_conflicts("creating a run"):
+            with attempt:
+                return await self._create(principal, thread_id, body,
+                                          idempotency_key=idempotency_key,
+                                          approval_id=approval_id,
+                                          decision_comment=decision_comment)
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    async def _create(
         self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate, *,
         idempotency_key: str | None = None, approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
@@ -561,6 +576,8 @@ class RunService:
             state = await self.graph.aget_state(_thread_config(thread_id))
             settled[thread_id] = "interrupted" if state.interrupts else "idle"
         async with self.pool.connection() as conn, conn.transaction():
+            for thread_id in sorted({r["thread_id"] for r in rows}):
+                await repo.lock_thread(conn, thread_id)  # thread rows first, then runs
             for row in rows:
                 if await repo.cancel_pending(conn, row["run_id"], action):
                     await reopen_unstarted_resume(conn, row)

@@ -412,3 +412,29 @@ async def test_nul_characters_and_huge_offsets_are_client_errors(
             ).status_code == 422
     assert (await paula.call("GET", "/approvals", params={"offset": 10**20})).status_code == 422
     assert (await paula.pending(tid))["approval_id"] == approval["approval_id"]
+
+
+async def test_deleting_a_thread_keeps_the_approval_of_its_executed_refund(
+    cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
+) -> None:
+    """Found by the slow adversarial profile: the audit was deleted with the conversation."""
+    alice, paula = cast["alice"], cast["paula"]
+    tid = await alice.thread()
+    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
+    approval = await paula.pending(tid)
+    await paula.call("POST", f"/approvals/{approval['approval_id']}/decision",
+                     {"type": "approve"})
+    await alice.settle(tid)
+    rejected_tid = await alice.thread()
+    await alice.wait(rejected_tid, ask("Refund $600 on LS-10017 please."))
+    rejected = await paula.pending(rejected_tid)
+    await paula.call("POST", f"/approvals/{rejected['approval_id']}/decision", {"type": "reject"})
+    await alice.settle(rejected_tid)
+    for thread in (tid, rejected_tid):
+        assert (await alice.call("DELETE", f"/threads/{thread}")).status_code == 204
+    kept = (await paula.call("GET", f"/approvals/{approval['approval_id']}")).json()
+    assert kept["status"] == "approved" and kept["decided_by"] == "paula"
+    [row] = await refunds(db_pool, "LS-10007")
+    assert row["approval_id"] == approval["approval_id"]
+    gone = await paula.call("GET", f"/approvals/{rejected['approval_id']}")
+    assert gone.status_code == 404

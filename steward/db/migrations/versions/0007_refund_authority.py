@@ -16,6 +16,7 @@ Create Date: 2026-12-02
   refuses, whatever the caller, a refund on an order that
   was never captured, or above the threshold without a released approval action naming
   exactly that refund; one refund per approval action.
+- Approvals that released a refund survive the deletion of their thread (the audit).
 - `runs.request_key`: a client's `Idempotency-Key` (or one derived from the request), so a
   re-sent request is answered by its first run.
 """
@@ -170,6 +171,27 @@ def upgrade() -> None:
         " FOR EACH ROW EXECUTE FUNCTION refunds_require_authority()"
     )
 
+    # The audit outlives the conversation: deleting a thread deletes its approvals, except
+    # those that released a refund (the refund row names them).
+    op.execute("ALTER TABLE approvals DROP CONSTRAINT IF EXISTS approvals_thread_id_fkey")
+    op.execute(
+        """
+        CREATE FUNCTION threads_prune_approvals() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM approvals a
+             WHERE a.thread_id = OLD.thread_id
+               AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.approval_id = a.approval_id);
+            RETURN OLD;
+        END;
+        $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER threads_prune_approvals AFTER DELETE ON threads"
+        " FOR EACH ROW EXECUTE FUNCTION threads_prune_approvals()"
+    )
+
     op.execute("ALTER TABLE runs ADD COLUMN request_key text, ADD COLUMN request_hash text")
     op.execute(
         "CREATE UNIQUE INDEX runs_request_key_idx ON runs (tenant_id, owner_id, request_key)"
@@ -178,6 +200,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS threads_prune_approvals ON threads")
+    op.execute("DROP FUNCTION IF EXISTS threads_prune_approvals()")
     op.execute("DROP INDEX IF EXISTS runs_request_key_idx")
     op.execute("ALTER TABLE runs DROP COLUMN IF EXISTS request_key,"
                " DROP COLUMN IF EXISTS request_hash")
