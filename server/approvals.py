@@ -26,7 +26,12 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from server.auth import Principal
-from server.decisions import expire_approval, is_approval_request
+from server.decisions import (
+    clear_releases,
+    expire_approval,
+    is_approval_request,
+    released_a_refund,
+)
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.schemas import ApprovalDecisionIn, EditedActionIn
 from server.state_view import to_jsonable
@@ -212,17 +217,10 @@ async def sync_pending(
 
 async def reopen(conn: Conn, approval_id: uuid.UUID) -> None:
     """Put a decision that never took effect back in the queue (never one that released)."""
-    cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1",
-                             (approval_id,))
-    if await cur.fetchone() is not None:
+    if await released_a_refund(conn, approval_id):
         logger.warning("approval %s released a refund: it stays decided", approval_id)
         return
-    await conn.execute(
-        "UPDATE approval_actions SET decision = NULL, released_args = NULL,"
-        " released_args_hash = NULL, released_order_id = NULL, released_amount_cents = NULL"
-        " WHERE approval_id = %s",
-        (approval_id,),
-    )
+    await clear_releases(conn, approval_id)
     await conn.execute(
         "UPDATE approvals SET status = 'pending', decision = NULL, decided_by = NULL,"
         " decider_role = NULL, decider_tenant = NULL, decided_at = NULL, comment = NULL,"

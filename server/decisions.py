@@ -254,11 +254,26 @@ async def _record_action(
     )
 
 
-async def expire_approval(conn: Conn, approval_id: uuid.UUID, why: str) -> None:
-    """Mark an approval whose interrupt no longer waits as `expired` (nothing was released)."""
+async def released_a_refund(conn: Conn, approval_id: uuid.UUID) -> bool:
+    """Whether a refund row names this approval (it then stays decided, whatever happens)."""
     cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1",
                              (approval_id,))
-    if await cur.fetchone() is not None:
+    return await cur.fetchone() is not None
+
+
+async def clear_releases(conn: Conn, approval_id: uuid.UUID) -> None:
+    """Forget what an approval's actions released (an expired or re-opened approval)."""
+    await conn.execute(
+        "UPDATE approval_actions SET decision = NULL, released_args = NULL,"
+        " released_args_hash = NULL, released_order_id = NULL, released_amount_cents = NULL"
+        " WHERE approval_id = %s",
+        (approval_id,),
+    )
+
+
+async def expire_approval(conn: Conn, approval_id: uuid.UUID, why: str) -> None:
+    """Mark an approval whose interrupt no longer waits as `expired` (nothing was released)."""
+    if await released_a_refund(conn, approval_id):
         log.warning("approval %s released a refund: it stays decided", approval_id)
         return
     await conn.execute(
@@ -266,12 +281,7 @@ async def expire_approval(conn: Conn, approval_id: uuid.UUID, why: str) -> None:
         " comment = coalesce(comment, %s) WHERE approval_id = %s",
         (why, approval_id),
     )
-    await conn.execute(
-        "UPDATE approval_actions SET decision = NULL, released_args = NULL,"
-        " released_args_hash = NULL, released_order_id = NULL, released_amount_cents = NULL"
-        " WHERE approval_id = %s",
-        (approval_id,),
-    )
+    await clear_releases(conn, approval_id)
     log.info("approval %s expired: %s", approval_id, why)
 
 
@@ -323,10 +333,12 @@ __all__ = [
     "BoundResume",
     "approval_status",
     "bind_resume",
+    "clear_releases",
     "decide_in_process",
     "expire_approval",
     "is_approval_request",
     "parse_decisions",
+    "released_a_refund",
     "released_args",
     "target_interrupt",
 ]
