@@ -118,37 +118,37 @@ def child_env(db_url: str, home: Path, mock_url: str) -> dict[str, str]:
     return env
 
 
-def run_cli(env: dict[str, str], *args: str) -> str:
-    """`python -m steward ARGS` in this checkout; return its stdout (raise with its output)."""
+def run_python(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    """`python ARGS` in this checkout; return its stdout (raise with its output)."""
     out = subprocess.run(
-        [sys.executable, "-m", "steward", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(
-            f"steward {' '.join(args)} exited {out.returncode}:\n"
+            f"python {' '.join(args)} exited {out.returncode}:\n"
             f"{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
         )
     return out.stdout
 
 
+def run_cli(env: dict[str, str], *args: str) -> str:
+    """`python -m steward ARGS` in this checkout; return its stdout."""
+    return run_python(env, "-m", "steward", *args)
+
+
 def code_under_test(env: dict[str, str]) -> str:
     """Where the subprocesses import `steward` and `server` from (printed as a check)."""
-    out = subprocess.run(
-        [sys.executable, "-c", "import server, steward; print(steward.__file__, server.__file__)"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    out = run_python(
+        env, "-c", "import server, steward; print(steward.__file__, server.__file__)",
         timeout=60,
-        check=True,
     )
-    return out.stdout.strip()
+    return out.strip()
 
 
 def tail(log: Path, lines: int = 40) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -38,8 +39,6 @@ from steward.domain.types import RefundRefused, action_hash
 from steward.observability.metrics import record_approval_decision
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from langgraph.types import Interrupt
 
     from server.auth import Principal
@@ -318,8 +317,6 @@ async def decide_in_process(
 
 
 def _age_s(created_at: datetime) -> float:
-    from datetime import UTC, datetime
-
     return max(0.0, (datetime.now(UTC) - created_at).total_seconds())
 
 

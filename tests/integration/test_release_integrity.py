@@ -67,6 +67,13 @@ class Actor:
         raise AssertionError(f"runs of {tid} did not finish")
 
 
+async def held_refund(requester: Actor, approver: Actor) -> tuple[str, dict[str, Any]]:
+    """A new thread of `requester` whose $700 refund on LS-10007 waits in the queue."""
+    tid = await requester.thread()
+    await requester.wait(tid, ask("Refund $700 on LS-10007 please."))
+    return tid, await approver.pending(tid)
+
+
 @pytest.fixture(name="cast")
 async def fx_cast(server: RunningServer) -> dict[str, Actor]:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -109,9 +116,7 @@ async def test_a_resume_answers_only_the_interrupt_it_was_bound_to(
     cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
     alice, paula = cast["alice"], cast["paula"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    first = await paula.pending(tid)
+    tid, first = await held_refund(alice, paula)
     # A new request runs (its model call is slowed down), and the approver's resume for the
     # first interrupt is queued behind it.
     await mock_llm_clean.add_faults([{"kind": "timeout", "delay_s": 3}])
@@ -188,9 +193,7 @@ async def test_a_decision_racing_a_resume_is_recorded_exactly_once(
     cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
     alice, paula, ada = cast["alice"], cast["paula"], cast["ada"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    approval = await paula.pending(tid)
+    tid, approval = await held_refund(alice, paula)
     answers = await asyncio.gather(
         paula.call("POST", f"/approvals/{approval['approval_id']}/decision", {"type": "approve"}),
         ada.call("POST", f"/threads/{tid}/runs", APPROVE),
@@ -227,9 +230,7 @@ async def test_admins_see_their_own_tenant_only(
     cast: dict[str, Actor], orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
     alice, otto, ada = cast["alice"], cast["otto"], cast["ada"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    approval = await ada.pending(tid)
+    tid, approval = await held_refund(alice, ada)
     tenant = approval["tenant_id"]
     for path in (f"/threads/{tid}", f"/threads/{tid}/state", f"/threads/{tid}/runs",
                  f"/approvals/{approval['approval_id']}"):
@@ -293,9 +294,7 @@ async def test_an_edit_releases_exactly_the_edited_refund(
     cast: dict[str, Actor], db_pool: DbPool, orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
     alice, paula = cast["alice"], cast["paula"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    approval = await paula.pending(tid)
+    tid, approval = await held_refund(alice, paula)
     edited = {"name": "issue_refund",
               "args": {"order_id": "LS-10007", "amount": 650, "reason": "partial, per manager"}}
     done = await paula.call("POST", f"/approvals/{approval['approval_id']}/decision",
@@ -400,9 +399,7 @@ async def test_nul_characters_and_huge_offsets_are_client_errors(
     cast: dict[str, Actor], orders: PgOrderStore, mock_llm_clean: Any
 ) -> None:
     alice, paula = cast["alice"], cast["paula"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    approval = await paula.pending(tid)
+    tid, approval = await held_refund(alice, paula)
     path = f"/approvals/{approval['approval_id']}/decision"
     edited = {"name": "issue_refund",
               "args": {"order_id": "LS-10007", "amount": 600, "reason": "bad\u0000reason"}}
@@ -419,9 +416,7 @@ async def test_deleting_a_thread_keeps_the_approval_of_its_executed_refund(
 ) -> None:
     """Found by the slow adversarial profile: the audit was deleted with the conversation."""
     alice, paula = cast["alice"], cast["paula"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    approval = await paula.pending(tid)
+    tid, approval = await held_refund(alice, paula)
     await paula.call("POST", f"/approvals/{approval['approval_id']}/decision",
                      {"type": "approve"})
     await alice.settle(tid)
