@@ -7,10 +7,10 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Durability, RetryPolicy
+from langgraph.types import Durability
 
 from graph.deps import Deps, default_deps
-from graph.errors import is_retryable
+from graph.retry import llm_retry_policy
 from graph.routing import (
     route_after_agent,
     route_after_approval,
@@ -31,14 +31,6 @@ from nodes.validate import make_validate
 DURABILITY: Durability = "sync"
 """Every step is persisted before the next starts: run_tools, the only node with side effects,
 therefore never runs before the decision that released it (approval) is in Postgres."""
-
-
-def llm_retry_policy(max_attempts: int) -> RetryPolicy:
-    """Back off on provider faults (429, 5xx, timeouts); never on our own bugs."""
-    return RetryPolicy(
-        initial_interval=0.5, backoff_factor=2.0, max_interval=8.0,
-        max_attempts=max_attempts, jitter=True, retry_on=is_retryable,
-    )
 
 
 def add_edges(builder: StateGraph[State, None, InputState, State]) -> None:

@@ -20,10 +20,15 @@ class ConfigError(StewardError):
 class ProviderError(StewardError):
     """The LLM provider failed to answer; the message says how, never with secrets."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait (its `Retry-After`), if it said."""
 
 
 class InvariantViolated(StewardError):

@@ -10,6 +10,7 @@ provider's reported usage (`AIMessage.usage_metadata`), or released when the cal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
@@ -18,10 +19,12 @@ import openai
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.runtime import get_runtime
 
 from graph.deps import Deps, model_name_of
 from graph.errors import ProviderError
 from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
+from graph.retry import llm_retry_policy, parse_retry_after, retry_after_wait
 from graph.state import State
 from graph.tools import TOOLS
 from nodes.types import ConfigNode
@@ -72,8 +75,18 @@ def as_provider_error(exc: openai.APIError) -> ProviderError:
             f"LLM provider answered HTTP {status}",
             retryable=status in RETRYABLE_STATUS,
             status=status,
+            retry_after=parse_retry_after(exc.response.headers),
         )
     return ProviderError(f"LLM provider error: {type(exc).__name__}", retryable=False)
+
+
+def current_attempt() -> int:
+    """This node execution's attempt number (1 on the first), from LangGraph's runtime."""
+    try:
+        info = get_runtime().execution_info
+    except (RuntimeError, AttributeError, KeyError):
+        return 1
+    return int(info.node_attempt) if info is not None else 1
 
 
 def actual_usage(reply: BaseMessage, estimate: CallEstimate, encoding: Any) -> tuple[
@@ -94,6 +107,7 @@ def make_agent(deps: Deps) -> ConfigNode:
         "strong": deps.chat_model,
         "routine": deps.routine_chat_model or deps.chat_model,
     }
+    retry_policy = llm_retry_policy(settings.llm_max_attempts)  # the one graph.builder sets
     schemas: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     bound: dict[tuple[str, tuple[str, ...]], Runnable[LanguageModelInput, BaseMessage]] = {}
 
@@ -107,6 +121,17 @@ def make_agent(deps: Deps) -> ConfigNode:
             chat, offered = models[route], tool_schemas(names)
             bound[route, names] = chat.bind_tools(offered) if offered else chat
         return bound[route, names]
+
+    async def honour_retry_after(error: ProviderError) -> None:
+        """Wait what the provider's Retry-After asks beyond the policy's backoff (graph.retry)."""
+        wait = retry_after_wait(retry_policy, failures=current_attempt(),
+                                retry_after=error.retry_after,
+                                cap_s=settings.llm_max_retry_after_s)
+        if wait > 0:
+            log.warning("LLM provider asked to retry after %.1fs (cap %.0fs): waiting %.1fs "
+                        "before the retry backoff", error.retry_after,
+                        settings.llm_max_retry_after_s, wait)
+            await asyncio.sleep(wait)
 
     async def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Ask the model for the next step: tool calls or a final JSON answer."""
@@ -141,7 +166,10 @@ def make_agent(deps: Deps) -> ConfigNode:
             if ledger is not None and call_id is not None:
                 await ledger.release(call_id)
             if isinstance(exc, openai.APIError):
-                raise as_provider_error(exc) from exc
+                error = as_provider_error(exc)
+                if error.retryable:
+                    await honour_retry_after(error)
+                raise error from exc
             raise
         used_in, used_out, cached, reported = actual_usage(reply, estimate, encoding)
         cost: Decimal = cost_usd(model_name, settings, input_tokens=used_in,

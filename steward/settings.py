@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     )
     """User messages longer than this (o200k tokens) go to the strong model."""
 
+    # Provider back-off (graph.retry; README "Configuration").
+    llm_max_retry_after_s: float = Field(
+        default=30.0, ge=0, validation_alias="STEWARD_LLM_MAX_RETRY_AFTER_S"
+    )
+    """Cap on a provider's `Retry-After` before the next attempt of a model call."""
+
     @field_validator(
         "refund_deny_above", "budget_user_day_usd", "budget_tenant_month_usd",
         "budget_thread_usd", mode="before",
