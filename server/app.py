@@ -3,7 +3,8 @@
 The lifespan opens `steward.runtime.open_runtime` (pool, migrations, index, graph) into
 `app.state.runtime`, builds the key store and threads repository (`app.state.key_store`,
 `app.state.threads_repo`), makes sure an API key exists (development: creates one), then
-starts the runs worker and the pending-approvals gauge, and stops them on shutdown.
+starts the runs worker and the pending-approvals gauge, and stops them on shutdown. While the
+process drains (`server.drain`), `/readyz` answers 503 and the worker claims no new runs.
 `STEWARD_BLOCKBUSTER=1` makes any blocking call on the event loop raise (used by the e2e tests).
 """
 
@@ -20,11 +21,13 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from server.auth import provide_principal
+from server.drain import Drain, DrainMiddleware
 from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
@@ -67,14 +70,19 @@ def _activate_blockbuster() -> Any:
     return bb
 
 
-def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, drain: Drain | None = None, **runtime_overrides: Any
+) -> Litestar:
     """Build the Steward HTTP app.
 
     Args:
         settings: defaults to the process settings (environment).
+        drain: the process's drain state (`steward serve` passes the one its server sets on
+            SIGTERM); default: one that never begins.
         **runtime_overrides: passed to `open_runtime` (e.g. `chat_model=` in tests).
     """
     settings = settings or get_settings()
+    drain = drain or Drain()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Li
             worker = RunWorker(runtime, settings)
             await worker.start()
             app.state.worker = worker
+            drain.on_begin(worker.stop_claiming)
             gauge = asyncio.create_task(approvals_pending_loop(runtime.pool))
             logger.info("steward service ready (%s)", settings.env)
             try:
@@ -108,6 +117,7 @@ def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Li
         route_handlers=route_handlers,
         lifespan=[lifespan],
         middleware=[
+            DefineMiddleware(DrainMiddleware, drain=drain),
             ObservabilityMiddleware(),
             *([limits.middleware] if (limits := rate_limit_config(settings)) else []),
         ],
@@ -120,7 +130,7 @@ def create_app(settings: Settings | None = None, **runtime_overrides: Any) -> Li
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "drain": drain}),
         cors_config=CORSConfig(
             allow_origins=["*"], allow_headers=["*"],
             expose_headers=["content-location", "location", "x-pagination-total",

@@ -6,6 +6,7 @@ Also runnable alone: `python -m steward.cli_server serve|keys ...`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -63,16 +64,27 @@ def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> No
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, log_level: str) -> None:
-    """Run the HTTP service (LangGraph Server API subset and approval queue)."""
+    """Run the HTTP service (LangGraph Server API subset and approval queue).
+
+    SIGTERM or SIGINT drains first (`server.drain`): `/readyz` answers 503 at once, no new
+    runs are claimed, the listener serves for STEWARD_SHUTDOWN_DELAY_S more, then running runs
+    get STEWARD_RUN_SHUTDOWN_GRACE_S before they go back to the queue. A second signal skips
+    the delay.
+    """
     import uvicorn
+
+    from server.app import create_app
+    from server.drain import HTTP_SHUTDOWN_TIMEOUT_S, Drain, DrainingServer
 
     settings = get_settings()
     prepare_development(settings)
-    uvicorn.run(
-        "server.app:create_app_from_env", factory=True, host=host, port=port,
-        log_level=log_level, log_config=None, lifespan="on", proxy_headers=True,
-        timeout_graceful_shutdown=10,
+    drain = Drain()
+    config = uvicorn.Config(
+        functools.partial(create_app, settings, drain=drain), factory=True,
+        host=host, port=port, log_level=log_level, log_config=None, lifespan="on",
+        proxy_headers=True, timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
     )
+    DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
 
 
 def _with_key_store(fn: Callable[[KeyStore], Awaitable[T]]) -> T:

@@ -124,7 +124,15 @@ class Settings(BaseSettings):
     )
     """User messages longer than this (o200k tokens) go to the strong model."""
 
-    # Provider back-off (graph.retry; README "Configuration").
+    # Shutdown and provider back-off (server.drain, graph.retry; README "Configuration").
+    shutdown_delay_s: float = Field(default=5.0, ge=0, validation_alias="STEWARD_SHUTDOWN_DELAY_S")
+    """After SIGTERM/SIGINT, how long the listener keeps serving (with `/readyz` at 503) so
+    load balancers stop sending before it closes."""
+    run_shutdown_grace_s: float = Field(
+        default=10.0, ge=0, validation_alias="STEWARD_RUN_SHUTDOWN_GRACE_S"
+    )
+    """Then how long running graphs get to reach a step boundary; what is left is cancelled
+    and goes back to the queue for another replica."""
     llm_max_retry_after_s: float = Field(
         default=30.0, ge=0, validation_alias="STEWARD_LLM_MAX_RETRY_AFTER_S"
     )

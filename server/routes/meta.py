@@ -7,6 +7,7 @@ import langgraph.version
 from litestar import Request, Response, get
 from litestar.datastructures import State
 
+from server.drain import Drain
 from server.errors import detail_response
 from steward.runtime import Runtime
 
@@ -55,9 +56,18 @@ async def info() -> dict[str, Any]:
 async def readyz(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
     """Answer 200 when the database answers and the runtime (with its index) is open, else 503.
 
+    From the moment the process got SIGTERM/SIGINT it answers 503 `{"status": "draining"}`
+    (the listener still serves for `STEWARD_SHUTDOWN_DELAY_S`; see `server.drain`).
+
     `open_runtime` loads the knowledge index before the app accepts requests, so an open
     runtime means the index is loaded.
     """
+    drain: Drain | None = request.app.state.get("drain")
+    if drain is not None and drain.draining:
+        return Response(
+            {"status": "draining", "detail": "not ready: shutting down (draining)"},
+            status_code=503,
+        )
     runtime: Runtime | None = request.app.state.get("runtime")
     if runtime is None:
         return detail_response(503, "not ready: starting up")

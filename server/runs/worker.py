@@ -131,6 +131,11 @@ class RunWorker:
         log.info("run worker %s started (%d slots, %d graph instances, lease %.0fs)",
                  self.worker_id, self.config.slots, len(self.graphs), self.config.lease_s)
 
+    def stop_claiming(self) -> None:
+        """Claim no new runs from now on (drain); running ones go on until `stop()`."""
+        self._stopping = True
+        self._wake.set()
+
     async def stop(self) -> None:
         """Stop claiming; let running graphs drain, then cancel and requeue what is left."""
         self._stopping = True

@@ -37,3 +37,11 @@ def test_kubernetes_manifests_are_consistent() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     config = yaml.safe_load((k8s / "configmap.yaml").read_text())["data"]
     assert config["STEWARD_ENV"] == "production"
+    # The kubelet's SIGKILL comes after the whole drain (server/drain.py): the listener delay,
+    # open connections, the runs' grace, and cancelling what is left.
+    from server.drain import HTTP_SHUTDOWN_TIMEOUT_S
+
+    drain_s = (float(config["STEWARD_SHUTDOWN_DELAY_S"]) + HTTP_SHUTDOWN_TIMEOUT_S
+               + float(config["STEWARD_RUN_SHUTDOWN_GRACE_S"]) + 10)
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain_s
+    assert "preStop" not in container.get("lifecycle", {}), "the process drains by itself"
