@@ -32,18 +32,23 @@ MAX_INTERVAL_S = 8.0
 def llm_retry_policy(max_attempts: int) -> RetryPolicy:
     """Back off on provider faults (429, 5xx, timeouts); never on our own bugs."""
     return RetryPolicy(
-        initial_interval=INITIAL_INTERVAL_S, backoff_factor=BACKOFF_FACTOR,
-        max_interval=MAX_INTERVAL_S, max_attempts=max_attempts, jitter=True,
+        initial_interval=INITIAL_INTERVAL_S,
+        backoff_factor=BACKOFF_FACTOR,
+        max_interval=MAX_INTERVAL_S,
+        max_attempts=max_attempts,
+        jitter=True,
         retry_on=is_retryable,
     )
 
 
 def policy_backoff(policy: RetryPolicy, failures: int) -> float:
     """The least LangGraph sleeps after the `failures`-th failed attempt (jitter only adds)."""
-    return float(min(
-        policy.max_interval,
-        policy.initial_interval * policy.backoff_factor ** max(0, failures - 1),
-    ))
+    return float(
+        min(
+            policy.max_interval,
+            policy.initial_interval * policy.backoff_factor ** max(0, failures - 1),
+        )
+    )
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

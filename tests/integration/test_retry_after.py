@@ -55,9 +55,7 @@ async def test_a_huge_retry_after_is_capped(
     settings = runtime.deps.settings.model_copy(update={"llm_max_retry_after_s": cap})
     deps = dataclasses.replace(runtime.deps, settings=settings)
     graph = make_graph(make_checkpointer(runtime.pool), deps=deps)
-    await mock_llm.add_faults(
-        [{"kind": "status", "status": 429, "count": 1, "retry_after": 3600}]
-    )
+    await mock_llm.add_faults([{"kind": "status", "status": 429, "count": 1, "retry_after": 3600}])
     took, out = await timed_turn(graph)
     assert out["response"]["sources"], out
     assert len(await mock_llm.requests()) == 2

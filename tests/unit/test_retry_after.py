@@ -9,16 +9,19 @@ import pytest
 from graph.retry import llm_retry_policy, parse_retry_after, policy_backoff, retry_after_wait
 
 
-@pytest.mark.parametrize(("headers", "seconds"), [
-    ({"retry-after": "7"}, 7.0),
-    ({"retry-after": "1.5"}, 1.5),
-    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
-    ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
-    ({"retry-after": "-3"}, None),
-    ({"retry-after": "nan"}, None),
-    ({"retry-after": "whenever"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+        ({"retry-after": "-3"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "whenever"}, None),
+        ({}, None),
+    ],
+)
 def test_retry_after_values(headers: dict[str, str], seconds: float | None) -> None:
     assert parse_retry_after(headers) == seconds
 
