@@ -133,6 +133,7 @@ def fx_server(
         "TRANSFORMERS_OFFLINE": "1",
         "STEWARD_BLOCKBUSTER": "1",
         "STEWARD_RATE_LIMIT_PER_MINUTE": "0",  # tests poll freely; tests/unit/test_rate_limit.py
+        "STEWARD_SHUTDOWN_DELAY_S": "0",  # no load balancer to drain; tests/e2e/test_drain.py
         "PYTHONUNBUFFERED": "1",
     }
     with log_path.open("wb") as log:
