@@ -173,12 +173,14 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
                     f"stream_mode: {m!r} is not supported ({UNSUPPORTED_STREAM_MODES[m]}); "
                     f"supported modes: {', '.join(SUPPORTED_STREAM_MODES)}"
                 )
-        data["stream_mode"] = list(dict.fromkeys(modes))
+        if all(isinstance(m, str) for m in modes):  # else pydantic names the bad item
+            data["stream_mode"] = list(dict.fromkeys(modes))
     if stateless:
         for key in ("multitask_strategy", "checkpoint", "checkpoint_id"):
             if key in data:
                 raise RunValidationError(f"{key}: only applies to runs on a thread")
-        if data.get("command") and (data["command"] or {}).get("resume") is not None:
+        command = data.get("command")
+        if isinstance(command, dict) and command.get("resume") is not None:
             raise RunValidationError("command.resume: a stateless run has nothing to resume")
     elif "on_completion" in data:
         raise RunValidationError("on_completion: only applies to stateless runs (/runs/...)")

@@ -294,6 +294,11 @@ async def test_odd_shapes_and_headers_are_4xx(http: httpx.AsyncClient, tid: str)
     assert (await http.post("/threads/search", json=[])).status_code == 422
     assert (await http.post(f"/threads/{tid}/runs", json=[])).status_code == 422
     assert (await http.post("/runs/cancel", json=[1])).status_code == 422
+    # found by the schemathesis run: an unhashable stream mode was a TypeError (500)
+    _expect(await http.post("/runs", json={"input": _say(), "stream_mode": [[]]}), 422,
+            "stream_mode")
+    # and a stateless run with a command that is not an object was an AttributeError (500)
+    _expect(await http.post("/runs", json={"command": 1}), 422, "command")
     assert (await http.post("/threads/search", content=b"")).status_code == 422
     big = b'{"metadata": {"a": "' + b"x" * 1_100_000 + b'"}}'
     _expect(await http.post("/threads/search", content=big), 413, "too large")
