@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install run chat test eval lint typecheck unit integration bench clean
+.PHONY: help install run chat test eval lint typecheck unit integration bench fuzz clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval
 
 eval: $(STAMP)  ## Offline evals against the mock provider, compared with the baseline
 	$(BIN)/steward eval --mock --compare evals/baseline.json
+
+fuzz: $(STAMP)  ## Schemathesis over the OpenAPI schema, slow profile (CI runs 3 examples per operation)
+	STEWARD_FUZZ_EXAMPLES=$${STEWARD_FUZZ_EXAMPLES:-50} $(BIN)/pytest -s tests/e2e/test_schemathesis.py
 
 bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
 	$(BIN)/python bench/graph_overhead.py

@@ -28,6 +28,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from server.auth import provide_principal
 from server.drain import Drain, DrainMiddleware
+from server.edge import EdgeValidationMiddleware
 from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
@@ -120,6 +121,7 @@ def create_app(
             DefineMiddleware(DrainMiddleware, drain=drain),
             ObservabilityMiddleware(),
             *([limits.middleware] if (limits := rate_limit_config(settings)) else []),
+            EdgeValidationMiddleware(),  # NUL, depth, 64-bit ints, malformed JSON: 422
         ],
         dependencies={
             "principal": Provide(provide_principal),

@@ -8,10 +8,23 @@ silently ignored.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from server.edge import MAX_OFFSET, MAX_PAGE
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer: not a boolean, a float or a numeric string (Litestar validates laxly)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+"""An integer field that refuses `true`, `1.0` and `"1"`."""
 
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 
@@ -58,8 +71,8 @@ class ThreadSearch(_Body):
     values: dict[str, Any] | None = Field(default=None, description="Not supported (422).")
     ids: list[UUID] | None = Field(default=None, description="Only these thread ids.")
     status: ThreadStatusName | None = Field(default=None, description="Only this status.")
-    limit: int = Field(default=10, ge=1, le=1000, description="Page size.")
-    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="Page size.")
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip.")
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = Field(
         default="created_at", description="Sort column."
     )
@@ -98,7 +111,8 @@ class StateUpdate(_Body):
 class HistoryRequest(_Body):
     """Body of `POST /threads/{thread_id}/history`."""
 
-    limit: int = Field(default=10, ge=1, le=1000, description="At most this many states.")
+    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE,
+                           description="At most this many states.")
     before: str | CheckpointIn | dict[str, Any] | None = Field(
         default=None, description="Only states older than this checkpoint (id or object)."
     )
@@ -114,8 +128,8 @@ class AssistantSearch(_Body):
                                             examples=[{"created_by": "system"}])
     graph_id: str | None = Field(default=None, description="Only this graph.")
     name: str | None = Field(default=None, description="Name contains (case-insensitive).")
-    limit: int = Field(default=10, ge=1, le=1000, description="Page size.")
-    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="Page size.")
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip.")
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = (
         Field(default=None, description="Sort column.")
     )

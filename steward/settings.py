@@ -55,7 +55,12 @@ class Settings(BaseSettings):
     refund_approval_threshold: Decimal = Field(
         default=Decimal("500"), validation_alias="STEWARD_REFUND_APPROVAL_THRESHOLD"
     )
-    max_input_chars: int = Field(default=8000, validation_alias="STEWARD_MAX_INPUT_CHARS")
+    max_input_chars: int = Field(default=8000, ge=1, validation_alias="STEWARD_MAX_INPUT_CHARS")
+    """Longest message text accepted (the API answers 422 above it; input_filter refuses too)."""
+    max_input_messages: int = Field(
+        default=50, ge=1, validation_alias="STEWARD_MAX_INPUT_MESSAGES"
+    )
+    """Most messages one request may send (run input, state write, `command.update`): 422."""
     max_model_calls: int = Field(default=8, validation_alias="STEWARD_MAX_MODEL_CALLS")
     max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
     max_repairs: int = Field(default=2, validation_alias="STEWARD_MAX_REPAIRS")

@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.approvals import ApprovalRow, ApprovalStatus, ApprovalStore
 from server.auth import PrincipalDep, requires_role
+from server.edge import MAX_OFFSET
 from server.errors import NotFound
 from server.routes import RuntimeDep
 from server.schemas import ApprovalDecisionIn
@@ -100,7 +101,7 @@ class ApprovalsController(Controller):
         newer_than: Annotated[datetime | None, QueryParameter(
             description="Created after (ISO 8601).")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET,
                                               description="Rows to skip.")] = 0,
     ) -> list[dict[str, Any]]:
         """List approvals, pending first (oldest first), then the decided ones."""

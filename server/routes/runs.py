@@ -20,6 +20,7 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from server.auth import Principal
+from server.edge import MAX_OFFSET, MAX_PAGE
 from server.errors import Unprocessable
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,
@@ -204,8 +205,8 @@ async def list_runs(
     thread_id: str,
     principal: Principal,
     runtime: Runtime,
-    limit: int = Parameter(default=10, ge=1, le=1000),
-    offset: int = Parameter(default=0, ge=0),
+    limit: int = Parameter(default=10, ge=1, le=MAX_PAGE),
+    offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
     | None = None,
     select: list[str] | None = None,

@@ -18,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from server.auth import Principal, PrincipalDep
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.routes import RuntimeDep, ThreadsRepoDep
-from server.runs.guards import PROTECTED_NODES, check_node, check_state_values
+from server.runs.guards import PROTECTED_NODES, MessageLimits, check_node, check_state_values
 from server.schemas import (
     CheckpointIn,
     HistoryRequest,
@@ -221,7 +221,7 @@ class ThreadsController(Controller):
         row = await threads_repo.require_visible(principal, tid)  # 404 before 403
         if not principal.is_admin:
             raise Forbidden("updating a thread's state requires role admin")
-        check_state_values(data.values, "values")
+        check_state_values(data.values, "values", MessageLimits.of(runtime.deps.settings))
         check_node(data.as_node, "as_node")
         if row["status"] == "busy":
             raise Conflict(f"thread {tid} is busy: a run is active; retry when it ends")

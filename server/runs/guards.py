@@ -6,6 +6,12 @@
   nothing else: the channels that carry verdicts, decisions, planned actions and the response
   are the graph's own. `as_node` / `command.goto` may not name the nodes that judge, hold or
   execute tool calls.
+- Messages a client sends (run input, state writes, `command.update`): at most
+  `STEWARD_MAX_INPUT_MESSAGES` per request, each at most `STEWARD_MAX_INPUT_CHARS` characters
+  of text; content is a string or a list of content blocks (run input: text blocks only, the
+  only ones `input_filter` accepts). Roles: run input `user`/`human` only; state writes also
+  `assistant`/`ai`, `system` and `tool` (what `convert_to_messages` builds). Anything else is
+  a 422 naming the message, so a run never starts with input the graph would refuse.
 - A request's key: the client's `Idempotency-Key`, else one derived from the id of its last
   user message; its digest tells a re-send from another request with the same key.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,6 +35,54 @@ PROTECTED_NODES = frozenset({"guard_tools", "approval", "run_tools"})
 """Nodes a client may not write as or jump to: they judge, hold and execute tool calls."""
 USER_ROLES = frozenset({"user", "human"})
 MESSAGE_ROLES = frozenset({"user", "human", "assistant", "ai", "system", "tool"})
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    """Caps on the messages of one request (`STEWARD_MAX_INPUT_MESSAGES`, `..._CHARS`)."""
+
+    max_messages: int = 50
+    max_chars: int = 8000
+    text_only: bool = False
+    """Content blocks must be text (run input: `input_filter` refuses other blocks)."""
+
+    @classmethod
+    def of(cls, settings: Any, *, text_only: bool = False) -> MessageLimits:
+        """The limits from the service settings."""
+        return cls(max_messages=int(settings.max_input_messages),
+                   max_chars=int(settings.max_input_chars), text_only=text_only)
+
+
+DEFAULT_LIMITS = MessageLimits()
+
+
+def _text_length(content: str | list[Any]) -> int:
+    if isinstance(content, str):
+        return len(content)
+    total = 0
+    for part in content:
+        if isinstance(part, str):
+            total += len(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            total += len(part["text"])
+    return total
+
+
+def _check_parts(content: list[Any], where: str, *, text_only: bool) -> None:
+    for j, part in enumerate(content):
+        if isinstance(part, str):
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise Unprocessable(
+                f"{where}.content[{j}]: a content block is a string or an object with a `type`"
+            )
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise Unprocessable(f"{where}.content[{j}].text: must be a string")
+        if text_only and part["type"] != "text":
+            raise Unprocessable(
+                f"{where}.content[{j}]: only text content is accepted here "
+                f"(got a {part['type']!r} block)"
+            )
 
 
 def _role(message: Any) -> str | None:
@@ -60,8 +115,8 @@ def _has_text(content: Any) -> bool:
     return False
 
 
-def check_messages(messages: Any, where: str, *,
-                   roles: frozenset[str] = MESSAGE_ROLES) -> list[Any]:
+def check_messages(messages: Any, where: str, *, roles: frozenset[str] = MESSAGE_ROLES,
+                   limits: MessageLimits = DEFAULT_LIMITS) -> list[Any]:
     """Validate messages as LangChain will build them, so a bad one never reaches a checkpoint.
 
     A message that LangChain cannot build (an `id` that is not a string, content parts that
@@ -69,19 +124,36 @@ def check_messages(messages: Any, where: str, *,
     after its input was stored, and every later read of the thread with it.
 
     Raises:
-        Unprocessable: not a list, a role outside `roles`, or a message LangChain refuses.
+        Unprocessable: not a list, more than `limits.max_messages`, a role outside `roles`,
+            content that is not a string or content blocks, text above `limits.max_chars`,
+            or a message LangChain refuses.
     """
     if not isinstance(messages, list):
         raise Unprocessable(f"{where}: must be a list of messages")
+    if len(messages) > limits.max_messages:
+        raise Unprocessable(
+            f"{where}: {len(messages)} messages; at most {limits.max_messages} per request "
+            "(STEWARD_MAX_INPUT_MESSAGES)"
+        )
     for i, message in enumerate(messages):
+        if not isinstance(message, (dict, list, tuple)):
+            raise Unprocessable(f"{where}[{i}]: a message is an object with `role` and `content`")
         role = _role(message)
         if role not in roles:
             raise Unprocessable(
-                f"{where}[{i}]: role must be one of {', '.join(sorted(roles))}"
+                f"{where}[{i}].role: must be one of {', '.join(sorted(roles))}"
             )
         content = _content(message)
         if not isinstance(content, (str, list)):
             raise Unprocessable(f"{where}[{i}].content: must be a string or a list of parts")
+        if isinstance(content, list):
+            _check_parts(content, f"{where}[{i}]", text_only=limits.text_only)
+        length = _text_length(content)
+        if length > limits.max_chars:
+            raise Unprocessable(
+                f"{where}[{i}].content: {length} characters; at most {limits.max_chars} per "
+                "message (STEWARD_MAX_INPUT_CHARS)"
+            )
         if _has_nul(message):
             raise Unprocessable(f"{where}[{i}]: NUL characters are not accepted")
         try:
@@ -114,7 +186,7 @@ def check_text(value: Any, where: str) -> None:
         raise Unprocessable(f"{where}: NUL characters are not accepted")
 
 
-def check_input(value: Any) -> None:
+def check_input(value: Any, limits: MessageLimits = DEFAULT_LIMITS) -> None:
     """An input must bring at least one new, non-empty user message and nothing else.
 
     Raises:
@@ -127,15 +199,19 @@ def check_input(value: Any) -> None:
         raise Unprocessable(
             f"input: unknown key(s) {', '.join(unknown)}; the graph takes `messages` only"
         )
-    messages = check_messages(value.get("messages"), "input.messages", roles=USER_ROLES)
-    if not any(_role(m) in USER_ROLES and _has_text(_content(m)) for m in messages):
+    limits = MessageLimits(max_messages=limits.max_messages, max_chars=limits.max_chars,
+                           text_only=True)
+    messages = check_messages(value.get("messages"), "input.messages", roles=USER_ROLES,
+                              limits=limits)
+    if not messages or not _has_text(_content(messages[-1])):
         raise Unprocessable(
             "input: send at least one new user message (role `user` with some text); an "
             "empty input would repeat the last turn"
         )
 
 
-def check_state_values(values: Any, where: str) -> None:
+def check_state_values(values: Any, where: str,
+                       limits: MessageLimits = DEFAULT_LIMITS) -> None:
     """A state write may only add messages.
 
     Raises:
@@ -152,7 +228,7 @@ def check_state_values(values: Any, where: str) -> None:
             "actions and responses belong to the graph (only `messages` is writable)"
         )
     if "messages" in values:
-        check_messages(values["messages"], f"{where}.messages")
+        check_messages(values["messages"], f"{where}.messages", limits=limits)
 
 
 def check_node(node: Any, where: str) -> None:
@@ -174,9 +250,9 @@ def check_node(node: Any, where: str) -> None:
         )
 
 
-def check_command(update: Any, goto: Any) -> None:
+def check_command(update: Any, goto: Any, limits: MessageLimits = DEFAULT_LIMITS) -> None:
     """`command.update` writes messages only; `command.goto` avoids the protected nodes."""
-    check_state_values(update, "command.update")
+    check_state_values(update, "command.update", limits)
     check_node(goto, "command.goto")
 
 
@@ -204,8 +280,12 @@ def message_key(thread_id: uuid.UUID, value: Any) -> str | None:
 
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "MESSAGE_ROLES",
     "PROTECTED_NODES",
+    "USER_ROLES",
     "WRITABLE_CHANNELS",
+    "MessageLimits",
     "check_command",
     "check_input",
     "check_messages",

@@ -32,6 +32,14 @@ ASSISTANT_ID = str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, GRAPH_ID))
 """The system assistant's id, as langgraph-api derives it from the graph id."""
 
 RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id", "role", "requester_id"})
+"""Identity keys of `config.configurable`: the server sets them from the API key and the run.
+A client value equal to the server's is ignored, any other value is refused (422)."""
+CHECKPOINT_CONFIGURABLE = frozenset({"checkpoint_id", "checkpoint_ns", "checkpoint_map",
+                                     "thread_ts", "run_id"})
+"""`configurable` keys LangGraph (or the budget) reads to pick a checkpoint or a run: refused
+(422; `checkpoint` picks a checkpoint). So are keys starting with `__` (LangGraph's own).
+Every other `configurable` key is passed to the graph unchanged, as the LangGraph server does;
+the graph reads none of them."""
 ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit",
                                  "run_name"})
 
@@ -165,12 +173,14 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
                     f"stream_mode: {m!r} is not supported ({UNSUPPORTED_STREAM_MODES[m]}); "
                     f"supported modes: {', '.join(SUPPORTED_STREAM_MODES)}"
                 )
-        data["stream_mode"] = list(dict.fromkeys(modes))
+        if all(isinstance(m, str) for m in modes):  # else pydantic names the bad item
+            data["stream_mode"] = list(dict.fromkeys(modes))
     if stateless:
         for key in ("multitask_strategy", "checkpoint", "checkpoint_id"):
             if key in data:
                 raise RunValidationError(f"{key}: only applies to runs on a thread")
-        if data.get("command") and (data["command"] or {}).get("resume") is not None:
+        command = data.get("command")
+        if isinstance(command, dict) and command.get("resume") is not None:
             raise RunValidationError("command.resume: a stateless run has nothing to resume")
     elif "on_completion" in data:
         raise RunValidationError("on_completion: only applies to stateless runs (/runs/...)")
@@ -229,7 +239,9 @@ class Run(BaseModel):
 __all__ = [
     "ACTIVE_STATUSES",
     "ASSISTANT_ID",
+    "CHECKPOINT_CONFIGURABLE",
     "GRAPH_ID",
+    "RESERVED_CONFIGURABLE",
     "SUPPORTED_STREAM_MODES",
     "TERMINAL_STATUSES",
     "CancelAction",

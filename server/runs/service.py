@@ -30,6 +30,7 @@ from server.runs.events import EventHub, hub_for, tail, wait_until_done
 from server.runs.executor import final_values, reopen_unstarted_resume
 from server.runs.guards import (
     PROTECTED_NODES,
+    MessageLimits,
     check_command,
     check_input,
     message_key,
@@ -39,6 +40,7 @@ from server.runs.models import (
     ACTIVE_STATUSES,
     ALLOWED_CONFIG_KEYS,
     ASSISTANT_ID,
+    CHECKPOINT_CONFIGURABLE,
     GRAPH_ID,
     RESERVED_CONFIGURABLE,
     TERMINAL_STATUSES,
@@ -175,10 +177,11 @@ class RunService:
         steers = command is not None and (command.update is not None or command.goto is not None)
         if steers and not principal.is_admin:
             raise Forbidden("command.update and command.goto require role admin")
+        limits = MessageLimits.of(self.runtime.deps.settings)
         if command is not None:
-            check_command(command.update, command.goto)
+            check_command(command.update, command.goto, limits)
         if body.input is not None:
-            check_input(body.input)
+            check_input(body.input, limits)
         if not body.is_resume:  # a decision on held work is never blocked by the budget
             await check_budget(self.runtime, principal, None if stateless else str(tid))
         digest = request_digest(body)
@@ -362,9 +365,9 @@ class RunService:
                 f"config: unsupported key(s) {', '.join(unknown)}; allowed: "
                 f"{', '.join(sorted(ALLOWED_CONFIG_KEYS))}"
             )
-        configurable = dict(config.get("configurable") or {})
         if not isinstance(config.get("configurable") or {}, dict):
             raise Unprocessable("config.configurable must be an object")
+        configurable = dict(config.get("configurable") or {})
         own = {"thread_id": str(thread_id), "user_id": principal.user_id,
                "tenant_id": principal.tenant_id, "role": principal.role,
                "requester_id": principal.user_id}
@@ -376,8 +379,7 @@ class RunService:
                     )
                 del configurable[key]
         for key in list(configurable):
-            if key.startswith("__") or key in ("checkpoint_id", "checkpoint_ns",
-                                               "checkpoint_map"):
+            if key.startswith("__") or key in CHECKPOINT_CONFIGURABLE:
                 raise Unprocessable(
                     f"config.configurable.{key} is reserved (use `checkpoint` to pick one)"
                 )
@@ -389,6 +391,8 @@ class RunService:
             raise Unprocessable(
                 f"config.recursion_limit must be an integer from 1 to {self.recursion_limit}"
             )
+        if config.get("run_name") is not None and not isinstance(config["run_name"], str):
+            raise Unprocessable("config.run_name must be a string")
         if config.get("metadata") is not None and not isinstance(config["metadata"], dict):
             raise Unprocessable("config.metadata must be an object")
         if config.get("tags") is not None and not (
