@@ -296,18 +296,18 @@ async def test_runs_in_flight_survive_a_database_outage(
               f"(outage began {restored_at - cut_at:.1f}s before the restore)")
         assert not stuck, stuck
 
+        # Nothing ended `error` because the database blipped.
+        final = watchdog.latest()
+        errors = {r: final[r]["error"] for r in runs if final[r]["status"] == "error"}
+        assert not errors, errors
+        assert not [r for r, row in final.items() if row["status"] == "running"]
+
         # Requests during the outage: 503 with the service's error shape, quickly.
         assert answers
         for what, status, took, body in answers:
             assert status == 503, (what, status, body)
             assert isinstance(body, dict) and isinstance(body.get("detail"), str), body
             assert took < FAST_503_S, f"{what} took {took:.1f}s to answer 503"
-
-        # Nothing ended `error` because the database blipped.
-        final = watchdog.latest()
-        errors = {r: final[r]["error"] for r in runs if final[r]["status"] == "error"}
-        assert not errors, errors
-        assert not [r for r, row in final.items() if row["status"] == "running"]
 
         # Every thread accepts (and completes) a new run.
         for tid in threads:
