@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from steward.db.embedded import redact_url
 
@@ -42,6 +43,35 @@ KEEPALIVES: dict[str, int] = {
 (and the run holding it) for the kernel's default of hours. Ignored on Unix sockets."""
 
 
+RECONNECT_MAX_DELAY_S = 2.0
+"""Longest pause between the pool's attempts to reconnect to an unreachable database."""
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """Reconnection backoff capped at `RECONNECT_MAX_DELAY_S`.
+
+    psycopg_pool's own backoff doubles without a cap (1, 2, 4, 8, 16 s ...): after a 20 s
+    outage the pool could wait 16 s more before trying again, and every request and run would
+    keep failing meanwhile.
+    """
+
+    def update_delay(self, now: float) -> None:
+        """Double the delay as psycopg_pool does, but never beyond the cap."""
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY_S)
+
+
+class _Pool(AsyncConnectionPool[AsyncConnection[DictRow]]):
+    """The pool with a capped reconnection backoff (see `_CappedBackoff`)."""
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        if attempt is None:
+            attempt = _CappedBackoff(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing=growing)
+
+
 def create_pool(url: str, settings: Settings, *, timeout: float | None = None) -> DbPool:
     """Build (but do not open) the connection pool.
 
@@ -55,7 +85,7 @@ def create_pool(url: str, settings: Settings, *, timeout: float | None = None) -
             `db_prepare_threshold`.
         timeout: seconds to wait for a free connection (default `settings.db_pool_timeout_s`).
     """
-    return AsyncConnectionPool(
+    return _Pool(
         conninfo=url,
         connection_class=AsyncConnection[DictRow],
         kwargs={

@@ -30,7 +30,7 @@ from steward.domain.seed import seed_demo_orders
 from steward.mock_llm.process import MockLLM
 from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
-from tests.fixtures_server import ROOT, _wait_ready, free_port, serve_command
+from tests.fixtures_server import ROOT, free_port, serve_command
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -39,7 +39,7 @@ POOL_TIMEOUT_S = 1.0
 """The server's STEWARD_DB_POOL_TIMEOUT_S: requests wait this long for a connection."""
 FAST_503_S = 5.0
 """A request during the outage must answer within this (the old pool timeout was 10 s)."""
-OUTAGE_S = 15.0
+OUTAGE_S = 20.0
 MODEL_DELAY_S = 6.0
 """Each run's model call takes this long, so the outage starts while the runs are in flight."""
 LEASE_S = 30.0
@@ -49,6 +49,8 @@ SETTLE_DEADLINE_S = 120.0
 """Bound for every run to end once the database is back (lease x 2 + generous slack)."""
 TEST_APP = "steward-test-direct"
 """application_name of the test's own connections (straight to Postgres, never cut)."""
+START_TIMEOUT_S = 240.0
+"""The server loads its index and Presidio at start: slow on a loaded 2-core machine."""
 QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
 
 
@@ -120,6 +122,26 @@ def via_proxy(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
 
 
+def wait_ready(server: Server) -> None:
+    """Wait for `/readyz` (the proxy has its own thread: blocking here does not stall it)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"steward serve exited with {server.process.returncode}:\n"
+                        f"{server.log()[-8000:]}")
+        try:
+            r = httpx.get(f"{server.url}/readyz", timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    pytest.fail(f"steward serve was not ready after {START_TIMEOUT_S:.0f}s ({last}):\n"
+                f"{server.log()[-8000:]}")
+
+
 @pytest.fixture(scope="module", name="outage_db")
 def fx_outage_db(pg_server_url: str) -> Iterator[str]:
     url = create_database(pg_server_url, prefix="steward_outage")
@@ -178,7 +200,7 @@ def fx_outage_server(
                                 stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        _wait_ready(proc, server.url, log_path)
+        wait_ready(server)
         yield server
     finally:
         proc.terminate()
