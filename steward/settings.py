@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=2, validation_alias="STEWARD_DB_POOL_MIN")
     db_pool_max: int = Field(default=20, validation_alias="STEWARD_DB_POOL_MAX")
     """Above STEWARD_RUN_SLOTS (10): runs and requests share the pool."""
+    db_pool_timeout_s: float = Field(
+        default=2.0, gt=0, validation_alias="STEWARD_DB_POOL_TIMEOUT_S"
+    )
+    """How long a request waits for a database connection before its 503 (runs retry)."""
     db_prepare_threshold: int | None = Field(
         default=0, validation_alias="STEWARD_DB_PREPARE_THRESHOLD"
     )

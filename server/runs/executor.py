@@ -14,15 +14,24 @@ A resume is bound to one interrupt when it is created (`server.decisions`); when
 that interrupt must still wait, or the run fails with `ResumeConflict` and its approval expires.
 A rollback never erases a decision or a side effect: a resume run, or a run that executed a
 refund, is cancelled as `interrupt` instead.
+
+Losing the database (docs/http-service.md, "Database outages") is not a run error: a run
+whose graph failed because Postgres was unreachable (`psycopg.OperationalError`, which
+includes `PoolTimeout` and `AdminShutdown`, or an `OSError`) goes back to the queue and
+continues from its last checkpoint as its next attempt. Recording an end or a release is
+retried with backoff while the run's lease is still ours; after that the lease expires and a
+reaper (on any replica) requeues the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -45,6 +54,32 @@ log = logging.getLogger(__name__)
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 APPROVER_ROLES = frozenset({"approver", "admin"})
+T = TypeVar("T")
+
+DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, OSError)
+"""What "the database is unreachable" looks like (PoolTimeout is an OperationalError)."""
+MAX_DB_LOSS_ATTEMPTS = 10
+"""A run that lost the database this many times ends with `error` instead of requeueing."""
+LEASE_MARGIN_S = 1.0
+"""Retrying a write stops this long before the lease (as last renewed) would expire."""
+
+
+def lost_database(exc: BaseException) -> bool:
+    """True when `exc` (or what it was raised from) means the database was unreachable.
+
+    `TimeoutError` is an `OSError` too, but a graph's timeout (a slow provider) is a real
+    failure, not a database outage.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, psycopg.OperationalError):
+            return True
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class RunRefused(Exception):
@@ -69,13 +104,35 @@ class RunHandle:
     control: RunControl = field(default_factory=RunControl)
     task: asyncio.Task[None] | None = None
     reason: str | None = None
-    """Why the task was cancelled: interrupt, rollback, lease_lost or shutdown."""
+    """Why the task was cancelled: interrupt, rollback, lease_lost, stalled or shutdown."""
     finishing: bool = False
     """Set once the graph has finished; cancellation no longer applies."""
+    finishing_since: float | None = None
+    """`time.monotonic()` when the run started finishing (the worker bounds how long)."""
+    lease_until: float = field(default_factory=lambda: time.monotonic() + 30.0)
+    """Until when (monotonic) the lease is surely ours: set at the claim and at every
+    successful renewal, from the time before the statement was sent."""
 
-    def cancel(self, reason: str) -> None:
-        """Cancel the run's task (the first reason wins; ignored once it is finishing)."""
-        if self.task is None or self.task.done() or self.finishing or self.reason is not None:
+    def start_finishing(self) -> None:
+        """The graph is done: from now on only recording its end remains."""
+        if not self.finishing:
+            self.finishing = True
+            self.finishing_since = time.monotonic()
+
+    @property
+    def executing(self) -> bool:
+        """True while the run's task is alive."""
+        return self.task is not None and not self.task.done()
+
+    def cancel(self, reason: str, *, force: bool = False) -> None:
+        """Cancel the run's task (the first reason wins; ignored once it is finishing).
+
+        `force` cancels a finishing run too (one stuck recording its end: the worker stopped
+        renewing its lease, and the reaper gives it to another attempt).
+        """
+        if self.task is None or self.task.done() or self.reason is not None:
+            return
+        if self.finishing and not force:
             return
         self.reason = reason
         self.task.cancel()
@@ -175,13 +232,58 @@ class RunExecutor:
         self.hub = hub
         self.worker_id = worker_id
         self.recursion_limit = recursion_limit
+        self._handles: dict[uuid.UUID, RunHandle] = {}
+
+    async def _while_leased(
+        self, run: dict[str, Any], what: str, write: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run `write()`, retrying with backoff while the database is unreachable.
+
+        Retries stop once the run's lease (as last renewed) is about to expire: then the
+        last error is raised, the run is left to its lease, and a reaper requeues it.
+        """
+        handle = self._handles.get(run["run_id"])
+        delay = 0.2
+        tries = 0
+        while True:
+            try:
+                return await write()
+            except DB_ERRORS as exc:
+                tries += 1
+                until = handle.lease_until if handle is not None else 0.0
+                if time.monotonic() + delay > until - LEASE_MARGIN_S:
+                    log.warning("run %s: %s failed %d times (%s: %s); leaving the run to "
+                                "its lease", run["run_id"], what, tries, type(exc).__name__,
+                                exc)
+                    raise
+                if tries == 1:
+                    log.warning("run %s: %s failed (%s: %s); retrying while the lease lasts",
+                                run["run_id"], what, type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def execute(self, run: dict[str, Any], graph: Graph, handle: RunHandle) -> None:
         """Execute a claimed run to its end (or until cancelled, drained or taken over)."""
+        self._handles[run["run_id"]] = handle
+        try:
+            await self._execute_held(run, graph, handle)
+        except DB_ERRORS as exc:
+            # Nothing could be recorded while the lease lasted: the reaper requeues the run.
+            log.warning("run %s: database unreachable (%s); the run goes back to the queue "
+                        "when its lease expires", run["run_id"], type(exc).__name__)
+        finally:
+            if self._handles.get(run["run_id"]) is handle:
+                del self._handles[run["run_id"]]
+
+    async def _execute_held(self, run: dict[str, Any], graph: Graph, handle: RunHandle) -> None:
         run_id: uuid.UUID = run["run_id"]
         fence = (self.worker_id, int(run["attempt"]))
-        async with self.pool.connection() as conn:
-            seq = await repo.next_seq(conn, run_id)
+
+        async def first_seq() -> int:
+            async with self.pool.connection() as conn:
+                return await repo.next_seq(conn, run_id)
+
+        seq = await self._while_leased(run, "reading its event log", first_seq)
         writer = EventWriter(
             self.pool, self.hub, run_id, fence=fence, next_seq=seq,
             on_lost=lambda: handle.cancel("lease_lost"),
@@ -215,14 +317,23 @@ class RunExecutor:
             todo, start_config = await self._plan(run, graph, config)
             if todo is not _DONE:
                 await self._stream(graph, todo, start_config, kwargs, writer, handle.control)
-            handle.finishing = True
-            state = await graph.aget_state(thread_config(config))
+            handle.start_finishing()
+            state = await self._while_leased(
+                run, "reading its final state", lambda: graph.aget_state(thread_config(config))
+            )
         except GraphDrained:
-            handle.finishing = True
+            handle.start_finishing()
             await self._release(run, writer, fence)
             return
         except Exception as exc:  # noqa: BLE001 - every failure ends the run with `error`
-            handle.finishing = True
+            handle.start_finishing()
+            if lost_database(exc) and int(run["attempt"]) < MAX_DB_LOSS_ATTEMPTS:
+                # Not the run's fault: it continues from its last checkpoint as the next
+                # attempt (refunds are idempotent per thread and tool call).
+                log.warning("run %s: lost the database (%s: %s); back to the queue",
+                            run["run_id"], type(exc).__name__, exc)
+                await self._release(run, writer, fence)
+                return
             await self._failed(run, graph, config, writer, fence, exc)
             return
         paused = bool(state.interrupts) or bool(state.next)
@@ -348,12 +459,17 @@ class RunExecutor:
         await writer.close()
         run_id: uuid.UUID = run["run_id"]
         events = writer.take()
-        async for attempt in retry_conflicts(f"finishing run {run_id}"):
-            with attempt:
-                finished = await self._commit_finish(run, events, fence, status=status,
+
+        async def commit() -> bool:
+            async for attempt in retry_conflicts(f"finishing run {run_id}"):
+                with attempt:
+                    return await self._commit_finish(run, events, fence, status=status,
                                                      output=output, error=error,
                                                      thread_status=thread_status,
                                                      interrupts=interrupts, state=state)
+            return False  # pragma: no cover - the last attempt raises
+
+        finished = await self._while_leased(run, f"recording its end ({status})", commit)
         if finished:
             self.hub.wake(str(run_id))
             log.info("run %s: %s", run_id, status)
@@ -390,8 +506,9 @@ class RunExecutor:
         reason: str,
     ) -> None:
         """Finish a cancelled run according to its `cancel_action` (or give it back)."""
-        if reason == "lease_lost":
-            log.warning("run %s: lease lost; another replica continues it", run["run_id"])
+        if reason in ("lease_lost", "stalled"):
+            log.warning("run %s: %s; another attempt continues it", run["run_id"],
+                        "lease lost" if reason == "lease_lost" else "stalled while finishing")
             return
         async with self.pool.connection() as conn:
             action = await repo.cancel_action_of(conn, run["run_id"])
@@ -462,14 +579,26 @@ class RunExecutor:
     async def _release(
         self, run: dict[str, Any], writer: EventWriter, fence: tuple[str, int]
     ) -> None:
-        """Give the run back to the queue (shutdown): another replica continues it."""
+        """Give the run back to the queue (shutdown, lost database).
+
+        Another attempt, here or on another replica, continues it from its last checkpoint.
+        """
         await writer.close()
         run_id: uuid.UUID = run["run_id"]
-        async with self.pool.connection() as conn, conn.transaction():
-            await repo.insert_events(conn, run_id, writer.take(), fence=fence)
-            if await repo.release_run(conn, run_id, fence=fence):
-                await repo.notify(conn, repo.RUNS_CHANNEL)
-        log.info("run %s: released for another worker", run_id)
+        events = writer.take()
+
+        async def release() -> bool:
+            async with self.pool.connection() as conn, conn.transaction():
+                await repo.insert_events(conn, run_id, events, fence=fence)
+                released = await repo.release_run(conn, run_id, fence=fence)
+                if released:
+                    await repo.notify(conn, repo.RUNS_CHANNEL)
+            return released
+
+        if await self._while_leased(run, "giving it back to the queue", release):
+            log.info("run %s: released for another worker", run_id)
+        else:
+            log.warning("run %s: no longer held by this worker; not released", run_id)
 
 
 def thread_config(config: RunnableConfig) -> RunnableConfig:
@@ -494,6 +623,7 @@ async def reopen_unstarted_resume(conn: repo.Conn, run: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "DB_ERRORS",
     "InvalidResume",
     "ResumeConflict",
     "RunExecutor",
@@ -502,6 +632,7 @@ __all__ = [
     "build_config",
     "final_values",
     "graph_input",
+    "lost_database",
     "pending_approval",
     "reopen_unstarted_resume",
 ]

@@ -2,10 +2,14 @@
 
 - Claiming: `UPDATE … WHERE run_id = (SELECT … FOR UPDATE SKIP LOCKED)`, oldest first, never a
   thread that already has a running run (the partial unique index settles any race).
-- Leases: a claimed run holds `lease_expires_at = now() + lease`; the worker renews all its
-  leases every `lease / 3`. A run whose lease could not be renewed is cancelled locally;
-  any replica's reaper puts a run whose lease expired back to `pending` (`attempt + 1`) and
-  it continues from the thread's last checkpoint.
+- Leases: a claimed run holds `lease_expires_at = now() + lease`; the worker renews the
+  leases of the runs it is still executing every `lease / 3`. A run whose lease could not be
+  renewed is cancelled locally; any replica's reaper puts a run whose lease expired back to
+  `pending` (`attempt + 1`) and it continues from the thread's last checkpoint.
+- Liveness: a lease is renewed only while its run's task is alive and, once the graph is
+  done, only for `lease` more seconds: a run stuck recording its end (a dead connection, a
+  lock that never comes) is cancelled and its lease left to expire, so no run stays
+  `running` without an executor (docs/http-service.md, "Database outages").
 - Cancellation: `runs.cancel_action` plus `NOTIFY steward_run_cancel`; the renewal also picks
   the flag up, so a missed notification only delays a cancel by one renewal period.
 - Shutdown: stop claiming, ask running graphs to stop at their next step boundary, wait up to
@@ -190,7 +194,8 @@ class RunWorker:
 
     def _spawn(self, run: dict[str, Any]) -> None:
         handle = RunHandle(run_id=run["run_id"], thread_id=run["thread_id"],
-                           attempt=int(run["attempt"]))
+                           attempt=int(run["attempt"]),
+                           lease_until=time.monotonic() + self.config.lease_s)
         graph = self.graphs[next(self._next_graph)]
         handle.task = asyncio.create_task(
             self.executor.execute(run, graph, handle), name=f"run-{run['run_id']}"
@@ -221,12 +226,36 @@ class RunWorker:
             await asyncio.sleep(period)
             await self.renew_leases()
 
+    def _live_handles(self) -> dict[uuid.UUID, RunHandle]:
+        """The runs whose leases should be renewed: those still executing, and not stuck.
+
+        A handle whose task is gone is forgotten; one that has been finishing for longer than
+        a lease is cancelled (it is stuck on the database) and no longer renewed, so its
+        lease expires and a reaper requeues the run.
+        """
+        live: dict[uuid.UUID, RunHandle] = {}
+        now = time.monotonic()
+        for run_id, handle in list(self.running.items()):
+            if not handle.executing:
+                if self.running.get(run_id) is handle:
+                    del self.running[run_id]
+                continue
+            since = handle.finishing_since
+            if since is not None and now - since > self.config.lease_s:
+                log.error("run %s: finishing for %.0fs; lease no longer renewed", run_id,
+                          now - since)
+                handle.cancel("stalled", force=True)
+                continue
+            live[run_id] = handle
+        return live
+
     async def renew_leases(self) -> None:
         """Renew this worker's leases; cancel runs it lost or that were asked to cancel."""
-        handles = dict(self.running)
+        handles = self._live_handles()
         if not handles:
             self._last_renewal = time.monotonic()
             return
+        sent_at = time.monotonic()
         try:
             async with self.runtime.pool.connection() as conn:
                 rows = await repo.renew_leases(
@@ -242,6 +271,8 @@ class RunWorker:
         held = {r["run_id"]: r for r in rows if int(r["attempt"]) == handles[r["run_id"]].attempt}
         for run_id, handle in handles.items():
             row = held.get(run_id)
+            if row is not None:
+                handle.lease_until = sent_at + self.config.lease_s
             if row is None:
                 if not handle.finishing:
                     handle.cancel("lease_lost")

@@ -316,6 +316,40 @@ async def test_a_run_lost_too_often_fails(rt: Runtime, clean: None) -> None:
     assert await thread_status(rt, tid) == "error"
 
 
+async def test_a_run_stuck_recording_its_end_is_not_renewed_forever(
+    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a run whose end never gets recorded must not keep its lease (and thread).
+
+    The first attempt to record the end blocks forever, as on a connection whose peer
+    vanished. The worker stops renewing that lease, the reaper requeues the run, and the
+    next attempt records it.
+    """
+    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
+    real_commit = worker.executor._commit_finish
+    stuck = asyncio.Event()
+
+    async def hang_once(*args: Any, **kwargs: Any) -> bool:
+        if not stuck.is_set():
+            stuck.set()
+            await asyncio.Event().wait()
+        return await real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    tid = await new_thread(rt)
+    await worker.start()
+    try:
+        run = await RunService(rt).create(ALICE, tid, body(input=QUESTION))
+        await asyncio.wait_for(stuck.wait(), timeout=60)
+        assert await wait_status(rt, run.run_id, {"success", "error"}, within=60) == "success"
+    finally:
+        await worker.stop()
+    async with rt.pool.connection() as conn:
+        final = await repo.get_run(conn, uuid.UUID(run.run_id))
+    assert final is not None and final["attempt"] == 2
+    assert await thread_status(rt, tid) == "idle"
+
+
 async def slow_run(rt: Runtime, mock_llm: MockLLM, tid: uuid.UUID, **fields: Any) -> str:
     """Start a run whose model call takes 20 s, and wait until it is running."""
     await mock_llm.add_faults([{"kind": "timeout", "delay_s": 20.0, "count": 1}])
