@@ -41,6 +41,9 @@ test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval
 eval: $(STAMP)  ## Offline evals against the mock provider, compared with the baseline
 	$(BIN)/steward eval --mock --compare evals/baseline.json
 
+chaos: $(STAMP)  ## Chaos test, long: kills, a Postgres restart, LLM faults (CHAOS_DURATION_S=240 CHAOS_SEED=random)
+	STEWARD_CHAOS_DURATION_S=$${CHAOS_DURATION_S:-240} STEWARD_CHAOS_SEED=$${CHAOS_SEED:-} $(BIN)/pytest tests/chaos -s -p no:cacheprovider
+
 bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
 	$(BIN)/python bench/graph_overhead.py
 
