@@ -316,7 +316,9 @@ class Job:
     order: str | None = None
     amount_cents: int | None = None
     decision: str | None = None
+    edited_cents: int | None = None
     approval_id: str | None = None
+    held_args: dict[str, Any] | None = None
     run_ids: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     live: dict[str, LiveStream] = field(default_factory=dict)
@@ -574,7 +576,10 @@ class Chaos:
             job.amount_cents = dollars * 100
             job.text = f"Refund ${dollars} on {job.order} please."
             if kind == "large":
-                job.decision = "approve" if rng.random() < 0.75 else "reject"
+                roll = rng.random()
+                job.decision = "approve" if roll < 0.6 else ("edit" if roll < 0.75 else "reject")
+                if job.decision == "edit":  # a smaller amount, still above the threshold
+                    job.edited_cents = (dollars - 5) * 100
         return job
 
     async def run_once(
@@ -629,7 +634,7 @@ class Chaos:
             except ValueError:  # the replica died mid-answer: join again
                 self.http_errors["join cut short"] += 1
 
-    async def find_approval(self, http: httpx.AsyncClient, tid: str) -> str | None:
+    async def find_approval(self, http: httpx.AsyncClient, job: Job) -> str | None:
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
             r = await self.request(
@@ -639,8 +644,10 @@ class Chaos:
                 self.keys["approver"],
                 params={"status": "pending", "limit": 500},
             )
-            mine = [a for a in r.json() if a.get("thread_id") == tid]
+            mine = [a for a in r.json() if a.get("thread_id") == job.thread_id]
             if mine:
+                requests = (mine[0].get("action") or {}).get("action_requests") or [{}]
+                job.held_args = dict(requests[0].get("args") or {})
                 return str(mine[0]["approval_id"])
             await asyncio.sleep(0.3)
         return None
@@ -648,12 +655,17 @@ class Chaos:
     async def decide(self, http: httpx.AsyncClient, job: Job) -> str | None:
         """Decide the job's approval; returns the resume run id."""
         assert job.approval_id is not None
+        decision: dict[str, Any] = {"type": job.decision}
+        if job.decision == "edit":
+            assert job.edited_cents is not None
+            args = {**(job.held_args or {}), "amount": f"{job.edited_cents / 100:.2f}"}
+            decision["edited_action"] = {"name": "issue_refund", "args": args}
         r = await self.request(
             http,
             "POST",
             f"/approvals/{job.approval_id}/decision",
             self.keys["approver"],
-            json_body={"type": job.decision},
+            json_body=decision,
             ok=(200, 409),
         )
         if r.status_code == 200:
@@ -692,7 +704,7 @@ class Chaos:
         self.counts[f"runs_{job.mode}"] += 1
         if job.kind != "large" or not (isinstance(out, dict) and "__interrupt__" in out):
             return
-        job.approval_id = await self.find_approval(http, job.thread_id)
+        job.approval_id = await self.find_approval(http, job)
         if job.approval_id is None:
             self.notes.append(
                 f"job {job.client}.{job.number}: interrupted run {run_id}, but no"
@@ -920,7 +932,7 @@ class Chaos:
             "faults_served": stats.get("faults_served"),
             "faults_by_kind": stats.get("faults_by_kind"),
             "llm_requests": stats.get("requests"),
-            "decisions": {k: self.counts[f"decisions_{k}"] for k in ("approve", "reject")},
+            "decisions": {k: self.counts[f"decisions_{k}"] for k in ("approve", "edit", "reject")},
             "modes": {k: self.counts[f"runs_{k}"] for k in ("stream", "background", "wait")},
             "http_requests": self.counts["http_requests"],
             "http_retries": dict(self.http_errors),

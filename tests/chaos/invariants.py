@@ -297,6 +297,19 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
                 f" {_short(rows)}",
                 *job.run_ids,
             )
+        wanted = job.edited_cents if job.decision == "edit" else job.amount_cents
+        if (
+            job.approval_id
+            and job.decision in ("approve", "edit")
+            and rows
+            and rows[0]["amount_cents"] != wanted
+        ):
+            fail(
+                "refund of another amount than released",
+                f"job {job.client}.{job.number}: {job.decision} released {wanted} cents,"
+                f" refund {_short(rows)}",
+                *job.run_ids,
+            )
     for run_id, r in runs.items():
         response = (r["output"] or {}).get("response") if isinstance(r["output"], dict) else None
         for a in (response or {}).get("actions") or []:
