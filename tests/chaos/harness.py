@@ -135,7 +135,7 @@ def make_schedule(config: ChaosConfig) -> list[Event]:
     rng = random.Random(config.seed)
     d = config.duration_s
     events: list[Event] = []
-    kills = max(2, int(d / 14))
+    kills = max(2, int(d / 35))  # a replica needs 20-60 s to start on a loaded machine
     for _ in range(kills):
         events.append(
             Event(
@@ -192,12 +192,15 @@ class Replica:
     process: subprocess.Popen[bytes] | None = None
     up: bool = False
     starts: int = 0
+    spawned: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"replica {self.name} is still running (pid {self.process.pid})")
         with self.log_path.open("ab") as log:
             log.write(
                 f"\n===== chaos: start #{self.starts + 1} of replica {self.name} "
@@ -211,6 +214,7 @@ class Replica:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.spawned.append(self.process)
         self.starts += 1
 
     async def wait_ready(self) -> None:
@@ -238,15 +242,17 @@ class Replica:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGTERM every process this slot ever started that still runs, SIGKILL leftovers."""
         self.up = False
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        alive = [p for p in self.spawned if p.poll() is None]
+        for process in alive:
+            process.terminate()
+        for process in alive:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
     def tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
@@ -368,6 +374,7 @@ class Chaos:
         self.server_errors: list[str] = []
         self.faults_queued: Counter[str] = Counter()
         self.chaos_over = asyncio.Event()
+        self._kill_lock = asyncio.Lock()
         self.hard_deadline = 0.0
         self.pg_down = False
         self.pg_back_to_success_s: float | None = None
@@ -742,16 +749,20 @@ class Chaos:
                         f"job {client}.{number} ({job.kind}/{job.mode}, thread"
                         f" {job.thread_id}) gave up: {exc}"
                     )
-                    return
+                    if time.monotonic() > self.hard_deadline:
+                        return
 
     # ------------------------------------------------------------------ disturbances
 
     async def kill(self, event: Event) -> None:
-        deadline = time.monotonic() + 90.0
-        while time.monotonic() < deadline:  # never both down: wait for the other's restart
-            if len(self._up()) == len(self.replicas):
-                break
-            await asyncio.sleep(0.2)
+        """SIGKILL one replica and restart it; kills are serialised (one replica down at most)."""
+        async with self._kill_lock:
+            if self.chaos_over.is_set():
+                self.counts["kills_skipped"] += 1
+                return
+            await self._kill(event)
+
+    async def _kill(self, event: Event) -> None:
         if len(self._up()) < len(self.replicas):
             self.log(f"kill skipped: a replica is still down ({event.describe()})")
             self.counts["kills_skipped"] += 1
@@ -879,7 +890,11 @@ class Chaos:
         )
         for event in self.schedule:
             print(f"  {event.describe()}", flush=True)
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        if task is not None:  # SIGTERM (e.g. `timeout`) still stops every process we started
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
         with contextlib.ExitStack() as stack:
+            stack.callback(loop.remove_signal_handler, signal.SIGTERM)
             try:
                 await self.setup()
                 self.start_mock(stack)
@@ -902,9 +917,57 @@ class Chaos:
 
                 await check(self, stuck)
                 stats = await self.mock.stats() if self.mock else {}
-                return self.summary(stats, time.monotonic() - started)
+                summary = self.summary(stats, time.monotonic() - started)
+                if self.violations:
+                    summary["artifacts"] = str(self.save_artifacts(summary))
+                return summary
             finally:
                 self.teardown()
+
+    def save_artifacts(self, summary: dict[str, Any]) -> Path:
+        """Keep the evidence outside pytest's rotating tmp dirs: logs, violations, and the
+        runs, events and approvals of every violating run (`STEWARD_CHAOS_ARTIFACTS`, default
+        `$TMPDIR/steward-chaos-<seed>-<time>`).
+        """
+        import shutil
+        import tempfile
+
+        base = os.environ.get("STEWARD_CHAOS_ARTIFACTS") or tempfile.gettempdir()
+        out = Path(base) / f"steward-chaos-{self.config.seed}-{time.strftime('%Y%m%dT%H%M%S')}"
+        out.mkdir(parents=True, exist_ok=True)
+        for replica in self.replicas:
+            if replica.log_path.exists():
+                shutil.copy(replica.log_path, out / replica.log_path.name)
+        if self.pg is not None and self.pg.log.exists():
+            shutil.copy(self.pg.log, out / "postgres.log")
+        run_ids = sorted({r for v in self.violations for r in v.run_ids})
+        evidence: dict[str, Any] = {
+            "summary": summary,
+            "timeline": self.timeline,
+            "violations": [str(v) for v in self.violations],
+            "runs": {},
+        }
+        for run_id in run_ids:
+            with contextlib.suppress(psycopg.Error, ValueError):
+                evidence["runs"][run_id] = {
+                    "run": self.query(
+                        "SELECT run_id::text, thread_id::text, status, attempt, worker_id,"
+                        " kwargs, output, error, created_at, updated_at FROM runs"
+                        " WHERE run_id = %s",
+                        (run_id,),
+                    ),
+                    "events": self.query(
+                        "SELECT seq, event, data FROM run_events WHERE run_id = %s ORDER BY seq",
+                        (run_id,),
+                    ),
+                    "approvals": self.query(
+                        "SELECT * FROM approvals WHERE run_id = %s OR resume_run_id = %s",
+                        (run_id, run_id),
+                    ),
+                    "refunds": self.query("SELECT * FROM refunds WHERE run_id = %s", (run_id,)),
+                }
+        (out / "evidence.json").write_text(json.dumps(evidence, indent=1, default=str))
+        return out
 
     def summary(self, stats: dict[str, Any], took: float) -> dict[str, Any]:
         runs = (

@@ -160,6 +160,18 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
                 break
             seen[key] = s
 
+    # ---- runs the clients were given still exist (nothing here deletes or rolls back a run)
+    for job in chaos.jobs:
+        for run_id in job.run_ids:
+            if run_id and run_id not in runs:
+                fail(
+                    "run lost",
+                    f"job {job.client}.{job.number} ({job.kind}/{job.mode}, thread"
+                    f" {job.thread_id}, approval {job.approval_id}): the API answered run"
+                    f" {run_id}, which no longer exists ({job.gave_up or 'no client error'})",
+                    run_id,
+                )
+
     # ---- events: what live streams received, and replays
     for job in chaos.jobs:
         for run_id, live in job.live.items():
