@@ -161,8 +161,9 @@ def make_schedule(config: ChaosConfig) -> list[Event]:
             )
         )
     t = 2.0
+    first = [0.1, 0.5, 0.9]  # every schedule has a 5xx, a 429 and a timeout early on
     while t < d - 3.0:
-        roll = rng.random()
+        roll = first.pop(0) if first else rng.random()
         if roll < 0.35:
             fault: dict[str, Any] = {
                 "kind": "status",
