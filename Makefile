@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install run chat test eval lint typecheck unit integration bench fuzz clean
+.PHONY: help install run chat test eval lint typecheck unit integration bench fuzz clean fuzz chaos
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -43,6 +43,8 @@ eval: $(STAMP)  ## Offline evals against the mock provider, compared with the ba
 
 fuzz: $(STAMP)  ## Schemathesis over the OpenAPI schema, slow profile (CI runs 3 examples per operation)
 	STEWARD_FUZZ_EXAMPLES=$${STEWARD_FUZZ_EXAMPLES:-50} $(BIN)/pytest -s tests/e2e/test_schemathesis.py
+chaos: $(STAMP)  ## Chaos test, long: kills, a Postgres restart, LLM faults (CHAOS_DURATION_S=240 CHAOS_SEED=random)
+	STEWARD_CHAOS_DURATION_S=$${CHAOS_DURATION_S:-240} STEWARD_CHAOS_SEED=$${CHAOS_SEED:-} $(BIN)/pytest tests/chaos -s -p no:cacheprovider
 
 bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
 	$(BIN)/python bench/graph_overhead.py
