@@ -32,6 +32,8 @@ POLL_INTERVAL_S = 1.0
 DEGRADED_POLL_INTERVAL_S = 0.25
 """Poll interval while the LISTEN connection is down."""
 TAIL_BATCH = 500
+DB_UNREACHABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, OSError)
+"""A follower that cannot read the database keeps its client waiting (with heartbeats)."""
 
 class EventHub:
     """One LISTEN connection per process, fanning notifications out to local waiters."""
@@ -185,6 +187,12 @@ class EventWriter:
         self._seq += 1
         self._has_data.set()
 
+    def emit_json(self, event: str, data: str) -> None:
+        """Queue one event whose data is already JSON (events rebuilt from checkpoints)."""
+        self._buffer.append((self._seq, event, data))
+        self._seq += 1
+        self._has_data.set()
+
     def take(self) -> list[tuple[int, str, str]]:
         """Remove and return the unflushed events (to write them in the final transaction)."""
         events, self._buffer = self._buffer, []
@@ -276,8 +284,14 @@ async def tail(
     try:
         while True:
             waiter.clear()
-            async with pool.connection() as conn:
-                status, rows = await repo.tail_events(conn, run_id, last, TAIL_BATCH)
+            try:
+                async with pool.connection() as conn:
+                    status, rows = await repo.tail_events(conn, run_id, last, TAIL_BATCH)
+            except DB_UNREACHABLE as exc:
+                log.warning("run %s: cannot read its events (%s); waiting", run_id, exc)
+                await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+                yield None  # a heartbeat: the stream stays open while the database is away
+                continue
             for row in rows:
                 last = row.seq
                 if events is None or row.event.split("|", 1)[0] in events:
@@ -306,8 +320,14 @@ async def wait_until_done(
     try:
         while True:
             waiter.clear()
-            async with pool.connection() as conn:
-                found = await repo.get_output(conn, run_id)
+            try:
+                async with pool.connection() as conn:
+                    found = await repo.get_output(conn, run_id)
+            except DB_UNREACHABLE as exc:
+                log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
+                await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+                yield None
+                continue
             if found is None:
                 yield ("deleted", None)
                 return

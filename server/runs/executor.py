@@ -46,6 +46,7 @@ from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, EventWriter
 from server.runs.models import GRAPH_ID
+from server.runs.recovery import missing_events, step_events
 from server.sse import dumps, interrupt_json, to_jsonable
 from steward.db.pool import DbPool
 from steward.observability.callbacks import instrument_run_config
@@ -311,12 +312,11 @@ class RunExecutor:
             build_config(run, self.recursion_limit), run_id=str(run["run_id"]),
             request_id=kwargs.get("request_id"), traceparent=kwargs.get("traceparent"),
         )
-        if fence[1] > 1:
-            writer.emit("metadata", {"run_id": str(run["run_id"]), "attempt": fence[1]})
         try:
-            todo, start_config = await self._plan(run, graph, config)
+            todo, start_config = await self._plan(run, graph, config, writer)
             if todo is not _DONE:
-                await self._stream(graph, todo, start_config, kwargs, writer, handle.control)
+                await self._stream(graph, todo, start_config, kwargs, writer, handle.control,
+                                   continuing=todo is None and fence[1] > 1)
             handle.start_finishing()
             state = await self._while_leased(
                 run, "reading its final state", lambda: graph.aget_state(thread_config(config))
@@ -345,20 +345,32 @@ class RunExecutor:
         )
 
     async def _plan(
-        self, run: dict[str, Any], graph: Graph, config: RunnableConfig
+        self, run: dict[str, Any], graph: Graph, config: RunnableConfig, writer: EventWriter
     ) -> tuple[Any, RunnableConfig]:
-        """Decide what to feed the graph: the run's input, None (continue), or nothing."""
+        """Decide what to feed the graph: the run's input, None (continue), or nothing.
+
+        A later attempt first stores the events of steps an earlier attempt checkpointed
+        but did not store (`server.runs.recovery`), then marks itself with a `metadata`
+        event, unless the run had already finished: then its stream ends as it would have.
+        """
         kwargs = run.get("kwargs") or {}
         run_id = str(run["run_id"])
-        if int(run["attempt"]) > 1:
+        attempt = int(run["attempt"])
+        if attempt > 1:
             latest = await graph.aget_state(thread_config(config))
             if (latest.metadata or {}).get("run_id") == run_id:
                 # This run already checkpointed before its replica died: continue from there.
-                if latest.interrupts or not latest.next:
+                await self._restore_events(run, graph, config, writer)
+                # The live `next` leaves out tasks whose writes were saved, so a step that
+                # finished just before the kill (its checkpoint never written) shows no `next`
+                # either: only a checkpoint with no tasks at all has ended the graph.
+                if latest.interrupts or not latest.tasks:
                     return _DONE, config
+                writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
                 log.info("run %s: attempt %s continues from its last checkpoint",
                          run_id, run["attempt"])
                 return None, config
+            writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
         start = RunnableConfig(**config)
         checkpoint = kwargs.get("checkpoint") or {}
         if checkpoint.get("checkpoint_id"):
@@ -382,6 +394,26 @@ class RunExecutor:
                 )
         return graph_input(kwargs), start
 
+    async def _restore_events(
+        self, run: dict[str, Any], graph: Graph, config: RunnableConfig, writer: EventWriter
+    ) -> None:
+        """Store the `updates`/`values` of steps this run checkpointed but never stored."""
+        run_id: uuid.UUID = run["run_id"]
+        requested = list((run.get("kwargs") or {}).get("stream_mode") or ["values"])
+
+        async def stored() -> list[tuple[str, str]]:
+            async with self.pool.connection() as conn:
+                return await repo.step_events_of(conn, run_id)
+
+        have = await self._while_leased(run, "reading its events", stored)
+        rebuilt = await step_events(graph, thread_config(config), str(run_id), requested)
+        missing = missing_events(have, rebuilt)
+        for name, data in missing:
+            writer.emit_json(name, data)
+        if missing:
+            log.warning("run %s: stored %d events its earlier attempt checkpointed but lost",
+                        run_id, len(missing))
+
     async def _expire_bound(self, kwargs: dict[str, Any]) -> None:
         approval_id = kwargs.get("approval_id")
         if approval_id:
@@ -391,9 +423,15 @@ class RunExecutor:
 
     async def _stream(
         self, graph: Graph, todo: Any, config: RunnableConfig, kwargs: dict[str, Any],
-        writer: EventWriter, control: RunControl,
+        writer: EventWriter, control: RunControl, *, continuing: bool = False,
     ) -> None:
+        """Stream the graph into `writer`.
+
+        `continuing`: a later attempt continues from its own checkpoint; LangGraph then first
+        streams that checkpoint's values, which the stream already holds: skipped.
+        """
         requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
+        skip_replayed_values = continuing and "values" in requested
         modes = {"messages" if m == "messages-tuple" else m for m in requested}
         wants_updates = "updates" in requested
         if "values" not in requested and not wants_updates:
@@ -417,6 +455,13 @@ class RunExecutor:
             else:
                 namespace, (mode, data) = (), part
             suffix = "".join(f"|{n}" for n in namespace)
+            if skip_replayed_values:
+                skip_replayed_values = False
+                if mode == "values" and not namespace:
+                    continue
+            if mode == "updates" and isinstance(data, dict) and "__metadata__" in data:
+                # A task whose writes an earlier attempt saved is replayed, marked `cached`.
+                data = {k: v for k, v in data.items() if k != "__metadata__"}
             if mode == "updates" and not wants_updates:
                 if isinstance(data, dict) and "__interrupt__" in data:
                     writer.emit("values" + suffix, {"__interrupt__": data["__interrupt__"]})

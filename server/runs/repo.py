@@ -314,6 +314,16 @@ async def tail_events(
     return rows[0]["status"], events
 
 
+async def step_events_of(conn: Conn, run_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The run's stored `updates` and `values` events `(event, json)`, in order."""
+    cur = await conn.execute(
+        "SELECT event, data::text AS data FROM run_events"
+        " WHERE run_id = %s AND event IN ('updates', 'values') ORDER BY seq",
+        (run_id,),
+    )
+    return [(r["event"], r["data"]) for r in await cur.fetchall()]
+
+
 async def max_seq(conn: Conn, run_id: uuid.UUID) -> int:
     """The highest stored event sequence number of a run (-1 when none)."""
     cur = await conn.execute(

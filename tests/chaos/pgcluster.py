@@ -84,8 +84,11 @@ class PgCluster:
                 "\n# steward chaos test\n"
                 f"listen_addresses = '127.0.0.1'\nport = {cluster.port}\n"
                 f"unix_socket_directories = '{root}'\n"
-                "max_connections = 200\nfsync = off\nsynchronous_commit = off\n"
+                "max_connections = 200\nfsync = off\nsynchronous_commit = on\n"
                 "full_page_writes = off\nshared_buffers = 64MB\n"
+                # fsync = off survives `stop -m immediate` (the OS keeps the WAL);
+                # synchronous_commit = off would not: a crash drops commits already
+                # acknowledged to the client (runs, decisions the API answered).
             )
         return cluster
 

@@ -265,6 +265,9 @@ async def test_runs_in_flight_survive_a_database_outage(
 
         await poll("every run reached its slow model call", all_in_model_call, 120)
 
+        # A client already waiting for a run keeps waiting through the outage.
+        joining = asyncio.create_task(http.get(f"/threads/{threads[1]}/runs/{runs[1]}/join"))
+        await asyncio.sleep(0.5)
         # The outage: sessions terminated as by a restart, then no connection at all.
         await terminate_backends(outage_pool, outage_db)
         proxy.cut()
@@ -311,6 +314,10 @@ async def test_runs_in_flight_survive_a_database_outage(
         finally:
             stuck = watchdog.stuck_after(restored_at, 0.0)
         to_all_terminal = time.monotonic() - restored_at
+
+        joined = await joining
+        assert joined.status_code == 200, joined.text
+        assert joined.json().get("response"), joined.json()
 
         print(f"\noutage {OUTAGE_S:.0f}s: first success {to_first_success:.2f}s after the "
               f"database was back, every run ended after {to_all_terminal:.2f}s; 503 latency "

@@ -1,0 +1,102 @@
+"""Events a dead attempt checkpointed but never stored, rebuilt from the thread's checkpoints.
+
+LangGraph yields a step's `updates` and `values` only after that step's checkpoint is saved
+(durability `sync`), and the executor stores events in batches. A replica that dies in
+between leaves checkpoints whose events were never stored: the next attempt continues after
+them and would never emit them again, so the run's stream would miss them (often its last
+`updates` and final `values`).
+
+The checkpoints are the durable record, and each step's events are a function of them: the
+`updates` of a step are the results of the tasks that produced its checkpoint (held by the
+parent checkpoint's pending writes), its `values` are the checkpoint's values, and an
+interrupt is the checkpoint's pending interrupts. `step_events` rebuilds exactly what
+`RunExecutor._stream` emitted for a run's checkpointed steps (tested against live streams);
+`missing_events` compares that with what is stored and returns the tail to append.
+
+Token chunks (`messages`) and `custom` events are not part of a checkpoint: those of a step
+whose replica died are not re-sent (the step's `updates` and `values` are).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
+
+from server.sse import dumps
+
+STEP_EVENTS = frozenset({"updates", "values"})
+"""The event names rebuilt from checkpoints."""
+
+
+def _step(
+    parent: StateSnapshot, snapshot: StateSnapshot, requested: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """The events `_stream` emits after `snapshot`'s checkpoint was saved."""
+    wants_updates = "updates" in requested
+    wants_values = "values" in requested
+    events: list[tuple[str, Any]] = []
+    if wants_updates:
+        for task in parent.tasks:
+            if task.name.startswith("__") or task.result is None:
+                continue
+            events.append(("updates", {task.name: task.result}))
+    if wants_values:
+        events.append(("values", snapshot.values))
+    interrupts = [i for task in snapshot.tasks for i in task.interrupts]
+    if interrupts:
+        if wants_updates:
+            events.append(("updates", {"__interrupt__": interrupts}))
+        if wants_values:
+            events.append(("values", {**snapshot.values, "__interrupt__": interrupts}))
+        elif not wants_updates:
+            events.append(("values", {"__interrupt__": interrupts}))
+    return events
+
+
+async def step_events(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    thread: RunnableConfig,
+    run_id: str,
+    requested: Sequence[str],
+) -> list[tuple[str, str]]:
+    """`(event, json)` of every step run `run_id` checkpointed on `thread`, oldest first."""
+    history = [s async for s in graph.aget_state_history(thread)]
+    history.reverse()
+    events: list[tuple[str, str]] = []
+    first = True
+    for parent, snapshot in itertools.pairwise(history):
+        meta = snapshot.metadata or {}
+        if meta.get("run_id") != run_id or meta.get("source") != "loop":
+            continue
+        resumed = (parent.metadata or {}).get("run_id") != run_id
+        if first and resumed and "values" in requested:
+            # A run that starts from an earlier checkpoint (a resume) first streams its values.
+            events.append(("values", dumps(parent.values)))
+        first = False
+        events.extend((name, dumps(data)) for name, data in _step(parent, snapshot, requested))
+    return events
+
+
+def missing_events(
+    stored: Sequence[tuple[str, str]], rebuilt: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The rebuilt events that come after what is stored (`updates`/`values` compared only).
+
+    Stored events are a prefix of what the run emitted (batches are written in order), so
+    the answer is the rebuilt tail after the stored ones. When the stored events are not a
+    prefix of the rebuilt ones (nothing to align on), nothing is added.
+    """
+    kept = [(name, json.loads(data)) for name, data in stored if name in STEP_EVENTS]
+    expected = [(name, json.loads(data)) for name, data in rebuilt]
+    if kept != expected[: len(kept)]:
+        return []
+    return list(rebuilt[len(kept):])
+
+
+__all__ = ["STEP_EVENTS", "missing_events", "step_events"]
