@@ -379,23 +379,25 @@ async def renew_leases(
 async def requeue_expired(conn: Conn, max_attempts: int) -> tuple[list[DictRow], list[DictRow]]:
     """Put runs whose lease expired back to pending (attempt + 1), or fail them for good.
 
-    Returns `(requeued, failed)` rows.
+    A run fails once it lost `max_attempts` leases (`lost_leases`; hand-overs by a drain or
+    a lost database do not count). Returns `(requeued, failed)` rows.
     """
     cur = await conn.execute(
         "UPDATE runs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,"
-        " attempt = attempt + 1, updated_at = now()"
-        " WHERE status = 'running' AND lease_expires_at < now() AND attempt < %s"
+        " attempt = attempt + 1, lost_leases = lost_leases + 1, updated_at = now()"
+        " WHERE status = 'running' AND lease_expires_at < now() AND lost_leases + 1 < %s"
         " RETURNING run_id, thread_id, attempt",
         (max_attempts,),
     )
     requeued = await cur.fetchall()
     cur = await conn.execute(
         "UPDATE runs SET status = 'error', lease_expires_at = NULL, updated_at = now(),"
+        " lost_leases = lost_leases + 1,"
         " error = jsonb_build_object('error', 'LeaseExpired', 'message',"
-        "   'the run was lost ' || attempt || ' times (its server stopped); giving up'),"
+        "   'the run was lost ' || (lost_leases + 1) || ' times (its server stopped); giving up'),"
         " output = jsonb_build_object('__error__', jsonb_build_object('error', 'LeaseExpired',"
-        "   'message', 'the run was lost ' || attempt || ' times; giving up'))"
-        " WHERE status = 'running' AND lease_expires_at < now() AND attempt >= %s"
+        "   'message', 'the run was lost ' || (lost_leases + 1) || ' times; giving up'))"
+        " WHERE status = 'running' AND lease_expires_at < now() AND lost_leases + 1 >= %s"
         " RETURNING run_id, thread_id, attempt",
         (max_attempts,),
     )

@@ -62,7 +62,8 @@ class WorkerConfig:
     poll_s: float = 1.0
     """Claim attempts happen at least this often even without a notification."""
     max_attempts: int = 3
-    """A run lost this many times (its replica died each time) ends with `error`."""
+    """A run whose lease expired this many times (its replica died) ends with `error`; hand-overs
+    by a drain or a lost database do not count (`runs.lost_leases`)."""
     shutdown_grace_s: float = 10.0
     """How long `stop()` lets running graphs reach a step boundary before cancelling them."""
     graph_instances: int = 4

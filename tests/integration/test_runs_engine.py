@@ -307,13 +307,35 @@ async def test_a_run_lost_too_often_fails(rt: Runtime, clean: None) -> None:
     async with rt.pool.connection() as conn:
         await conn.execute(
             "UPDATE runs SET status = 'running', worker_id = 'gone', attempt = 3,"
-            " lease_expires_at = now() - interval '1 second' WHERE run_id = %s",
+            " lost_leases = 2, lease_expires_at = now() - interval '1 second'"
+            " WHERE run_id = %s",
             (uuid.UUID(run.run_id),),
         )
     worker = RunWorker(rt, rt.deps.settings, config=quick_config())
     assert await worker.reap_expired() == 1
     assert await status_of(rt, run.run_id) == "error"
     assert await thread_status(rt, tid) == "error"
+
+
+async def test_hand_overs_are_not_lost_leases(rt: Runtime, clean: None) -> None:
+    """A run given back by drains or a lost database (attempt 5) is not failed for it."""
+    service = RunService(rt)
+    tid = await new_thread(rt)
+    run = await service.create(ALICE, tid, body(input=QUESTION))
+    async with rt.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE runs SET status = 'running', worker_id = 'gone', attempt = 5,"
+            " lease_expires_at = now() - interval '1 second' WHERE run_id = %s",
+            (uuid.UUID(run.run_id),),
+        )
+    worker = RunWorker(rt, rt.deps.settings, config=quick_config())
+    assert await worker.reap_expired() == 1
+    async with rt.pool.connection() as conn:
+        cur = await conn.execute("SELECT status, attempt, lost_leases FROM runs"
+                                 " WHERE run_id = %s", (uuid.UUID(run.run_id),))
+        row = await cur.fetchone()
+    assert row is not None
+    assert (row["status"], row["attempt"], row["lost_leases"]) == ("pending", 6, 1)
 
 
 async def test_a_run_stuck_recording_its_end_is_not_renewed_forever(
