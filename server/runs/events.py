@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg_pool import PoolTimeout
 
 from server.runs import repo
 from server.runs.models import TERMINAL_STATUSES
@@ -32,8 +33,18 @@ POLL_INTERVAL_S = 1.0
 DEGRADED_POLL_INTERVAL_S = 0.25
 """Poll interval while the LISTEN connection is down."""
 TAIL_BATCH = 500
-DB_UNREACHABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, OSError)
-"""A follower that cannot read the database keeps its client waiting (with heartbeats)."""
+CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+"""Connection exceptions and server shutdowns: transient, the database comes back."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when `exc` means the database is (for now) unreachable, not a broken query."""
+    if isinstance(exc, PoolTimeout | OSError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(CONNECTION_SQLSTATES)
 
 class EventHub:
     """One LISTEN connection per process, fanning notifications out to local waiters."""
@@ -281,14 +292,19 @@ async def tail(
     key = str(run_id)
     waiter = hub.subscribe(key)
     last = after_seq
+    away = False  # the database was unreachable (logged once)
     try:
         while True:
             waiter.clear()
             try:
                 async with pool.connection() as conn:
                     status, rows = await repo.tail_events(conn, run_id, last, TAIL_BATCH)
-            except DB_UNREACHABLE as exc:
-                log.warning("run %s: cannot read its events (%s); waiting", run_id, exc)
+            except (psycopg.OperationalError, OSError) as exc:
+                if not connection_lost(exc):
+                    raise
+                if not away:
+                    log.warning("run %s: cannot read its events (%s); waiting", run_id, exc)
+                away = True
                 await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
                 yield None  # a heartbeat: the stream stays open while the database is away
                 continue
@@ -317,14 +333,19 @@ async def wait_until_done(
     """
     key = str(run_id)
     waiter = hub.subscribe(key)
+    away = False  # the database was unreachable (logged once)
     try:
         while True:
             waiter.clear()
             try:
                 async with pool.connection() as conn:
                     found = await repo.get_output(conn, run_id)
-            except DB_UNREACHABLE as exc:
-                log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
+            except (psycopg.OperationalError, OSError) as exc:
+                if not connection_lost(exc):
+                    raise
+                if not away:
+                    log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
+                away = True
                 await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
                 yield None
                 continue

@@ -221,6 +221,29 @@ def final_values(state: StateSnapshot) -> dict[str, Any]:
 
 
 _DONE = object()
+"""`_plan`: the run had already ended (a takeover found its last checkpoint)."""
+_CONTINUE = object()
+"""`_plan`: continue from the run's own last checkpoint (`astream(None)`)."""
+
+
+async def at_breakpoint(graph: Graph, latest: StateSnapshot, kwargs: dict[str, Any]) -> bool:
+    """True when the run's own latest checkpoint is where its `interrupt_before/after` stops.
+
+    A takeover must not continue from there: LangGraph treats `astream(None)` as a resume,
+    which passes the breakpoint, so the node the client wanted to review would run.
+    """
+    before = kwargs.get("interrupt_before") or []
+    after = kwargs.get("interrupt_after") or []
+    waiting = set(latest.next)
+    if before and waiting and (before == "*" or waiting & set(before)):
+        return True
+    if not after or latest.parent_config is None:
+        return False
+    if len(waiting) != len(latest.tasks):
+        return False  # a task of the next step already ran: the breakpoint was passed
+    parent = await graph.aget_state(latest.parent_config)
+    ran = {t.name for t in parent.tasks}
+    return bool(ran) and (after == "*" or bool(ran & set(after)))
 
 
 class RunExecutor:
@@ -315,8 +338,9 @@ class RunExecutor:
         try:
             todo, start_config = await self._plan(run, graph, config, writer)
             if todo is not _DONE:
-                await self._stream(graph, todo, start_config, kwargs, writer, handle.control,
-                                   continuing=todo is None and fence[1] > 1)
+                continuing = todo is _CONTINUE
+                await self._stream(graph, None if continuing else todo, start_config, kwargs,
+                                   writer, handle.control, continuing=continuing)
             handle.start_finishing()
             state = await self._while_leased(
                 run, "reading its final state", lambda: graph.aget_state(thread_config(config))
@@ -364,12 +388,13 @@ class RunExecutor:
                 # The live `next` leaves out tasks whose writes were saved, so a step that
                 # finished just before the kill (its checkpoint never written) shows no `next`
                 # either: only a checkpoint with no tasks at all has ended the graph.
-                if latest.interrupts or not latest.tasks:
+                if (latest.interrupts or not latest.tasks
+                        or await at_breakpoint(graph, latest, kwargs)):
                     return _DONE, config
                 writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
                 log.info("run %s: attempt %s continues from its last checkpoint",
                          run_id, run["attempt"])
-                return None, config
+                return _CONTINUE, config
             writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
         start = RunnableConfig(**config)
         checkpoint = kwargs.get("checkpoint") or {}
@@ -674,6 +699,7 @@ __all__ = [
     "RunExecutor",
     "RunHandle",
     "RunRefused",
+    "at_breakpoint",
     "build_config",
     "final_values",
     "graph_input",

@@ -13,8 +13,11 @@ interrupt is the checkpoint's pending interrupts. `step_events` rebuilds exactly
 `RunExecutor._stream` emitted for a run's checkpointed steps (tested against live streams);
 `missing_events` compares that with what is stored and returns the tail to append.
 
-Token chunks (`messages`) and `custom` events are not part of a checkpoint: those of a step
-whose replica died are not re-sent (the step's `updates` and `values` are).
+Token chunks (`messages`), `custom` events, subgraph events (`updates|ns`) and the empty
+`__interrupt__` of an `interrupt_before/after` breakpoint are not rebuilt. The rebuild follows
+one task per step in order (Steward's graph); where the stored events are not a prefix of the
+rebuilt ones (e.g. parallel tasks streamed in completion order), nothing is added rather
+than something wrong.
 """
 
 from __future__ import annotations
@@ -41,12 +44,15 @@ def _step(
     wants_updates = "updates" in requested
     wants_values = "values" in requested
     events: list[tuple[str, Any]] = []
+    # A task that interrupted and was not resumed has no result; a resumed one has.
+    finished = [t for t in parent.tasks if t.result is not None or not t.interrupts]
     if wants_updates:
-        for task in parent.tasks:
-            if task.name.startswith("__") or task.result is None:
-                continue
-            events.append(("updates", {task.name: task.result}))
-    if wants_values:
+        for task in finished:
+            if not task.name.startswith("__"):  # LangGraph hides `__start__`
+                # A task that wrote no output channel streams as `{name: None}`.
+                events.append(("updates", {task.name: task.result or None}))
+    if wants_values and any(t.result for t in finished):
+        # `values` streams only when the step wrote an output channel.
         events.append(("values", snapshot.values))
     interrupts = [i for task in snapshot.tasks for i in task.interrupts]
     if interrupts:

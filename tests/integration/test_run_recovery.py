@@ -218,3 +218,40 @@ async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answ
     assert len(await mock_llm.requests()) == 1
     stored, rebuilt = await stored_and_rebuilt(rt, tid, run.run_id, BOTH)
     assert_complete(await events_of(rt, run.run_id), stored, rebuilt)
+
+
+async def test_a_takeover_at_an_interrupt_before_breakpoint_does_not_run_past_it(
+    rt: Runtime, clean: None, mock_llm: MockLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run stopped before `agent` (its breakpoint), its end was never recorded.
+
+    Continuing with `astream(None)` would be a resume, which passes the breakpoint: the next
+    attempt must end the run `interrupted` without calling the model.
+    """
+    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
+    real_commit = worker.executor._commit_finish
+    stuck = asyncio.Event()
+
+    async def hang_once(*args: Any, **kwargs: Any) -> bool:
+        if not stuck.is_set():
+            stuck.set()
+            await asyncio.Event().wait()
+        return await real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    tid = await new_thread(rt)
+    await worker.start()
+    try:
+        run = await RunService(rt).create(ALICE, tid, body(
+            input=ask("How long is the return window?"), interrupt_before=["agent"]))
+        await asyncio.wait_for(stuck.wait(), timeout=60)
+        assert await wait_status(rt, run.run_id, {"success", "interrupted", "error"},
+                                 within=60) == "interrupted"
+    finally:
+        await worker.stop()
+    async with rt.pool.connection() as conn:
+        final = await repo.get_run(conn, uuid.UUID(run.run_id))
+    assert final is not None and final["attempt"] == 2
+    assert await mock_llm.requests() == []  # `agent` never ran
+    state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
+    assert state.next == ("agent",)

@@ -1,7 +1,7 @@
 """Runs count the leases they lost apart from their attempts.
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007 (and needs 0003, which creates `runs`)
 Create Date: 2026-12-02
 
 `attempt` fences every write of one execution and grows each time a run is handed on: when
@@ -18,7 +18,7 @@ from alembic import op
 revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = ("0003",)
 
 
 def upgrade() -> None:
