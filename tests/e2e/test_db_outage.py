@@ -10,8 +10,6 @@ must accept new runs. A watchdog samples the `runs` rows directly (not through t
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from steward.domain.seed import seed_demo_orders
 from steward.mock_llm.process import MockLLM
 from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
-from tests.fixtures_server import ROOT, free_port, serve_command
+from tests.serve_helpers import Served, service_env, start_serve
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -52,16 +50,6 @@ TEST_APP = "steward-test-direct"
 START_TIMEOUT_S = 240.0
 """The server loads its index and Presidio at start: slow on a loaded 2-core machine."""
 QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @dataclass
@@ -122,26 +110,6 @@ def via_proxy(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
 
 
-def wait_ready(server: Server) -> None:
-    """Wait for `/readyz` (the proxy has its own thread: blocking here does not stall it)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"steward serve exited with {server.process.returncode}:\n"
-                        f"{server.log()[-8000:]}")
-        try:
-            r = httpx.get(f"{server.url}/readyz", timeout=2.0)
-            if r.status_code == 200:
-                return
-            last = f"{r.status_code} {r.text}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.25)
-    pytest.fail(f"steward serve was not ready after {START_TIMEOUT_S:.0f}s ({last}):\n"
-                f"{server.log()[-8000:]}")
-
-
 @pytest.fixture(scope="module", name="outage_db")
 def fx_outage_db(pg_server_url: str) -> Iterator[str]:
     url = create_database(pg_server_url, prefix="steward_outage")
@@ -176,39 +144,22 @@ def fx_proxy(outage_db: str) -> Iterator[TcpProxy]:
 def fx_outage_server(
     outage_db: str, outage_pool: DbPool, proxy: TcpProxy, steward_home: Path,
     mock_llm: MockLLM, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Server]:
-    port = free_port()
+) -> Iterator[Served]:
+    env = service_env(
+        DATABASE_URL=via_proxy(outage_db, proxy.port),
+        STEWARD_HOME=str(steward_home),
+        OPENAI_BASE_URL=mock_llm.base_url,
+        OPENAI_API_KEY="test-key",
+        STEWARD_LLM_TIMEOUT_S="30",
+        STEWARD_RUN_LEASE_S=str(LEASE_S),
+        STEWARD_DB_POOL_TIMEOUT_S=str(POOL_TIMEOUT_S),
+    )
     log_path = tmp_path_factory.mktemp("outage-server") / "server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": via_proxy(outage_db, proxy.port),
-        "STEWARD_HOME": str(steward_home),
-        "STEWARD_ENV": "development",
-        "OPENAI_BASE_URL": mock_llm.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "STEWARD_LLM_TIMEOUT_S": "30",
-        "STEWARD_RUN_LEASE_S": str(LEASE_S),
-        "STEWARD_DB_POOL_TIMEOUT_S": str(POOL_TIMEOUT_S),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "STEWARD_BLOCKBUSTER": "1",
-        "STEWARD_RATE_LIMIT_PER_MINUTE": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(serve_command(port), cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", proc, log_path)
+    server = start_serve(env, log_path, ready_within=START_TIMEOUT_S)
     try:
-        wait_ready(server)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.stop()
 
 
 async def terminate_backends(pool: DbPool, database_url: str) -> None:
@@ -233,7 +184,7 @@ async def poll(what: str, check: Any, deadline_s: float, every_s: float = 0.25) 
 
 
 async def test_runs_in_flight_survive_a_database_outage(
-    outage_server: Server, outage_pool: DbPool, outage_db: str, proxy: TcpProxy,
+    outage_server: Served, outage_pool: DbPool, outage_db: str, proxy: TcpProxy,
     mock_llm_clean: MockLLM,
 ) -> None:
     key = await KeyStore(outage_pool).create("olga", "t-outage", "user")

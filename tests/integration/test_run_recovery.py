@@ -34,6 +34,7 @@ from tests.integration.test_runs_engine import (  # noqa: F401 - fixtures
     fx_engine_db,
     fx_runtime,
     fx_worker,
+    hang_first_end,
     new_thread,
     quick_config,
     wait_status,
@@ -104,16 +105,7 @@ async def test_a_run_that_died_before_recording_its_end_still_ends_its_stream(
 ) -> None:
     """Its final events were taken into the end's transaction, which never committed."""
     worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
-    real_commit = worker.executor._commit_finish
-    stuck = asyncio.Event()
-
-    async def hang_once(*args: Any, **kwargs: Any) -> bool:
-        if not stuck.is_set():
-            stuck.set()
-            await asyncio.Event().wait()
-        return await real_commit(*args, **kwargs)
-
-    monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    stuck = hang_first_end(worker, monkeypatch)
     tid = await new_thread(rt)
     await worker.start()
     try:
@@ -229,16 +221,7 @@ async def test_a_takeover_at_an_interrupt_before_breakpoint_does_not_run_past_it
     attempt must end the run `interrupted` without calling the model.
     """
     worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
-    real_commit = worker.executor._commit_finish
-    stuck = asyncio.Event()
-
-    async def hang_once(*args: Any, **kwargs: Any) -> bool:
-        if not stuck.is_set():
-            stuck.set()
-            await asyncio.Event().wait()
-        return await real_commit(*args, **kwargs)
-
-    monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    stuck = hang_first_end(worker, monkeypatch)
     tid = await new_thread(rt)
     await worker.start()
     try:

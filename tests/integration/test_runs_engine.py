@@ -338,16 +338,11 @@ async def test_hand_overs_are_not_lost_leases(rt: Runtime, clean: None) -> None:
     assert (row["status"], row["attempt"], row["lost_leases"]) == ("pending", 6, 1)
 
 
-async def test_a_run_stuck_recording_its_end_is_not_renewed_forever(
-    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Issue 9: a run whose end never gets recorded must not keep its lease (and thread).
+def hang_first_end(worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make the first attempt to record a run's end block forever (a vanished peer).
 
-    The first attempt to record the end blocks forever, as on a connection whose peer
-    vanished. The worker stops renewing that lease, the reaper requeues the run, and the
-    next attempt records it.
+    Returns the event set once that attempt is blocked.
     """
-    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
     real_commit = worker.executor._commit_finish
     stuck = asyncio.Event()
 
@@ -358,6 +353,20 @@ async def test_a_run_stuck_recording_its_end_is_not_renewed_forever(
         return await real_commit(*args, **kwargs)
 
     monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    return stuck
+
+
+async def test_a_run_stuck_recording_its_end_is_not_renewed_forever(
+    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a run whose end never gets recorded must not keep its lease (and thread).
+
+    The first attempt to record the end blocks forever, as on a connection whose peer
+    vanished. The worker stops renewing that lease, the reaper requeues the run, and the
+    next attempt records it.
+    """
+    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
+    stuck = hang_first_end(worker, monkeypatch)
     tid = await new_thread(rt)
     await worker.start()
     try:
