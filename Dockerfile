@@ -11,10 +11,12 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY graph ./graph
 COPY nodes ./nodes
 COPY server ./server
 COPY evals ./evals
+COPY mock_llm ./mock_llm
 COPY steward ./steward
 RUN pip install .
 

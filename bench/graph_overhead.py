@@ -27,14 +27,14 @@ from typing import Any
 from langgraph.graph import StateGraph
 from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
+from core.knowledge.embeddings import LocalEmbedder
+from core.knowledge.ingest import ingest
+from core.settings import Settings
 from graph.builder import DURABILITY, add_edges
 from graph.checkpointer import make_checkpointer
 from graph.state import InputState, State
-from steward.knowledge.embeddings import LocalEmbedder
-from steward.knowledge.ingest import ingest
-from steward.mock_llm.process import running_mock_llm
+from mock_llm.process import running_mock_llm
 from steward.runtime import open_runtime
-from steward.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How long is the return window?"

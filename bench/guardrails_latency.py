@@ -32,13 +32,13 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 
+from core.guardrails.injection import detect_injection
+from core.guardrails.pii import get_analyzer
+from core.settings import Settings
 from graph.builder import DURABILITY
 from graph.deps import Deps
 from nodes.input_filter import make_input_filter
 from nodes.validate import make_validate
-from steward.guardrails.injection import detect_injection
-from steward.guardrails.pii import get_analyzer
-from steward.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -122,9 +122,9 @@ async def node_latency(rounds: int) -> dict[str, Any]:
 async def run_latency(runs: int) -> dict[str, Any]:
     import psycopg
 
-    from steward.knowledge.embeddings import LocalEmbedder
-    from steward.knowledge.ingest import ingest
-    from steward.mock_llm.process import running_mock_llm
+    from core.knowledge.embeddings import LocalEmbedder
+    from core.knowledge.ingest import ingest
+    from mock_llm.process import running_mock_llm
     from steward.runtime import open_runtime
 
     admin_url = os.environ.get("STEWARD_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
@@ -142,7 +142,7 @@ async def run_latency(runs: int) -> dict[str, Any]:
                                 OPENAI_BASE_URL=mock.base_url, OPENAI_API_KEY="bench",
                                 STEWARD_BUDGET_USER_DAY_USD="", STEWARD_BUDGET_THREAD_USD="")
             async with open_runtime(settings) as runtime:
-                from steward.domain.seed import seed_demo_orders
+                from core.domain.seed import seed_demo_orders
 
                 await seed_demo_orders(runtime.pool, reset=True)
                 for name, text in (("policy_question", "How long is the return window?"),

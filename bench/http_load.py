@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from steward.mock_llm.process import free_port, running_mock_llm
+from mock_llm.process import free_port, running_mock_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How long is the return window?"
@@ -352,8 +352,8 @@ async def bench(args: argparse.Namespace, db_url: str, work: Path,
                 deadline: float) -> dict[str, Any]:
     home = work / "home"
     home.mkdir()
-    from steward.knowledge.embeddings import LocalEmbedder
-    from steward.knowledge.ingest import ingest
+    from core.knowledge.embeddings import LocalEmbedder
+    from core.knowledge.ingest import ingest
 
     t0 = time.perf_counter()
     await asyncio.to_thread(ingest, [ROOT / "data" / "policies"], home / "index",

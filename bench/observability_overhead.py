@@ -41,20 +41,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.graph_overhead import bare_graph  # noqa: E402
-from graph.builder import DURABILITY  # noqa: E402
-from steward.knowledge.embeddings import LocalEmbedder  # noqa: E402
-from steward.knowledge.ingest import ingest  # noqa: E402
-from steward.mock_llm.process import running_mock_llm  # noqa: E402
-from steward.observability import (  # noqa: E402
+from core.knowledge.embeddings import LocalEmbedder  # noqa: E402
+from core.knowledge.ingest import ingest  # noqa: E402
+from core.observability import (  # noqa: E402
     configure_logging,
     configure_tracing,
     flush_tracing,
-    instrument_run_config,
     shutdown_tracing,
 )
-from steward.observability.langsmith import langsmith_tracer, reset_langsmith  # noqa: E402
+from core.observability.langsmith import langsmith_tracer, reset_langsmith  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from graph.builder import DURABILITY  # noqa: E402
+from graph.observer import instrument_run_config  # noqa: E402
+from mock_llm.process import running_mock_llm  # noqa: E402
 from steward.runtime import open_runtime  # noqa: E402
-from steward.settings import Settings  # noqa: E402
 
 QUESTION = "How long is the return window?"
 MODES = ("off", "logs+metrics", "+otel", "+langsmith", "+langsmith-raw")

@@ -52,7 +52,7 @@ import psycopg
 from http_load import stop_process  # bench/ is on sys.path when run as a script
 from scratch_db import scratch_database
 
-from steward.mock_llm.process import free_port, running_mock_llm
+from mock_llm.process import free_port, running_mock_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANT = "bench-refund"

@@ -21,8 +21,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
+from core.db.migrate import migrate
 from graph.checkpointer import make_checkpointer
-from steward.db.migrate import migrate
 
 RTT_S = 0.0
 

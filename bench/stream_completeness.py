@@ -43,7 +43,7 @@ import psycopg
 from refund_path import child_env, code_under_test, run_cli, running_server, tail
 from scratch_db import scratch_database
 
-from steward.mock_llm.process import running_mock_llm
+from mock_llm.process import running_mock_llm
 from tests.chaos.sse import read_events
 
 TENANT = "bench-streams"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from steward.observability.pricing import ModelPrice, list_prices
+from core.observability.pricing import ModelPrice, list_prices
 
 Price = ModelPrice
 """List price of one model, USD per million tokens (the service's own price table type)."""
 
 PRICES: dict[str, Price] = list_prices()
-"""The service's price table (steward.observability.pricing); extend with `--price MODEL=IN,OUT`."""
+"""The service's price table (core.observability.pricing); extend with `--price MODEL=IN,OUT`."""
 
 
 def price_for(model: str, prices: dict[str, Price] = PRICES) -> Price | None:

@@ -18,13 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from pydantic import SecretStr
 
+from core.errors import ConfigError
+from core.settings import Settings
 from evals.cases import Decision, EvalCase
 from evals.evaluators import (
     AsyncEvaluator,
@@ -36,8 +38,7 @@ from evals.evaluators import (
 from evals.pricing import PRICES, Price
 from evals.results import CaseResult, CaseRun, RunInfo, RunReport, summarize
 from graph.builder import DURABILITY
-from steward.runtime import Runtime
-from steward.settings import Settings
+from graph.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class EvalOptions:
     datasets: list[str] = field(default_factory=list)
     reset_orders: bool = True
     """Reset the demo orders (delete their refunds) before the run, so refunds are repeatable."""
+    decide: ApprovalDecider | None = None
+    """How approvals are decided (the service's decision path, injected by `steward eval`);
+    None fails the cases that need one."""
 
 
 def mock_settings(settings: Settings, base_url: str) -> Settings:
@@ -85,8 +89,8 @@ def ensure_index(settings: Settings, *, always: bool = False) -> None:
     """Build the knowledge index from `data/policies` when it is missing (or `always`)."""
     if not always and (settings.index_dir / "manifest.json").is_file():
         return
-    from steward.knowledge.embeddings import make_embedder
-    from steward.knowledge.ingest import ingest
+    from core.knowledge.embeddings import make_embedder
+    from core.knowledge.ingest import ingest
 
     log.warning("building the knowledge index from %s into %s", CORPUS, settings.index_dir)
     ingest([CORPUS], settings.index_dir, make_embedder(settings), progress=False)
@@ -196,7 +200,7 @@ async def _stream(runtime: Runtime, payload: Any, config: RunnableConfig, run: C
 
 
 async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
-    from steward.domain.orders import format_money
+    from core.domain.orders import format_money
 
     async with runtime.pool.connection() as conn:
         rows = await (await conn.execute(
@@ -212,18 +216,33 @@ EVAL_TENANT = "evals"
 """Tenant of the eval threads and of the eval approver."""
 
 
-async def _decide(runtime: Runtime, thread_id: str, decisions: list[dict[str, Any]]) -> Any:
-    """Record the case's decisions as an approver, through the service's decision path."""
-    from server.auth import Principal
-    from server.decisions import decide_in_process
+class ApprovalDecider(Protocol):
+    """Records an approver's decisions on a thread's pending approval; returns the resume.
 
-    approver = Principal(key_id="eval", user_id=APPROVER, tenant_id=EVAL_TENANT,
-                         role="approver")
-    return await decide_in_process(runtime.pool, runtime.graph, thread_id=uuid.UUID(thread_id),
-                                   principal=approver, requester=REQUESTER, decisions=decisions)
+    The service's decision path (`server.decisions`) implements it; the composition root
+    (`steward eval`) injects it, so the evals never import the service.
+    """
+
+    async def __call__(
+        self, runtime: Runtime, *, thread_id: uuid.UUID, approver: str, tenant: str,
+        requester: str, decisions: list[dict[str, Any]],
+    ) -> Any:
+        """Record `decisions` by `approver` on the thread's pending approval."""
+        ...
 
 
-async def run_case(runtime: Runtime, case: EvalCase, *, run_id: str) -> CaseRun:
+async def _decide(runtime: Runtime, decide: ApprovalDecider | None, thread_id: str,
+                  decisions: list[dict[str, Any]]) -> Any:
+    """Record the case's decisions as an approver, through the injected decision path."""
+    if decide is None:
+        raise ConfigError("this case needs approvals: EvalOptions.decide is not set")
+    return await decide(runtime, thread_id=uuid.UUID(thread_id), approver=APPROVER,
+                        tenant=EVAL_TENANT, requester=REQUESTER, decisions=decisions)
+
+
+async def run_case(
+    runtime: Runtime, case: EvalCase, *, run_id: str, decide: ApprovalDecider | None = None,
+) -> CaseRun:
     """Drive one case through the graph, answering approvals as the case says."""
     thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"steward-eval:{run_id}:{case.id}"))
     run = CaseRun(case_id=case.id, thread_id=thread_id,
@@ -252,7 +271,7 @@ async def run_case(runtime: Runtime, case: EvalCase, *, run_id: str) -> CaseRun:
                 break
             run.decisions.extend(decisions)
             config = {**config, "configurable": {"thread_id": thread_id, "user_id": APPROVER}}
-            payload = Command(resume=await _decide(runtime, thread_id, decisions))
+            payload = Command(resume=await _decide(runtime, decide, thread_id, decisions))
     except Exception as exc:  # noqa: BLE001 - a failing case is a result, not a crash
         run.error = f"{type(exc).__name__}: {exc}"
         log.warning("eval case %s failed: %s", case.id, run.error)
@@ -288,7 +307,7 @@ async def run_suite(
     *, on_result: ProgressHook | None = None,
 ) -> RunReport:
     """Run and score every case; return the full report (traces included)."""
-    from steward.domain.seed import seed_demo_orders
+    from core.domain.seed import seed_demo_orders
 
     run_id = uuid.uuid4().hex[:12]
     started_at = datetime.now(UTC)
@@ -310,7 +329,7 @@ async def run_suite(
     async def run_lane(lane: list[EvalCase]) -> None:
         for case in lane:
             async with gate:
-                run = await run_case(runtime, case, run_id=run_id)
+                run = await run_case(runtime, case, run_id=run_id, decide=options.decide)
             result = await score_case(case, run, evaluators, judges, options.prices)
             results[case.id] = result
             if on_result is not None:

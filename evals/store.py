@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 from evals.results import RunReport
 
 if TYPE_CHECKING:
-    from steward.db.pool import DbPool
+    from core.db.pool import DbPool
 
 _INSERT_RUN = """
     INSERT INTO eval_runs (run_id, started_at, finished_at, wall_s, provider, model, datasets,

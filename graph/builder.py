@@ -1,4 +1,4 @@
-"""Assemble the workflow: `make_graph(...)` for the service, `graph` for langgraph.json."""
+"""Assemble the workflow: `make_graph(checkpointer, deps=...)` wires the nodes and edges."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Durability
 
-from graph.deps import Deps, default_deps
+from graph.deps import Deps
 from graph.retry import llm_retry_policy
 from graph.routing import (
     route_after_agent,
@@ -47,17 +47,16 @@ def add_edges(builder: StateGraph[State, None, InputState, State]) -> None:
 
 
 def make_graph(
-    checkpointer: BaseCheckpointSaver[Any] | None = None, *, deps: Deps | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None, *, deps: Deps,
     **overrides: Any,
 ) -> CompiledStateGraph[State, None, InputState, State]:
     """Build and compile the agent workflow.
 
     Args:
         checkpointer: persistence (AsyncPostgresSaver in the service); None for langgraph dev.
-        deps: the nodes' dependencies; defaults to lazily-initialised ones from settings.
+        deps: the nodes' dependencies (the composition root builds them).
         **overrides: replace single fields of `deps` (e.g. `chat_model=...` in tests).
     """
-    deps = deps or default_deps()
     for key, value in overrides.items():
         setattr(deps, key, value)
     builder = StateGraph(State, input_schema=InputState)

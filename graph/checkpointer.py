@@ -7,11 +7,11 @@ from typing import Any
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg_pool import AsyncConnectionPool
 
-from steward.guardrails.serde import RedactingSerializer
+from core.guardrails.serde import RedactingSerializer
 
 
 def make_checkpointer(pool: AsyncConnectionPool[Any]) -> AsyncPostgresSaver:
-    """Return an AsyncPostgresSaver on `pool` (autocommit, dict rows; see steward.db.pool).
+    """Return an AsyncPostgresSaver on `pool` (autocommit, dict rows; see core.db.pool).
 
     The serializer is strict msgpack (LangGraph's safe types only, never pickle) and redacts
     user text before it is stored: LangGraph persists a run's input before input_filter runs.

@@ -22,7 +22,7 @@ from email.utils import parsedate_to_datetime
 
 from langgraph.types import RetryPolicy
 
-from graph.errors import is_retryable
+from core.errors import is_retryable
 
 INITIAL_INTERVAL_S = 0.5
 BACKOFF_FACTOR = 2.0

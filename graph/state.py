@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
+from core.domain.types import Approval
+from core.knowledge.types import RetrievedChunk
 from graph.schemas import ActionRecord, AgentResponse
-from steward.domain.types import Approval
-from steward.knowledge.types import RetrievedChunk
 
 Verdict = Literal["allow", "approve", "deny"]
 
@@ -58,7 +58,7 @@ class State(InputState, total=False):
     turn_id: str | None
     """Random id of the turn (the usage ledger's run id when the run has none)."""
     route: str | None
-    """`routine` or `strong`: which model answers the turn (steward.budget.routing)."""
+    """`routine` or `strong`: which model answers the turn (core.budget.routing)."""
     route_reason: str | None
     """Reason code of the routing decision."""
     guardrail_codes: list[str]

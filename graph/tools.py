@@ -1,7 +1,7 @@
 """The tool registry: names, argument schemas, descriptions, role permissions and risk rules.
 
 Everything that decides what a tool call may do is data here (evaluated by guard_tools with
-`steward.guardrails.policy_rules`), never left to the model:
+`core.guardrails.policy_rules`), never left to the model:
 - `ROLE_TOOLS`: which tools each caller role may use (`configurable.role`);
 - `RISK_RULES`: (tool, condition, action) rows; the strictest matching action wins.
 """
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from steward.guardrails.policy_rules import RiskRule
+from core.guardrails.policy_rules import RiskRule
 
 ORDER_ID_PATTERN = r"^LS-\d{5}$"
 

@@ -1,6 +1,6 @@
 """agent: call the chat model with the caller's permitted tools, within budget.
 
-Before every call: pick the model (routine or strong, steward.budget.routing), bind only the
+Before every call: pick the model (routine or strong, core.budget.routing), bind only the
 tools the assistant and the caller's role may use, estimate the call with tiktoken (prompt as
 counted by OpenAI + output at its `max_tokens` cap) and reserve that estimate in the usage
 ledger; a refused reservation stops the turn with `stop_reason="budget_exceeded"` (validate
@@ -21,23 +21,23 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.runtime import get_runtime
 
-from graph.deps import Deps, model_name_of
-from graph.errors import ProviderError
-from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
-from graph.retry import llm_retry_policy, parse_retry_after, retry_after_wait
-from graph.state import State
-from graph.tools import TOOLS
-from nodes.types import ConfigNode
-from steward.budget.budgets import BUDGET_EXCEEDED, Payer
-from steward.budget.estimates import (
+from core.budget.budgets import BUDGET_EXCEEDED, Payer
+from core.budget.estimates import (
     CallEstimate,
     encoding_for,
     estimate_call,
     output_tokens_of,
 )
-from steward.budget.prices import cost_usd
-from steward.budget.routing import escalation
-from steward.knowledge.types import RetrievedChunk
+from core.budget.prices import cost_usd
+from core.budget.routing import escalation
+from core.errors import ProviderError
+from core.knowledge.types import RetrievedChunk
+from graph.deps import Deps, model_name_of
+from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
+from graph.retry import llm_retry_policy, parse_retry_after, retry_after_wait
+from graph.state import State
+from graph.tools import TOOLS
+from nodes.types import ConfigNode
 
 log = logging.getLogger(__name__)
 

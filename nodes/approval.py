@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.domain.types import Approval
 from graph.deps import Deps
 from graph.schemas import (
     ActionRecord,
@@ -26,7 +27,6 @@ from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.guard_tools import check_domain, denial_message, denial_record, judge_call
 from nodes.types import ConfigNode
-from steward.domain.types import Approval
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
+from core.errors import InvariantViolated
 from graph.deps import Deps
-from graph.errors import InvariantViolated
 from graph.prompts import REFUSAL_ANSWERS
 from graph.schemas import AgentResponse
 from graph.state import State

@@ -22,15 +22,15 @@ from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
+from core.domain.refund_rules import refund_blocker
+from core.guardrails.policy_rules import evaluate
+from core.guardrails.provenance import Provenance
 from graph.deps import Deps
 from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.messages import last_ai
 from nodes.types import ConfigNode
-from steward.domain.refund_rules import refund_blocker
-from steward.guardrails.policy_rules import evaluate
-from steward.guardrails.provenance import Provenance
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 Checks, each logged with a reason code (`guardrail`, `decision`, `reason_code`; never text):
 1. size and encoding (empty, too large, non-text, invalid characters): refused;
-2. prompt injection and jailbreak (steward.guardrails.injection): refused unless
+2. prompt injection and jailbreak (core.guardrails.injection): refused unless
    `STEWARD_GUARD_INJECTION=false`;
-3. PII and secrets (steward.guardrails.pii): redacted in place, under the message's own id,
+3. PII and secrets (core.guardrails.pii): redacted in place, under the message's own id,
    so the model, the logs and later checkpoints only see placeholders
    (`STEWARD_GUARD_PII=block` refuses instead, `off` skips);
-4. model routing for the turn (steward.budget.routing).
+4. model routing for the turn (core.budget.routing).
 A refused turn goes to finalize, which answers politely with the reason code as `refusal`.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
+from core.guardrails.screen import screen_turn
 from graph.deps import Deps
 from graph.state import State
 from nodes.messages import last_human, text_of
 from nodes.types import Node
-from steward.guardrails.screen import screen_turn
 
 log = logging.getLogger(__name__)
 

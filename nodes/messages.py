@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 
-from graph.errors import InvariantViolated
+from core.errors import InvariantViolated
 
 
 def text_of(message: BaseMessage) -> str:

@@ -12,14 +12,14 @@ from typing import Any
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
+from core.domain.types import RefundRefused, RefundRequest, action_hash
+from core.errors import InvariantViolated
+from core.knowledge.types import RetrievedChunk
 from graph.deps import Deps
-from graph.errors import InvariantViolated
 from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.types import ConfigNode
-from steward.domain.types import RefundRefused, RefundRequest, action_hash
-from steward.knowledge.types import RetrievedChunk
 
 log = logging.getLogger(__name__)
 

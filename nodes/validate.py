@@ -19,6 +19,11 @@ from typing import Any
 from langchain_core.messages import AnyMessage, HumanMessage
 from pydantic import ValidationError
 
+from core.budget.budgets import BUDGET_EXCEEDED
+from core.guardrails.claims import unbacked_claims
+from core.guardrails.pii import redact_text
+from core.guardrails.provenance import executed_refunds
+from core.observability.metrics import record_guardrail_block
 from graph.deps import Deps
 from graph.prompts import (
     ACTION_SUMMARIES,
@@ -32,11 +37,6 @@ from graph.schemas import ActionRecord, AgentResponse, FinalAnswer
 from graph.state import State
 from nodes.messages import last_ai, text_of
 from nodes.types import Node
-from steward.budget.budgets import BUDGET_EXCEEDED
-from steward.guardrails.claims import unbacked_claims
-from steward.guardrails.pii import redact_text
-from steward.guardrails.provenance import executed_refunds
-from steward.observability.metrics import record_guardrail_block
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""The Litestar application factory: `create_app(settings=None, **runtime_overrides)`.
+"""The Litestar application factory: `create_app(open_runtime, settings=None, **overrides)`.
 
-The lifespan opens `steward.runtime.open_runtime` (pool, migrations, index, graph) into
-`app.state.runtime`, builds the key store and threads repository (`app.state.key_store`,
-`app.state.threads_repo`), makes sure an API key exists (development: creates one), then
+The lifespan opens the runtime through the injected opener (the composition root passes
+`steward.runtime.open_runtime`: pool, migrations, index, graph) into `app.state.runtime`,
+builds the key store and threads repository (`app.state.key_store`, `app.state.threads_repo`),
+makes sure an API key exists (development: creates one), then
 starts the runs worker and the pending-approvals gauge, and stops them on shutdown. While the
 process drains (`server.drain`), `/readyz` answers 503 and the worker claims no new runs.
 `STEWARD_BLOCKBUSTER=1` makes any blocking call on the event loop raise (used by the e2e tests).
@@ -14,8 +15,8 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -26,6 +27,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from core.observability.metrics import approvals_pending_loop
+from core.settings import Settings, get_settings
+from graph.runtime import Runtime
 from server.auth import provide_principal
 from server.drain import Drain, DrainMiddleware
 from server.edge import EdgeValidationMiddleware
@@ -33,8 +37,8 @@ from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
 from server.rate_limit import rate_limit_config
-from server.routes import (
-    foundation_routes,
+from server.routes import foundation_routes
+from server.routes.deps import (
     provide_key_store,
     provide_runtime,
     provide_settings,
@@ -45,9 +49,6 @@ from server.routes.runs import ROUTES as RUNS_ROUTES
 from server.routes.usage import ROUTES as USAGE_ROUTES
 from server.runs.worker import RunWorker
 from server.threads_repo import ThreadsRepo
-from steward.observability.metrics import approvals_pending_loop
-from steward.runtime import Runtime, open_runtime
-from steward.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,25 @@ def _activate_blockbuster() -> Any:
     return bb
 
 
+class RuntimeOpener(Protocol):
+    """Opens the workflow's runtime for the app's lifetime (`steward.runtime.open_runtime`)."""
+
+    def __call__(
+        self, settings: Settings, **overrides: Any
+    ) -> AbstractAsyncContextManager[Runtime]:
+        """Open the runtime; `overrides` replace single dependencies (tests)."""
+        ...
+
+
 def create_app(
-    settings: Settings | None = None, *, drain: Drain | None = None, **runtime_overrides: Any
+    open_runtime: RuntimeOpener, settings: Settings | None = None, *, drain: Drain | None = None,
+    **runtime_overrides: Any,
 ) -> Litestar:
     """Build the Steward HTTP app.
 
     Args:
+        open_runtime: opens the runtime (the composition root passes
+            `steward.runtime.open_runtime`).
         settings: defaults to the process settings (environment).
         drain: the process's drain state (`steward serve` passes the one its server sets on
             SIGTERM); default: one that never begins.
@@ -150,14 +164,9 @@ def create_app(
             }),
             security=[{"ApiKey": []}],
         ),
-        logging_config=None,  # steward.observability.logging configures logging (CLI start)
+        logging_config=None,  # core.observability.logging configures logging (CLI start)
         debug=False,
     )
 
 
-def create_app_from_env() -> Litestar:
-    """Factory for `uvicorn --factory server.app:create_app_from_env`."""
-    return create_app()
-
-
-__all__ = ["BLOCKBUSTER_ENV", "create_app", "create_app_from_env"]
+__all__ = ["BLOCKBUSTER_ENV", "RuntimeOpener", "create_app"]

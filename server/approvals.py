@@ -25,23 +25,24 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from server.auth import Principal
+from core.domain.types import action_hash
+from core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from core.identity import Principal
 from server.decisions import (
+    bind_resume,
     clear_releases,
     expire_approval,
     is_approval_request,
     released_a_refund,
 )
-from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.schemas import ApprovalDecisionIn, EditedActionIn
 from server.state_view import to_jsonable
-from steward.domain.types import action_hash
 
 if TYPE_CHECKING:
     from langgraph.types import StateSnapshot
 
-    from steward.db.pool import DbPool
-    from steward.runtime import Runtime
+    from core.db.pool import DbPool
+    from graph.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -347,51 +348,46 @@ class ApprovalStore:
             )
         return {**row, "context": context}
 
-    async def decide(
-        self, runtime: Runtime, principal: Principal, approval_id: uuid.UUID,
-        decision: ApprovalDecisionIn,
-    ) -> tuple[ApprovalRow, dict[str, Any]]:
-        """Decide through the runs API's one resume path and return the decided approval.
 
-        The decision is recorded by `server.decisions.bind_resume` in the transaction that
-        creates the resume run (as the approver), exactly like a `command.resume`.
-
-        Returns:
-            The decided approval and the resume run (as the runs API shows it).
-
-        Raises:
-            NotFound: missing or another tenant's.
-            Forbidden: not an approver or admin, or the requester approving their own request.
-            Conflict: already decided, or no longer waiting for a decision.
-            Unprocessable: an invalid edit.
-        """
-        from server.runs.models import CommandBody, RunCreate
-        from server.runs.service import RunService
-
-        if not principal.is_approver:
-            raise Forbidden("deciding approvals requires role approver or admin")
-        row = await self.get(principal, approval_id)
-        _ensure_pending(row)
-        payload: dict[str, Any] = {"decisions": resume_decisions(row, decision)}
-        body = RunCreate(
-            command=CommandBody(resume={row["interrupt_id"]: payload}),
-            multitask_strategy="reject", metadata={"approval_id": str(approval_id)},
-        )
-        run = await RunService(runtime).create(
-            principal, row["thread_id"], body, approval_id=approval_id,
-            decision_comment=decision.comment,
-        )
-        decided = await self.get(principal, approval_id)
-        return decided, run.model_dump(mode="json")
-
-
-def _ensure_pending(row: ApprovalRow) -> None:
+def ensure_pending(row: ApprovalRow) -> None:
+    """Refuse (409) an approval that was already decided."""
     if row["status"] != "pending":
         when = row["decided_at"].isoformat() if row["decided_at"] else "earlier"
         raise Conflict(
             f"approval {row['approval_id']} was already {row['status']} by "
             f"{row['decided_by']} at {when}"
         )
+
+
+async def decide_in_process(
+    pool: Any, graph: Any, *, thread_id: uuid.UUID, principal: Principal, requester: str,
+    decisions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Record a reviewer's decisions for a graph driven in process (the eval runner).
+
+    Registers the thread in the requester's tenant if needed, records its waiting approval
+    and binds the decisions exactly as a resume through the runs API would; returns the resume
+    to pass as `Command(resume=...)`. The refund is released by the decided row, not by this.
+    """
+    from server.runs import repo
+
+    state = await graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
+    async with pool.connection() as conn, conn.transaction():
+        thread = await repo.get_thread(conn, thread_id, lock=True)
+        if thread is None:
+            await repo.insert_thread(conn, thread_id, tenant_id=principal.tenant_id,
+                                     owner_id=requester)
+            thread = await repo.get_thread(conn, thread_id, lock=True)
+        await record_pending(
+            conn, run={"thread_id": thread_id, "tenant_id": principal.tenant_id,
+                       "owner_id": requester},
+            thread=dict(thread or {}),
+            interrupts=[{"value": i.value, "id": i.id} for i in state.interrupts], state=state,
+        )
+        bound = await bind_resume(conn, principal=principal, thread_id=thread_id,
+                                  resume={"decisions": decisions},
+                                  waiting=list(state.interrupts), run_id=uuid.uuid4())
+    return bound.command_resume
 
 
 __all__ = [
@@ -403,6 +399,8 @@ __all__ = [
     "EditedActionIn",
     "approval_id_for",
     "build_context",
+    "decide_in_process",
+    "ensure_pending",
     "is_approval_request",
     "record_pending",
     "reopen",

@@ -8,50 +8,20 @@ verified by the `KeyStore` on `app.state.key_store`. Visibility rules live in `P
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
-from server.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, Unauthorized
+from core.identity import Principal, Role
 
 if TYPE_CHECKING:
     from server.keys import KeyStore
 
-Role = Literal["user", "approver", "admin"]
-"""What a key may do: `user` (own threads), `approver` (+ decisions), `admin` (+ all tenants'
-approvals list filter)."""
-
 _STATE_KEY = "steward_principal"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller, from a verified API key."""
-
-    key_id: str
-    user_id: str
-    tenant_id: str
-    role: Role
-
-    @property
-    def is_approver(self) -> bool:
-        """True for roles that may decide approvals (`approver`, `admin`)."""
-        return self.role in ("approver", "admin")
-
-    @property
-    def is_admin(self) -> bool:
-        """True for `admin`."""
-        return self.role == "admin"
-
-    def can_see(self, owner_id: str, tenant_id: str) -> bool:
-        """Whether a resource owned by `owner_id` in `tenant_id` is visible to this caller."""
-        if tenant_id != self.tenant_id:
-            return False
-        return self.role != "user" or owner_id == self.user_id
 
 
 def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING, Any
 from psycopg.types.json import Jsonb
 from pydantic import TypeAdapter, ValidationError
 
+from core.domain.orders import to_cents
+from core.domain.types import RefundRefused, action_hash
+from core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from core.observability.metrics import record_approval_decision
 from graph.schemas import Decision, EditDecision, RejectDecision
 from graph.tools import TOOLS
-from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.runs.guards import check_text
-from steward.domain.orders import to_cents
-from steward.domain.types import RefundRefused, action_hash
-from steward.observability.metrics import record_approval_decision
 
 if TYPE_CHECKING:
     from langgraph.types import Interrupt
 
-    from server.auth import Principal
+    from core.identity import Principal
     from server.runs.repo import Conn
 
 log = logging.getLogger(__name__)
@@ -284,38 +284,6 @@ async def expire_approval(conn: Conn, approval_id: uuid.UUID, why: str) -> None:
     log.info("approval %s expired: %s", approval_id, why)
 
 
-async def decide_in_process(
-    pool: Any, graph: Any, *, thread_id: uuid.UUID, principal: Principal, requester: str,
-    decisions: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Record a reviewer's decisions for a graph driven in process (the eval runner).
-
-    Registers the thread in the requester's tenant if needed, records its waiting approval
-    and binds the decisions exactly as a resume through the runs API would; returns the resume
-    to pass as `Command(resume=...)`. The refund is released by the decided row, not by this.
-    """
-    from server.approvals import record_pending
-    from server.runs import repo
-
-    state = await graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
-    async with pool.connection() as conn, conn.transaction():
-        thread = await repo.get_thread(conn, thread_id, lock=True)
-        if thread is None:
-            await repo.insert_thread(conn, thread_id, tenant_id=principal.tenant_id,
-                                     owner_id=requester)
-            thread = await repo.get_thread(conn, thread_id, lock=True)
-        await record_pending(
-            conn, run={"thread_id": thread_id, "tenant_id": principal.tenant_id,
-                       "owner_id": requester},
-            thread=dict(thread or {}),
-            interrupts=[{"value": i.value, "id": i.id} for i in state.interrupts], state=state,
-        )
-        bound = await bind_resume(conn, principal=principal, thread_id=thread_id,
-                                  resume={"decisions": decisions},
-                                  waiting=list(state.interrupts), run_id=uuid.uuid4())
-    return bound.command_resume
-
-
 def _age_s(created_at: datetime) -> float:
     return max(0.0, (datetime.now(UTC) - created_at).total_seconds())
 
@@ -331,7 +299,6 @@ __all__ = [
     "approval_status",
     "bind_resume",
     "clear_releases",
-    "decide_in_process",
     "expire_approval",
     "is_approval_request",
     "parse_decisions",

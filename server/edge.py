@@ -29,7 +29,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from server.errors import MAX_BODY_BYTES, PayloadTooLarge, Unprocessable
+from core.errors import PayloadTooLarge, Unprocessable
+from server.errors import MAX_BODY_BYTES, TOO_LARGE
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of objects/arrays accepted in a request body."""
@@ -164,7 +165,7 @@ class EdgeValidationMiddleware(ASGIMiddleware):
             body = bytes(message.get("body", b""))
             size += len(body)
             if size > self.max_body_bytes:
-                raise PayloadTooLarge()
+                raise PayloadTooLarge(TOO_LARGE)
             chunks.append(body)
             if not message.get("more_body", False):
                 check_body(b"".join(chunks))

@@ -1,14 +1,8 @@
-"""Errors raised by the HTTP service, and their mapping to `{"detail": ...}` responses.
+"""The one place errors become HTTP: `core.errors` refusals and Litestar's own exceptions.
 
-ServiceError                    anything the service raises on purpose        500
-├── Unauthorized                missing, unknown or revoked API key          401
-├── Forbidden                   the principal's role may not do this         403
-├── NotFound                    missing, or not visible to the principal     404
-├── Conflict                    state conflict (busy thread, 2nd decision)   409
-├── Unprocessable               well-formed but invalid request              422
-├── PayloadTooLarge             request body above the limit                 413
-├── TooManyRequests             rate limited; carries `retry_after`          429
-└── Unavailable                 database (or another dependency) is down     503
+Every `core.errors.Refused` answers `{"detail": ...}` with the status in `HTTP_STATUS`
+(401 Unauthorized, 403 Forbidden, 404 NotFound, 409 Conflict, 413 PayloadTooLarge,
+422 Unprocessable, 429 TooManyRequests, 503 Unavailable).
 
 Litestar's own exceptions are mapped to the same body: validation errors (422, naming the
 field), malformed JSON (422), oversized bodies (413). `psycopg.OperationalError` and
@@ -33,93 +27,54 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import ExceptionHandlersMap
 from psycopg_pool import PoolTimeout
 
+from core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Refused,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+)
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
 """Request body limit (1 MiB) for every route; larger bodies answer 413."""
 
-
-class ServiceError(Exception):
-    """Base of every error the service raises on purpose."""
-
-    status_code: int = 500
-    default_detail: str = "internal error"
-
-    def __init__(self, detail: str | None = None) -> None:
-        self.detail = detail or self.default_detail
-        super().__init__(self.detail)
-
-    def headers(self) -> dict[str, str]:
-        """Extra response headers (e.g. `Retry-After`)."""
-        return {}
+TOO_LARGE = f"request body too large (limit {MAX_BODY_BYTES} bytes)"
 
 
-class Unauthorized(ServiceError):
-    """No valid API key was presented."""
+HTTP_STATUS: dict[type[Refused], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unprocessable: 422,
+    PayloadTooLarge: 413,
+    TooManyRequests: 429,
+    Unavailable: 503,
+}
+"""The one mapping of `core.errors` to HTTP status codes."""
 
-    status_code = 401
-    default_detail = "missing or invalid API key"
 
-    def headers(self) -> dict[str, str]:
-        """Tell clients how to authenticate."""
+def status_of(exc: Refused) -> int:
+    """The HTTP status of a refusal: its class's, else its nearest mapped base's, else 500."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def headers_of(exc: Refused) -> dict[str, str]:
+    """Extra response headers a refusal carries (`WWW-Authenticate`, `Retry-After`)."""
+    if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": 'Bearer realm="steward"'}
-
-
-class Forbidden(ServiceError):
-    """The principal is authenticated but its role does not allow this."""
-
-    status_code = 403
-    default_detail = "forbidden"
-
-
-class NotFound(ServiceError):
-    """The resource does not exist or is not visible to the principal."""
-
-    status_code = 404
-    default_detail = "not found"
-
-
-class Conflict(ServiceError):
-    """The request conflicts with the resource's current state."""
-
-    status_code = 409
-    default_detail = "conflict"
-
-
-class Unprocessable(ServiceError):
-    """The request is well-formed JSON but not acceptable."""
-
-    status_code = 422
-    default_detail = "unprocessable request"
-
-
-class PayloadTooLarge(ServiceError):
-    """The request body exceeds the limit."""
-
-    status_code = 413
-    default_detail = f"request body too large (limit {MAX_BODY_BYTES} bytes)"
-
-
-class TooManyRequests(ServiceError):
-    """Rate limited; retry after `retry_after` seconds."""
-
-    status_code = 429
-    default_detail = "too many requests"
-
-    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        """Send `Retry-After` in seconds."""
-        return {"Retry-After": str(self.retry_after)}
-
-
-class Unavailable(ServiceError):
-    """A dependency (usually the database) is unreachable."""
-
-    status_code = 503
-    default_detail = "service unavailable: database unreachable"
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
 
 
 def detail_response(
@@ -132,12 +87,13 @@ def detail_response(
     )
 
 
-def service_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """Map a `ServiceError` to its status code and detail."""
-    assert isinstance(exc, ServiceError)
-    if exc.status_code >= 500:
+def refused_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Map a `core.errors.Refused` to its status code and detail."""
+    assert isinstance(exc, Refused)
+    status = status_of(exc)
+    if status >= 500:
         logger.warning("%s: %s", type(exc).__name__, exc.detail)
-    return detail_response(exc.status_code, exc.detail, exc.headers())
+    return detail_response(status, exc.detail, headers_of(exc))
 
 
 def _field_name(item: dict[str, Any]) -> str:
@@ -186,7 +142,7 @@ def serialization_handler(_: Request[Any, Any, Any], exc: Exception) -> Response
 
 def too_large_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Answer 413 for bodies above `MAX_BODY_BYTES`."""
-    return detail_response(413, PayloadTooLarge.default_detail)
+    return detail_response(413, TOO_LARGE)
 
 
 def http_exception_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -226,7 +182,7 @@ def not_found_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ServiceError: service_error_handler,
+    Refused: refused_handler,
     ValidationException: validation_handler,
     SerializationException: serialization_handler,
     RequestEntityTooLarge: too_large_handler,
@@ -241,15 +197,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 
 __all__ = [
     "EXCEPTION_HANDLERS",
+    "HTTP_STATUS",
     "MAX_BODY_BYTES",
-    "Conflict",
-    "Forbidden",
-    "NotFound",
-    "PayloadTooLarge",
-    "ServiceError",
-    "TooManyRequests",
-    "Unauthorized",
-    "Unavailable",
-    "Unprocessable",
+    "TOO_LARGE",
     "detail_response",
+    "status_of",
 ]

@@ -22,11 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast, get_args
 
-from server.auth import Principal, Role
+from core.identity import Principal, Role
 
 if TYPE_CHECKING:
-    from steward.db.pool import DbPool
-    from steward.settings import Settings
+    from core.db.pool import DbPool
+    from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -31,13 +31,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from steward.observability.logging import bind_log_context, unbind_log_context
-from steward.observability.metrics import (
+from core.observability.logging import bind_log_context, unbind_log_context
+from core.observability.metrics import (
     HTTP_REQUEST_SECONDS,
     HTTP_REQUESTS_IN_FLIGHT,
     render_metrics,
 )
-from steward.observability.tracing import get_tracer
+from core.observability.tracing import get_tracer
 
 log = logging.getLogger("steward.http")
 

@@ -12,7 +12,7 @@ from typing import Any
 from litestar import Request
 from litestar.middleware.rate_limit import RateLimitConfig
 
-from steward.settings import Settings
+from core.settings import Settings
 
 UNLIMITED_PATHS = ["/healthz", "/readyz", "/ok", "/metrics"]
 

@@ -16,13 +16,13 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from server.auth import Principal
-from server.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
+from core.identity import Principal
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from steward.db.pool import DbPool
+    from core.db.pool import DbPool
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from graph.builder import DURABILITY
-from steward.observability.callbacks import instrument_run_config
+from graph.observer import instrument_run_config
 from steward.runtime import Runtime
 
 Ask = Callable[[str], Awaitable[str]]

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from steward.settings import get_settings
+from core.settings import get_settings
 
 DEFAULT_CORPUS = Path("data/policies")
 
 
 def _setup_logging(verbose: bool) -> None:
-    from steward.observability.logging import configure_logging
+    from core.observability.logging import configure_logging
 
     configure_logging(get_settings(), level="DEBUG" if verbose else None)
     for noisy in ("httpx", "httpcore", "sentence_transformers", "faiss"):
@@ -35,8 +35,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def ingest(paths: tuple[Path, ...], no_progress: bool) -> None:
     """Build or update the knowledge index from PATHS (default: data/policies)."""
-    from steward.knowledge.embeddings import make_embedder
-    from steward.knowledge.ingest import ingest as run_ingest
+    from core.knowledge.embeddings import make_embedder
+    from core.knowledge.ingest import ingest as run_ingest
 
     settings = get_settings()
     targets = list(paths) or [DEFAULT_CORPUS]
@@ -55,9 +55,9 @@ def ingest(paths: tuple[Path, ...], no_progress: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also run by every command that needs it)."""
-    from steward.db.embedded import resolve_database_url
-    from steward.db.migrate import migrate as run_migrate
-    from steward.db.pool import open_pool
+    from core.db.embedded import resolve_database_url
+    from core.db.migrate import migrate as run_migrate
+    from core.db.pool import open_pool
 
     settings = get_settings()
 
@@ -74,10 +74,10 @@ def migrate() -> None:
 @click.option("--reset", is_flag=True, help="Also delete the demo orders' refunds.")
 def seed(reset: bool) -> None:
     """Load the demo orders (idempotent)."""
-    from steward.db.embedded import resolve_database_url
-    from steward.db.migrate import migrate as run_migrate
-    from steward.db.pool import open_pool
-    from steward.domain.seed import seed_demo_orders
+    from core.db.embedded import resolve_database_url
+    from core.db.migrate import migrate as run_migrate
+    from core.db.pool import open_pool
+    from core.domain.seed import seed_demo_orders
 
     settings = get_settings()
 
@@ -119,7 +119,7 @@ def chat(ctx: click.Context) -> None:
 def mock_llm(host: str, port: int, latency_ms: int, error_rate: float, stream_delay_ms: int,
              rng_seed: int) -> None:
     """Run the OpenAI-compatible mock LLM provider (scripted, with fault injection)."""
-    from steward.mock_llm.server import run
+    from mock_llm.server import run
 
     run(host, port, latency_ms=latency_ms, error_rate=error_rate,
         stream_delay_ms=stream_delay_ms, seed=rng_seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -13,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from evals.cases import EvalCase
     from evals.compare import Comparison
     from evals.results import CaseResult, RunReport
     from evals.runner import EvalOptions
-    from steward.settings import Settings
+    from graph.runtime import Runtime
 
 DEFAULT_RESULTS = Path("evals/results")
 
@@ -58,12 +60,12 @@ def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[st
                  price: tuple[str, ...], reindex: bool, no_reset: bool,
                  no_progress: bool) -> None:
     """Run the eval datasets through the graph; write results.json and report.html."""
+    from core.settings import get_settings
     from evals.cases import DatasetError, load_cases
     from evals.compare import compare, load_report, parse_tolerance, render
     from evals.pricing import PRICES, parse_price
     from evals.runner import EvalOptions, ensure_index, mock_settings, provider_name
-    from steward.mock_llm.process import running_mock_llm
-    from steward.settings import get_settings
+    from mock_llm.process import running_mock_llm
 
     try:
         cases = load_cases(list(datasets) or None, select=list(select) or None)
@@ -93,6 +95,7 @@ def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[st
             concurrency=concurrency, provider=provider_name(settings, mock=mock),
             prices=prices, datasets=sorted({c.dataset for c in cases}),
             reset_orders=not no_reset, judge_model=_judge_model(settings) if judge else None,
+            decide=decide_as_approver,
         )
         with _quiet(not verbose):
             report = asyncio.run(_run(settings, cases, options, progress=not no_progress))
@@ -118,8 +121,22 @@ def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[st
         ctx.exit(1)
 
 
+async def decide_as_approver(
+    runtime: Runtime, *, thread_id: uuid.UUID, approver: str, tenant: str, requester: str,
+    decisions: list[dict[str, Any]],
+) -> Any:
+    """The evals' `ApprovalDecider`: the service's in-process decision path, as `approver`."""
+    from core.identity import Principal
+    from server.approvals import decide_in_process
+
+    principal = Principal(key_id="eval", user_id=approver, tenant_id=tenant, role="approver")
+    return await decide_in_process(runtime.pool, runtime.graph, thread_id=thread_id,
+                                   principal=principal, requester=requester,
+                                   decisions=decisions)
+
+
 def _judge_model(settings: Settings) -> Any:
-    from graph.deps import make_chat_model
+    from steward.models import make_chat_model
 
     return make_chat_model(settings)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from steward.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from server.keys import KeyInfo, KeyStore
@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 
 def _index_exists(settings: Settings) -> bool:
-    from steward.knowledge.index import MANIFEST_FILE
+    from core.knowledge.index import MANIFEST_FILE
 
     return (settings.index_dir / MANIFEST_FILE).exists()
 
@@ -39,12 +39,12 @@ def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> No
     """
     if settings.env != "development" or _index_exists(settings):
         return
-    from steward.db.embedded import resolve_database_url
-    from steward.db.migrate import migrate
-    from steward.db.pool import open_pool
-    from steward.domain.seed import seed_demo_orders
-    from steward.knowledge.embeddings import make_embedder
-    from steward.knowledge.ingest import ingest
+    from core.db.embedded import resolve_database_url
+    from core.db.migrate import migrate
+    from core.db.pool import open_pool
+    from core.domain.seed import seed_demo_orders
+    from core.knowledge.embeddings import make_embedder
+    from core.knowledge.ingest import ingest
 
     click.echo(f"no knowledge index in {settings.index_dir}: ingesting {corpus} ...", err=True)
     ingest([corpus], settings.index_dir, make_embedder(settings), progress=False)
@@ -76,13 +76,14 @@ def serve(host: str, port: int, log_level: str) -> None:
 
     from server.app import create_app
     from server.drain import HTTP_SHUTDOWN_TIMEOUT_S, Drain, DrainingServer
+    from steward.runtime import open_runtime
 
     settings = get_settings()
     try:
         prepare_development(settings)
         drain = Drain()
         config = uvicorn.Config(
-            functools.partial(create_app, settings, drain=drain), factory=True,
+            functools.partial(create_app, open_runtime, settings, drain=drain), factory=True,
             host=host, port=port, log_level=log_level, log_config=None, lifespan="on",
             proxy_headers=True, timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
         )
@@ -95,7 +96,7 @@ def release_embedded(settings: Settings) -> None:
     """Give up this process's handle on the embedded Postgres (stops it if it was the last)."""
     if settings.database_url:
         return
-    from steward.db.embedded import stop_embedded
+    from core.db.embedded import stop_embedded
 
     try:
         stop_embedded(settings.home)
@@ -105,10 +106,10 @@ def release_embedded(settings: Settings) -> None:
 
 def _with_key_store(fn: Callable[[KeyStore], Awaitable[T]]) -> T:
     """Open a pool on the configured database (migrated), run `fn` with a `KeyStore`."""
+    from core.db.embedded import resolve_database_url
+    from core.db.migrate import migrate
+    from core.db.pool import open_pool
     from server.keys import KeyStore
-    from steward.db.embedded import resolve_database_url
-    from steward.db.migrate import migrate
-    from steward.db.pool import open_pool
 
     settings = get_settings().model_copy(update={"db_pool_min": 1, "db_pool_max": 2})
 
@@ -166,19 +167,4 @@ def keys_revoke(key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def cli(verbose: bool) -> None:
-    """Steward service commands (the same as `steward serve` / `steward keys`)."""
-    from steward.cli import _setup_logging
-
-    _setup_logging(verbose)
-
-
-cli.add_command(serve)
-cli.add_command(keys)
-
-if __name__ == "__main__":
-    cli()
-
-__all__ = ["cli", "keys", "prepare_development", "serve"]
+__all__ = ["keys", "prepare_development", "serve"]

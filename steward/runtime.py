@@ -6,38 +6,24 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.graph.state import CompiledStateGraph
-from psycopg_pool import AsyncConnectionPool
-
+from core.budget.ledger import PgUsageLedger
+from core.db.embedded import resolve_database_url
+from core.db.migrate import migrate
+from core.db.pool import open_pool
+from core.domain.orders import PgOrderStore
+from core.guardrails.serde import warm_up as warm_up_redaction
+from core.knowledge.retriever import load_retriever
+from core.observability.metrics import observe_pool
+from core.settings import Settings
 from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
-from graph.deps import Deps, make_chat_model
-from steward.budget.ledger import PgUsageLedger
-from steward.db.embedded import resolve_database_url
-from steward.db.migrate import migrate
-from steward.db.pool import open_pool
-from steward.domain.orders import PgOrderStore
-from steward.guardrails.serde import warm_up as warm_up_redaction
-from steward.knowledge.retriever import load_retriever
-from steward.observability.metrics import observe_pool
-from steward.settings import Settings
+from graph.deps import Deps
+from graph.runtime import Runtime
+from steward.models import make_chat_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Everything a process needs to run turns of the workflow."""
-
-    graph: CompiledStateGraph[Any, Any, Any, Any]
-    deps: Deps
-    pool: AsyncConnectionPool[Any]
-    checkpointer: AsyncPostgresSaver
-    database_url: str
 
 
 @asynccontextmanager
@@ -70,3 +56,6 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
             )
         finally:
             stop_observing()
+
+
+__all__ = ["Runtime", "open_runtime"]

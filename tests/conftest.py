@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from steward.settings import Settings
+from core.settings import Settings
 
 pytest_plugins = ["tests.fixtures_db", "tests.fixtures_mock_llm", "tests.fixtures_server"]
 
@@ -23,8 +23,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session", name="steward_home")
 def fx_steward_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private STEWARD_HOME holding the index built from the shipped corpus."""
-    from steward.knowledge.embeddings import LocalEmbedder
-    from steward.knowledge.ingest import ingest
+    from core.knowledge.embeddings import LocalEmbedder
+    from core.knowledge.ingest import ingest
 
     home = tmp_path_factory.mktemp("steward-home")
     ingest([CORPUS], home / "index", LocalEmbedder(), progress=False)

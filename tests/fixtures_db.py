@@ -19,12 +19,12 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
-from steward.db.embedded import start_embedded, stop_embedded
-from steward.db.migrate import migrate, run_migrations
-from steward.db.pool import DbPool, open_pool
-from steward.domain.orders import PgOrderStore
-from steward.domain.seed import seed_demo_orders
-from steward.settings import Settings
+from core.db.embedded import start_embedded, stop_embedded
+from core.db.migrate import migrate, run_migrations
+from core.db.pool import DbPool, open_pool
+from core.domain.orders import PgOrderStore
+from core.domain.seed import seed_demo_orders
+from core.settings import Settings
 
 DEFAULT_TEST_PG = "postgresql://root@127.0.0.1:5432/postgres"
 

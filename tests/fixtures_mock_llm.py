@@ -1,4 +1,4 @@
-"""Pytest plugin: the mock LLM server as a subprocess (`python -m steward.mock_llm`).
+"""Pytest plugin: the mock LLM server as a subprocess (`python -m mock_llm`).
 
 Fixtures:
 - `mock_llm` (session): starts the server on a free loopback port and yields a `MockLLM`.
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from steward.mock_llm.process import MockLLM, MockLLMStartError, running_mock_llm
+from mock_llm.process import MockLLM, MockLLMStartError, running_mock_llm
 
 __all__ = ["MockLLM", "fx_mock_llm", "fx_mock_llm_clean"]
 

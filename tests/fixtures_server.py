@@ -26,10 +26,10 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from server.auth import Role
+from core.db.pool import DbPool
+from core.identity import Role
+from mock_llm.process import MockLLM
 from server.keys import KeyStore
-from steward.db.pool import DbPool
-from steward.mock_llm.process import MockLLM
 
 __all__ = ["KeyMaker", "RunningServer", "fx_server"]
 
@@ -46,12 +46,8 @@ def free_port() -> int:
 
 
 def serve_command(port: int) -> list[str]:
-    """`python -m steward serve` once `serve` is registered in steward.cli, else the module."""
-    from steward.cli import main
-
-    if "serve" in main.commands:
-        return [sys.executable, "-m", "steward", "serve", "--port", str(port)]
-    return [sys.executable, "-m", "steward.cli_server", "serve", "--port", str(port)]
+    """`python -m steward serve` on `port`."""
+    return [sys.executable, "-m", "steward", "serve", "--port", str(port)]
 
 
 @dataclass

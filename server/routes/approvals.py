@@ -17,14 +17,23 @@ from uuid import UUID
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from server.approvals import ApprovalRow, ApprovalStatus, ApprovalStore
+from core.domain.orders import PgOrderStore
+from core.errors import Forbidden, NotFound
+from core.identity import Principal
+from graph.runtime import Runtime
+from server.approvals import (
+    ApprovalRow,
+    ApprovalStatus,
+    ApprovalStore,
+    ensure_pending,
+    resume_decisions,
+)
 from server.auth import PrincipalDep, requires_role
 from server.edge import MAX_OFFSET
-from server.errors import NotFound
-from server.routes import RuntimeDep
+from server.routes.deps import RuntimeDep
+from server.runs.models import CommandBody, RunCreate
+from server.runs.service import RunService
 from server.schemas import ApprovalDecisionIn
-from steward.domain.orders import PgOrderStore
-from steward.runtime import Runtime
 
 
 def approval_json(row: ApprovalRow, *, detail: bool = False) -> dict[str, Any]:
@@ -81,6 +90,41 @@ def _approval_uuid(raw: str) -> UUID:
         raise NotFound(f"approval {raw} not found") from None
 
 
+async def decide_approval(
+    runtime: Runtime, principal: Principal, approval_id: UUID, decision: ApprovalDecisionIn,
+) -> tuple[ApprovalRow, dict[str, Any]]:
+    """Decide through the runs API's one resume path and return the decided approval.
+
+    The decision is recorded by `server.decisions.bind_resume` in the transaction that
+    creates the resume run (as the approver), exactly like a `command.resume`.
+
+    Returns:
+        The decided approval and the resume run (as the runs API shows it).
+
+    Raises:
+        NotFound: missing or another tenant's.
+        Forbidden: not an approver or admin, or the requester approving their own request.
+        Conflict: already decided, or no longer waiting for a decision.
+        Unprocessable: an invalid edit.
+    """
+    if not principal.is_approver:
+        raise Forbidden("deciding approvals requires role approver or admin")
+    store = ApprovalStore(runtime.pool)
+    row = await store.get(principal, approval_id)
+    ensure_pending(row)
+    payload: dict[str, Any] = {"decisions": resume_decisions(row, decision)}
+    body = RunCreate(
+        command=CommandBody(resume={row["interrupt_id"]: payload}),
+        multitask_strategy="reject", metadata={"approval_id": str(approval_id)},
+    )
+    run = await RunService(runtime).create(
+        principal, row["thread_id"], body, approval_id=approval_id,
+        decision_comment=decision.comment,
+    )
+    decided = await store.get(principal, approval_id)
+    return decided, run.model_dump(mode="json")
+
+
 class ApprovalsController(Controller):
     """Pending approvals and their decisions."""
 
@@ -128,9 +172,7 @@ class ApprovalsController(Controller):
         data: JSONBody[ApprovalDecisionIn],
     ) -> dict[str, Any]:
         """Approve, edit or reject; answers the decided approval and the resume run."""
-        row, run = await ApprovalStore(runtime.pool).decide(
-            runtime, principal, _approval_uuid(approval_id), data
-        )
+        row, run = await decide_approval(runtime, principal, _approval_uuid(approval_id), data)
         return {**approval_json(row, detail=True), "run": run}
 
 

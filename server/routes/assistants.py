@@ -14,11 +14,11 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from pydantic import TypeAdapter
 
+from core.errors import Forbidden, NotFound
+from graph.runtime import Runtime
 from server.auth import PrincipalDep
-from server.errors import Forbidden, NotFound
-from server.routes import RuntimeDep
+from server.routes.deps import RuntimeDep
 from server.schemas import AssistantCount, AssistantOut, AssistantSearch, GraphSchemaOut
-from steward.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 

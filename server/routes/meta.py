@@ -7,9 +7,9 @@ import langgraph.version
 from litestar import Request, Response, get
 from litestar.datastructures import State
 
+from graph.runtime import Runtime
 from server.drain import Drain
 from server.errors import detail_response
-from steward.runtime import Runtime
 
 
 def _steward_version() -> str:

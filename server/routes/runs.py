@@ -19,9 +19,10 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
-from server.auth import Principal
+from core.errors import Unprocessable
+from core.identity import Principal
+from graph.runtime import Runtime
 from server.edge import MAX_OFFSET, MAX_PAGE
-from server.errors import Unprocessable
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,
     Run,
@@ -31,7 +32,6 @@ from server.runs.models import (
 )
 from server.runs.service import RunService, parse_uuid, spawn_background
 from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, dumps, format_event
-from steward.runtime import Runtime
 
 WAIT_KEEPALIVE = b"\n"
 """Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""

@@ -15,9 +15,11 @@ from langgraph.types import StateSnapshot
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from server.auth import Principal, PrincipalDep
-from server.errors import Conflict, Forbidden, NotFound, Unprocessable
-from server.routes import RuntimeDep, ThreadsRepoDep
+from core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from core.identity import Principal
+from graph.runtime import Runtime
+from server.auth import PrincipalDep
+from server.routes.deps import RuntimeDep, ThreadsRepoDep
 from server.runs.guards import PROTECTED_NODES, MessageLimits, check_node, check_state_values
 from server.schemas import (
     CheckpointIn,
@@ -34,7 +36,6 @@ from server.schemas import (
 )
 from server.state_view import checkpoint_of, thread_json, thread_state
 from server.threads_repo import ThreadRow
-from steward.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 

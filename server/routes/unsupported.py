@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import route
 
-from server.errors import NotFound
+from core.errors import NotFound
 
 _METHODS: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

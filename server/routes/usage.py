@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 from litestar import get
 from litestar.params import QueryParameter
 
+from core.budget.budgets import Payer
+from core.budget.ledger import PgUsageLedger
+from core.errors import Forbidden
 from server.auth import PrincipalDep
-from server.errors import Forbidden
-from server.routes import RuntimeDep
-from steward.budget.budgets import Payer
-from steward.budget.ledger import PgUsageLedger
+from server.routes.deps import RuntimeDep
 
 Period = Literal["day", "month"]
 

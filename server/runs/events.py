@@ -19,10 +19,10 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import PoolTimeout
 
+from core.db.pool import DbPool
 from server.runs import repo
 from server.runs.models import TERMINAL_STATUSES
 from server.sse import dumps
-from steward.db.pool import DbPool
 
 log = logging.getLogger(__name__)
 

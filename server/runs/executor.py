@@ -40,6 +40,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 from langgraph.types import Command, Send, StateSnapshot
 
+from core.db.pool import DbPool
+from graph.observer import instrument_run_config
 from server.approvals import reopen, sync_pending
 from server.decisions import expire_approval
 from server.runs import repo
@@ -48,8 +50,6 @@ from server.runs.events import EventHub, EventWriter
 from server.runs.models import GRAPH_ID
 from server.runs.recovery import missing_events, step_events
 from server.sse import dumps, interrupt_json, to_jsonable
-from steward.db.pool import DbPool
-from steward.observability.callbacks import instrument_run_config
 
 log = logging.getLogger(__name__)
 

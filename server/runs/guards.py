@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from langchain_core.messages import convert_to_messages
 
-from server.errors import Unprocessable
+from core.errors import Unprocessable
 from server.runs.models import RunCreate
 
 WRITABLE_CHANNELS = frozenset({"messages"})

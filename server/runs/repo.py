@@ -1,6 +1,6 @@
 """SQL for runs, run_events and the thread columns the runs engine owns.
 
-Every function takes an open connection (autocommit, dict rows; see `steward.db.pool`), so
+Every function takes an open connection (autocommit, dict rows; see `core.db.pool`), so
 callers compose them inside one `conn.transaction()` where atomicity matters. The worker's
 writes are fenced by `(worker_id, attempt, status = 'running')`: a worker that lost its lease
 cannot overwrite the run that another replica took over.

@@ -20,10 +20,16 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 from psycopg.rows import DictRow
 
+from core.budget.budgets import Payer
+from core.budget.ledger import PgUsageLedger
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
+from core.guardrails.serde import redact_user_input
+from core.identity import Principal
+from core.observability.logging import current_request_id
+from core.observability.tracing import current_traceparent
+from graph.runtime import Runtime
 from server.approvals import record_pending
-from server.auth import Principal
 from server.decisions import BoundResume, bind_resume, is_approval_request
-from server.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
@@ -49,12 +55,6 @@ from server.runs.models import (
     RunCreate,
 )
 from server.sse import dumps
-from steward.budget.budgets import Payer
-from steward.budget.ledger import PgUsageLedger
-from steward.guardrails.serde import redact_user_input
-from steward.observability.logging import current_request_id
-from steward.observability.tracing import current_traceparent
-from steward.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ import psycopg
 
 from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
+from graph.runtime import Runtime
 from server.runs import repo
 from server.runs.events import EventHub, register_hub, unregister_hub
 from server.runs.executor import Graph, RunExecutor, RunHandle
-from steward.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -57,12 +57,12 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from core.db.migrate import migrate
+from core.db.pool import open_pool
+from core.domain.seed import seed_demo_orders
+from core.settings import Settings
+from mock_llm.process import MockLLM, free_port, running_mock_llm
 from server.keys import KeyStore
-from steward.db.migrate import migrate
-from steward.db.pool import open_pool
-from steward.domain.seed import seed_demo_orders
-from steward.mock_llm.process import MockLLM, free_port, running_mock_llm
-from steward.settings import Settings
 from tests.chaos.pgcluster import PgCluster
 from tests.chaos.sse import read_events
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steward.mock_llm.process import free_port
+from mock_llm.process import free_port
 
 SUPERUSER = "root"
 

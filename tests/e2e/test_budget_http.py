@@ -9,7 +9,7 @@ import httpx
 import pytest
 from langgraph_sdk.errors import RateLimitError
 
-from steward.db.pool import DbPool
+from core.db.pool import DbPool
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer

@@ -21,12 +21,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from core.db.migrate import migrate
+from core.db.pool import DbPool, open_pool
+from core.domain.seed import seed_demo_orders
+from core.settings import Settings
+from mock_llm.process import MockLLM
 from server.keys import KeyStore
-from steward.db.migrate import migrate
-from steward.db.pool import DbPool, open_pool
-from steward.domain.seed import seed_demo_orders
-from steward.mock_llm.process import MockLLM
-from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
 from tests.serve_helpers import Served, service_env, start_serve
 from tests.tcp_proxy import TcpProxy

@@ -27,11 +27,11 @@ import pytest_asyncio
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from core.db.migrate import migrate
+from core.db.pool import DbPool, open_pool
+from core.settings import Settings
+from mock_llm.process import MockLLM
 from server.keys import KeyStore
-from steward.db.migrate import migrate
-from steward.db.pool import DbPool, open_pool
-from steward.mock_llm.process import MockLLM
-from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
 from tests.serve_helpers import Served, service_env, start_serve, until, wait_exit
 

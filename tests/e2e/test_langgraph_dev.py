@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from langgraph_sdk import get_client
 
-from steward.domain.orders import PgOrderStore
-from steward.mock_llm.process import free_port
-from steward.settings import Settings
+from core.domain.orders import PgOrderStore
+from core.settings import Settings
+from mock_llm.process import free_port
 
 pytestmark = pytest.mark.e2e
 

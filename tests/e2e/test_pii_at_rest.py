@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from steward.db.pool import DbPool
+from core.db.pool import DbPool
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer

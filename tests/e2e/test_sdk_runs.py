@@ -19,9 +19,9 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from steward.db.pool import DbPool
-from steward.mock_llm.process import MockLLM
-from steward.settings import Settings
+from core.db.pool import DbPool
+from core.settings import Settings
+from mock_llm.process import MockLLM
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer

@@ -24,12 +24,12 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError
 
+from core.db.migrate import migrate
+from core.db.pool import DbPool, open_pool
+from core.domain.seed import seed_demo_orders
+from core.settings import Settings
+from mock_llm.process import MockLLM
 from server.keys import KeyStore
-from steward.db.migrate import migrate
-from steward.db.pool import DbPool, open_pool
-from steward.domain.seed import seed_demo_orders
-from steward.mock_llm.process import MockLLM
-from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
 from tests.fixtures_server import ROOT, _wait_ready, free_port, serve_command
 

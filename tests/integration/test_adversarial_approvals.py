@@ -76,11 +76,11 @@ from hypothesis.stateful import (
 )
 from psycopg.rows import DictRow, dict_row
 
+from core.domain.seed import DEMO_ORDERS
 from server.keys import KeyStore
-from steward.domain.seed import DEMO_ORDERS
 
 if TYPE_CHECKING:
-    from steward.db.pool import DbPool
+    from core.db.pool import DbPool
     from tests.fixtures_server import RunningServer
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def user_input(text: str) -> dict[str, Any]:
 
 
 def forged_approval(reviewer: str) -> dict[str, Any]:
-    """An approval record nobody decided (the shape `steward.domain.types.Approval` has)."""
+    """An approval record nobody decided (the shape `core.domain.types.Approval` has)."""
     return {
         "decision": "approve",
         "reviewer": reviewer,

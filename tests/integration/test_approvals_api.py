@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from steward.db.pool import DbPool
-from steward.domain.orders import PgOrderStore
+from core.db.pool import DbPool
+from core.domain.orders import PgOrderStore
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer

@@ -12,12 +12,13 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
+from core.budget.ledger import PgUsageLedger
+from core.identity import Principal
 from graph.builder import DURABILITY, make_graph
-from graph.deps import Deps, make_chat_model
-from server.auth import Principal
+from graph.deps import Deps
 from server.errors import EXCEPTION_HANDLERS
 from server.routes.usage import ROUTES
-from steward.budget.ledger import PgUsageLedger
+from steward.models import make_chat_model
 from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -103,7 +104,7 @@ async def test_an_exhausted_budget_refuses_before_calling_the_model(
 async def test_a_failed_call_releases_its_reservation(
     runtime: Runtime, mock_llm: Any, mock_llm_clean: None,
 ) -> None:
-    from graph.errors import ProviderError
+    from core.errors import ProviderError
 
     user = f"u-{uuid.uuid4().hex[:8]}"
     graph = budget_graph(runtime)

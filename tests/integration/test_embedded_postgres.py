@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from steward.db.embedded import HANDLE_FILE, pgdata_dir, resolve_database_url, stop_embedded
-from steward.mock_llm.process import MockLLM
-from steward.settings import Settings
+from core.db.embedded import HANDLE_FILE, pgdata_dir, resolve_database_url, stop_embedded
+from core.settings import Settings
+from mock_llm.process import MockLLM
 from tests.serve_helpers import Served, service_env, start_serve, wait_exit
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_embedded_postgres_starts_and_answers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(home=tmp_path / "home", database_url=None)
-    caplog.set_level(logging.INFO, logger="steward.db.embedded")
+    caplog.set_level(logging.INFO, logger="core.db.embedded")
     try:
         url = resolve_database_url(settings)
         assert "embedded PostgreSQL" in caplog.text
@@ -47,7 +47,7 @@ def test_embedded_postgres_starts_and_answers(
 
 
 def test_database_url_wins_over_embedded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="steward.db.embedded")
+    caplog.set_level(logging.INFO, logger="core.db.embedded")
     url = "postgresql://app:secret@db.internal:5432/steward"
     settings = Settings(home=tmp_path, database_url=url)
 

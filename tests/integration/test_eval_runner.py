@@ -19,6 +19,7 @@ from evals.evaluators import declines
 from evals.results import RunReport
 from evals.runner import EvalOptions, run_suite
 from evals.store import evaluator_means, recent_runs, save_run
+from steward.cli_eval import decide_as_approver
 from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,8 @@ async def fx_subset_report(runtime: Runtime, mock_llm: Any) -> RunReport:
     await mock_llm.clear_faults()
     cases = load_cases(select=SUBSET)
     assert {c.id for c in cases} == set(SUBSET)
-    return await run_suite(runtime, cases, EvalOptions(concurrency=4, provider="mock"))
+    options = EvalOptions(concurrency=4, provider="mock", decide=decide_as_approver)
+    return await run_suite(runtime, cases, options)
 
 
 def by_id(report: RunReport) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def run_cli(args: list[str]) -> Any:
 def test_cli_compare_exits_non_zero_on_a_crafted_regression(
     tmp_path: Path, database_url: str, steward_home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from steward.settings import get_settings
+    from core.settings import get_settings
 
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LANGSMITH_API_KEY"):
         monkeypatch.delenv(name, raising=False)

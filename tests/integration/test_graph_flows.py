@@ -12,8 +12,8 @@ from langchain_core.messages import ToolMessage
 from langgraph.types import Command
 from pydantic import ValidationError
 
+from core.domain.orders import PgOrderStore
 from graph.builder import DURABILITY
-from steward.domain.orders import PgOrderStore
 from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -185,7 +185,7 @@ async def test_provider_faults_are_retried_then_fail_clearly_without_half_state(
     runtime: Runtime, orders: PgOrderStore, mock_llm: Any, mock_llm_clean: None,
     fault: dict[str, Any],
 ) -> None:
-    from graph.errors import ProviderError
+    from core.errors import ProviderError
 
     attempts = runtime.deps.settings.llm_max_attempts
     await mock_llm.add_faults([{**fault, "count": attempts}])

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.types.json import Jsonb
 
+from core.domain.orders import PgOrderStore
+from core.guardrails.serde import RedactingSerializer
+from core.knowledge.types import RetrievedChunk
 from graph.builder import DURABILITY, make_graph
 from graph.deps import Deps
-from steward.domain.orders import PgOrderStore
-from steward.guardrails.serde import RedactingSerializer
-from steward.knowledge.types import RetrievedChunk
 from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -263,7 +263,7 @@ async def test_the_property_can_fail_without_the_rules(
 
 def replace_rule() -> Any:
     """A rule that never fires (an empty table would fall back to the defaults)."""
-    from steward.guardrails.policy_rules import RiskRule
+    from core.guardrails.policy_rules import RiskRule
 
     return RiskRule(tool="nothing", action="allow", code="noop")
 

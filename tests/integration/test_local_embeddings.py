@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steward.knowledge import FaissRetriever, KnowledgeIndex, LocalEmbedder, ingest
-from steward.knowledge.chunking import TITLE_SEPARATOR as SEP
+from core.knowledge import FaissRetriever, KnowledgeIndex, LocalEmbedder, ingest
+from core.knowledge.chunking import TITLE_SEPARATOR as SEP
 
 pytestmark = pytest.mark.integration
 

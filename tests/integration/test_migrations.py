@@ -12,8 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from steward.db.migrate import alembic_config, run_migrations, to_sqlalchemy_url
-from steward.db.pool import DbPool
+from core.db.migrate import alembic_config, run_migrations, to_sqlalchemy_url
+from core.db.pool import DbPool
 
 pytestmark = pytest.mark.integration
 

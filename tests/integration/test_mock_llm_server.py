@@ -17,8 +17,8 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from steward.mock_llm.__main__ import main as mock_main
-from steward.mock_llm.server import MockConfig, create_mock_app
+from mock_llm.__main__ import main as mock_main
+from mock_llm.server import MockConfig, create_mock_app
 from tests.fixtures_mock_llm import MockLLM
 
 pytestmark = pytest.mark.integration

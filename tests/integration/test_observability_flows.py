@@ -29,21 +29,21 @@ from litestar.params import JSONBody, PathParameter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph.builder import DURABILITY
-from server.observability import ObservabilityMiddleware, metrics_endpoint, request_id_of
-from steward.domain.orders import PgOrderStore
-from steward.observability import (
+from core.domain.orders import PgOrderStore
+from core.observability import (
     configure_logging,
     configure_tracing,
     current_traceparent,
     flush_tracing,
-    instrument_run_config,
     observe_pool,
     refresh_approvals_pending,
     shutdown_tracing,
 )
-from steward.observability.langsmith import flush_langsmith, reset_langsmith
-from steward.observability.logging import reset_logging
+from core.observability.langsmith import flush_langsmith, reset_langsmith
+from core.observability.logging import reset_logging
+from graph.builder import DURABILITY
+from graph.observer import instrument_run_config
+from server.observability import ObservabilityMiddleware, metrics_endpoint, request_id_of
 from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -141,8 +141,8 @@ def fx_exporters(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 async def record_decisions(runtime: Runtime, thread_id: str, user: str,
                            decisions: list[dict[str, Any]]) -> Any:
     """What the service does before a resume runs: record the decision in the queue."""
-    from server.auth import Principal
-    from server.decisions import decide_in_process
+    from core.identity import Principal
+    from server.approvals import decide_in_process
 
     approver = Principal(key_id="k", user_id=user, tenant_id="acme", role="approver")
     return await decide_in_process(runtime.pool, runtime.graph, thread_id=uuid.UUID(thread_id),
@@ -432,9 +432,9 @@ async def test_metrics_endpoint_exposes_the_series_after_a_refund_flow(
 async def test_pending_approvals_gauge_counts_the_approvals_table(
     scratch_database_url: str,
 ) -> None:
-    from steward.db.pool import open_pool
-    from steward.observability.metrics import REGISTRY
-    from steward.settings import Settings
+    from core.db.pool import open_pool
+    from core.observability.metrics import REGISTRY
+    from core.settings import Settings
 
     settings = Settings(DATABASE_URL=scratch_database_url, STEWARD_DB_POOL_MIN=1)
     async with open_pool(scratch_database_url, settings) as pool:

@@ -8,10 +8,10 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from steward.db.pool import DbPool
-from steward.domain.orders import PgOrderStore
-from steward.domain.seed import DEMO_ORDERS
-from steward.domain.types import RefundRefused, RefundRequest, RefundResult, action_hash
+from core.db.pool import DbPool
+from core.domain.orders import PgOrderStore
+from core.domain.seed import DEMO_ORDERS
+from core.domain.types import RefundRefused, RefundRequest, RefundResult, action_hash
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from core.domain.orders import PgOrderStore
+from core.settings import Settings
 from graph.builder import DURABILITY
-from steward.domain.orders import PgOrderStore
 from steward.runtime import Runtime
-from steward.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ RESUME_SCRIPT = """
 import asyncio, json, sys
 from langgraph.types import Command
 from steward.runtime import open_runtime
-from steward.settings import Settings
+from core.settings import Settings
 
 async def main():
     async with open_runtime(Settings()) as rt:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from steward.domain.orders import PgOrderStore
+from core.domain.orders import PgOrderStore
 
 if TYPE_CHECKING:
-    from steward.db.pool import DbPool
+    from core.db.pool import DbPool
     from tests.fixtures_server import RunningServer
 
 pytestmark = pytest.mark.integration

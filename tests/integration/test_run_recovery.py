@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from mock_llm.process import MockLLM
 from server.runs import repo
 from server.runs.executor import build_config
 from server.runs.recovery import STEP_EVENTS, step_events
 from server.runs.service import RunService
 from server.runs.worker import RunWorker
-from steward.mock_llm.process import MockLLM
 from steward.runtime import Runtime
 from tests.integration.test_runs_engine import (  # noqa: F401 - fixtures
     ALICE,

@@ -23,18 +23,18 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from core.domain.seed import seed_demo_orders
+from core.errors import Conflict, Forbidden, NotFound
+from core.identity import Principal
+from core.settings import Settings
 from graph.checkpointer import make_checkpointer
-from server.auth import Principal
-from server.errors import Conflict, Forbidden, NotFound
+from mock_llm.process import MockLLM
 from server.runs import repo
 from server.runs.executor import build_config
 from server.runs.models import parse_run_create
 from server.runs.service import RunService
 from server.runs.worker import RunWorker, WorkerConfig
-from steward.domain.seed import seed_demo_orders
-from steward.mock_llm.process import MockLLM
 from steward.runtime import Runtime, open_runtime
-from steward.settings import Settings
 from tests.fixtures_db import create_database, drop_database
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 
 if TYPE_CHECKING:
-    from steward.db.pool import DbPool
+    from core.db.pool import DbPool
     from tests.fixtures_server import RunningServer
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,10 @@ from litestar.testing import TestClient
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
-from server.auth import Principal, PrincipalDep, presented_key, provide_principal, requires_role
-from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES, Conflict, TooManyRequests
+from core.errors import Conflict, TooManyRequests
+from core.identity import Principal
+from server.auth import PrincipalDep, presented_key, provide_principal, requires_role
+from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import (
     KEY_RE,
     KeyStore,

@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from steward.budget.budgets import BudgetLimits, Payer, ScopeSpend
-from steward.budget.estimates import encoding_name, estimate_call, output_tokens_of
-from steward.budget.prices import FALLBACK_PRICE, cost_usd, price_for
-from steward.budget.routing import escalation, route_turn
-from steward.settings import Settings
-from steward.tokens import get_encoding
+from core.budget.budgets import BudgetLimits, Payer, ScopeSpend
+from core.budget.estimates import encoding_name, estimate_call, output_tokens_of
+from core.budget.prices import FALLBACK_PRICE, cost_usd, price_for
+from core.budget.routing import escalation, route_turn
+from core.settings import Settings
+from core.tokens import get_encoding
 
 ENC = get_encoding("o200k_base")
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from steward.knowledge.chunking import TITLE_SEPARATOR as SEP
-from steward.knowledge.chunking import Chunk, chunk_document
+from core.knowledge.chunking import TITLE_SEPARATOR as SEP
+from core.knowledge.chunking import Chunk, chunk_document
 
 DOC = """\
 Intro before any heading.

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import Unprocessable
 from server.edge import MAX_JSON_DEPTH, check_body, check_json_value, check_path, check_query
-from server.errors import Unprocessable
 
 TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"))
 JSON = st.recursive(

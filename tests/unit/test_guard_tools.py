@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
+from core.settings import Settings
 from graph.deps import Deps
 from nodes.guard_tools import judge_call, make_guard_tools
-from steward.settings import Settings
 
 
 class NoService:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from steward.guardrails.injection import detect_injection, normalise, variants
+from core.guardrails.injection import detect_injection, normalise, variants
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from core.guardrails.claims import refund_claims, unbacked_claims
+from core.settings import Settings
 from graph.deps import Deps
 from graph.prompts import REFUSAL_ANSWERS
 from nodes.validate import make_validate
-from steward.guardrails.claims import refund_claims, unbacked_claims
-from steward.settings import Settings
 
 
 def deps(**env: Any) -> Deps:

@@ -7,8 +7,8 @@ import itertools
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from steward.guardrails.pii import find_pii, redact_text
-from steward.guardrails.serde import WITHHELD, RedactingSerializer, redact_user_input
+from core.guardrails.pii import find_pii, redact_text
+from core.guardrails.serde import WITHHELD, RedactingSerializer, redact_user_input
 
 CASES = [
     ("Send the label to ava.thompson@gmail.com please", "ava.thompson@gmail.com", "[EMAIL]"),

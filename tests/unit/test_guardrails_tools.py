@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from core.guardrails.policy_rules import RiskRule, evaluate, parse_rules
+from core.guardrails.provenance import Provenance, amounts, executed_refunds
+from core.settings import Settings
 from graph.builder import make_graph
 from graph.deps import Deps
 from graph.tools import RISK_RULES, TOOLS
 from nodes.guard_tools import judge_call, make_guard_tools
-from steward.guardrails.policy_rules import RiskRule, evaluate, parse_rules
-from steward.guardrails.provenance import Provenance, amounts, executed_refunds
-from steward.settings import Settings
 
 
 class NoService:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from steward.knowledge import (
+from core.knowledge import (
     FaissRetriever,
     IndexCorrupt,
     IndexMismatch,
@@ -23,9 +23,9 @@ from steward.knowledge import (
     load_retriever,
     make_embedder,
 )
-from steward.knowledge.chunking import TITLE_SEPARATOR as SEP
-from steward.knowledge.embeddings import LOCAL_MODEL_NAME, LocalEmbedder
-from steward.settings import Settings
+from core.knowledge.chunking import TITLE_SEPARATOR as SEP
+from core.knowledge.embeddings import LOCAL_MODEL_NAME, LocalEmbedder
+from core.settings import Settings
 
 
 class HashingEmbedder:
@@ -237,7 +237,7 @@ def test_non_utf8_and_empty_files_are_skipped(
     )
     (corpus / "blank.txt").write_text("\n   \n", encoding="utf-8")
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
-    with caplog.at_level(logging.WARNING, logger="steward.knowledge"):
+    with caplog.at_level(logging.WARNING, logger="core.knowledge"):
         report = ingest([corpus], index_dir, HashingEmbedder(), progress=False)
 
     assert report.documents_added == 3

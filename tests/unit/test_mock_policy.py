@@ -1,4 +1,4 @@
-"""The scripted mock policy (steward.mock_llm.policy) and the in-process DemoChatModel."""
+"""The scripted mock policy (mock_llm.policy) and the in-process DemoChatModel."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from langchain_core.utils.json import parse_partial_json
 
-from steward.mock_llm.demo_model import DemoChatModel
-from steward.mock_llm.policy import (
+from core.tokens import count_chat_tokens, count_text_tokens, get_encoding
+from mock_llm.demo_model import DemoChatModel
+from mock_llm.policy import (
     INVENTED_SOURCE,
     MockReply,
     malform_arguments,
     reply,
 )
-from steward.tokens import count_chat_tokens, count_text_tokens, get_encoding
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "data" / "policies"
 

@@ -21,24 +21,24 @@ from langsmith import Client
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.domain.types import OrderView, RefundRequest, RefundResult
+from core.knowledge.types import RetrievedChunk
+from core.observability import langsmith as ls_module
+from core.observability import metrics as m
+from core.observability import tracing
+from core.observability.langsmith import langsmith_config, langsmith_tracer
+from core.observability.logging import configure_logging, reset_logging
+from core.settings import Settings
 from graph.builder import make_graph
 from graph.deps import Deps
-from steward.domain.types import OrderView, RefundRequest, RefundResult
-from steward.knowledge.types import RetrievedChunk
-from steward.mock_llm.demo_model import DemoChatModel
-from steward.observability import langsmith as ls_module
-from steward.observability import metrics as m
-from steward.observability import tracing
-from steward.observability.callbacks import (
+from graph.observer import (
     RunObserver,
     denial_reason_code,
     describe_input,
     instrument_run_config,
     tool_label,
 )
-from steward.observability.langsmith import langsmith_config, langsmith_tracer
-from steward.observability.logging import configure_logging, reset_logging
-from steward.settings import Settings
+from mock_llm.demo_model import DemoChatModel
 
 MODEL = "steward-demo"
 

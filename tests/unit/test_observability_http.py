@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.observability import metrics as m
+from core.observability.logging import configure_logging, reset_logging
 from server.observability import ObservabilityMiddleware, metrics_endpoint, request_id_of
-from steward.observability import metrics as m
-from steward.observability.logging import configure_logging, reset_logging
 
 ROUTE = "/things/{thing_id}"
 

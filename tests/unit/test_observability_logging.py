@@ -13,7 +13,7 @@ import pytest
 import structlog
 from langchain_core.runnables import RunnableLambda
 
-from steward.observability.logging import (
+from core.observability.logging import (
     CONTEXT_KEYS,
     configure_logging,
     current_request_id,
@@ -21,7 +21,7 @@ from steward.observability.logging import (
     log_context,
     reset_logging,
 )
-from steward.observability.redact import redact_mapping, redact_text, redact_value
+from core.observability.redact import redact_mapping, redact_text, redact_value
 
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
@@ -229,7 +229,7 @@ def test_console_format_is_human_readable_and_omits_unknown_ids() -> None:
 def test_production_defaults_to_json_and_reconfiguring_replaces_the_handler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from steward.settings import Settings
+    from core.settings import Settings
 
     monkeypatch.delenv("STEWARD_LOG_FORMAT", raising=False)
     first, second = io.StringIO(), io.StringIO()

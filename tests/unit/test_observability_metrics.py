@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from steward.observability import metrics as m
-from steward.observability.pricing import ModelPrice, cost_usd, price_of, set_model_price
+from core.observability import metrics as m
+from core.observability.pricing import ModelPrice, cost_usd, price_of, set_model_price
 
 
 def value(name: str, **labels: str) -> float:

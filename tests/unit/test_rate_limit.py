@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
+from core.settings import Settings
 from server.errors import EXCEPTION_HANDLERS
 from server.rate_limit import rate_limit_config
-from steward.settings import Settings
 
 
 @get("/threads/search-like", sync_to_thread=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from steward.settings import Settings
+from core.settings import Settings
 
 
 def test_generic_variables_do_not_leak_into_settings(monkeypatch: pytest.MonkeyPatch) -> None:

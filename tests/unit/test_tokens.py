@@ -1,4 +1,4 @@
-"""Offline tiktoken loading and chat token counting (steward.tokens)."""
+"""Offline tiktoken loading and chat token counting (core.tokens)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from steward.tokens import count_chat_tokens, get_encoding
+from core.tokens import count_chat_tokens, get_encoding
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ OFFLINE_PROBE = """
 import sys
 sys.modules["requests"] = None
 sys.modules["blobfile"] = None
-from steward.tokens import get_encoding
+from core.tokens import get_encoding
 print(len(get_encoding("o200k_base").encode("hello world")))
 print(get_encoding("cl100k_base").name)
 """

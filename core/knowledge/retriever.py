@@ -1,0 +1,60 @@
+"""The FAISS-backed `Retriever` used by the graph."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from core.knowledge.embeddings import Embedder, make_embedder
+from core.knowledge.index import KnowledgeIndex
+from core.knowledge.types import RetrievedChunk
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+class FaissRetriever:
+    """Embeds the query and searches the knowledge index, off the event loop."""
+
+    def __init__(self, index: KnowledgeIndex, embedder: Embedder) -> None:
+        self.index = index
+        self.embedder = embedder
+
+    def search_sync(self, query: str, *, k: int) -> list[RetrievedChunk]:
+        """Blocking search: return up to `k` chunks for `query`, best first."""
+        if k <= 0 or not query.strip() or len(self.index) == 0:
+            return []
+        vector = self.embedder.embed_query(query)
+        return [
+            RetrievedChunk(
+                id=chunk.id,
+                source=chunk.source,
+                title=chunk.title,
+                text=chunk.text,
+                score=float(score),
+            )
+            for chunk, score in self.index.search(vector, k)
+        ]
+
+    async def search(self, query: str, *, k: int) -> list[RetrievedChunk]:
+        """Return up to `k` chunks for `query`, best first, without blocking the loop."""
+        return await asyncio.to_thread(self.search_sync, query, k=k)
+
+    async def warmup(self) -> None:
+        """Load the embedding model now (in a thread) instead of on the first query."""
+        await asyncio.to_thread(self.embedder.embed_query, "warm-up")
+
+
+def load_retriever(settings: Settings) -> FaissRetriever:
+    """Load the index from `settings.index_dir` with the configured embedder.
+
+    Raises:
+        IndexNotFound: If `steward ingest` has not been run.
+        IndexMismatch: If the index was built with a different embedding model.
+    """
+    embedder = make_embedder(settings)
+    index = KnowledgeIndex.load(settings.index_dir, embedder=embedder)
+    return FaissRetriever(index, embedder)
+
+
+__all__ = ["FaissRetriever", "load_retriever"]
