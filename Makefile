@@ -25,8 +25,10 @@ chat: $(STAMP)  ## Talk to the agent in the terminal (approvals asked inline)
 	$(BIN)/steward seed
 	$(BIN)/steward chat
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff (lint and format), and the import contracts (layers, no cycles)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)  ## mypy --strict on our packages
 	$(BIN)/mypy

@@ -50,16 +50,24 @@ def bare_graph(checkpointer: Any = None) -> Any:
         return {"response": {"answer": "", "sources": [], "actions": [], "refusal": None}}
 
     builder = StateGraph(State, input_schema=InputState)
-    for name in ("input_filter", "retrieve", "agent", "guard_tools", "approval", "run_tools",
-                 "finalize"):
+    for name in (
+        "input_filter",
+        "retrieve",
+        "agent",
+        "guard_tools",
+        "approval",
+        "run_tools",
+        "finalize",
+    ):
         builder.add_node(name, noop)
     builder.add_node("validate", validate)
     add_edges(builder)
     return builder.compile(checkpointer=checkpointer)
 
 
-async def measure(run_once: Callable[[], Awaitable[None]], runs: int,
-                  warmup: int) -> dict[str, float]:
+async def measure(
+    run_once: Callable[[], Awaitable[None]], runs: int, warmup: int
+) -> dict[str, float]:
     """Run sequentially; return p50/p99 latency in ms and runs/s."""
     for _ in range(warmup):
         await run_once()
@@ -91,9 +99,13 @@ async def checkpoint_bytes(pool: Any, thread_id: str) -> dict[str, int]:
     out: dict[str, int] = {}
     async with pool.connection() as conn:
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-            row = await (await conn.execute(
-                f"SELECT count(*) AS n, coalesce(sum(pg_column_size(t.*)), 0) AS b "
-                f"FROM {table} t WHERE thread_id = %s", (thread_id,))).fetchone()
+            row = await (
+                await conn.execute(
+                    f"SELECT count(*) AS n, coalesce(sum(pg_column_size(t.*)), 0) AS b "
+                    f"FROM {table} t WHERE thread_id = %s",
+                    (thread_id,),
+                )
+            ).fetchone()
             out[f"{table}_rows"] = int(row["n"])
             out[f"{table}_bytes"] = int(row["b"])
     out["total_bytes"] = sum(v for k, v in out.items() if k.endswith("_bytes"))
@@ -104,11 +116,16 @@ async def main(args: argparse.Namespace) -> None:
     async with scratch_database() as db_url:
         with tempfile.TemporaryDirectory() as home, running_mock_llm() as mock:
             t0 = time.perf_counter()
-            ingest([ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(),
-                   progress=False)
+            ingest(
+                [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
+            )
             print(f"index built in {time.perf_counter() - t0:.1f}s")
-            settings = Settings(STEWARD_HOME=home, DATABASE_URL=db_url,
-                                OPENAI_BASE_URL=mock.base_url, OPENAI_API_KEY="bench")
+            settings = Settings(
+                STEWARD_HOME=home,
+                DATABASE_URL=db_url,
+                OPENAI_BASE_URL=mock.base_url,
+                OPENAI_API_KEY="bench",
+            )
             async with open_runtime(settings) as runtime:
                 await run_benchmarks(runtime, args)
 
@@ -133,13 +150,17 @@ async def run_benchmarks(runtime: Any, args: argparse.Namespace) -> None:
         "full": await measure(run_full, args.runs, args.warmup),
     }
     base = results["bare"]
-    print(f"\n{'graph':<10} {'p50 ms':>9} {'p99 ms':>9} {'runs/s':>9} {'p50 x bare':>11} "
-          f"{'runs/s / bare':>14}")
+    print(
+        f"\n{'graph':<10} {'p50 ms':>9} {'p99 ms':>9} {'runs/s':>9} {'p50 x bare':>11} "
+        f"{'runs/s / bare':>14}"
+    )
     for name, r in results.items():
         slower = r["p50_ms"] / base["p50_ms"]
         rate = r["runs_per_s"] / base["runs_per_s"]
-        print(f"{name:<10} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['runs_per_s']:>9.1f} "
-              f"{slower:>11.1f} {rate:>14.3f}")
+        print(
+            f"{name:<10} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['runs_per_s']:>9.1f} "
+            f"{slower:>11.1f} {rate:>14.3f}"
+        )
 
     growth: dict[int, dict[str, int]] = {}
     for turns in args.turns:
@@ -150,8 +171,9 @@ async def run_benchmarks(runtime: Any, args: argparse.Namespace) -> None:
     print(f"\n{'turns':>6} {'rows':>7} {'bytes':>11} {'bytes/turn':>11}")
     for turns, stats in growth.items():
         rows = sum(v for k, v in stats.items() if k.endswith("_rows"))
-        print(f"{turns:>6} {rows:>7} {stats['total_bytes']:>11} "
-              f"{stats['total_bytes'] / turns:>11.0f}")
+        print(
+            f"{turns:>6} {rows:>7} {stats['total_bytes']:>11} {stats['total_bytes'] / turns:>11.0f}"
+        )
 
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,9 +53,11 @@ PII_MESSAGES = [
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": statistics.median(ordered),
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "n": len(ordered)}
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "n": len(ordered),
+    }
 
 
 async def timed(call: Callable[[], Awaitable[Any]], rounds: int) -> list[float]:
@@ -77,8 +79,12 @@ def rates(name: str) -> dict[str, float]:
     benign = [c for c in table if c["label"] == "benign"]
     caught = sum(detect_injection(c["text"]).blocked() for c in attacks)
     flagged = sum(detect_injection(c["text"]).blocked() for c in benign)
-    return {"attacks": len(attacks), "benign": len(benign),
-            "detection_rate": caught / len(attacks), "false_positive_rate": flagged / len(benign)}
+    return {
+        "attacks": len(attacks),
+        "benign": len(benign),
+        "detection_rate": caught / len(attacks),
+        "false_positive_rate": flagged / len(benign),
+    }
 
 
 def answers() -> list[tuple[str, list[dict[str, Any]]]]:
@@ -86,8 +92,13 @@ def answers() -> list[tuple[str, list[dict[str, Any]]]]:
     out: list[tuple[str, list[dict[str, Any]]]] = []
     for path in sorted((ROOT / "data" / "policies").glob("*.md")):
         text = " ".join(path.read_text().split())[:600]
-        chunk = {"id": f"{path.stem}#1", "title": path.stem, "text": text, "source": path.name,
-                 "score": 1.0}
+        chunk = {
+            "id": f"{path.stem}#1",
+            "title": path.stem,
+            "text": text,
+            "source": path.name,
+            "score": 1.0,
+        }
         out.append((f"According to our {path.stem}: {text[:300]}", [chunk]))
         out.append((f"I've refunded $120.00 on order LS-10007. {text[:120]}", [chunk]))
         out.append((f"Contact ava.thompson@gmail.com about {path.stem}.", [chunk]))
@@ -96,8 +107,12 @@ def answers() -> list[tuple[str, list[dict[str, Any]]]]:
 
 async def node_latency(rounds: int) -> dict[str, Any]:
     settings = Settings()
-    deps = Deps(chat_model=None, retriever=None, orders=None,  # type: ignore[arg-type]
-                settings=settings)
+    deps = Deps(
+        chat_model=None,
+        retriever=None,
+        orders=None,  # type: ignore[arg-type]
+        settings=settings,
+    )
     await asyncio.to_thread(get_analyzer)
     input_filter, validate = make_input_filter(deps), make_validate(deps)
     texts = [c["text"] for c in cases("guardrail_cases.jsonl") + cases("guardrail_holdout.jsonl")]
@@ -111,10 +126,10 @@ async def node_latency(rounds: int) -> dict[str, Any]:
     validate_ms: list[float] = []
     for i in range(rounds):
         for answer, chunks in answers():
-            message = AIMessage(json.dumps({"answer": f"{answer} (#{i})",
-                                            "sources": [chunks[0]["id"]]}))
-            state = {"messages": [HumanMessage("q"), message], "retrieved": chunks,
-                     "actions": []}
+            message = AIMessage(
+                json.dumps({"answer": f"{answer} (#{i})", "sources": [chunks[0]["id"]]})
+            )
+            state = {"messages": [HumanMessage("q"), message], "retrieved": chunks, "actions": []}
             validate_ms += await timed(lambda s=state: validate(s), 1)  # type: ignore[misc]
     return {"input_filter": percentiles(filter_ms), "validate": percentiles(validate_ms)}
 
@@ -136,33 +151,53 @@ async def run_latency(runs: int) -> dict[str, Any]:
     estimate_error: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory() as home, running_mock_llm() as mock:
-            ingest([ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(),
-                   progress=False)
-            settings = Settings(STEWARD_HOME=home, DATABASE_URL=db_url,
-                                OPENAI_BASE_URL=mock.base_url, OPENAI_API_KEY="bench",
-                                STEWARD_BUDGET_USER_DAY_USD="", STEWARD_BUDGET_THREAD_USD="")
+            ingest(
+                [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
+            )
+            settings = Settings(
+                STEWARD_HOME=home,
+                DATABASE_URL=db_url,
+                OPENAI_BASE_URL=mock.base_url,
+                OPENAI_API_KEY="bench",
+                STEWARD_BUDGET_USER_DAY_USD="",
+                STEWARD_BUDGET_THREAD_USD="",
+            )
             async with open_runtime(settings) as runtime:
                 from core.domain.seed import seed_demo_orders
 
                 await seed_demo_orders(runtime.pool, reset=True)
-                for name, text in (("policy_question", "How long is the return window?"),
-                                   ("refund_1usd", "Please refund $1 on order LS-10007, torn.")):
+                for name, text in (
+                    ("policy_question", "How long is the return window?"),
+                    ("refund_1usd", "Please refund $1 on order LS-10007, torn."),
+                ):
+
                     async def turn(text: str = text) -> None:
-                        cfg = {"configurable": {"thread_id": str(uuid.uuid4()),
-                                                "user_id": "bench", "tenant_id": "bench"}}
+                        cfg = {
+                            "configurable": {
+                                "thread_id": str(uuid.uuid4()),
+                                "user_id": "bench",
+                                "tenant_id": "bench",
+                            }
+                        }
                         out = await runtime.graph.ainvoke(
-                            {"messages": [{"role": "user", "content": text}]}, cfg,
-                            durability=DURABILITY)
+                            {"messages": [{"role": "user", "content": text}]},
+                            cfg,
+                            durability=DURABILITY,
+                        )
                         assert out["response"]["refusal"] is None
 
                     await timed(turn, 5)
                     results[name] = percentiles(await timed(turn, runs))
                 async with runtime.pool.connection() as conn:
-                    row = await (await conn.execute(
-                        "SELECT count(*) AS calls, max(abs(estimated_input_tokens - input_tokens)"
-                        "::float / input_tokens) AS max_err, avg(abs(estimated_input_tokens -"
-                        " input_tokens)::float / input_tokens) AS mean_err FROM usage_ledger"
-                        " WHERE status = 'settled'")).fetchone()
+                    row = await (
+                        await conn.execute(
+                            "SELECT count(*) AS calls,"
+                            " max(abs(estimated_input_tokens - input_tokens)"
+                            "::float / input_tokens) AS max_err, avg(abs(estimated_input_tokens -"
+                            " input_tokens)::float / input_tokens) AS mean_err FROM usage_ledger"
+                            " WHERE status = 'settled'"
+                        )
+                    ).fetchone()
                 estimate_error = dict(row) if row else {}
     finally:
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
@@ -173,29 +208,36 @@ async def run_latency(runs: int) -> dict[str, Any]:
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     report: dict[str, Any] = {
-        "rates": {"table": rates("guardrail_cases.jsonl"),
-                  "holdout": rates("guardrail_holdout.jsonl")},
+        "rates": {
+            "table": rates("guardrail_cases.jsonl"),
+            "holdout": rates("guardrail_holdout.jsonl"),
+        },
         "nodes": await node_latency(args.rounds),
     }
     if not args.no_run:
         measured = await run_latency(args.runs)
         report["runs"], report["estimate_error"] = measured["latency"], measured["estimate_error"]
     for name, r in report["rates"].items():
-        print(f"{name:<8} attacks {r['attacks']:>4}  benign {r['benign']:>4}  "
-              f"detection {r['detection_rate']:.3f}  false positives "
-              f"{r['false_positive_rate']:.3f}")
+        print(
+            f"{name:<8} attacks {r['attacks']:>4}  benign {r['benign']:>4}  "
+            f"detection {r['detection_rate']:.3f}  false positives "
+            f"{r['false_positive_rate']:.3f}"
+        )
     print(f"\n{'stage':<16} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
     for name, r in {**report["nodes"], **report.get("runs", {})}.items():
         print(f"{name:<16} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['n']:>6}")
     if "runs" in report:
         guards = report["nodes"]["input_filter"]["p50_ms"] + report["nodes"]["validate"]["p50_ms"]
         for name, r in report["runs"].items():
-            print(f"guardrails (p50 input_filter + validate) / {name} p50: "
-                  f"{guards / r['p50_ms']:.1%}")
+            print(
+                f"guardrails (p50 input_filter + validate) / {name} p50: {guards / r['p50_ms']:.1%}"
+            )
     if report.get("estimate_error"):
         err = report["estimate_error"]
-        print(f"token estimate vs provider usage over {err['calls']} calls: mean error "
-              f"{err['mean_err']:.2%}, max {err['max_err']:.2%}")
+        print(
+            f"token estimate vs provider usage over {err['calls']} calls: mean error "
+            f"{err['mean_err']:.2%}, max {err['max_err']:.2%}"
+        )
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"guardrails_latency-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -75,25 +75,30 @@ class Server:
 
 def base_env(db_url: str, home: Path, mock_url: str) -> dict[str, str]:
     """The environment both servers (and `steward keys create`) get."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LANGSMITH_", "LANGCHAIN_", "LANGGRAPH_", "OPENAI_", "STEWARD_"))}
-    env.update({
-        "DATABASE_URL": db_url,
-        "STEWARD_HOME": str(home),
-        "OPENAI_BASE_URL": mock_url,
-        "OPENAI_API_KEY": "bench",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "STEWARD_LOG_LEVEL": "WARNING",
-        "STEWARD_BUDGET_USER_DAY_USD": "100000",
-        "STEWARD_RATE_LIMIT_PER_MINUTE": "0",  # one bench key would hit the per-key limit
-        "STEWARD_BUDGET_TENANT_MONTH_USD": "100000",
-        "STEWARD_BUDGET_THREAD_USD": "100000",
-        "STEWARD_DB_POOL_MAX": str(STEWARD_DB_POOL_MAX),
-        "STEWARD_RUN_SLOTS": str(STEWARD_RUN_SLOTS),
-        "LANGSMITH_TRACING": "false",
-        "LANGCHAIN_TRACING_V2": "false",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LANGSMITH_", "LANGCHAIN_", "LANGGRAPH_", "OPENAI_", "STEWARD_"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": db_url,
+            "STEWARD_HOME": str(home),
+            "OPENAI_BASE_URL": mock_url,
+            "OPENAI_API_KEY": "bench",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "STEWARD_LOG_LEVEL": "WARNING",
+            "STEWARD_BUDGET_USER_DAY_USD": "100000",
+            "STEWARD_RATE_LIMIT_PER_MINUTE": "0",  # one bench key would hit the per-key limit
+            "STEWARD_BUDGET_TENANT_MONTH_USD": "100000",
+            "STEWARD_BUDGET_THREAD_USD": "100000",
+            "STEWARD_DB_POOL_MAX": str(STEWARD_DB_POOL_MAX),
+            "STEWARD_RUN_SLOTS": str(STEWARD_RUN_SLOTS),
+            "LANGSMITH_TRACING": "false",
+            "LANGCHAIN_TRACING_V2": "false",
+        }
+    )
     return env
 
 
@@ -129,33 +134,72 @@ def tail(log: Path, lines: int = 40) -> str:
 
 def create_key(env: dict[str, str]) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "steward", "keys", "create", "--user", "bench", "--role", "admin",
-         "--tenant", "bench"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        [
+            sys.executable,
+            "-m",
+            "steward",
+            "keys",
+            "create",
+            "--user",
+            "bench",
+            "--role",
+            "admin",
+            "--tenant",
+            "bench",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return out.stdout.strip().splitlines()[-1].strip()
 
 
 @contextlib.contextmanager
-def running_server(name: str, env: dict[str, str], work: Path, api_key: str,
-                   langgraph_log_level: str, langgraph_jobs: int | None) -> Iterator[Server]:
+def running_server(
+    name: str,
+    env: dict[str, str],
+    work: Path,
+    api_key: str,
+    langgraph_log_level: str,
+    langgraph_jobs: int | None,
+) -> Iterator[Server]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = work / f"{name}-{port}.log"
     if name == "steward":
-        argv = [sys.executable, "-m", "steward", "serve", "--port", str(port),
-                "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "steward",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         cwd, ready, headers = ROOT, "/readyz", {"x-api-key": api_key}
     else:
-        argv = [str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser",
-                "--no-reload", "--port", str(port), "--server-log-level", langgraph_log_level]
+        argv = [
+            str(Path(sys.executable).parent / "langgraph"),
+            "dev",
+            "--no-browser",
+            "--no-reload",
+            "--port",
+            str(port),
+            "--server-log-level",
+            langgraph_log_level,
+        ]
         if langgraph_jobs is not None:
             argv += ["--n-jobs-per-worker", str(langgraph_jobs)]
         cwd, ready, headers = langgraph_dir(work), "/ok", {}
     t0 = time.perf_counter()
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_ready(base_url + ready, process, log)
         yield Server(name, base_url, headers, process, log, time.perf_counter() - t0)
@@ -198,15 +242,23 @@ class CellResult:
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         return {
-            "latency_ms": self.latency_ms, "concurrency": self.concurrency,
-            "server": self.server, "planned": self.planned, "ok": self.ok,
-            "errors": sum(self.errors.values()), "error_kinds": dict(self.errors),
-            "error_samples": self.error_samples, "not_started": self.not_started,
-            "cut_in_flight": self.cut_in_flight, "elapsed_s": self.elapsed_s,
+            "latency_ms": self.latency_ms,
+            "concurrency": self.concurrency,
+            "server": self.server,
+            "planned": self.planned,
+            "ok": self.ok,
+            "errors": sum(self.errors.values()),
+            "error_kinds": dict(self.errors),
+            "error_samples": self.error_samples,
+            "not_started": self.not_started,
+            "cut_in_flight": self.cut_in_flight,
+            "elapsed_s": self.elapsed_s,
             "throughput_it_s": self.ok / self.elapsed_s if self.elapsed_s else 0.0,
-            "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
+            "p50_ms": percentile(lat, 50),
+            "p99_ms": percentile(lat, 99),
             "mean_ms": sum(lat) / len(lat) if lat else None,
-            "max_ms": lat[-1] if lat else None, "warmup": self.warmup,
+            "max_ms": lat[-1] if lat else None,
+            "warmup": self.warmup,
         }
 
 
@@ -218,8 +270,7 @@ def percentile(sorted_values: list[float], pct: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-RUN_BODY = {"assistant_id": "agent",
-            "input": {"messages": [{"role": "user", "content": QUESTION}]}}
+RUN_BODY = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": QUESTION}]}}
 
 
 async def iteration(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[str | None, str]:
@@ -230,8 +281,9 @@ async def iteration(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple
             if created.status_code != 200:
                 return f"threads_{created.status_code}", created.text[:300]
             thread_id = created.json()["thread_id"]
-            waited = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY,
-                                       headers=headers)
+            waited = await client.post(
+                f"/threads/{thread_id}/runs/wait", json=RUN_BODY, headers=headers
+            )
             if waited.status_code != 200:
                 return f"wait_{waited.status_code}", waited.text[:300]
             data = waited.json()
@@ -248,12 +300,18 @@ async def iteration(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple
         return "run_error", json.dumps(data["__error__"])[:300]
     if isinstance(data, dict) and "__interrupt__" in data:
         return "interrupted", json.dumps(data["__interrupt__"], default=str)[:300]
-    return "no_sources", json.dumps(response if response is not None else data,
-                                    default=str)[:300]
+    return "no_sources", json.dumps(response if response is not None else data, default=str)[:300]
 
 
-async def drive(client: httpx.AsyncClient, headers: dict[str, str], concurrency: int,
-                iterations: int, limit_s: float, drain_s: float, result: CellResult) -> None:
+async def drive(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    concurrency: int,
+    iterations: int,
+    limit_s: float,
+    drain_s: float,
+    result: CellResult,
+) -> None:
     """Run `iterations` with `concurrency` workers; start none after `limit_s`."""
     started = 0
     in_flight = 0
@@ -287,20 +345,30 @@ async def drive(client: httpx.AsyncClient, headers: dict[str, str], concurrency:
     result.not_started = iterations - started
 
 
-async def run_cell(server: Server, latency_ms: int, concurrency: int, iterations: int,
-                   limit_s: float, args: argparse.Namespace) -> CellResult:
+async def run_cell(
+    server: Server,
+    latency_ms: int,
+    concurrency: int,
+    iterations: int,
+    limit_s: float,
+    args: argparse.Namespace,
+) -> CellResult:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     result = CellResult(latency_ms, concurrency, server.name, iterations)
-    async with httpx.AsyncClient(base_url=server.base_url, limits=limits,
-                                 timeout=REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(
+        base_url=server.base_url, limits=limits, timeout=REQUEST_TIMEOUT_S
+    ) as client:
         warm_c = min(concurrency, 10)
         warm = CellResult(latency_ms, warm_c, server.name, max(2, warm_c))
-        await drive(client, server.headers, warm_c, warm.planned, args.warmup_limit_s, 30.0,
-                    warm)
-        result.warmup = {"iterations": warm.planned, "concurrency": warm_c, "ok": warm.ok,
-                         "errors": dict(warm.errors), "elapsed_s": warm.elapsed_s}
-        await drive(client, server.headers, concurrency, iterations, limit_s, args.drain_s,
-                    result)
+        await drive(client, server.headers, warm_c, warm.planned, args.warmup_limit_s, 30.0, warm)
+        result.warmup = {
+            "iterations": warm.planned,
+            "concurrency": warm_c,
+            "ok": warm.ok,
+            "errors": dict(warm.errors),
+            "elapsed_s": warm.elapsed_s,
+        }
+        await drive(client, server.headers, concurrency, iterations, limit_s, args.drain_s, result)
     return result
 
 
@@ -316,16 +384,22 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def print_report(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'lat_ms':>6} {'conc':>5} {'server':<10} {'ok/err':>9} {'done/plan':>10} "
-          f"{'it/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'wall s':>7}")
+    print(
+        f"\n{'lat_ms':>6} {'conc':>5} {'server':<10} {'ok/err':>9} {'done/plan':>10} "
+        f"{'it/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'wall s':>7}"
+    )
     for r in rows:
         done = r["ok"] + r["errors"]
-        print(f"{r['latency_ms']:>6} {r['concurrency']:>5} {r['server']:<10} "
-              f"{str(r['ok']) + '/' + str(r['errors']):>9} "
-              f"{str(done) + '/' + str(r['planned']):>10} {r['throughput_it_s']:>7.2f} "
-              f"{fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {r['elapsed_s']:>7.1f}")
-    print("\nratios steward / langgraph-dev (throughput >1 = steward faster; "
-          "latency <1 = steward faster)")
+        print(
+            f"{r['latency_ms']:>6} {r['concurrency']:>5} {r['server']:<10} "
+            f"{str(r['ok']) + '/' + str(r['errors']):>9} "
+            f"{str(done) + '/' + str(r['planned']):>10} {r['throughput_it_s']:>7.2f} "
+            f"{fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {r['elapsed_s']:>7.1f}"
+        )
+    print(
+        "\nratios steward / langgraph-dev (throughput >1 = steward faster; "
+        "latency <1 = steward faster)"
+    )
     print(f"{'lat_ms':>6} {'conc':>5} {'it/s':>7} {'p50':>7} {'p99':>7}")
     by_key = {(r["latency_ms"], r["concurrency"], r["server"]): r for r in rows}
     for lat in LATENCIES_MS:
@@ -334,13 +408,17 @@ def print_report(rows: list[dict[str, Any]]) -> None:
             g = by_key.get((lat, conc, "langgraph"))
             if s is None or g is None:
                 continue
-            print(f"{lat:>6} {conc:>5} {ratio(s['throughput_it_s'], g['throughput_it_s']):>7} "
-                  f"{ratio(s['p50_ms'], g['p50_ms']):>7} {ratio(s['p99_ms'], g['p99_ms']):>7}")
+            print(
+                f"{lat:>6} {conc:>5} {ratio(s['throughput_it_s'], g['throughput_it_s']):>7} "
+                f"{ratio(s['p50_ms'], g['p50_ms']):>7} {ratio(s['p99_ms'], g['p99_ms']):>7}"
+            )
     for r in rows:
         if r["errors"] or r["cut_in_flight"] or r["not_started"]:
-            print(f"\nnote {r['server']} {r['latency_ms']} ms c={r['concurrency']}: "
-                  f"errors {r['error_kinds']}, not started {r['not_started']}, "
-                  f"cut in flight {r['cut_in_flight']}")
+            print(
+                f"\nnote {r['server']} {r['latency_ms']} ms c={r['concurrency']}: "
+                f"errors {r['error_kinds']}, not started {r['not_started']}, "
+                f"cut in flight {r['cut_in_flight']}"
+            )
             for sample in r["error_samples"]:
                 print(f"  {sample}")
 
@@ -348,16 +426,18 @@ def print_report(rows: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-async def bench(args: argparse.Namespace, db_url: str, work: Path,
-                deadline: float) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace, db_url: str, work: Path, deadline: float
+) -> dict[str, Any]:
     home = work / "home"
     home.mkdir()
     from core.knowledge.embeddings import LocalEmbedder
     from core.knowledge.ingest import ingest
 
     t0 = time.perf_counter()
-    await asyncio.to_thread(ingest, [ROOT / "data" / "policies"], home / "index",
-                            LocalEmbedder(), progress=False)
+    await asyncio.to_thread(
+        ingest, [ROOT / "data" / "policies"], home / "index", LocalEmbedder(), progress=False
+    )
     print(f"index built in {time.perf_counter() - t0:.1f}s", flush=True)
     rows: list[dict[str, Any]] = []
     startups: list[dict[str, Any]] = []
@@ -369,32 +449,41 @@ async def bench(args: argparse.Namespace, db_url: str, work: Path,
             if not api_key:
                 api_key = await asyncio.to_thread(create_key, env)  # also migrates the db
             for name in args.servers:
-                with running_server(name, env, work, api_key, args.langgraph_log_level,
-                                    args.langgraph_jobs) as srv:
+                with running_server(
+                    name, env, work, api_key, args.langgraph_log_level, args.langgraph_jobs
+                ) as srv:
                     print(f"[{latency_ms} ms] {name} ready in {srv.startup_s:.1f}s", flush=True)
-                    startups.append({"server": name, "latency_ms": latency_ms,
-                                     "startup_s": srv.startup_s})
+                    startups.append(
+                        {"server": name, "latency_ms": latency_ms, "startup_s": srv.startup_s}
+                    )
                     for conc in args.concurrency:
                         planned = max(1, round(ITERATIONS[latency_ms][conc] * args.scale))
                         # the whole run stays within --budget-s: later cells get less time
-                        limit_s = min(args.cell_limit_s,
-                                      deadline - time.monotonic() - args.drain_s - 15)
+                        limit_s = min(
+                            args.cell_limit_s, deadline - time.monotonic() - args.drain_s - 15
+                        )
                         if limit_s < 3:
                             print(f"  c={conc:<4} skipped: --budget-s exhausted", flush=True)
-                            skipped.append({"server": name, "latency_ms": latency_ms,
-                                            "concurrency": conc})
+                            skipped.append(
+                                {"server": name, "latency_ms": latency_ms, "concurrency": conc}
+                            )
                             continue
                         cell = await run_cell(srv, latency_ms, conc, planned, limit_s, args)
                         row = cell.summary()
                         rows.append(row)
-                        print(f"  c={conc:<4} ok {row['ok']}/{planned} err {row['errors']} "
-                              f"{row['throughput_it_s']:.2f} it/s p50 {fmt(row['p50_ms'])} "
-                              f"p99 {fmt(row['p99_ms'])} ms ({row['elapsed_s']:.1f}s)",
-                              flush=True)
+                        print(
+                            f"  c={conc:<4} ok {row['ok']}/{planned} err {row['errors']} "
+                            f"{row['throughput_it_s']:.2f} it/s p50 {fmt(row['p50_ms'])} "
+                            f"p99 {fmt(row['p99_ms'])} ms ({row['elapsed_s']:.1f}s)",
+                            flush=True,
+                        )
                     if srv.process.poll() is not None:
                         print(f"  {name} exited early:\n{tail(srv.log)}")
-                    errors_in_log = [line for line in srv.log.read_text(errors="replace")
-                                     .splitlines() if "Error" in line or "Traceback" in line]
+                    errors_in_log = [
+                        line
+                        for line in srv.log.read_text(errors="replace").splitlines()
+                        if "Error" in line or "Traceback" in line
+                    ]
                     startups[-1]["log_error_lines"] = errors_in_log[:20]
     return {"rows": rows, "startups": startups, "skipped": skipped}
 
@@ -418,14 +507,24 @@ def main(args: argparse.Namespace) -> None:
     total = time.perf_counter() - started
     print_report(out["rows"])
     config = {
-        "cpus": os.cpu_count(), "scale": args.scale, "cell_limit_s": args.cell_limit_s,
-        "drain_s": args.drain_s, "budget_s": args.budget_s, "request_timeout_s": REQUEST_TIMEOUT_S,
-        "steward": {"STEWARD_RUN_SLOTS": STEWARD_RUN_SLOTS,
-                    "STEWARD_DB_POOL_MAX": STEWARD_DB_POOL_MAX, "log_level": "WARNING"},
+        "cpus": os.cpu_count(),
+        "scale": args.scale,
+        "cell_limit_s": args.cell_limit_s,
+        "drain_s": args.drain_s,
+        "budget_s": args.budget_s,
+        "request_timeout_s": REQUEST_TIMEOUT_S,
+        "steward": {
+            "STEWARD_RUN_SLOTS": STEWARD_RUN_SLOTS,
+            "STEWARD_DB_POOL_MAX": STEWARD_DB_POOL_MAX,
+            "log_level": "WARNING",
+        },
         "langgraph_dev": {
-            "N_JOBS_PER_WORKER": args.langgraph_jobs if args.langgraph_jobs is not None
+            "N_JOBS_PER_WORKER": args.langgraph_jobs
+            if args.langgraph_jobs is not None
             else "CLI default: 1 (langgraph_api/cli.py, no --n-jobs-per-worker)",
-            "runtime": "inmem", "server_log_level": args.langgraph_log_level},
+            "runtime": "inmem",
+            "server_log_level": args.langgraph_log_level,
+        },
         "total_s": total,
     }
     out_dir = ROOT / "bench" / "results"
@@ -437,21 +536,43 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latencies", type=int, nargs="+", default=list(LATENCIES_MS),
-                        choices=LATENCIES_MS)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCIES),
-                        choices=CONCURRENCIES)
+    parser.add_argument(
+        "--latencies", type=int, nargs="+", default=list(LATENCIES_MS), choices=LATENCIES_MS
+    )
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=list(CONCURRENCIES), choices=CONCURRENCIES
+    )
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every cell's iteration count (smoke runs)")
-    parser.add_argument("--cell-limit-s", type=float, default=40.0,
-                        help="no iteration starts later than this into a cell")
-    parser.add_argument("--drain-s", type=float, default=30.0,
-                        help="in-flight iterations get this long after the limit, then are cut")
-    parser.add_argument("--budget-s", type=float, default=330.0,
-                        help="cells are shortened or skipped so the whole run fits in this")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every cell's iteration count (smoke runs)",
+    )
+    parser.add_argument(
+        "--cell-limit-s",
+        type=float,
+        default=40.0,
+        help="no iteration starts later than this into a cell",
+    )
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=30.0,
+        help="in-flight iterations get this long after the limit, then are cut",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=330.0,
+        help="cells are shortened or skipped so the whole run fits in this",
+    )
     parser.add_argument("--warmup-limit-s", type=float, default=15.0)
     parser.add_argument("--langgraph-log-level", default="WARNING")
-    parser.add_argument("--langgraph-jobs", type=int, default=None,
-                        help="pass --n-jobs-per-worker to langgraph dev (default: not passed = 1)")
+    parser.add_argument(
+        "--langgraph-jobs",
+        type=int,
+        default=None,
+        help="pass --n-jobs-per-worker to langgraph dev (default: not passed = 1)",
+    )
     main(parser.parse_args())

@@ -102,8 +102,9 @@ def sink() -> Iterator[dict[str, int]]:
 
 
 def make_config(mode: str, ls_env: dict[str, str]) -> dict[str, Any]:
-    base: dict[str, Any] = {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": "bench",
-                                             "tenant_id": "bench"}}
+    base: dict[str, Any] = {
+        "configurable": {"thread_id": str(uuid.uuid4()), "user_id": "bench", "tenant_id": "bench"}
+    }
     if mode == "off":
         return base
     callbacks: list[Any] = []
@@ -113,16 +114,24 @@ def make_config(mode: str, ls_env: dict[str, str]) -> dict[str, Any]:
         assert tracer is not None
         callbacks.append(tracer)
     base["callbacks"] = callbacks
-    return dict(instrument_run_config(
-        base, run_id=str(uuid.uuid4()), otel=mode != "logs+metrics", langsmith=False))
+    return dict(
+        instrument_run_config(
+            base, run_id=str(uuid.uuid4()), otel=mode != "logs+metrics", langsmith=False
+        )
+    )
 
 
 def set_mode(mode: str) -> None:
     logging.getLogger().setLevel(logging.WARNING if mode == "off" else logging.INFO)
 
 
-async def measure(modes: tuple[str, ...], run_once: Callable[[str], Awaitable[None]],
-                  runs: int, rounds: int, warmup: int) -> dict[str, dict[str, float]]:
+async def measure(
+    modes: tuple[str, ...],
+    run_once: Callable[[str], Awaitable[None]],
+    runs: int,
+    rounds: int,
+    warmup: int,
+) -> dict[str, dict[str, float]]:
     """Interleave modes in `rounds` blocks of `runs // rounds`; return per-mode statistics."""
     for mode in modes:
         set_mode(mode)
@@ -160,12 +169,16 @@ async def measure(modes: tuple[str, ...], run_once: Callable[[str], Awaitable[No
 def report(title: str, results: dict[str, dict[str, float]]) -> None:
     base = results["off"]
     print(f"\n{title}")
-    print(f"{'mode':<15} {'p50 ms':>8} {'p99 ms':>8} {'runs/s':>8} {'vs off':>7} "
-          f"{'CPU ms/run':>11} {'+CPU ms':>8}")
+    print(
+        f"{'mode':<15} {'p50 ms':>8} {'p99 ms':>8} {'runs/s':>8} {'vs off':>7} "
+        f"{'CPU ms/run':>11} {'+CPU ms':>8}"
+    )
     for mode, r in results.items():
-        print(f"{mode:<15} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['runs_per_s']:>8.1f} "
-              f"{r['runs_per_s'] / base['runs_per_s']:>7.3f} {r['cpu_ms_per_run']:>11.2f} "
-              f"{r['cpu_ms_per_run'] - base['cpu_ms_per_run']:>8.2f}")
+        print(
+            f"{mode:<15} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['runs_per_s']:>8.1f} "
+            f"{r['runs_per_s'] / base['runs_per_s']:>7.3f} {r['cpu_ms_per_run']:>11.2f} "
+            f"{r['cpu_ms_per_run'] - base['cpu_ms_per_run']:>8.2f}"
+        )
 
 
 async def main(args: argparse.Namespace, devnull: Any) -> None:
@@ -176,43 +189,59 @@ async def main(args: argparse.Namespace, devnull: Any) -> None:
     db_url = f"{admin_url.rsplit('/', 1)[0]}/{db_name}"
     configure_logging(fmt="json", level="INFO", stream=devnull, force=True)
     try:
-        with tempfile.TemporaryDirectory() as home, running_mock_llm() as mock, \
-                sink() as stats:
+        with tempfile.TemporaryDirectory() as home, running_mock_llm() as mock, sink() as stats:
             sink_url = f"http://127.0.0.1:{stats['port']}"
             configure_tracing(endpoint=sink_url, set_global=False)
-            ls_env = {"LANGSMITH_TRACING": "true", "LANGSMITH_ENDPOINT": sink_url,
-                      "LANGSMITH_API_KEY": "bench", "LANGSMITH_PROJECT": "bench"}
+            ls_env = {
+                "LANGSMITH_TRACING": "true",
+                "LANGSMITH_ENDPOINT": sink_url,
+                "LANGSMITH_API_KEY": "bench",
+                "LANGSMITH_PROJECT": "bench",
+            }
             t0 = time.perf_counter()
-            ingest([ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(),
-                   progress=False)
+            ingest(
+                [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
+            )
             print(f"index built in {time.perf_counter() - t0:.1f}s")
-            settings = Settings(STEWARD_HOME=home, DATABASE_URL=db_url,
-                                OPENAI_BASE_URL=mock.base_url, OPENAI_API_KEY="bench")
+            settings = Settings(
+                STEWARD_HOME=home,
+                DATABASE_URL=db_url,
+                OPENAI_BASE_URL=mock.base_url,
+                OPENAI_API_KEY="bench",
+            )
             async with open_runtime(settings) as runtime:
                 bare = bare_graph()
 
                 async def run_bare(mode: str) -> None:
-                    await bare.ainvoke({"messages": [{"role": "user", "content": QUESTION}]},
-                                       make_config(mode, ls_env))
+                    await bare.ainvoke(
+                        {"messages": [{"role": "user", "content": QUESTION}]},
+                        make_config(mode, ls_env),
+                    )
 
                 async def run_full(mode: str) -> None:
                     out = await runtime.graph.ainvoke(
                         {"messages": [{"role": "user", "content": QUESTION}]},
-                        make_config(mode, ls_env), durability=DURABILITY)
+                        make_config(mode, ls_env),
+                        durability=DURABILITY,
+                    )
                     assert out["response"]["sources"], "the full run must really answer"
 
                 results = {
-                    "bare": await measure(MODES, run_bare, args.bare_runs, args.rounds,
-                                          args.warmup),
-                    "full": await measure(MODES, run_full, args.runs, args.rounds,
-                                          args.warmup),
+                    "bare": await measure(
+                        MODES, run_bare, args.bare_runs, args.rounds, args.warmup
+                    ),
+                    "full": await measure(MODES, run_full, args.runs, args.rounds, args.warmup),
                 }
             flush_tracing()
             reset_langsmith()
-            report("bare graph (no-op nodes, no checkpointer): instrumentation CPU per run",
-                   results["bare"])
-            report("full workflow (FAISS + mock LLM over HTTP + Postgres, sync durability)",
-                   results["full"])
+            report(
+                "bare graph (no-op nodes, no checkpointer): instrumentation CPU per run",
+                results["bare"],
+            )
+            report(
+                "full workflow (FAISS + mock LLM over HTTP + Postgres, sync durability)",
+                results["full"],
+            )
             print(f"\nsink received {stats['requests']} exports, {stats['bytes']} bytes")
     finally:
         shutdown_tracing()

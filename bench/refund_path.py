@@ -145,7 +145,9 @@ def run_cli(env: dict[str, str], *args: str) -> str:
 def code_under_test(env: dict[str, str]) -> str:
     """Where the subprocesses import `steward` and `server` from (printed as a check)."""
     out = run_python(
-        env, "-c", "import server, steward; print(steward.__file__, server.__file__)",
+        env,
+        "-c",
+        "import server, steward; print(steward.__file__, server.__file__)",
         timeout=60,
     )
     return out.strip()

@@ -59,7 +59,8 @@ async def runs_per_second(graphs: list[Any], concurrency: int, total: int) -> fl
     async def one(i: int) -> None:
         async with gate:
             await graphs[i % len(graphs)].ainvoke(
-                {"n": 0}, {"configurable": {"thread_id": str(uuid.uuid4())}}, durability="sync")
+                {"n": 0}, {"configurable": {"thread_id": str(uuid.uuid4())}}, durability="sync"
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(total)))
@@ -69,11 +70,16 @@ async def runs_per_second(graphs: list[Any], concurrency: int, total: int) -> fl
 async def main(args: argparse.Namespace) -> None:
     global RTT_S
     RTT_S = args.rtt_ms / 1000
-    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-              "cursor_factory": DelayedCursor}
-    async with scratch_database() as url, AsyncConnectionPool(
-        url, min_size=20, max_size=20, kwargs=kwargs, open=False
-    ) as pool:
+    kwargs = {
+        "autocommit": True,
+        "prepare_threshold": 0,
+        "row_factory": dict_row,
+        "cursor_factory": DelayedCursor,
+    }
+    async with (
+        scratch_database() as url,
+        AsyncConnectionPool(url, min_size=20, max_size=20, kwargs=kwargs, open=False) as pool,
+    ):
         await pool.open(wait=True)
         await migrate(pool, url)
         results: dict[tuple[int, int], list[float]] = {}

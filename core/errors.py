@@ -30,7 +30,11 @@ class ProviderError(StewardError):
     """The LLM provider failed to answer; the message says how, never with secrets."""
 
     def __init__(
-        self, message: str, *, retryable: bool, status: int | None = None,
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)

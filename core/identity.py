@@ -9,6 +9,7 @@ Role = Literal["user", "approver", "admin"]
 """What a key may do: `user` (own threads), `approver` (+ decisions), `admin` (+ all tenants'
 approvals list filter)."""
 
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller, from a verified API key."""

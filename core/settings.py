@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     )
     max_input_chars: int = Field(default=8000, ge=1, validation_alias="STEWARD_MAX_INPUT_CHARS")
     """Longest message text accepted (the API answers 422 above it; input_filter refuses too)."""
-    max_input_messages: int = Field(
-        default=50, ge=1, validation_alias="STEWARD_MAX_INPUT_MESSAGES"
-    )
+    max_input_messages: int = Field(default=50, ge=1, validation_alias="STEWARD_MAX_INPUT_MESSAGES")
     """Most messages one request may send (run input, state write, `command.update`): 422."""
     max_model_calls: int = Field(default=8, validation_alias="STEWARD_MAX_MODEL_CALLS")
     max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
@@ -87,9 +85,7 @@ class Settings(BaseSettings):
     """What input_filter does with PII and secrets in user text."""
     guard_output_pii: bool = Field(default=True, validation_alias="STEWARD_GUARD_OUTPUT_PII")
     """Redact PII and secrets in final answers (values quoted from retrieved policies stay)."""
-    guard_refund_claims: bool = Field(
-        default=True, validation_alias="STEWARD_GUARD_REFUND_CLAIMS"
-    )
+    guard_refund_claims: bool = Field(default=True, validation_alias="STEWARD_GUARD_REFUND_CLAIMS")
     """Rewrite answers that claim a refund this turn did not execute."""
     default_role: str = Field(default="user", validation_alias="STEWARD_DEFAULT_ROLE")
     """Role assumed when a run's config names none (`configurable.role`)."""
@@ -148,8 +144,11 @@ class Settings(BaseSettings):
     """Cap on a provider's `Retry-After` before the next attempt of a model call."""
 
     @field_validator(
-        "refund_deny_above", "budget_user_day_usd", "budget_tenant_month_usd",
-        "budget_thread_usd", mode="before",
+        "refund_deny_above",
+        "budget_user_day_usd",
+        "budget_tenant_month_usd",
+        "budget_thread_usd",
+        mode="before",
     )
     @classmethod
     def _empty_means_unlimited(cls, value: Any) -> Any:

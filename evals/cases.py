@@ -161,7 +161,9 @@ def load_dataset(path: Path) -> list[EvalCase]:
 
 
 def load_cases(
-    specs: list[str] | None = None, *, select: list[str] | None = None,
+    specs: list[str] | None = None,
+    *,
+    select: list[str] | None = None,
     root: Path = DATASETS_DIR,
 ) -> list[EvalCase]:
     """Load the named datasets (all of `root` when none), optionally filtered by id globs.

@@ -76,8 +76,9 @@ def _means(cases: list[CaseResult]) -> dict[str, float]:
     return {name: sum(v) / len(v) for name, v in sums.items()}
 
 
-def compare(baseline: RunReport, current: RunReport,
-            tolerances: dict[str, float] | None = None) -> Comparison:
+def compare(
+    baseline: RunReport, current: RunReport, tolerances: dict[str, float] | None = None
+) -> Comparison:
     """Compare `current` with `baseline` over their common cases."""
     limits = {**TOLERANCES, **(tolerances or {})}
     base_by_id = {c.case_id: c for c in baseline.cases}
@@ -92,16 +93,29 @@ def compare(baseline: RunReport, current: RunReport,
 
     base_pass = sum(c.passed for c in base_cases) / len(common) if common else 0.0
     cur_pass = sum(c.passed for c in cur_cases) / len(common) if common else 0.0
-    out.rows.append(MetricRow("pass rate", base_pass, cur_pass, "no case may start failing",
-                              _status(base_pass, cur_pass, 0.0)))
+    out.rows.append(
+        MetricRow(
+            "pass rate",
+            base_pass,
+            cur_pass,
+            "no case may start failing",
+            _status(base_pass, cur_pass, 0.0),
+        )
+    )
     base_means, cur_means = _means(base_cases), _means(cur_cases)
     for name in sorted(set(base_means) | set(cur_means)):
         tolerance = limits.get(name, DEFAULT_TOLERANCE)
         if name not in cur_means or name not in base_means:
             continue
-        out.rows.append(MetricRow(f"mean {name}", base_means[name], cur_means[name],
-                                  f"drop <= {tolerance:g}",
-                                  _status(base_means[name], cur_means[name], tolerance)))
+        out.rows.append(
+            MetricRow(
+                f"mean {name}",
+                base_means[name],
+                cur_means[name],
+                f"drop <= {tolerance:g}",
+                _status(base_means[name], cur_means[name], tolerance),
+            )
+        )
     out.rows.extend(_cost_and_latency(base_cases, cur_cases))
     for cid in common:
         before, now = base_by_id[cid], cur_by_id[cid]
@@ -125,16 +139,28 @@ def _cost_and_latency(base: list[CaseResult], cur: list[CaseResult]) -> list[Met
     if base_costs and cur_costs:
         b, c = sum(base_costs) / len(base_costs), sum(cur_costs) / len(cur_costs)
         worse = c > b * (1 + COST_INCREASE) + 1e-9
-        rows.append(MetricRow("mean cost per case (USD)", b, c,
-                              f"rise <= {COST_INCREASE:.0%}",
-                              "regression" if worse else ("improved" if c < b - 1e-12 else "ok")))
+        rows.append(
+            MetricRow(
+                "mean cost per case (USD)",
+                b,
+                c,
+                f"rise <= {COST_INCREASE:.0%}",
+                "regression" if worse else ("improved" if c < b - 1e-12 else "ok"),
+            )
+        )
     if base and cur:
         b95 = percentile([x.latency_s for x in base], 95)
         c95 = percentile([x.latency_s for x in cur], 95)
         limit = b95 * LATENCY_FACTOR + LATENCY_SLACK_S
-        rows.append(MetricRow("p95 latency (s)", b95, c95,
-                              f"<= {LATENCY_FACTOR:g} x baseline + {LATENCY_SLACK_S:g} s",
-                              "regression" if c95 > limit else "ok"))
+        rows.append(
+            MetricRow(
+                "p95 latency (s)",
+                b95,
+                c95,
+                f"<= {LATENCY_FACTOR:g} x baseline + {LATENCY_SLACK_S:g} s",
+                "regression" if c95 > limit else "ok",
+            )
+        )
     return rows
 
 
@@ -155,11 +181,15 @@ def render(comparison: Comparison, baseline_name: str) -> list[str]:
     lines = [f"compared with {baseline_name}:"]
     width = max(len(r.metric) for r in comparison.rows) if comparison.rows else 10
     for row in comparison.rows:
-        lines.append(f"  {row.metric:<{width}}  {row.baseline:>10.4g} -> {row.current:<10.4g}"
-                     f"  ({row.delta:+.4g}; {row.limit})  {row.status.upper()}")
+        lines.append(
+            f"  {row.metric:<{width}}  {row.baseline:>10.4g} -> {row.current:<10.4g}"
+            f"  ({row.delta:+.4g}; {row.limit})  {row.status.upper()}"
+        )
     for case in comparison.newly_failing:
-        lines.append(f"  REGRESSION {case.case_id}: now fails "
-                     f"({', '.join(case.failed_evaluators) or case.error or 'error'})")
+        lines.append(
+            f"  REGRESSION {case.case_id}: now fails "
+            f"({', '.join(case.failed_evaluators) or case.error or 'error'})"
+        )
     for cid in comparison.newly_passing:
         lines.append(f"  improved   {cid}: now passes")
     if comparison.only_in_baseline:

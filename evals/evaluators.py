@@ -58,8 +58,9 @@ def _na(name: str, comment: str = "not checked by this case") -> Score:
     return Score(name=name, score=None, passed=None, comment=comment)
 
 
-def _verdict(name: str, score: float, passed: bool, comment: str = "",
-             value: float | None = None) -> Score:
+def _verdict(
+    name: str, score: float, passed: bool, comment: str = "", value: float | None = None
+) -> Score:
     return Score(name=name, score=round(score, 4), passed=passed, comment=comment, value=value)
 
 
@@ -67,9 +68,15 @@ def _failed_run(name: str, run: CaseRun) -> Score | None:
     """A zero score when the run produced no response, so every check fails visibly."""
     if run.response is not None:
         return None
-    why = f"run failed: {run.error}" if run.error else (
-        "run ended waiting for an approval the case does not give" if run.pending_approval
-        else "no response")
+    why = (
+        f"run failed: {run.error}"
+        if run.error
+        else (
+            "run ended waiting for an approval the case does not give"
+            if run.pending_approval
+            else "no response"
+        )
+    )
     return _verdict(name, 0.0, False, why)
 
 
@@ -195,10 +202,20 @@ def args_match(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
 def _as_openai_trajectory(calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One assistant message per tool call: grouping into turns is not part of the match."""
     return [
-        {"role": "assistant", "content": "",
-         "tool_calls": [{"id": f"call_{i}", "type": "function",
-                         "function": {"name": str(c["name"]),
-                                      "arguments": json.dumps(c.get("args") or {}, default=str)}}]}
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": str(c["name"]),
+                        "arguments": json.dumps(c.get("args") or {}, default=str),
+                    },
+                }
+            ],
+        }
         for i, c in enumerate(calls)
     ]
 
@@ -207,13 +224,15 @@ def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
     table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
     for i, x in enumerate(a):
         for j, y in enumerate(b):
-            table[i + 1][j + 1] = (table[i][j] + 1 if x == y
-                                   else max(table[i][j + 1], table[i + 1][j]))
+            table[i + 1][j + 1] = (
+                table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+            )
     return table[-1][-1]
 
 
-def trajectory_matches(actual: Sequence[Mapping[str, Any]],
-                       expected: Sequence[ExpectedCall]) -> bool:
+def trajectory_matches(
+    actual: Sequence[Mapping[str, Any]], expected: Sequence[ExpectedCall]
+) -> bool:
     """Run agentevals' strict trajectory match, comparing arguments with `args_match`."""
     from langsmith import tracing_context
 
@@ -223,13 +242,16 @@ def trajectory_matches(actual: Sequence[Mapping[str, Any]],
     names = {str(c["name"]) for c in actual} | {c.name for c in expected}
     overrides: dict[str, Any] = dict.fromkeys(names, args_match)
     evaluator = match.create_trajectory_match_evaluator(
-        trajectory_match_mode="strict", tool_args_match_mode="superset",
+        trajectory_match_mode="strict",
+        tool_args_match_mode="superset",
         tool_args_match_overrides=overrides,
     )
     reference = [{"name": c.name, "args": c.args} for c in expected]
     with tracing_context(enabled=False):
-        result = evaluator(outputs=_as_openai_trajectory(actual),
-                           reference_outputs=_as_openai_trajectory(reference))
+        result = evaluator(
+            outputs=_as_openai_trajectory(actual),
+            reference_outputs=_as_openai_trajectory(reference),
+        )
     assert isinstance(result, dict)
     return bool(result["score"])
 
@@ -249,20 +271,26 @@ def trajectory(case: EvalCase, run: CaseRun) -> Score:
     got = [str(c["name"]) for c in actual]
     want = [c.name for c in expected]
     overlap = _lcs(got, want) / max(len(got), len(want))
-    return _verdict(name, 0.5 * overlap, False,
-                    f"expected {', '.join(want) or 'no tool calls'}; got {shown or 'none'}")
+    return _verdict(
+        name,
+        0.5 * overlap,
+        False,
+        f"expected {', '.join(want) or 'no tool calls'}; got {shown or 'none'}",
+    )
 
 
 # --------------------------------------------------------------------------- approvals
 
 
 def _action_matches(actual: Mapping[str, Any], expected: ExpectedAction) -> bool:
-    return (actual.get("name") == expected.name and actual.get("status") == expected.status
-            and args_match(actual.get("args") or {}, expected.args))
+    return (
+        actual.get("name") == expected.name
+        and actual.get("status") == expected.status
+        and args_match(actual.get("args") or {}, expected.args)
+    )
 
 
-def actions_match(actual: Sequence[Mapping[str, Any]],
-                  expected: Sequence[ExpectedAction]) -> bool:
+def actions_match(actual: Sequence[Mapping[str, Any]], expected: Sequence[ExpectedAction]) -> bool:
     """The actions are exactly the expected ones (any order, arguments as subsets)."""
     if len(actual) != len(expected):
         return False
@@ -338,8 +366,11 @@ def safety(case: EvalCase, run: CaseRun) -> Score:
     name = "safety"
     actions = (run.response or {}).get("actions") or []
     executed = [a for a in actions if a.get("status") == "executed"]
-    problems = [f"{a.get('name')} executed" for a in executed
-                if a.get("name") in case.expected.forbid_executed]
+    problems = [
+        f"{a.get('name')} executed"
+        for a in executed
+        if a.get("name") in case.expected.forbid_executed
+    ]
     threshold = Decimal(str(run.approval_threshold))
     for row in run.refunds:
         if case.expected.forbid_executed and "issue_refund" in case.expected.forbid_executed:
@@ -406,9 +437,11 @@ def case_cost(run: CaseRun, prices: dict[str, Price] = PRICES) -> float | None:
     """USD of the case's model calls; None if a model has no known price."""
     total = 0.0
     for call in run.model_calls:
-        usage = {"input_tokens": call.get("input_tokens"),
-                 "output_tokens": call.get("output_tokens"),
-                 "input_token_details": {"cache_read": call.get("cached_tokens") or 0}}
+        usage = {
+            "input_tokens": call.get("input_tokens"),
+            "output_tokens": call.get("output_tokens"),
+            "input_token_details": {"cache_read": call.get("cached_tokens") or 0},
+        }
         cost = usage_cost(usage, str(call.get("model") or ""), prices)
         if cost is None:
             return None
@@ -445,7 +478,10 @@ def make_judge(chat_model: Any) -> AsyncEvaluator:
     from openevals.prompts import CORRECTNESS_PROMPT
 
     grade = create_async_llm_as_judge(
-        prompt=CORRECTNESS_PROMPT, judge=chat_model, feedback_key="judge", continuous=False,
+        prompt=CORRECTNESS_PROMPT,
+        judge=chat_model,
+        feedback_key="judge",
+        continuous=False,
     )
 
     async def judge(case: EvalCase, run: CaseRun) -> Score:
@@ -475,12 +511,26 @@ def make_judge(chat_model: Any) -> AsyncEvaluator:
 
 def deterministic_evaluators(prices: dict[str, Price] = PRICES) -> list[Evaluator]:
     """The evaluators every run uses, cheap checks first."""
-    return [schema, safety, refusal, approval, trajectory, citation_precision, citation_recall,
-            correctness, latency, make_cost_evaluator(prices)]
+    return [
+        schema,
+        safety,
+        refusal,
+        approval,
+        trajectory,
+        citation_precision,
+        citation_recall,
+        correctness,
+        latency,
+        make_cost_evaluator(prices),
+    ]
 
 
-async def evaluate(case: EvalCase, run: CaseRun, evaluators: Sequence[Evaluator],
-                   judges: Sequence[AsyncEvaluator] = ()) -> dict[str, Score]:
+async def evaluate(
+    case: EvalCase,
+    run: CaseRun,
+    evaluators: Sequence[Evaluator],
+    judges: Sequence[AsyncEvaluator] = (),
+) -> dict[str, Score]:
     """Score one run with every evaluator (LLM judges last)."""
     scores = {s.name: s for s in (e(case, run) for e in evaluators)}
     for judge_fn in judges:

@@ -32,8 +32,13 @@ def langsmith_configured() -> bool:
     return bool(os.environ.get("LANGSMITH_API_KEY"))
 
 
-def upload(report: RunReport, cases: list[EvalCase], *, client: Any | None = None,
-           dataset_name: str = DEFAULT_DATASET) -> str | None:
+def upload(
+    report: RunReport,
+    cases: list[EvalCase],
+    *,
+    client: Any | None = None,
+    dataset_name: str = DEFAULT_DATASET,
+) -> str | None:
     """Upload dataset + experiment; return the experiment name, or None when not configured.
 
     Args:
@@ -56,40 +61,64 @@ def upload(report: RunReport, cases: list[EvalCase], *, client: Any | None = Non
         )
     known = {str(e.id) for e in client.list_examples(dataset_id=dataset.id)}
     new = [
-        {"id": example_id(c.id), "inputs": {"input": c.input},
-         "reference_outputs": c.expected.model_dump(mode="json", exclude_none=True),
-         "metadata": {"case_id": c.id, "category": c.category, "dataset": c.dataset}}
-        for c in cases if str(example_id(c.id)) not in known
+        {
+            "id": example_id(c.id),
+            "inputs": {"input": c.input},
+            "reference_outputs": c.expected.model_dump(mode="json", exclude_none=True),
+            "metadata": {"case_id": c.id, "category": c.category, "dataset": c.dataset},
+        }
+        for c in cases
+        if str(example_id(c.id)) not in known
     ]
     if new:
         client.create_examples(dataset_id=dataset.id, examples=new)
     run = report.run
     experiment = f"steward-{run.provider}-{run.model}-{run.run_id}"
     project = client.create_project(
-        experiment, reference_dataset_id=dataset.id,
-        metadata={"provider": run.provider, "model": run.model, "eval_run": run.run_id,
-                  "datasets": run.datasets, **run.config},
+        experiment,
+        reference_dataset_id=dataset.id,
+        metadata={
+            "provider": run.provider,
+            "model": run.model,
+            "eval_run": run.run_id,
+            "datasets": run.datasets,
+            **run.config,
+        },
     )
     for result in report.cases:
         run_id = uuid.uuid4()
         trace = result.trace
         client.create_run(
-            id=run_id, name="steward-eval-case", run_type="chain",
-            inputs={"input": result.input}, project_name=experiment,
+            id=run_id,
+            name="steward-eval-case",
+            run_type="chain",
+            inputs={"input": result.input},
+            project_name=experiment,
             outputs={"response": trace.response if trace else None},
             reference_example_id=example_id(result.case_id),
-            start_time=run.started_at, end_time=run.started_at + timedelta(
-                seconds=result.latency_s),
+            start_time=run.started_at,
+            end_time=run.started_at + timedelta(seconds=result.latency_s),
             error=result.error,
-            extra={"metadata": {"case_id": result.case_id, "category": result.category,
-                                "cost_usd": result.cost_usd, "passed": result.passed}},
+            extra={
+                "metadata": {
+                    "case_id": result.case_id,
+                    "category": result.category,
+                    "cost_usd": result.cost_usd,
+                    "passed": result.passed,
+                }
+            },
         )
         for score in result.scores.values():
             if score.score is None:
                 continue
-            client.create_feedback(run_id, key=score.name, score=score.score,
-                                   comment=score.comment or None, trace_id=run_id,
-                                   session_id=project.id)
+            client.create_feedback(
+                run_id,
+                key=score.name,
+                score=score.score,
+                comment=score.comment or None,
+                trace_id=run_id,
+                session_id=project.id,
+            )
     flush = getattr(client, "flush", None)
     if callable(flush):
         flush()

@@ -40,8 +40,9 @@ def parse_price(spec: str) -> tuple[str, Price]:
     return model, Price(values[0], values[1], values[2] if len(values) == 3 else None)
 
 
-def usage_cost(usage: dict[str, Any], model: str,
-               prices: dict[str, Price] = PRICES) -> float | None:
+def usage_cost(
+    usage: dict[str, Any], model: str, prices: dict[str, Price] = PRICES
+) -> float | None:
     """USD for one call's `usage_metadata`; None when the model has no known price."""
     price = price_for(model, prices)
     if price is None:
@@ -52,7 +53,6 @@ def usage_cost(usage: dict[str, Any], model: str,
     cached = min(int(details.get("cache_read") or 0), input_tokens)
     cached_price = price.input if price.cached_input is None else price.cached_input
     dollars = (
-        (input_tokens - cached) * price.input + cached * cached_price
-        + output_tokens * price.output
+        (input_tokens - cached) * price.input + cached * cached_price + output_tokens * price.output
     )
     return dollars / 1_000_000

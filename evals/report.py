@@ -33,8 +33,10 @@ border-left:3px solid #999}.msg.human{border-color:#1565c0}.msg.ai{border-color:
 
 
 def _svg(width: int, height: int, body: str, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>{body}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>{body}</svg>'
+    )
 
 
 def bar_chart(rows: list[tuple[str, float, str]], title: str, *, maximum: float = 1.0) -> str:
@@ -88,21 +90,30 @@ def histogram(values: list[float], title: str, unit: str, *, bins: int = 12) -> 
         counts[min(bins - 1, int((v - low) / span * bins))] += 1
     top = max(counts)
     bar = (width - 2 * pad) / bins
-    parts = [f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-             f'stroke="#999"/>']
+    parts = [
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+        f'stroke="#999"/>'
+    ]
     for i, count in enumerate(counts):
         h = 0 if top == 0 else (height - 2 * pad) * count / top
         x = pad + i * bar
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - pad - h:.1f}" width="{bar - 2:.1f}" '
-                     f'height="{h:.1f}" fill="{NEUTRAL}"><title>{count}</title></rect>')
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{height - pad - h:.1f}" width="{bar - 2:.1f}" '
+            f'height="{h:.1f}" fill="{NEUTRAL}"><title>{count}</title></rect>'
+        )
         if count:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - pad - h - 3:.1f}" '
-                         f'font-size="10" text-anchor="middle">{count}</text>')
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - pad - h - 3:.1f}" '
+                f'font-size="10" text-anchor="middle">{count}</text>'
+            )
     parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{_fmt(low)} {unit}</text>')
-    parts.append(f'<text x="{width - pad}" y="{height - 8}" font-size="11" text-anchor="end">'
-                 f"{_fmt(high)} {unit}</text>")
-    parts.append(f'<text x="{width / 2}" y="14" font-size="12" text-anchor="middle">'
-                 f"{escape(title)}</text>")
+    parts.append(
+        f'<text x="{width - pad}" y="{height - 8}" font-size="11" text-anchor="end">'
+        f"{_fmt(high)} {unit}</text>"
+    )
+    parts.append(
+        f'<text x="{width / 2}" y="14" font-size="12" text-anchor="middle">{escape(title)}</text>'
+    )
     return _svg(width, height, "".join(parts), title)
 
 
@@ -127,7 +138,8 @@ def _trace(case: CaseResult) -> str:
     rows = "".join(
         f'<tr><td>{escape(s.name)}</td><td class="{"pass" if s.passed else "fail"}">'
         f"{'' if s.score is None else f'{s.score:.2f}'}</td><td>{escape(s.comment)}</td></tr>"
-        for s in case.scores.values() if s.passed is not None
+        for s in case.scores.values()
+        if s.passed is not None
     )
     parts.append(f"<table><tr><th>evaluator</th><th>score</th><th>why</th></tr>{rows}</table>")
     if case.error:
@@ -140,21 +152,30 @@ def _trace(case: CaseResult) -> str:
     if trace.tool_calls:
         parts.append(f"<p><b>tool calls</b></p><pre>{_json(trace.tool_calls)}</pre>")
     if trace.approvals_requested:
-        parts.append(f"<p><b>approvals requested</b></p><pre>{_json(trace.approvals_requested)}"
-                     f"</pre><p><b>decisions given</b></p><pre>{_json(trace.decisions)}</pre>")
+        parts.append(
+            f"<p><b>approvals requested</b></p><pre>{_json(trace.approvals_requested)}"
+            f"</pre><p><b>decisions given</b></p><pre>{_json(trace.decisions)}</pre>"
+        )
     if trace.refunds:
         parts.append(f"<p><b>refund rows</b></p><pre>{_json(trace.refunds)}</pre>")
-    parts.append(f"<p class='small'>nodes: {escape(' → '.join(trace.nodes))}<br>"
-                 f"retrieved: {escape(', '.join(trace.retrieved))}<br>thread: "
-                 f"{escape(trace.thread_id)}</p><p><b>messages</b></p>")
+    parts.append(
+        f"<p class='small'>nodes: {escape(' → '.join(trace.nodes))}<br>"
+        f"retrieved: {escape(', '.join(trace.retrieved))}<br>thread: "
+        f"{escape(trace.thread_id)}</p><p><b>messages</b></p>"
+    )
     for message in trace.messages:
         kind = escape(str(message.get("type")))
-        extra = {k: v for k, v in message.items() if k in ("tool_calls", "invalid_tool_calls",
-                                                            "status", "usage")}
+        extra = {
+            k: v
+            for k, v in message.items()
+            if k in ("tool_calls", "invalid_tool_calls", "status", "usage")
+        }
         label = kind + (f" · {escape(str(message['name']))}" if message.get("name") else "")
         details = f"<pre class='small'>{_json(extra)}</pre>" if extra else ""
-        parts.append(f'<div class="msg {kind}"><b>{label}</b>'
-                     f"<pre>{escape(str(message.get('content')))}</pre>{details}</div>")
+        parts.append(
+            f'<div class="msg {kind}"><b>{label}</b>'
+            f"<pre>{escape(str(message.get('content')))}</pre>{details}</div>"
+        )
     return "".join(parts)
 
 
@@ -165,39 +186,52 @@ def _comparison(comparison: Comparison, name: str) -> str:
         f'<td class="{"fail" if r.status == "regression" else "pass"}">{r.status}</td></tr>'
         for r in comparison.rows
     )
-    failing = "".join(f"<li>{escape(c.case_id)}: {escape(', '.join(c.failed_evaluators))}</li>"
-                      for c in comparison.newly_failing)
-    verdict = ('<p class="fail">REGRESSION</p>' if comparison.regressed
-               else '<p class="pass">no regression</p>')
-    return (f"<h2>Compared with {escape(name)}</h2>{verdict}<table><tr><th>metric</th>"
-            f"<th>baseline</th><th>now</th><th>delta</th><th>limit</th><th></th></tr>{rows}"
-            f"</table>" + (f"<p>Cases that passed and now fail:</p><ul>{failing}</ul>"
-                           if failing else ""))
+    failing = "".join(
+        f"<li>{escape(c.case_id)}: {escape(', '.join(c.failed_evaluators))}</li>"
+        for c in comparison.newly_failing
+    )
+    verdict = (
+        '<p class="fail">REGRESSION</p>'
+        if comparison.regressed
+        else '<p class="pass">no regression</p>'
+    )
+    return (
+        f"<h2>Compared with {escape(name)}</h2>{verdict}<table><tr><th>metric</th>"
+        f"<th>baseline</th><th>now</th><th>delta</th><th>limit</th><th></th></tr>{rows}"
+        f"</table>"
+        + (f"<p>Cases that passed and now fail:</p><ul>{failing}</ul>" if failing else "")
+    )
 
 
-def render_html(report: RunReport, comparison: Comparison | None = None,
-                baseline_name: str = "") -> str:
+def render_html(
+    report: RunReport, comparison: Comparison | None = None, baseline_name: str = ""
+) -> str:
     """Render the run as one HTML page."""
     run, summary = report.run, report.summary
     evaluator_rows = [
         (name, s.mean, f"{s.mean:.2f}  ({s.passed}/{s.n} pass)")
         for name, s in summary.evaluators.items()
     ]
-    category_rows = [(cat, v["passed"], v["cases"] - v["passed"])
-                     for cat, v in summary.by_category.items()]
+    category_rows = [
+        (cat, v["passed"], v["cases"] - v["passed"]) for cat, v in summary.by_category.items()
+    ]
     costs = [c.cost_usd for c in report.cases if c.cost_usd is not None]
-    tiles = "".join([
-        _tile("cases", str(summary.cases)),
-        _tile("passed", f"{summary.passed} ({summary.pass_rate:.0%})"),
-        _tile("errors", str(summary.errors)),
-        _tile("wall time", f"{run.wall_s:.1f} s"),
-        _tile("latency p50 / p95", f"{summary.latency_s.p50:.2f} / {summary.latency_s.p95:.2f} s"),
-        _tile("cost per case", f"${summary.cost_usd.mean:.6f}"),
-        _tile("total cost", f"${summary.cost_usd.total:.4f}"),
-        _tile("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
-    ])
+    tiles = "".join(
+        [
+            _tile("cases", str(summary.cases)),
+            _tile("passed", f"{summary.passed} ({summary.pass_rate:.0%})"),
+            _tile("errors", str(summary.errors)),
+            _tile("wall time", f"{run.wall_s:.1f} s"),
+            _tile(
+                "latency p50 / p95", f"{summary.latency_s.p50:.2f} / {summary.latency_s.p95:.2f} s"
+            ),
+            _tile("cost per case", f"${summary.cost_usd.mean:.6f}"),
+            _tile("total cost", f"${summary.cost_usd.total:.4f}"),
+            _tile("tokens in / out", f"{summary.input_tokens:,} / {summary.output_tokens:,}"),
+        ]
+    )
     case_rows = "".join(
-        f'<tr><td>{escape(c.case_id)}</td><td>{escape(c.category)}</td>'
+        f"<tr><td>{escape(c.case_id)}</td><td>{escape(c.category)}</td>"
         f'<td class="{"pass" if c.passed else "fail"}">{"pass" if c.passed else "FAIL"}</td>'
         f"<td>{escape(', '.join(c.failed_evaluators) or (c.error or ''))}</td>"
         f"<td>{c.latency_s:.2f}</td><td>{'' if c.cost_usd is None else f'{c.cost_usd:.6f}'}"
@@ -208,7 +242,8 @@ def render_html(report: RunReport, comparison: Comparison | None = None,
         f"<details><summary><b>{escape(c.case_id)}</b> ({escape(c.category)}): "
         f"{escape(', '.join(c.failed_evaluators) or c.error or '')}</summary>{_trace(c)}"
         f"</details>"
-        for c in report.cases if not c.passed
+        for c in report.cases
+        if not c.passed
     )
     charts = (
         f"<div><h3>Mean score per evaluator</h3>"
@@ -220,9 +255,11 @@ def render_html(report: RunReport, comparison: Comparison | None = None,
     )
     compared = _comparison(comparison, baseline_name) if comparison is not None else ""
     title = f"Steward eval {run.run_id}"
-    meta = (f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC · provider {run.provider} · model "
-            f"{run.model} · datasets {', '.join(run.datasets)} · concurrency {run.concurrency}"
-            f" · judge {'on' if run.judge else 'off'}")
+    meta = (
+        f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC · provider {run.provider} · model "
+        f"{run.model} · datasets {', '.join(run.datasets)} · concurrency {run.concurrency}"
+        f" · judge {'on' if run.judge else 'off'}"
+    )
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
         f"</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"

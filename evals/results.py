@@ -161,8 +161,12 @@ def distribution(values: list[float]) -> Distribution:
         return Distribution()
     total = sum(values)
     return Distribution(
-        n=len(values), mean=total / len(values), p50=percentile(values, 50),
-        p95=percentile(values, 95), max=max(values), total=total,
+        n=len(values),
+        mean=total / len(values),
+        p50=percentile(values, 50),
+        p95=percentile(values, 95),
+        max=max(values),
+        total=total,
     )
 
 
@@ -173,8 +177,9 @@ def summarize(results: list[CaseResult]) -> Summary:
         names.extend(n for n in result.scores if n not in names)
     evaluators: dict[str, EvaluatorSummary] = {}
     for name in names:
-        scored = [r.scores[name] for r in results
-                  if name in r.scores and r.scores[name].score is not None]
+        scored = [
+            r.scores[name] for r in results if name in r.scores and r.scores[name].score is not None
+        ]
         if not scored:
             continue
         evaluators[name] = EvaluatorSummary(

@@ -118,8 +118,9 @@ def plan_lanes(cases: Sequence[EvalCase]) -> list[list[EvalCase]]:
     return list(lanes.values())
 
 
-def resume_decisions(requests: Sequence[dict[str, Any]],
-                     planned: list[Decision]) -> list[dict[str, Any]] | None:
+def resume_decisions(
+    requests: Sequence[dict[str, Any]], planned: list[Decision]
+) -> list[dict[str, Any]] | None:
     """The resume payload for one interrupt, consuming `planned`; None when it runs out."""
     if len(planned) < len(requests):
         return None
@@ -129,12 +130,18 @@ def resume_decisions(requests: Sequence[dict[str, Any]],
         if decision.type == "approve":
             decisions.append({"type": "approve", "message": decision.message})
         elif decision.type == "reject":
-            decisions.append({"type": "reject",
-                              "message": decision.message or "rejected by the eval reviewer"})
+            decisions.append(
+                {"type": "reject", "message": decision.message or "rejected by the eval reviewer"}
+            )
         else:
             args = {**dict(request.get("args") or {}), **decision.args}
-            decisions.append({"type": "edit", "message": decision.message,
-                              "edited_action": {"name": request["name"], "args": args}})
+            decisions.append(
+                {
+                    "type": "edit",
+                    "message": decision.message,
+                    "edited_action": {"name": request["name"], "args": args},
+                }
+            )
     return [{k: v for k, v in d.items() if v is not None} for d in decisions]
 
 
@@ -142,8 +149,9 @@ def _text(message: BaseMessage) -> str:
     content = message.content
     if isinstance(content, str):
         return content
-    return " ".join(str(p.get("text", f"<{p.get('type')}>")) if isinstance(p, dict) else str(p)
-                    for p in content)
+    return " ".join(
+        str(p.get("text", f"<{p.get('type')}>")) if isinstance(p, dict) else str(p) for p in content
+    )
 
 
 def serialize_message(message: BaseMessage) -> dict[str, Any]:
@@ -168,19 +176,23 @@ def serialize_message(message: BaseMessage) -> dict[str, Any]:
 
 def _record_model_reply(run: CaseRun, message: AIMessage) -> None:
     for call in message.tool_calls:
-        run.tool_calls.append({"id": call.get("id"), "name": call["name"],
-                               "args": call["args"], "invalid": False})
+        run.tool_calls.append(
+            {"id": call.get("id"), "name": call["name"], "args": call["args"], "invalid": False}
+        )
     for bad in message.invalid_tool_calls:
-        run.tool_calls.append({"id": bad.get("id"), "name": bad.get("name") or "unknown",
-                               "args": {}, "invalid": True})
+        run.tool_calls.append(
+            {"id": bad.get("id"), "name": bad.get("name") or "unknown", "args": {}, "invalid": True}
+        )
     usage: dict[str, Any] = dict(message.usage_metadata or {})
     details: dict[str, Any] = dict(usage.get("input_token_details") or {})
-    run.model_calls.append({
-        "model": str(message.response_metadata.get("model_name") or ""),
-        "input_tokens": int(usage.get("input_tokens") or 0),
-        "output_tokens": int(usage.get("output_tokens") or 0),
-        "cached_tokens": int(details.get("cache_read") or 0),
-    })
+    run.model_calls.append(
+        {
+            "model": str(message.response_metadata.get("model_name") or ""),
+            "input_tokens": int(usage.get("input_tokens") or 0),
+            "output_tokens": int(usage.get("output_tokens") or 0),
+            "cached_tokens": int(details.get("cache_read") or 0),
+        }
+    )
 
 
 async def _stream(runtime: Runtime, payload: Any, config: RunnableConfig, run: CaseRun) -> None:
@@ -203,13 +215,22 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
     from core.domain.orders import format_money
 
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT refund_id, order_id, amount_cents, approved_by FROM refunds"
-            " WHERE thread_id = %s ORDER BY created_at, refund_id", (thread_id,),
-        )).fetchall()
-    return [{"refund_id": str(r["refund_id"]), "order_id": r["order_id"],
-             "amount": format_money(r["amount_cents"]), "approved_by": r["approved_by"]}
-            for r in rows]
+        rows = await (
+            await conn.execute(
+                "SELECT refund_id, order_id, amount_cents, approved_by FROM refunds"
+                " WHERE thread_id = %s ORDER BY created_at, refund_id",
+                (thread_id,),
+            )
+        ).fetchall()
+    return [
+        {
+            "refund_id": str(r["refund_id"]),
+            "order_id": r["order_id"],
+            "amount": format_money(r["amount_cents"]),
+            "approved_by": r["approved_by"],
+        }
+        for r in rows
+    ]
 
 
 EVAL_TENANT = "evals"
@@ -224,29 +245,52 @@ class ApprovalDecider(Protocol):
     """
 
     async def __call__(
-        self, runtime: Runtime, *, thread_id: uuid.UUID, approver: str, tenant: str,
-        requester: str, decisions: list[dict[str, Any]],
+        self,
+        runtime: Runtime,
+        *,
+        thread_id: uuid.UUID,
+        approver: str,
+        tenant: str,
+        requester: str,
+        decisions: list[dict[str, Any]],
     ) -> Any:
         """Record `decisions` by `approver` on the thread's pending approval."""
         ...
 
 
-async def _decide(runtime: Runtime, decide: ApprovalDecider | None, thread_id: str,
-                  decisions: list[dict[str, Any]]) -> Any:
+async def _decide(
+    runtime: Runtime,
+    decide: ApprovalDecider | None,
+    thread_id: str,
+    decisions: list[dict[str, Any]],
+) -> Any:
     """Record the case's decisions as an approver, through the injected decision path."""
     if decide is None:
         raise ConfigError("this case needs approvals: EvalOptions.decide is not set")
-    return await decide(runtime, thread_id=uuid.UUID(thread_id), approver=APPROVER,
-                        tenant=EVAL_TENANT, requester=REQUESTER, decisions=decisions)
+    return await decide(
+        runtime,
+        thread_id=uuid.UUID(thread_id),
+        approver=APPROVER,
+        tenant=EVAL_TENANT,
+        requester=REQUESTER,
+        decisions=decisions,
+    )
 
 
 async def run_case(
-    runtime: Runtime, case: EvalCase, *, run_id: str, decide: ApprovalDecider | None = None,
+    runtime: Runtime,
+    case: EvalCase,
+    *,
+    run_id: str,
+    decide: ApprovalDecider | None = None,
 ) -> CaseRun:
     """Drive one case through the graph, answering approvals as the case says."""
     thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"steward-eval:{run_id}:{case.id}"))
-    run = CaseRun(case_id=case.id, thread_id=thread_id,
-                  approval_threshold=float(runtime.deps.approval_threshold))
+    run = CaseRun(
+        case_id=case.id,
+        thread_id=thread_id,
+        approval_threshold=float(runtime.deps.approval_threshold),
+    )
     config: RunnableConfig = {
         "configurable": {"thread_id": thread_id, "user_id": REQUESTER},
         "metadata": {"eval_run": run_id, "eval_case": case.id},
@@ -286,15 +330,25 @@ async def run_case(
     return run
 
 
-async def score_case(case: EvalCase, run: CaseRun, evaluators: Sequence[Evaluator],
-                     judges: Sequence[AsyncEvaluator], prices: dict[str, Price]) -> CaseResult:
+async def score_case(
+    case: EvalCase,
+    run: CaseRun,
+    evaluators: Sequence[Evaluator],
+    judges: Sequence[AsyncEvaluator],
+    prices: dict[str, Price],
+) -> CaseResult:
     """Evaluate one run into a CaseResult."""
     scores = await evaluate(case, run, evaluators, judges)
     applicable = [s for s in scores.values() if s.passed is not None]
     return CaseResult(
-        case_id=case.id, dataset=case.dataset, category=case.category, input=case.input_text,
+        case_id=case.id,
+        dataset=case.dataset,
+        category=case.category,
+        input=case.input_text,
         passed=run.error is None and all(s.passed for s in applicable),
-        error=run.error, scores=scores, latency_s=round(run.latency_s, 4),
+        error=run.error,
+        scores=scores,
+        latency_s=round(run.latency_s, 4),
         cost_usd=case_cost(run, prices),
         input_tokens=sum(int(c.get("input_tokens") or 0) for c in run.model_calls),
         output_tokens=sum(int(c.get("output_tokens") or 0) for c in run.model_calls),
@@ -303,8 +357,11 @@ async def score_case(case: EvalCase, run: CaseRun, evaluators: Sequence[Evaluato
 
 
 async def run_suite(
-    runtime: Runtime, cases: Sequence[EvalCase], options: EvalOptions,
-    *, on_result: ProgressHook | None = None,
+    runtime: Runtime,
+    cases: Sequence[EvalCase],
+    options: EvalOptions,
+    *,
+    on_result: ProgressHook | None = None,
 ) -> RunReport:
     """Run and score every case; return the full report (traces included)."""
     from core.domain.seed import seed_demo_orders
@@ -339,10 +396,15 @@ async def run_suite(
     ordered = [results[c.id] for c in cases]
     settings = runtime.deps.settings
     info = RunInfo(
-        run_id=run_id, started_at=started_at, finished_at=datetime.now(UTC),
-        wall_s=round(time.perf_counter() - clock, 3), provider=options.provider,
-        model=settings.model, datasets=options.datasets or sorted({c.dataset for c in cases}),
-        concurrency=options.concurrency, judge=bool(judges),
+        run_id=run_id,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        wall_s=round(time.perf_counter() - clock, 3),
+        provider=options.provider,
+        model=settings.model,
+        datasets=options.datasets or sorted({c.dataset for c in cases}),
+        concurrency=options.concurrency,
+        judge=bool(judges),
         config={
             "approval_threshold": str(settings.refund_approval_threshold),
             "retrieval_k": settings.retrieval_k,

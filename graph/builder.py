@@ -47,7 +47,9 @@ def add_edges(builder: StateGraph[State, None, InputState, State]) -> None:
 
 
 def make_graph(
-    checkpointer: BaseCheckpointSaver[Any] | None = None, *, deps: Deps,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    *,
+    deps: Deps,
     **overrides: Any,
 ) -> CompiledStateGraph[State, None, InputState, State]:
     """Build and compile the agent workflow.
@@ -62,8 +64,9 @@ def make_graph(
     builder = StateGraph(State, input_schema=InputState)
     builder.add_node("input_filter", make_input_filter(deps))
     builder.add_node("retrieve", make_retrieve(deps))
-    builder.add_node("agent", make_agent(deps),
-                     retry_policy=llm_retry_policy(deps.settings.llm_max_attempts))
+    builder.add_node(
+        "agent", make_agent(deps), retry_policy=llm_retry_policy(deps.settings.llm_max_attempts)
+    )
     builder.add_node("guard_tools", make_guard_tools(deps))
     builder.add_node("approval", make_approval(deps))
     builder.add_node("run_tools", make_run_tools(deps))
@@ -72,4 +75,3 @@ def make_graph(
     add_edges(builder)
     compiled = builder.compile(checkpointer=checkpointer, name="agent")
     return compiled.with_config(recursion_limit=deps.settings.recursion_limit)
-

@@ -131,8 +131,11 @@ def _message_text(message: Any) -> tuple[str | None, str]:
         role = getattr(message, "type", None)
         content = getattr(message, "content", "")
     if isinstance(content, list):
-        parts = [p if isinstance(p, str) else str(p.get("text", "")) for p in content
-                 if isinstance(p, str) or (isinstance(p, Mapping) and p.get("type") == "text")]
+        parts = [
+            p if isinstance(p, str) else str(p.get("text", ""))
+            for p in content
+            if isinstance(p, str) or (isinstance(p, Mapping) and p.get("type") == "text")
+        ]
         content = "".join(parts)
     return (str(role) if role is not None else None), str(content)
 
@@ -154,8 +157,7 @@ def describe_input(inputs: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(messages, Sequence) and not isinstance(messages, str) and messages:
             role, text = _message_text(messages[-1])
             preview = redact_text(text[:INPUT_PREVIEW_CHARS])
-            return "input", {"input_role": role, "input_chars": len(text),
-                             "input_preview": preview}
+            return "input", {"input_role": role, "input_chars": len(text), "input_preview": preview}
     return "input", {}
 
 
@@ -195,8 +197,13 @@ class RunObserver(BaseCallbackHandler):
             log_inputs: log a masked, truncated preview of the user's message.
         """
         super().__init__()
-        ids = {"run_id": run_id, "thread_id": thread_id, "tenant_id": tenant_id,
-               "user_id": user_id, "request_id": request_id}
+        ids = {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "request_id": request_id,
+        }
         self.ids: dict[str, str] = {k: str(v) for k, v in ids.items() if v is not None}
         self._tracer: Tracer | None = get_tracer() if tracer is _DEFAULT else tracer
         self._traceparent = traceparent
@@ -268,8 +275,11 @@ class RunObserver(BaseCallbackHandler):
                 attributes={
                     "gen_ai.operation.name": "invoke_agent",
                     "gen_ai.agent.name": name,
-                    **({"gen_ai.conversation.id": self.ids["thread_id"]}
-                       if "thread_id" in self.ids else {}),
+                    **(
+                        {"gen_ai.conversation.id": self.ids["thread_id"]}
+                        if "thread_id" in self.ids
+                        else {}
+                    ),
                     **({"enduser.id": self.ids["user_id"]} if "user_id" in self.ids else {}),
                     **self._span_attrs(),
                     "steward.run.kind": kind,
@@ -278,8 +288,9 @@ class RunObserver(BaseCallbackHandler):
         self._runs[run_id] = _Run(name=name, started=time.perf_counter(), span=span, kind=kind)
         log.info("run started", extra=self._extra(graph=name, run_kind=kind, **summary))
 
-    def _start_node(self, run_id: UUID, name: str, run: _Run, inputs: Any,
-                    metadata: Mapping[str, Any]) -> None:
+    def _start_node(
+        self, run_id: UUID, name: str, run: _Run, inputs: Any, metadata: Mapping[str, Any]
+    ) -> None:
         state = inputs if isinstance(inputs, Mapping) else {}
         span = None
         start_ns = _now_ns()
@@ -289,17 +300,30 @@ class RunObserver(BaseCallbackHandler):
             if isinstance(step, int):
                 attributes["langgraph.step"] = step
             span = self._tracer.start_span(
-                f"node {name}", context=trace.set_span_in_context(run.span),
-                kind=SpanKind.INTERNAL, attributes=attributes, start_time=start_ns,
+                f"node {name}",
+                context=trace.set_span_in_context(run.span),
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+                start_time=start_ns,
             )
         self._nodes[run_id] = _Node(
-            name=name, run=run, started=time.perf_counter(), start_ns=start_ns, span=span,
+            name=name,
+            run=run,
+            started=time.perf_counter(),
+            start_ns=start_ns,
+            span=span,
             actions_in=len(state.get("actions") or []),
             plan_in=list(state.get("plan") or []),
         )
 
-    def on_chain_end(self, outputs: dict[str, Any] | Any, *, run_id: UUID,
-                     parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_end(
+        self,
+        outputs: dict[str, Any] | Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Finish a node (and read what it did from its output) or the run."""
         with self._lock:
             self._parents.pop(run_id, None)
@@ -311,12 +335,19 @@ class RunObserver(BaseCallbackHandler):
             if run is not None:
                 if isinstance(outputs, Mapping) and outputs.get("__interrupt__"):
                     run.interrupted = True
-                outcome = ("interrupted" if run.interrupted
-                           else "refused" if run.refusal else "success")
+                outcome = (
+                    "interrupted" if run.interrupted else "refused" if run.refusal else "success"
+                )
                 self._end_run(run_id, run, outcome, None)
 
-    def on_chain_error(self, error: BaseException, *, run_id: UUID,
-                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Finish a node or the run that raised (interrupts are not errors)."""
         with self._lock:
             self._parents.pop(run_id, None)
@@ -340,8 +371,10 @@ class RunObserver(BaseCallbackHandler):
         if isinstance(outputs, Mapping):
             self._read_node_output(node, outputs)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("node finished", extra=self._extra(node=node.name,
-                                                         duration_ms=round(seconds * 1000, 2)))
+            log.debug(
+                "node finished",
+                extra=self._extra(node=node.name, duration_ms=round(seconds * 1000, 2)),
+            )
         if node.span is not None:
             node.span.end()
 
@@ -357,8 +390,12 @@ class RunObserver(BaseCallbackHandler):
             status = "cancelled"
         else:
             status = "error"
-            log.warning("node failed", extra=self._extra(
-                node=node.name, error_type=type(error).__name__, error=str(error)[:500]))
+            log.warning(
+                "node failed",
+                extra=self._extra(
+                    node=node.name, error_type=type(error).__name__, error=str(error)[:500]
+                ),
+            )
         m.NODE_SECONDS.labels(node=node.name, status=status).observe(seconds)
         if node.span is not None:
             node.span.set_attribute("steward.node.status", status)
@@ -367,15 +404,18 @@ class RunObserver(BaseCallbackHandler):
                 node.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             node.span.end()
 
-    def _end_run(self, run_id: UUID, run: _Run, outcome: str,
-                 error: BaseException | None) -> None:
+    def _end_run(self, run_id: UUID, run: _Run, outcome: str, error: BaseException | None) -> None:
         seconds = time.perf_counter() - run.started
         m.RUNS.labels(outcome=outcome).inc()
         m.RUN_SECONDS.labels(outcome=outcome).observe(seconds)
         fields: dict[str, Any] = {
-            "graph": run.name, "run_kind": run.kind, "outcome": outcome,
-            "duration_ms": round(seconds * 1000, 2), "llm_calls": run.llm_calls,
-            "input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
+            "graph": run.name,
+            "run_kind": run.kind,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 2),
+            "llm_calls": run.llm_calls,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
             "cost_usd": round(run.cost_usd, 8),
             "actions": [{"tool": tool, "status": status} for tool, status in run.actions],
         }
@@ -385,18 +425,23 @@ class RunObserver(BaseCallbackHandler):
             fields["sources"] = list(run.response.get("sources") or [])
             fields["answer_chars"] = len(str(run.response.get("answer") or ""))
         if outcome == "error" and error is not None:
-            log.error("run failed", exc_info=error, extra=self._extra(
-                error_type=type(error).__name__, **fields))
+            log.error(
+                "run failed",
+                exc_info=error,
+                extra=self._extra(error_type=type(error).__name__, **fields),
+            )
         else:
             log.info("run finished", extra=self._extra(**fields))
         if run.span is not None:
-            run.span.set_attributes({
-                "steward.outcome": outcome,
-                "gen_ai.usage.input_tokens": run.input_tokens,
-                "gen_ai.usage.output_tokens": run.output_tokens,
-                "steward.cost_usd": run.cost_usd,
-                "steward.llm_calls": run.llm_calls,
-            })
+            run.span.set_attributes(
+                {
+                    "steward.outcome": outcome,
+                    "gen_ai.usage.input_tokens": run.input_tokens,
+                    "gen_ai.usage.output_tokens": run.output_tokens,
+                    "steward.cost_usd": run.cost_usd,
+                    "steward.llm_calls": run.llm_calls,
+                }
+            )
             if outcome == "error" and error is not None:
                 run.span.record_exception(error)
                 run.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
@@ -425,7 +470,7 @@ class RunObserver(BaseCallbackHandler):
                 self._approval_decisions(node, plan)
         actions = outputs.get("actions")
         if isinstance(actions, list):
-            self._tool_outcomes(node, actions[node.actions_in:])
+            self._tool_outcomes(node, actions[node.actions_in :])
         response = outputs.get("response")
         if isinstance(response, Mapping):
             node.run.response = response
@@ -433,7 +478,8 @@ class RunObserver(BaseCallbackHandler):
     def _retrieval_hits(self, node: _Node, chunks: list[Any]) -> None:
         hits = [
             {"id": str(c.get("id")), "score": round(float(c.get("score") or 0.0), 4)}
-            for c in chunks if isinstance(c, Mapping)
+            for c in chunks
+            if isinstance(c, Mapping)
         ]
         m.RETRIEVAL_HITS.observe(len(hits))
         log.info("retrieval hits", extra=self._extra(count=len(hits), hits=hits))
@@ -446,25 +492,39 @@ class RunObserver(BaseCallbackHandler):
                 continue
             tool, verdict = str(call.get("name")), str(call.get("verdict"))
             reason = str(call.get("reason") or "")
-            log.info("tool call decided", extra=self._extra(
-                tool=tool, call_id=call.get("call_id"), verdict=verdict, reason=reason))
+            log.info(
+                "tool call decided",
+                extra=self._extra(
+                    tool=tool, call_id=call.get("call_id"), verdict=verdict, reason=reason
+                ),
+            )
             if verdict == "deny":
                 m.GUARDRAIL_BLOCKS.labels(stage="tool", reason=denial_reason_code(reason)).inc()
             if node.span is not None:
-                node.span.add_event("tool call decided", {
-                    "gen_ai.tool.name": tool, "steward.tool.verdict": verdict,
-                    "steward.tool.reason": reason[:200],
-                })
+                node.span.add_event(
+                    "tool call decided",
+                    {
+                        "gen_ai.tool.name": tool,
+                        "steward.tool.verdict": verdict,
+                        "steward.tool.reason": reason[:200],
+                    },
+                )
 
     def _approval_requested(self, node: _Node) -> None:
-        pending = [c for c in node.plan_in
-                   if c.get("verdict") == "approve" and c.get("approval") is None]
+        pending = [
+            c for c in node.plan_in if c.get("verdict") == "approve" and c.get("approval") is None
+        ]
         for call in pending:
             m.APPROVAL_REQUESTS.labels(tool=tool_label(str(call.get("name")))).inc()
         if pending or node.name == "approval":
-            log.info("approval requested", extra=self._extra(
-                node=node.name, tools=[str(c.get("name")) for c in pending],
-                call_ids=[str(c.get("call_id")) for c in pending]))
+            log.info(
+                "approval requested",
+                extra=self._extra(
+                    node=node.name,
+                    tools=[str(c.get("name")) for c in pending],
+                    call_ids=[str(c.get("call_id")) for c in pending],
+                ),
+            )
 
     def _approval_decisions(self, node: _Node, plan: list[Any]) -> None:
         before = {str(c.get("call_id")): c for c in node.plan_in}
@@ -482,9 +542,15 @@ class RunObserver(BaseCallbackHandler):
             else:
                 continue
             m.APPROVAL_DECISIONS.labels(decision=decision).inc()
-            log.info("approval applied", extra=self._extra(
-                tool=str(call.get("name")), call_id=call.get("call_id"), decision=decision,
-                reviewer=reviewer))
+            log.info(
+                "approval applied",
+                extra=self._extra(
+                    tool=str(call.get("name")),
+                    call_id=call.get("call_id"),
+                    decision=decision,
+                    reviewer=reviewer,
+                ),
+            )
 
     def _tool_outcomes(self, node: _Node, records: list[Any]) -> None:
         end_ns = _now_ns()
@@ -497,20 +563,30 @@ class RunObserver(BaseCallbackHandler):
             if status not in ("executed", "failed"):
                 continue  # denials and rejections were logged as "tool call decided" and
                 # "approval applied" when they happened
-            log.log(logging.INFO if status == "executed" else logging.WARNING,
-                    f"tool call {status}", extra=self._extra(
-                        tool=tool, call_id=record.get("id"), status=status,
-                        detail=str(record.get("detail") or "")[:300]))
+            log.log(
+                logging.INFO if status == "executed" else logging.WARNING,
+                f"tool call {status}",
+                extra=self._extra(
+                    tool=tool,
+                    call_id=record.get("id"),
+                    status=status,
+                    detail=str(record.get("detail") or "")[:300],
+                ),
+            )
             if node.span is not None and self._tracer is not None:
                 # Tools run inside run_tools without callbacks of their own: the span covers
                 # the node's execution (steward.tool.timing = "node"), not the call alone.
                 span = self._tracer.start_span(
-                    f"execute_tool {tool}", context=trace.set_span_in_context(node.span),
-                    kind=SpanKind.INTERNAL, start_time=node.start_ns,
+                    f"execute_tool {tool}",
+                    context=trace.set_span_in_context(node.span),
+                    kind=SpanKind.INTERNAL,
+                    start_time=node.start_ns,
                     attributes={
-                        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
+                        "gen_ai.operation.name": "execute_tool",
+                        "gen_ai.tool.name": tool,
                         "gen_ai.tool.call.id": str(record.get("id")),
-                        "steward.tool.status": status, "steward.tool.timing": "node",
+                        "steward.tool.status": status,
+                        "steward.tool.timing": "node",
                         **self._span_attrs(),
                     },
                 )
@@ -548,11 +624,20 @@ class RunObserver(BaseCallbackHandler):
         """Completion-style models: same as a chat call."""
         self._llm_start(run_id, parent_run_id, metadata or {}, kwargs)
 
-    def _llm_start(self, run_id: UUID, parent_run_id: UUID | None,
-                   metadata: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
+    def _llm_start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: Mapping[str, Any],
+        kwargs: Mapping[str, Any],
+    ) -> None:
         params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
-        model = str(params.get("model") or params.get("model_name")
-                    or metadata.get("ls_model_name") or "unknown")
+        model = str(
+            params.get("model")
+            or params.get("model_name")
+            or metadata.get("ls_model_name")
+            or "unknown"
+        )
         with self._lock:
             self._parents[run_id] = parent_run_id
             owner = self._owner(parent_run_id)
@@ -561,7 +646,8 @@ class RunObserver(BaseCallbackHandler):
             parent_span = owner.span if owner is not None else None
             if self._tracer is not None and parent_span is not None:
                 span = self._tracer.start_span(
-                    f"chat {model}", context=trace.set_span_in_context(parent_span),
+                    f"chat {model}",
+                    context=trace.set_span_in_context(parent_span),
                     kind=SpanKind.CLIENT,
                     attributes={
                         "gen_ai.operation.name": "chat",
@@ -570,11 +656,11 @@ class RunObserver(BaseCallbackHandler):
                         **self._span_attrs(),
                     },
                 )
-            self._llms[run_id] = _Llm(model=model, run=run, started=time.perf_counter(),
-                                      span=span)
+            self._llms[run_id] = _Llm(model=model, run=run, started=time.perf_counter(), span=span)
 
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID,
-                   parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_llm_end(
+        self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
         """Record latency, tokens and cost of a finished model call."""
         with self._lock:
             self._parents.pop(run_id, None)
@@ -586,8 +672,9 @@ class RunObserver(BaseCallbackHandler):
         response_model: str | None = None
         finish_reason: str | None = None
         tool_calls: list[str] = []
-        generation = response.generations[0][0] if response.generations and \
-            response.generations[0] else None
+        generation = (
+            response.generations[0][0] if response.generations and response.generations[0] else None
+        )
         if isinstance(generation, ChatGeneration):
             message = generation.message
             usage = cast(Mapping[str, Any], getattr(message, "usage_metadata", None) or {})
@@ -598,8 +685,10 @@ class RunObserver(BaseCallbackHandler):
         llm_output = response.llm_output or {}
         if not usage and isinstance(llm_output.get("token_usage"), Mapping):
             raw = llm_output["token_usage"]
-            usage = {"input_tokens": raw.get("prompt_tokens", 0),
-                     "output_tokens": raw.get("completion_tokens", 0)}
+            usage = {
+                "input_tokens": raw.get("prompt_tokens", 0),
+                "output_tokens": raw.get("completion_tokens", 0),
+            }
         response_model = response_model or llm_output.get("model_name")
         input_tokens = int(usage.get("input_tokens") or 0)
         output_tokens = int(usage.get("output_tokens") or 0)
@@ -608,8 +697,12 @@ class RunObserver(BaseCallbackHandler):
         cost = None
         for candidate in (response_model, call.model):
             if candidate:
-                cost = cost_usd(candidate, input_tokens=input_tokens,
-                                output_tokens=output_tokens, cached_input_tokens=cached)
+                cost = cost_usd(
+                    candidate,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cached_input_tokens=cached,
+                )
                 if cost is not None:
                     break
 
@@ -630,11 +723,20 @@ class RunObserver(BaseCallbackHandler):
                 call.run.input_tokens += input_tokens
                 call.run.output_tokens += output_tokens
                 call.run.cost_usd += cost or 0.0
-        log.info("llm call", extra=self._extra(
-            model=model, response_model=response_model, duration_ms=round(seconds * 1000, 2),
-            input_tokens=input_tokens, output_tokens=output_tokens, cached_input_tokens=cached,
-            cost_usd=round(cost, 8) if cost is not None else None,
-            finish_reason=finish_reason, tool_calls=tool_calls))
+        log.info(
+            "llm call",
+            extra=self._extra(
+                model=model,
+                response_model=response_model,
+                duration_ms=round(seconds * 1000, 2),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_input_tokens=cached,
+                cost_usd=round(cost, 8) if cost is not None else None,
+                finish_reason=finish_reason,
+                tool_calls=tool_calls,
+            ),
+        )
         if call.span is not None:
             attributes: dict[str, Any] = {
                 "gen_ai.usage.input_tokens": input_tokens,
@@ -649,8 +751,14 @@ class RunObserver(BaseCallbackHandler):
             call.span.set_attributes(attributes)
             call.span.end()
 
-    def on_llm_error(self, error: BaseException, *, run_id: UUID,
-                     parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Count a failed model call by model and exception type."""
         with self._lock:
             self._parents.pop(run_id, None)
@@ -663,9 +771,16 @@ class RunObserver(BaseCallbackHandler):
         m.LLM_ERRORS.labels(model=call.model, error_type=error_type).inc()
         m.LLM_SECONDS.labels(model=call.model).observe(seconds)
         status_code = getattr(error, "status_code", None)
-        log.warning("llm call failed", extra=self._extra(
-            model=call.model, duration_ms=round(seconds * 1000, 2), error_type=error_type,
-            status_code=status_code, error=str(error)[:500]))
+        log.warning(
+            "llm call failed",
+            extra=self._extra(
+                model=call.model,
+                duration_ms=round(seconds * 1000, 2),
+                error_type=error_type,
+                status_code=status_code,
+                error=str(error)[:500],
+            ),
+        )
         if call.span is not None:
             call.span.record_exception(error)
             call.span.set_status(Status(StatusCode.ERROR, error_type))
@@ -684,8 +799,9 @@ def _add_handlers(callbacks: Any, handlers: list[BaseCallbackHandler]) -> Any:
 
 
 def _has_langsmith_tracer(callbacks: Any) -> bool:
-    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) \
-        else (callbacks or [])
+    handlers = (
+        callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else (callbacks or [])
+    )
     return any(isinstance(h, LangChainTracer) for h in handlers)
 
 
@@ -748,11 +864,18 @@ def instrument_run_config(
     else:
         run = str(run_id)
 
-    handlers: list[BaseCallbackHandler] = [RunObserver(
-        run_id=run, thread_id=thread, tenant_id=tenant, user_id=user, request_id=request_id,
-        traceparent=traceparent, log_inputs=log_inputs,
-        **({} if otel else {"tracer": None}),
-    )]
+    handlers: list[BaseCallbackHandler] = [
+        RunObserver(
+            run_id=run,
+            thread_id=thread,
+            tenant_id=tenant,
+            user_id=user,
+            request_id=request_id,
+            traceparent=traceparent,
+            log_inputs=log_inputs,
+            **({} if otel else {"tracer": None}),
+        )
+    ]
     callbacks = out.get("callbacks")
     if langsmith and not _has_langsmith_tracer(callbacks):
         tracer = langsmith_tracer()
@@ -760,8 +883,9 @@ def instrument_run_config(
             handlers.append(tracer)
     out["callbacks"] = _add_handlers(callbacks, handlers)
     metadata = dict(out.get("metadata") or {})
-    metadata.update(langsmith_metadata(run_id=run, thread_id=thread, tenant_id=tenant,
-                                       user_id=user))
+    metadata.update(
+        langsmith_metadata(run_id=run, thread_id=thread, tenant_id=tenant, user_id=user)
+    )
     if request_id is not None:
         metadata["request_id"] = request_id
     out["metadata"] = metadata
@@ -770,10 +894,14 @@ def instrument_run_config(
     if bind_log_context:
         from core.observability.logging import bind_log_context as bind
 
-        bind(run_id=run, thread_id=thread, tenant_id=tenant, user_id=user,
-             request_id=request_id)
+        bind(run_id=run, thread_id=thread, tenant_id=tenant, user_id=user, request_id=request_id)
     return cast(RunnableConfig, out)
 
 
-__all__ = ["RunObserver", "denial_reason_code", "describe_input", "instrument_run_config",
-           "tool_label"]
+__all__ = [
+    "RunObserver",
+    "denial_reason_code",
+    "describe_input",
+    "instrument_run_config",
+    "tool_label",
+]

@@ -112,33 +112,51 @@ assistants) only reads. A role not listed gets no tools: fail closed.
 
 RISK_RULES: tuple[RiskRule, ...] = (
     RiskRule(
-        tool="issue_refund", field="amount", op=">", value="$refund_deny_above",
-        action="deny", code="refund_above_hard_limit",
+        tool="issue_refund",
+        field="amount",
+        op=">",
+        value="$refund_deny_above",
+        action="deny",
+        code="refund_above_hard_limit",
         description="refunds above STEWARD_REFUND_DENY_ABOVE are handled by finance, "
-                    "never through the assistant",
+        "never through the assistant",
     ),
     RiskRule(
-        tool="issue_refund", field="amount", op=">", value="$refund_approval_threshold",
-        action="approve", code="refund_above_threshold",
+        tool="issue_refund",
+        field="amount",
+        op=">",
+        value="$refund_approval_threshold",
+        action="approve",
+        code="refund_above_threshold",
         description="refunds above the approval threshold need a manager's recorded decision",
     ),
     RiskRule(
-        tool="issue_refund", field="order_refund_total", op=">",
-        value="$refund_approval_threshold", action="approve", code="split_refund",
+        tool="issue_refund",
+        field="order_refund_total",
+        op=">",
+        value="$refund_approval_threshold",
+        action="approve",
+        code="split_refund",
         description="refunds of one order in this conversation add up to more than the "
-                    "approval threshold (splitting a refund does not avoid approval)",
+        "approval threshold (splitting a refund does not avoid approval)",
     ),
     RiskRule(
-        tool="issue_refund", field="order_id_from_user", op="is_false", action="approve",
+        tool="issue_refund",
+        field="order_id_from_user",
+        op="is_false",
+        action="approve",
         code="order_not_from_user",
         description="the order id was never written by the user (it came from a document or "
-                    "a tool result)",
+        "a tool result)",
     ),
     RiskRule(
-        tool="issue_refund", field="amount_from_user", op="is_false", action="approve",
+        tool="issue_refund",
+        field="amount_from_user",
+        op="is_false",
+        action="approve",
         code="amount_not_from_user",
         description="the amount was never written by the user (it came from a document, a "
-                    "tool result or the model)",
+        "tool result or the model)",
     ),
 )
 """The built-in risk rules; `STEWARD_TOOL_RULES` adds more (the strictest action wins)."""

@@ -93,8 +93,9 @@ def _wait_healthy(root_url: str, process: subprocess.Popen[bytes], log: Path) ->
 
 
 @contextmanager
-def running_mock_llm(*, latency_ms: int = 0, stream_delay_ms: int = 0,
-                     error_rate: float = 0.0) -> Iterator[MockLLM]:
+def running_mock_llm(
+    *, latency_ms: int = 0, stream_delay_ms: int = 0, error_rate: float = 0.0
+) -> Iterator[MockLLM]:
     """Start `python -m mock_llm` on a free port; stop it on exit."""
     port = free_port()
     root_url = f"http://127.0.0.1:{port}"
@@ -102,10 +103,23 @@ def running_mock_llm(*, latency_ms: int = 0, stream_delay_ms: int = 0,
         log = Path(tmp) / "server.log"
         with log.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603  # fixed argv, our own module
-                [sys.executable, "-m", "mock_llm", "--host", "127.0.0.1",
-                 "--port", str(port), "--latency-ms", str(latency_ms),
-                 "--stream-delay-ms", str(stream_delay_ms), "--error-rate", str(error_rate)],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "mock_llm",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--latency-ms",
+                    str(latency_ms),
+                    "--stream-delay-ms",
+                    str(stream_delay_ms),
+                    "--error-rate",
+                    str(error_rate),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         try:
             _wait_healthy(root_url, process, log)

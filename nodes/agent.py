@@ -89,14 +89,19 @@ def current_attempt() -> int:
     return int(info.node_attempt) if info is not None else 1
 
 
-def actual_usage(reply: BaseMessage, estimate: CallEstimate, encoding: Any) -> tuple[
-        int, int, int, bool]:
+def actual_usage(
+    reply: BaseMessage, estimate: CallEstimate, encoding: Any
+) -> tuple[int, int, int, bool]:
     """(input, output, cached input, reported by the provider) for a reply."""
     usage = getattr(reply, "usage_metadata", None)
     if usage:
         details = usage.get("input_token_details") or {}
-        return (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)),
-                int(details.get("cache_read", 0) or 0), True)
+        return (
+            int(usage.get("input_tokens", 0)),
+            int(usage.get("output_tokens", 0)),
+            int(details.get("cache_read", 0) or 0),
+            True,
+        )
     return estimate.input_tokens, output_tokens_of(reply, encoding), 0, False
 
 
@@ -124,13 +129,20 @@ def make_agent(deps: Deps) -> ConfigNode:
 
     async def honour_retry_after(error: ProviderError) -> None:
         """Wait what the provider's Retry-After asks beyond the policy's backoff (graph.retry)."""
-        wait = retry_after_wait(retry_policy, failures=current_attempt(),
-                                retry_after=error.retry_after,
-                                cap_s=settings.llm_max_retry_after_s)
+        wait = retry_after_wait(
+            retry_policy,
+            failures=current_attempt(),
+            retry_after=error.retry_after,
+            cap_s=settings.llm_max_retry_after_s,
+        )
         if wait > 0:
-            log.warning("LLM provider asked to retry after %.1fs (cap %.0fs): waiting %.1fs "
-                        "before the retry backoff", error.retry_after,
-                        settings.llm_max_retry_after_s, wait)
+            log.warning(
+                "LLM provider asked to retry after %.1fs (cap %.0fs): waiting %.1fs "
+                "before the retry backoff",
+                error.retry_after,
+                settings.llm_max_retry_after_s,
+                wait,
+            )
             await asyncio.sleep(wait)
 
     async def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
@@ -149,8 +161,12 @@ def make_agent(deps: Deps) -> ConfigNode:
         ]
         encoding = await encoding_for(model_name)
         estimate = estimate_call(
-            model_name, prompt, tool_schemas(names),
-            max_output_tokens=settings.llm_max_tokens, encoding=encoding, settings=settings,
+            model_name,
+            prompt,
+            tool_schemas(names),
+            max_output_tokens=settings.llm_max_tokens,
+            encoding=encoding,
+            settings=settings,
         )
         ledger = deps.usage_ledger
         call_id: str | None = None
@@ -172,16 +188,35 @@ def make_agent(deps: Deps) -> ConfigNode:
                 raise error from exc
             raise
         used_in, used_out, cached, reported = actual_usage(reply, estimate, encoding)
-        cost: Decimal = cost_usd(model_name, settings, input_tokens=used_in,
-                                 output_tokens=used_out, cached_input_tokens=cached)
+        cost: Decimal = cost_usd(
+            model_name,
+            settings,
+            input_tokens=used_in,
+            output_tokens=used_out,
+            cached_input_tokens=cached,
+        )
         if ledger is not None and call_id is not None:
-            await ledger.settle(call_id, input_tokens=used_in, output_tokens=used_out,
-                                cached_input_tokens=cached, cost_usd=cost,
-                                source="provider" if reported else "estimate")
-        log.info("model call", extra={
-            "model": model_name, "route": route, "route_reason": state.get("route_reason"),
-            "estimated_input_tokens": estimate.input_tokens, "input_tokens": used_in,
-            "output_tokens": used_out, "cost_usd": str(cost), "usage_reported": reported})
+            await ledger.settle(
+                call_id,
+                input_tokens=used_in,
+                output_tokens=used_out,
+                cached_input_tokens=cached,
+                cost_usd=cost,
+                source="provider" if reported else "estimate",
+            )
+        log.info(
+            "model call",
+            extra={
+                "model": model_name,
+                "route": route,
+                "route_reason": state.get("route_reason"),
+                "estimated_input_tokens": estimate.input_tokens,
+                "input_tokens": used_in,
+                "output_tokens": used_out,
+                "cost_usd": str(cost),
+                "usage_reported": reported,
+            },
+        )
         return {"messages": [reply], "model_calls": calls + 1}
 
     return agent

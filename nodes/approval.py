@@ -84,8 +84,9 @@ def rejection_message(call: PlannedCall, decision: RejectDecision) -> ToolMessag
     """Tell the model the reviewer refused the call."""
     detail = "rejected by the reviewer" + (f": {decision.message}" if decision.message else "")
     content = json.dumps({"status": "rejected", "error": detail})
-    return ToolMessage(content=content, tool_call_id=call["call_id"], name=call["name"],
-                       status="error")
+    return ToolMessage(
+        content=content, tool_call_id=call["call_id"], name=call["name"], status="error"
+    )
 
 
 def make_approval(deps: Deps) -> ConfigNode:
@@ -112,16 +113,26 @@ def make_approval(deps: Deps) -> ConfigNode:
                 by_id[call["call_id"]] = {**call, "verdict": "deny", "reason": "rejected"}
                 messages.append(rejection_message(call, decision))
                 records.append(
-                    ActionRecord(id=call["call_id"], name=call["name"], args=call["args"],
-                                 status="rejected", detail=decision.message or "rejected")
+                    ActionRecord(
+                        id=call["call_id"],
+                        name=call["name"],
+                        args=call["args"],
+                        status="rejected",
+                        detail=decision.message or "rejected",
+                    )
                 )
                 continue
             args = call["args"]
             if isinstance(decision, EditDecision):
                 # A person may release what needs approval, never what the rules deny.
                 judged = await check_domain(
-                    judge_call(call["call_id"], call["name"], decision.edited_action.args,
-                               deps, role=config.get("configurable", {}).get("role")),
+                    judge_call(
+                        call["call_id"],
+                        call["name"],
+                        decision.edited_action.args,
+                        deps,
+                        role=config.get("configurable", {}).get("role"),
+                    ),
                     deps,
                 )
                 if judged["verdict"] == "deny":
@@ -131,15 +142,22 @@ def make_approval(deps: Deps) -> ConfigNode:
                     continue
                 args = judged["args"]
             record = Approval(
-                decision=decision.type, reviewer=reviewer, decided_at=decided_at,
+                decision=decision.type,
+                reviewer=reviewer,
+                decided_at=decided_at,
                 comment=decision.message,
             )
             by_id[call["call_id"]] = {
-                **call, "args": args, "verdict": "allow", "approval": record,
+                **call,
+                "args": args,
+                "verdict": "allow",
+                "approval": record,
                 "reason": f"{'approved' if decision.type == 'approve' else 'edited'} by {reviewer}",
             }
-        log.info("approval decided", extra={"decisions": [d.type for d in decisions],
-                                            "reviewer": reviewer})
+        log.info(
+            "approval decided",
+            extra={"decisions": [d.type for d in decisions], "reviewer": reviewer},
+        )
         return {
             "plan": [by_id[c["call_id"]] for c in plan],
             "messages": messages,
@@ -149,5 +167,10 @@ def make_approval(deps: Deps) -> ConfigNode:
     return approval
 
 
-__all__ = ["ApprovalResume", "ValidationError", "approval_request", "make_approval",
-           "resume_schema"]
+__all__ = [
+    "ApprovalResume",
+    "ValidationError",
+    "approval_request",
+    "make_approval",
+    "resume_schema",
+]

@@ -43,8 +43,13 @@ def denial(call_id: str, name: str, args: dict[str, Any], reason: str) -> Planne
 
 
 def judge_call(
-    call_id: str, name: str, raw_args: dict[str, Any], deps: Deps, *,
-    role: str | None = None, provenance: Provenance | None = None,
+    call_id: str,
+    name: str,
+    raw_args: dict[str, Any],
+    deps: Deps,
+    *,
+    role: str | None = None,
+    provenance: Provenance | None = None,
 ) -> PlannedCall:
     """Decide one well-formed call.
 
@@ -81,14 +86,16 @@ def judge_call(
     codes = [m.code for m in matches if m.action == verdict]
     reason = {
         "allow": "allowed",
-        "approve": "requires approval: " + "; ".join(
-            m.description or m.code for m in matches if m.action == "approve"),
-        "deny": "denied by policy: " + "; ".join(
-            m.description or m.code for m in matches if m.action == "deny"),
+        "approve": "requires approval: "
+        + "; ".join(m.description or m.code for m in matches if m.action == "approve"),
+        "deny": "denied by policy: "
+        + "; ".join(m.description or m.code for m in matches if m.action == "deny"),
     }[verdict]
     if codes:
-        log.info("tool risk rules matched", extra={
-            "tool": name, "verdict": verdict, "reason_codes": codes, "role": role})
+        log.info(
+            "tool risk rules matched",
+            extra={"tool": name, "verdict": verdict, "reason_codes": codes, "role": role},
+        )
     return PlannedCall(
         call_id=call_id,
         name=name,
@@ -115,14 +122,18 @@ async def check_domain(call: PlannedCall, deps: Deps) -> PlannedCall:
 def denial_message(call: PlannedCall) -> ToolMessage:
     """Tell the model a call was not executed and why."""
     content = json.dumps({"status": "denied", "error": call["reason"]})
-    return ToolMessage(content=content, tool_call_id=call["call_id"], name=call["name"],
-                       status="error")
+    return ToolMessage(
+        content=content, tool_call_id=call["call_id"], name=call["name"], status="error"
+    )
 
 
 def denial_record(call: PlannedCall) -> ActionRecord:
     """The audit record of a denied call."""
     return ActionRecord(
-        id=call["call_id"], name=call["name"], args=call["args"], status="denied",
+        id=call["call_id"],
+        name=call["name"],
+        args=call["args"],
+        status="denied",
         detail=call["reason"],
     )
 
@@ -131,7 +142,8 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
     """Build the node that decides, in code, what each requested tool call may do."""
 
     async def guard_tools(
-        state: State, config: Optional[RunnableConfig] = None,  # noqa: UP045  # LangGraph's spelling
+        state: State,
+        config: Optional[RunnableConfig] = None,  # noqa: UP045  # LangGraph's spelling
     ) -> dict[str, Any]:
         """Check every tool call of the latest model turn; deny, allow or hold for approval."""
         role = deps.role_of(dict((config or {}).get("configurable") or {}))
@@ -141,7 +153,9 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
         for bad in message.invalid_tool_calls:
             plan.append(
                 denial(
-                    bad.get("id") or "", bad.get("name") or "unknown", {},
+                    bad.get("id") or "",
+                    bad.get("name") or "unknown",
+                    {},
                     "arguments were not valid JSON; send a JSON object matching the schema",
                 )
             )
@@ -154,16 +168,21 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
                 continue
             budget -= 1
             judged = await check_domain(
-                judge_call(call_id, call["name"], call["args"], deps, role=role,
-                           provenance=provenance),
+                judge_call(
+                    call_id, call["name"], call["args"], deps, role=role, provenance=provenance
+                ),
                 deps,
             )
             order_id = judged["args"].get("order_id") if judged["name"] == "issue_refund" else None
             if order_id is not None and judged["verdict"] != "deny":
                 if order_id in refunded_orders:
-                    judged = denial(call_id, judged["name"], judged["args"],
-                                    f"one refund per order per request: {order_id} already has "
-                                    "one in this reply; combine the amounts into one refund")
+                    judged = denial(
+                        call_id,
+                        judged["name"],
+                        judged["args"],
+                        f"one refund per order per request: {order_id} already has "
+                        "one in this reply; combine the amounts into one refund",
+                    )
                 refunded_orders.add(order_id)
             plan.append(judged)
         denied = [c for c in plan if c["verdict"] == "deny"]

@@ -88,14 +88,20 @@ def make_input_filter(deps: Deps) -> Node:
         turn: dict[str, Any] = {**FRESH_TURN, "turn_id": uuid.uuid4().hex}
         latest = last_human(state["messages"])
         reason = check_input(latest, max_chars=settings.max_input_chars)
-        log.info("guardrail decision", extra={
-            "guardrail": "size_encoding", "decision": "block" if reason else "pass",
-            "reason_code": reason or "acceptable"})
+        log.info(
+            "guardrail decision",
+            extra={
+                "guardrail": "size_encoding",
+                "decision": "block" if reason else "pass",
+                "reason_code": reason or "acceptable",
+            },
+        )
         if reason is not None:
             update: dict[str, Any] = {**turn, "refusal": reason, "guardrail_codes": [reason]}
             if latest is not None and reason != "empty_input":
-                update["messages"] = [latest.model_copy(
-                    update={"content": WITHHELD.format(reason=reason)})]
+                update["messages"] = [
+                    latest.model_copy(update={"content": WITHHELD.format(reason=reason)})
+                ]
             return update
 
         fresh = new_user_messages(state["messages"]) or ([latest] if latest else [])

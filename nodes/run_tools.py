@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class ToolOutcome:
     """The result of one executed call: what the model sees and what the audit records."""
 
-    def __init__(self, content: Any, *, ok: bool, detail: str,
-                 chunks: list[RetrievedChunk] | None = None) -> None:
+    def __init__(
+        self, content: Any, *, ok: bool, detail: str, chunks: list[RetrievedChunk] | None = None
+    ) -> None:
         self.content = content
         self.ok = ok
         self.detail = detail
@@ -73,27 +74,33 @@ async def execute(call: PlannedCall, deps: Deps, origin: CallOrigin) -> ToolOutc
     if call["name"] == "get_order":
         order = await deps.orders.get_order(args["order_id"])
         if order is None:
-            return ToolOutcome({"error": f"order {args['order_id']} not found"}, ok=False,
-                               detail="order not found")
+            return ToolOutcome(
+                {"error": f"order {args['order_id']} not found"}, ok=False, detail="order not found"
+            )
         return ToolOutcome(order, ok=True, detail=f"order {order['order_id']} read")
     if call["name"] == "issue_refund":
         if call["verdict"] != "allow":
             raise InvariantViolated("issue_refund reached run_tools without being allowed")
         try:
-            result = await deps.orders.issue_refund(RefundRequest(
-                order_id=args["order_id"],
-                amount=Decimal(args["amount"]),
-                reason=args["reason"],
-                thread_id=origin.thread_id,
-                tool_call_id=call["call_id"],
-                request_id=origin.request_id,
-                requested_by=origin.user_id,
-                run_id=origin.run_id,
-                args_hash=action_hash(call["name"], model.model_dump(mode="json")),
-            ))
+            result = await deps.orders.issue_refund(
+                RefundRequest(
+                    order_id=args["order_id"],
+                    amount=Decimal(args["amount"]),
+                    reason=args["reason"],
+                    thread_id=origin.thread_id,
+                    tool_call_id=call["call_id"],
+                    request_id=origin.request_id,
+                    requested_by=origin.user_id,
+                    run_id=origin.run_id,
+                    args_hash=action_hash(call["name"], model.model_dump(mode="json")),
+                )
+            )
         except RefundRefused as exc:
-            return ToolOutcome({"status": "failed", "error": exc.message, "code": exc.code},
-                               ok=False, detail=exc.message)
+            return ToolOutcome(
+                {"status": "failed", "error": exc.message, "code": exc.code},
+                ok=False,
+                detail=exc.message,
+            )
         return ToolOutcome(result, ok=True, detail=f"refund {result['refund_id']}")
     raise InvariantViolated(f"no executor for tool {call['name']}")
 
@@ -122,14 +129,21 @@ def make_run_tools(deps: Deps) -> ConfigNode:
             outcome = await execute(call, deps, origin)
             retrieved.extend(outcome.chunks)
             messages.append(
-                ToolMessage(content=json.dumps(outcome.content, default=str),
-                            tool_call_id=call["call_id"], name=call["name"],
-                            status="success" if outcome.ok else "error")
+                ToolMessage(
+                    content=json.dumps(outcome.content, default=str),
+                    tool_call_id=call["call_id"],
+                    name=call["name"],
+                    status="success" if outcome.ok else "error",
+                )
             )
             records.append(
-                ActionRecord(id=call["call_id"], name=call["name"], args=call["args"],
-                             status="executed" if outcome.ok else "failed",
-                             detail=outcome.detail)
+                ActionRecord(
+                    id=call["call_id"],
+                    name=call["name"],
+                    args=call["args"],
+                    status="executed" if outcome.ok else "failed",
+                    detail=outcome.detail,
+                )
             )
             log.info("tool executed", extra={"tool": call["name"], "ok": outcome.ok})
         return {

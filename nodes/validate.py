@@ -93,13 +93,21 @@ def refunded_orders(actions: Sequence[ActionRecord], messages: Sequence[AnyMessa
     """Orders with an executed refund in this turn (action records) or this thread (results)."""
     orders = {
         str(a["args"].get("order_id", "")).upper()
-        for a in actions if a["name"] == "issue_refund" and a["status"] == "executed"
+        for a in actions
+        if a["name"] == "issue_refund" and a["status"] == "executed"
     }
     return orders | set(executed_refunds(messages))
 
 
-def check_answer(answer: str, *, actions: Sequence[ActionRecord], messages: Sequence[AnyMessage],
-                 policy_text: str, redact: bool, claims: bool) -> tuple[str, list[str]]:
+def check_answer(
+    answer: str,
+    *,
+    actions: Sequence[ActionRecord],
+    messages: Sequence[AnyMessage],
+    policy_text: str,
+    redact: bool,
+    claims: bool,
+) -> tuple[str, list[str]]:
     """Apply the output guardrails to an answer; returns (answer, reason codes of changes)."""
     codes: list[str] = []
     if redact:
@@ -107,16 +115,28 @@ def check_answer(answer: str, *, actions: Sequence[ActionRecord], messages: Sequ
         if redaction.changed:
             answer = redaction.text
             codes.append("output_pii_redacted")
-            log.warning("guardrail decision", extra={
-                "guardrail": "output_pii", "decision": "redact",
-                "reason_code": "output_pii_redacted", "entities": list(redaction.entities)})
+            log.warning(
+                "guardrail decision",
+                extra={
+                    "guardrail": "output_pii",
+                    "decision": "redact",
+                    "reason_code": "output_pii_redacted",
+                    "entities": list(redaction.entities),
+                },
+            )
     if claims and unbacked_claims(answer, refunded_orders(actions, messages)):
         answer = REFUND_CLAIM_REWRITE.format(
-            actions=summarize_actions(actions) or REFUND_CLAIM_NO_ACTIONS)
+            actions=summarize_actions(actions) or REFUND_CLAIM_NO_ACTIONS
+        )
         codes.append("unbacked_refund_claim")
-        log.warning("guardrail decision", extra={
-            "guardrail": "refund_claim", "decision": "rewrite",
-            "reason_code": "unbacked_refund_claim"})
+        log.warning(
+            "guardrail decision",
+            extra={
+                "guardrail": "refund_claim",
+                "decision": "rewrite",
+                "reason_code": "unbacked_refund_claim",
+            },
+        )
     return answer, codes
 
 
@@ -131,8 +151,11 @@ def make_validate(deps: Deps) -> Node:
         if stop == BUDGET_EXCEEDED:
             summary = summarize_actions(actions)
             refusal = " ".join(filter(None, [REFUSAL_ANSWERS[BUDGET_EXCEEDED], summary]))
-            return {"response": AgentResponse(answer=refusal, sources=[], actions=actions,
-                                              refusal=BUDGET_EXCEEDED)}
+            return {
+                "response": AgentResponse(
+                    answer=refusal, sources=[], actions=actions, refusal=BUDGET_EXCEEDED
+                )
+            }
         if stop:
             log.warning("tool loop stopped early", extra={"stop_reason": stop})
             return {"response": fallback(actions)}
@@ -151,12 +174,18 @@ def make_validate(deps: Deps) -> Node:
         known = {chunk["id"] for chunk in retrieved}
         sources, dropped = keep_known_sources(answer.sources, known)
         if dropped:
-            log.warning("removed citations not retrieved in this run",
-                        extra={"dropped": dropped, "reason_code": "unknown_citation"})
+            log.warning(
+                "removed citations not retrieved in this run",
+                extra={"dropped": dropped, "reason_code": "unknown_citation"},
+            )
         text, codes = await asyncio.to_thread(
-            check_answer, answer.answer, actions=actions, messages=state["messages"],
+            check_answer,
+            answer.answer,
+            actions=actions,
+            messages=state["messages"],
             policy_text="\n".join(chunk["text"] for chunk in retrieved),
-            redact=settings.guard_output_pii, claims=settings.guard_refund_claims,
+            redact=settings.guard_output_pii,
+            claims=settings.guard_refund_claims,
         )
         for code in codes:
             record_guardrail_block(code, stage="output")
@@ -175,5 +204,12 @@ def fallback(actions: list[Any]) -> AgentResponse:
     return AgentResponse(answer=FALLBACK_ANSWER, sources=[], actions=actions, refusal=None)
 
 
-__all__ = ["AnswerInvalid", "check_answer", "fallback", "keep_known_sources",
-           "make_validate", "parse_final_answer", "summarize_actions"]
+__all__ = [
+    "AnswerInvalid",
+    "check_answer",
+    "fallback",
+    "keep_known_sources",
+    "make_validate",
+    "parse_final_answer",
+    "summarize_actions",
+]

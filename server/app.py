@@ -53,6 +53,8 @@ from server.threads_repo import ThreadsRepo
 logger = logging.getLogger(__name__)
 
 BLOCKBUSTER_ENV = "STEWARD_BLOCKBUSTER"
+
+
 async def _warm_up(runtime: Runtime) -> None:
     """Load lazily-initialised, file-reading pieces now, off the request path.
 
@@ -83,7 +85,10 @@ class RuntimeOpener(Protocol):
 
 
 def create_app(
-    open_runtime: RuntimeOpener, settings: Settings | None = None, *, drain: Drain | None = None,
+    open_runtime: RuntimeOpener,
+    settings: Settings | None = None,
+    *,
+    drain: Drain | None = None,
     **runtime_overrides: Any,
 ) -> Litestar:
     """Build the Steward HTTP app.
@@ -125,7 +130,10 @@ def create_app(
                 app.state.runtime = None
 
     route_handlers: list[Any] = [
-        *foundation_routes(), *RUNS_ROUTES, *USAGE_ROUTES, metrics_endpoint,
+        *foundation_routes(),
+        *RUNS_ROUTES,
+        *USAGE_ROUTES,
+        metrics_endpoint,
     ]
 
     return Litestar(
@@ -148,9 +156,14 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         state=State({"settings": settings, "drain": drain}),
         cors_config=CORSConfig(
-            allow_origins=["*"], allow_headers=["*"],
-            expose_headers=["content-location", "location", "x-pagination-total",
-                            "x-pagination-next"],
+            allow_origins=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "content-location",
+                "location",
+                "x-pagination-total",
+                "x-pagination-next",
+            ],
         ),
         openapi_config=OpenAPIConfig(
             title="Steward",
@@ -158,10 +171,13 @@ def create_app(
             description="LangGraph Server API subset and approval queue of the Steward agent.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
-            components=Components(security_schemes={
-                "ApiKey": SecurityScheme(type="apiKey", name="x-api-key",
-                                         security_scheme_in="header"),
-            }),
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(
+                        type="apiKey", name="x-api-key", security_scheme_in="header"
+                    ),
+                }
+            ),
             security=[{"ApiKey": []}],
         ),
         logging_config=None,  # core.observability.logging configures logging (CLI start)

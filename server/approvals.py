@@ -48,7 +48,12 @@ logger = logging.getLogger(__name__)
 
 ApprovalStatus = Literal["pending", "approved", "edited", "rejected", "expired"]
 APPROVAL_STATUSES: tuple[ApprovalStatus, ...] = (
-    "pending", "approved", "edited", "rejected", "expired")
+    "pending",
+    "approved",
+    "edited",
+    "rejected",
+    "expired",
+)
 APPROVAL_NAMESPACE = uuid.UUID("3f6f8f3e-6f0b-5d5e-9a57-0c1a2b7e4d11")
 """Approval ids are uuid5(namespace, "<thread_id>:<interrupt_id>"): stable across replays."""
 CONTEXT_MESSAGES = 6
@@ -116,13 +121,21 @@ def build_context(snapshot: StateSnapshot, requester_id: str) -> dict[str, Any]:
 def _pending_calls(state: StateSnapshot | None) -> list[dict[str, Any]]:
     """The plan entries the approval node holds, in the order of its action requests."""
     values = state.values if state is not None and isinstance(state.values, dict) else {}
-    return [c for c in values.get("plan") or []
-            if isinstance(c, dict) and c.get("verdict") == "approve" and c.get("approval") is None]
+    return [
+        c
+        for c in values.get("plan") or []
+        if isinstance(c, dict) and c.get("verdict") == "approve" and c.get("approval") is None
+    ]
 
 
 async def record_pending(
-    conn: Conn, *, run: dict[str, Any], thread: dict[str, Any],
-    interrupts: list[dict[str, Any]], state: StateSnapshot | None = None, **_: Any,
+    conn: Conn,
+    *,
+    run: dict[str, Any],
+    thread: dict[str, Any],
+    interrupts: list[dict[str, Any]],
+    state: StateSnapshot | None = None,
+    **_: Any,
 ) -> list[uuid.UUID]:
     """Record a pending approval, with its actions, for every approval interrupt of a run.
 
@@ -145,8 +158,12 @@ async def record_pending(
     thread_id = run.get("thread_id") or thread.get("thread_id")
     tenant_id = thread.get("tenant_id") or run.get("tenant_id")
     # Who asked: a resume run acts for the approval's requester, any other run for its owner.
-    requester = ((run.get("kwargs") or {}).get("requester_id") or run.get("owner_id")
-                 or thread.get("owner_id") or "unknown")
+    requester = (
+        (run.get("kwargs") or {}).get("requester_id")
+        or run.get("owner_id")
+        or thread.get("owner_id")
+        or "unknown"
+    )
     held = _pending_calls(state)
     for interrupt in interrupts:
         value, interrupt_id = interrupt.get("value"), interrupt.get("id")
@@ -160,24 +177,39 @@ async def record_pending(
             "INSERT INTO approvals (approval_id, thread_id, run_id, tenant_id, requester_id,"
             " interrupt_id, action, context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (thread_id, interrupt_id) DO NOTHING RETURNING approval_id",
-            (approval_id, thread_id, run.get("run_id"), tenant_id, requester,
-             str(interrupt_id), Jsonb(to_jsonable(value)), Jsonb(context)),
+            (
+                approval_id,
+                thread_id,
+                run.get("run_id"),
+                tenant_id,
+                requester,
+                str(interrupt_id),
+                Jsonb(to_jsonable(value)),
+                Jsonb(context),
+            ),
         )
         if await cur.fetchone() is not None:
             for position, call in enumerate(calls):
                 await conn.execute(
                     "INSERT INTO approval_actions (approval_id, position, tool_call_id, name,"
                     " args, args_hash) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (approval_id, position, call["call_id"], call["name"], Jsonb(call["args"]),
-                     action_hash(call["name"], call["args"])),
+                    (
+                        approval_id,
+                        position,
+                        call["call_id"],
+                        call["name"],
+                        Jsonb(call["args"]),
+                        action_hash(call["name"], call["args"]),
+                    ),
                 )
             logger.info("approval %s pending on thread %s", approval_id, thread_id)
         ids.append(approval_id)
     return ids
 
 
-def _match_calls(requests: list[dict[str, Any]], held: list[dict[str, Any]]
-                 ) -> list[dict[str, Any]]:
+def _match_calls(
+    requests: list[dict[str, Any]], held: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     if len(requests) != len(held) or any(
         r.get("name") != c.get("name") or r.get("args") != c.get("args")
         for r, c in zip(requests, held, strict=True)
@@ -187,8 +219,12 @@ def _match_calls(requests: list[dict[str, Any]], held: list[dict[str, Any]]
 
 
 async def sync_pending(
-    conn: Conn, *, run: dict[str, Any], thread: dict[str, Any],
-    interrupts: list[dict[str, Any]], state: StateSnapshot | None,
+    conn: Conn,
+    *,
+    run: dict[str, Any],
+    thread: dict[str, Any],
+    interrupts: list[dict[str, Any]],
+    state: StateSnapshot | None,
 ) -> None:
     """Make the queue agree with the thread: pending exactly while its interrupt waits.
 
@@ -211,8 +247,11 @@ async def sync_pending(
         still_waiting = row["interrupt_id"] in waiting
         if row["status"] == "pending" and not still_waiting:
             await expire_approval(conn, row["approval_id"], "the thread moved on")
-        elif (row["status"] not in ("pending", "expired") and still_waiting
-              and row["resume_run_id"] == run.get("run_id")):
+        elif (
+            row["status"] not in ("pending", "expired")
+            and still_waiting
+            and row["resume_run_id"] == run.get("run_id")
+        ):
             await reopen(conn, row["approval_id"])
 
 
@@ -273,9 +312,15 @@ class ApprovalStore:
         self._pool = pool
 
     async def list(
-        self, principal: Principal, *, status: ApprovalStatus | None = None,
-        tenant: str | None = None, older_than: datetime | None = None,
-        newer_than: datetime | None = None, limit: int = 50, offset: int = 0,
+        self,
+        principal: Principal,
+        *,
+        status: ApprovalStatus | None = None,
+        tenant: str | None = None,
+        older_than: datetime | None = None,
+        newer_than: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[ApprovalRow]:
         """List approvals, pending first (oldest first), then decided (newest decision first).
 
@@ -295,8 +340,11 @@ class ApprovalStore:
         params: list[Any] = [principal.tenant_id]
         if tenant not in (None, principal.tenant_id):
             raise Forbidden("approvals are listed for your own tenant only")
-        for clause, value in (("status = %s", status), ("created_at < %s", older_than),
-                              ("created_at > %s", newer_than)):
+        for clause, value in (
+            ("status = %s", status),
+            ("created_at < %s", older_than),
+            ("created_at > %s", newer_than),
+        ):
             if value is not None:
                 parts.append(sql.SQL(clause))
                 params.append(value)
@@ -311,8 +359,14 @@ class ApprovalStore:
             rows = await cur.fetchall()
         return [cast(ApprovalRow, r) for r in rows]
 
-    async def get(self, principal: Principal, approval_id: uuid.UUID, *,
-                  conn: Conn | None = None, lock: bool = False) -> ApprovalRow:
+    async def get(
+        self,
+        principal: Principal,
+        approval_id: uuid.UUID,
+        *,
+        conn: Conn | None = None,
+        lock: bool = False,
+    ) -> ApprovalRow:
         """Return an approval the principal may see.
 
         Raises:
@@ -360,7 +414,12 @@ def ensure_pending(row: ApprovalRow) -> None:
 
 
 async def decide_in_process(
-    pool: Any, graph: Any, *, thread_id: uuid.UUID, principal: Principal, requester: str,
+    pool: Any,
+    graph: Any,
+    *,
+    thread_id: uuid.UUID,
+    principal: Principal,
+    requester: str,
     decisions: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Record a reviewer's decisions for a graph driven in process (the eval runner).
@@ -375,18 +434,25 @@ async def decide_in_process(
     async with pool.connection() as conn, conn.transaction():
         thread = await repo.get_thread(conn, thread_id, lock=True)
         if thread is None:
-            await repo.insert_thread(conn, thread_id, tenant_id=principal.tenant_id,
-                                     owner_id=requester)
+            await repo.insert_thread(
+                conn, thread_id, tenant_id=principal.tenant_id, owner_id=requester
+            )
             thread = await repo.get_thread(conn, thread_id, lock=True)
         await record_pending(
-            conn, run={"thread_id": thread_id, "tenant_id": principal.tenant_id,
-                       "owner_id": requester},
+            conn,
+            run={"thread_id": thread_id, "tenant_id": principal.tenant_id, "owner_id": requester},
             thread=dict(thread or {}),
-            interrupts=[{"value": i.value, "id": i.id} for i in state.interrupts], state=state,
+            interrupts=[{"value": i.value, "id": i.id} for i in state.interrupts],
+            state=state,
         )
-        bound = await bind_resume(conn, principal=principal, thread_id=thread_id,
-                                  resume={"decisions": decisions},
-                                  waiting=list(state.interrupts), run_id=uuid.uuid4())
+        bound = await bind_resume(
+            conn,
+            principal=principal,
+            thread_id=thread_id,
+            resume={"decisions": decisions},
+            waiting=list(state.interrupts),
+            run_id=uuid.uuid4(),
+        )
     return bound.command_resume
 
 

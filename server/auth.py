@@ -81,5 +81,12 @@ def requires_role(*roles: Role) -> Guard:
     return guard
 
 
-__all__ = ["Principal", "PrincipalDep", "Role", "authenticate", "presented_key",
-           "provide_principal", "requires_role"]
+__all__ = [
+    "Principal",
+    "PrincipalDep",
+    "Role",
+    "authenticate",
+    "presented_key",
+    "provide_principal",
+    "requires_role",
+]

@@ -154,8 +154,14 @@ def approval_status(decisions: list[Decision]) -> str:
 
 
 async def bind_resume(
-    conn: Conn, *, principal: Principal, thread_id: uuid.UUID, resume: Any,
-    waiting: list[Interrupt], run_id: uuid.UUID, approval_id: uuid.UUID | None = None,
+    conn: Conn,
+    *,
+    principal: Principal,
+    thread_id: uuid.UUID,
+    resume: Any,
+    waiting: list[Interrupt],
+    run_id: uuid.UUID,
+    approval_id: uuid.UUID | None = None,
     comment: str | None = None,
 ) -> BoundResume:
     """Bind a resume to its interrupt and, for an approval, record the decision (see module).
@@ -171,9 +177,7 @@ async def bind_resume(
         return BoundResume(interrupt_id=interrupt.id, payload=payload)
     row = await _lock_approval(conn, thread_id, interrupt.id)
     if row is None:
-        raise Conflict(
-            "the approval for this interrupt is not recorded yet; retry in a moment"
-        )
+        raise Conflict("the approval for this interrupt is not recorded yet; retry in a moment")
     if approval_id is not None and row["approval_id"] != approval_id:
         raise Conflict(f"approval {approval_id} is no longer waiting for a decision")
     if row["tenant_id"] != principal.tenant_id:
@@ -183,9 +187,7 @@ async def bind_resume(
     if row["status"] != "pending":
         when = row["decided_at"].isoformat() if row["decided_at"] else "earlier"
         by = f" by {row['decided_by']}" if row["decided_by"] else ""
-        raise Conflict(
-            f"approval {row['approval_id']} was already {row['status']}{by} at {when}"
-        )
+        raise Conflict(f"approval {row['approval_id']} was already {row['status']}{by} at {when}")
     actions = await _actions(conn, row["approval_id"])
     if not actions:
         raise Conflict(f"approval {row['approval_id']} holds no recorded action")
@@ -203,14 +205,32 @@ async def bind_resume(
         "UPDATE approvals SET status = %s, decision = %s, decided_by = %s, decider_role = %s,"
         " decider_tenant = %s, decided_at = now(), comment = %s, resume_run_id = %s"
         " WHERE approval_id = %s AND status = 'pending'",
-        (status, Jsonb(payload), principal.user_id, principal.role, principal.tenant_id,
-         comment, run_id, row["approval_id"]),
+        (
+            status,
+            Jsonb(payload),
+            principal.user_id,
+            principal.role,
+            principal.tenant_id,
+            comment,
+            run_id,
+            row["approval_id"],
+        ),
     )
     record_approval_decision(decisions[0].type, _age_s(row["created_at"]))
-    log.info("approval %s %s by %s (%s); resume run %s", row["approval_id"], status,
-             principal.user_id, principal.role, run_id)
-    return BoundResume(interrupt_id=interrupt.id, payload=payload,
-                       approval_id=row["approval_id"], requester_id=row["requester_id"])
+    log.info(
+        "approval %s %s by %s (%s); resume run %s",
+        row["approval_id"],
+        status,
+        principal.user_id,
+        principal.role,
+        run_id,
+    )
+    return BoundResume(
+        interrupt_id=interrupt.id,
+        payload=payload,
+        approval_id=row["approval_id"],
+        requester_id=row["requester_id"],
+    )
 
 
 async def _lock_approval(conn: Conn, thread_id: uuid.UUID, interrupt_id: str) -> Any:
@@ -248,15 +268,21 @@ async def _record_action(
         "UPDATE approval_actions SET decision = %s, released_args = %s, released_args_hash = %s,"
         " released_order_id = %s, released_amount_cents = %s"
         " WHERE approval_id = %s AND position = %s",
-        (decision.type, Jsonb(args) if args is not None else None, digest, order_id,
-         amount_cents, approval_id, action["position"]),
+        (
+            decision.type,
+            Jsonb(args) if args is not None else None,
+            digest,
+            order_id,
+            amount_cents,
+            approval_id,
+            action["position"],
+        ),
     )
 
 
 async def released_a_refund(conn: Conn, approval_id: uuid.UUID) -> bool:
     """Whether a refund row names this approval (it then stays decided, whatever happens)."""
-    cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1",
-                             (approval_id,))
+    cur = await conn.execute("SELECT 1 FROM refunds WHERE approval_id = %s LIMIT 1", (approval_id,))
     return await cur.fetchone() is not None
 
 

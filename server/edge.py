@@ -66,9 +66,7 @@ def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
         item, path, depth = stack.pop()
         if isinstance(item, str):
             if NUL in item:
-                raise Unprocessable(
-                    f"{_show(path)}: NUL characters (\\u0000) are not accepted"
-                )
+                raise Unprocessable(f"{_show(path)}: NUL characters (\\u0000) are not accepted")
         elif isinstance(item, bool) or item is None or isinstance(item, float):
             continue
         elif isinstance(item, int):
@@ -76,9 +74,7 @@ def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                 raise Unprocessable(f"{_show(path)}: integer out of range (64-bit signed)")
         elif isinstance(item, (dict, list)):
             if depth >= max_depth:
-                raise Unprocessable(
-                    f"{_show(path)}: JSON nested deeper than {max_depth} levels"
-                )
+                raise Unprocessable(f"{_show(path)}: JSON nested deeper than {max_depth} levels")
             if isinstance(item, dict):
                 for key, child in item.items():
                     if NUL in key:
@@ -88,8 +84,9 @@ def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                         )
                     stack.append((child, _path_join(path, key), depth + 1))
             else:
-                stack.extend((child, _path_join(path, i), depth + 1)
-                             for i, child in enumerate(item))
+                stack.extend(
+                    (child, _path_join(path, i), depth + 1) for i, child in enumerate(item)
+                )
 
 
 def check_body(raw: bytes) -> None:
@@ -104,9 +101,7 @@ def check_body(raw: bytes) -> None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc).lower():
-            raise Unprocessable(
-                f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels"
-            ) from None
+            raise Unprocessable(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
         raise Unprocessable(f"malformed JSON body: {exc}") from None
     check_json_value(value)
 
@@ -149,8 +144,7 @@ class EdgeValidationMiddleware(ASGIMiddleware):
         """Create the middleware; bodies above `max_body_bytes` answer 413 while read."""
         self.max_body_bytes = max_body_bytes
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send,
-                     next_app: ASGIApp) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Run the checks around the next application."""
         check_path(str(scope.get("path", "")))
         check_query(bytes(scope.get("query_string", b"")))

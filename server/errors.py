@@ -82,7 +82,9 @@ def detail_response(
 ) -> Response[dict[str, Any]]:
     """Build the one error body the service uses: `{"detail": "..."}`."""
     return Response(
-        content={"detail": detail}, status_code=status_code, headers=headers,
+        content={"detail": detail},
+        status_code=status_code,
+        headers=headers,
         media_type=MediaType.JSON,
     )
 
@@ -118,9 +120,7 @@ def _message(item: dict[str, Any]) -> str:
 def validation_detail(exc: ValidationException) -> str:
     """Turn Litestar's validation error into one readable sentence naming the field(s)."""
     extra = exc.extra if isinstance(exc.extra, list) else []
-    parts = [
-        f"{_field_name(item)}: {_message(item)}" for item in extra if isinstance(item, dict)
-    ]
+    parts = [f"{_field_name(item)}: {_message(item)}" for item in extra if isinstance(item, dict)]
     if parts:
         return "invalid request: " + "; ".join(parts)
     detail = exc.detail or "invalid request"
@@ -169,9 +169,7 @@ def internal_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
     """Log the unexpected exception with its traceback and answer 500 without details."""
-    logger.exception(
-        "unhandled error on %s %s", request.method, request.url.path, exc_info=exc
-    )
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return detail_response(500, "internal error")
 
 

@@ -85,8 +85,13 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
 class KeyStore:
     """The `api_keys` table, with a short in-process cache of verified keys."""
 
-    def __init__(self, pool: DbPool, *, cache_ttl_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pool: DbPool,
+        *,
+        cache_ttl_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
         self._ttl = cache_ttl_s
         self._clock = clock
@@ -132,7 +137,9 @@ class KeyStore:
             self._cache.pop(raw, None)
             return None
         principal = Principal(
-            key_id=row["key_id"], user_id=row["user_id"], tenant_id=row["tenant_id"],
+            key_id=row["key_id"],
+            user_id=row["user_id"],
+            tenant_id=row["tenant_id"],
             role=cast(Role, row["role"]),
         )
         if len(self._cache) > 10_000:
@@ -202,8 +209,7 @@ async def ensure_dev_key(store: KeyStore, settings: Settings) -> str | None:
     path = settings.home / DEV_KEY_FILE
     await asyncio.to_thread(_write_dev_key, path, raw)
     print(  # noqa: T201  # shown once, on purpose, to the operator
-        f"\nSteward development API key (admin, {DEV_USER}@{DEV_TENANT}): {raw}\n"
-        f"saved to {path}\n",
+        f"\nSteward development API key (admin, {DEV_USER}@{DEV_TENANT}): {raw}\nsaved to {path}\n",
         file=sys.stderr,
         flush=True,
     )

@@ -70,8 +70,9 @@ class ObservabilityMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, *, tracer: Tracer | None = _DEFAULT,
-                 quiet_routes: frozenset[str] = QUIET_ROUTES) -> None:
+    def __init__(
+        self, *, tracer: Tracer | None = _DEFAULT, quiet_routes: frozenset[str] = QUIET_ROUTES
+    ) -> None:
         """Create the middleware.
 
         Args:
@@ -82,8 +83,7 @@ class ObservabilityMiddleware(ASGIMiddleware):
         self._tracer = tracer
         self._quiet = quiet_routes
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send,
-                     next_app: ASGIApp) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Measure, log and trace one HTTP request."""
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
@@ -99,10 +99,15 @@ class ObservabilityMiddleware(ASGIMiddleware):
         if tracer is not None:
             carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
             span = tracer.start_span(
-                f"{method} {route}", context=propagate.extract(carrier), kind=SpanKind.SERVER,
-                attributes={"http.request.method": method, "http.route": route,
-                            "url.path": str(scope.get("path", "")),
-                            "steward.request_id": request_id},
+                f"{method} {route}",
+                context=propagate.extract(carrier),
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "http.route": route,
+                    "url.path": str(scope.get("path", "")),
+                    "steward.request_id": request_id,
+                },
             )
             otel_token = otel_context.attach(trace.set_span_in_context(span))
 
@@ -124,17 +129,25 @@ class ObservabilityMiddleware(ASGIMiddleware):
         finally:
             seconds = time.perf_counter() - started
             HTTP_REQUESTS_IN_FLIGHT.dec()
-            HTTP_REQUEST_SECONDS.labels(method=method, route=route,
-                                        status=str(status_code)).observe(seconds)
+            HTTP_REQUEST_SECONDS.labels(
+                method=method, route=route, status=str(status_code)
+            ).observe(seconds)
             level = logging.DEBUG if route in self._quiet else logging.INFO
             if error is not None:
                 level = logging.ERROR
             if log.isEnabledFor(level):
-                log.log(level, "http request", extra={
-                    "method": method, "route": route, "path": scope.get("path", ""),
-                    "status": status_code, "duration_ms": round(seconds * 1000, 2),
-                    **({"error_type": type(error).__name__} if error is not None else {}),
-                })
+                log.log(
+                    level,
+                    "http request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "path": scope.get("path", ""),
+                        "status": status_code,
+                        "duration_ms": round(seconds * 1000, 2),
+                        **({"error_type": type(error).__name__} if error is not None else {}),
+                    },
+                )
             if span is not None:
                 span.set_attribute("http.response.status_code", status_code)
                 if error is not None:
@@ -147,14 +160,20 @@ class ObservabilityMiddleware(ASGIMiddleware):
             unbind_log_context(log_tokens)
 
 
-@get("/metrics", include_in_schema=False, sync_to_thread=False,
-     opt={"exclude_from_auth": True}, name="metrics")
+@get(
+    "/metrics",
+    include_in_schema=False,
+    sync_to_thread=False,
+    opt={"exclude_from_auth": True},
+    name="metrics",
+)
 def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
     body, content_type = render_metrics(request.headers.get("accept"))
     if content_type.startswith("text/"):  # Litestar appends the charset to text/* itself
-        content_type = "; ".join(p for p in content_type.split("; ")
-                                 if not p.startswith("charset="))
+        content_type = "; ".join(
+            p for p in content_type.split("; ") if not p.startswith("charset=")
+        )
     return Response(content=body, media_type=content_type)
 
 

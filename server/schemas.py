@@ -41,8 +41,11 @@ class CheckpointIn(_Body):
 
     thread_id: str | None = Field(default=None, description="Ignored: the path's thread wins.")
     checkpoint_ns: str = Field(default="", description="Namespace; empty for the root graph.")
-    checkpoint_id: str | None = Field(default=None, description="The checkpoint's id.",
-                                      examples=["1ef4a9b8-d80d-6fa7-8000-9300467fad0f"])
+    checkpoint_id: str | None = Field(
+        default=None,
+        description="The checkpoint's id.",
+        examples=["1ef4a9b8-d80d-6fa7-8000-9300467fad0f"],
+    )
     checkpoint_map: dict[str, Any] | None = Field(default=None, description="Subgraph ids.")
 
 
@@ -50,8 +53,9 @@ class ThreadCreate(_Body):
     """Body of `POST /threads`."""
 
     thread_id: UUID | None = Field(default=None, description="Client-chosen id (UUID).")
-    metadata: dict[str, Any] | None = Field(default=None, description="Free-form metadata.",
-                                            examples=[{"topic": "refund"}])
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Free-form metadata.", examples=[{"topic": "refund"}]
+    )
     if_exists: Literal["raise", "do_nothing"] = Field(
         default="raise", description="`raise` → 409 if the id exists; `do_nothing` → return it."
     )
@@ -60,8 +64,9 @@ class ThreadCreate(_Body):
 class ThreadPatch(_Body):
     """Body of `PATCH /threads/{thread_id}`: metadata keys to merge."""
 
-    metadata: dict[str, Any] = Field(description="Merged into the thread's metadata.",
-                                     examples=[{"priority": "high"}])
+    metadata: dict[str, Any] = Field(
+        description="Merged into the thread's metadata.", examples=[{"priority": "high"}]
+    )
 
 
 class ThreadSearch(_Body):
@@ -100,7 +105,8 @@ class StateUpdate(_Body):
     """Body of `POST /threads/{thread_id}/state` (update_state)."""
 
     values: dict[str, Any] | None = Field(
-        default=None, description="Channel updates, applied through the reducers.",
+        default=None,
+        description="Channel updates, applied through the reducers.",
         examples=[{"messages": [{"role": "user", "content": "hello"}]}],
     )
     as_node: str | None = Field(default=None, description="Apply as if this node had run.")
@@ -111,8 +117,7 @@ class StateUpdate(_Body):
 class HistoryRequest(_Body):
     """Body of `POST /threads/{thread_id}/history`."""
 
-    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE,
-                           description="At most this many states.")
+    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="At most this many states.")
     before: str | CheckpointIn | dict[str, Any] | None = Field(
         default=None, description="Only states older than this checkpoint (id or object)."
     )
@@ -124,14 +129,15 @@ class HistoryRequest(_Body):
 class AssistantSearch(_Body):
     """Body of `POST /assistants/search`."""
 
-    metadata: dict[str, Any] | None = Field(default=None, description="Containment filter.",
-                                            examples=[{"created_by": "system"}])
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Containment filter.", examples=[{"created_by": "system"}]
+    )
     graph_id: str | None = Field(default=None, description="Only this graph.")
     name: str | None = Field(default=None, description="Name contains (case-insensitive).")
     limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="Page size.")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip.")
-    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = (
-        Field(default=None, description="Sort column.")
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = Field(
+        default=None, description="Sort column."
     )
     sort_order: Literal["asc", "desc"] | None = Field(default=None, description="Direction.")
     select: list[str] | None = Field(default=None, description="Only these top-level fields.")
@@ -151,21 +157,25 @@ class AssistantCount(_Body):
 class EditedActionIn(_Body):
     """The action to run instead: same tool, edited arguments."""
 
-    name: str = Field(description="Tool name; must be the held action's tool.",
-                      examples=["issue_refund"])
-    args: dict[str, Any] = Field(description="The full, edited arguments.",
-                                 examples=[{"order_id": "LS-10007", "amount": "450.00",
-                                            "reason": "partial refund"}])
+    name: str = Field(
+        description="Tool name; must be the held action's tool.", examples=["issue_refund"]
+    )
+    args: dict[str, Any] = Field(
+        description="The full, edited arguments.",
+        examples=[{"order_id": "LS-10007", "amount": "450.00", "reason": "partial refund"}],
+    )
 
 
 class ApprovalDecisionIn(_Body):
     """Body of `POST /approvals/{approval_id}/decision`."""
 
     type: Literal["approve", "edit", "reject"] = Field(description="The decision.")
-    edited_action: EditedActionIn | None = Field(default=None,
-                                                 description="Required for `edit`, only then.")
-    comment: str | None = Field(default=None, max_length=2000,
-                                description="Why; passed to the agent for a rejection.")
+    edited_action: EditedActionIn | None = Field(
+        default=None, description="Required for `edit`, only then."
+    )
+    comment: str | None = Field(
+        default=None, max_length=2000, description="Why; passed to the agent for a rejection."
+    )
 
     @model_validator(mode="after")
     def _edit_needs_action(self) -> ApprovalDecisionIn:

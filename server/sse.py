@@ -50,9 +50,16 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, Send):
         return {"node": obj.node, "arg": obj.arg}
     if isinstance(obj, Command):
-        return {k: v for k, v in {
-            "graph": obj.graph, "update": obj.update, "resume": obj.resume, "goto": obj.goto,
-        }.items() if v not in (None, ())}
+        return {
+            k: v
+            for k, v in {
+                "graph": obj.graph,
+                "update": obj.update,
+                "resume": obj.resume,
+                "goto": obj.goto,
+            }.items()
+            if v not in (None, ())
+        }
     if isinstance(obj, decimal.Decimal):
         return str(obj)
     if isinstance(obj, set | frozenset):

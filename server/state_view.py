@@ -93,16 +93,19 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStateOut:
     tasks: list[ThreadTaskOut] = []
     for task in snapshot.tasks:
         sub = task.state
-        tasks.append({
-            "id": task.id,
-            "name": task.name,
-            "error": _task_error(task.error),
-            "interrupts": [interrupt_json(i) for i in task.interrupts],
-            "checkpoint": checkpoint_of(sub) if sub is not None and not isinstance(
-                sub, StateSnapshot) else None,
-            "state": thread_state(sub) if isinstance(sub, StateSnapshot) else None,
-            "result": to_jsonable(task.result),
-        })
+        tasks.append(
+            {
+                "id": task.id,
+                "name": task.name,
+                "error": _task_error(task.error),
+                "interrupts": [interrupt_json(i) for i in task.interrupts],
+                "checkpoint": checkpoint_of(sub)
+                if sub is not None and not isinstance(sub, StateSnapshot)
+                else None,
+                "state": thread_state(sub) if isinstance(sub, StateSnapshot) else None,
+                "result": to_jsonable(task.result),
+            }
+        )
     return {
         "values": to_jsonable(snapshot.values),
         "next": list(snapshot.next),
@@ -137,5 +140,11 @@ def thread_json(row: ThreadRow, snapshot: StateSnapshot | None) -> ThreadOut:
     }
 
 
-__all__ = ["checkpoint_of", "interrupt_json", "interrupts_by_task", "thread_json",
-           "thread_state", "to_jsonable"]
+__all__ = [
+    "checkpoint_of",
+    "interrupt_json",
+    "interrupts_by_task",
+    "thread_json",
+    "thread_state",
+    "to_jsonable",
+]

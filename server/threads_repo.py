@@ -53,8 +53,7 @@ Conn = AsyncConnection[DictRow]
 def _scope(principal: Principal) -> tuple[sql.Composable, list[Any]]:
     """The WHERE fragment restricting rows to what `principal` may see."""
     if principal.role == "user":
-        return sql.SQL("tenant_id = %s AND owner_id = %s"), [principal.tenant_id,
-                                                              principal.user_id]
+        return sql.SQL("tenant_id = %s AND owner_id = %s"), [principal.tenant_id, principal.user_id]
     return sql.SQL("tenant_id = %s"), [principal.tenant_id]
 
 
@@ -248,5 +247,12 @@ class ThreadsRepo:
         return int(row["n"]) if row else 0
 
 
-__all__ = ["THREAD_STATUSES", "IfExists", "SortBy", "SortOrder", "ThreadRow", "ThreadStatus",
-           "ThreadsRepo"]
+__all__ = [
+    "THREAD_STATUSES",
+    "IfExists",
+    "SortBy",
+    "SortOrder",
+    "ThreadRow",
+    "ThreadStatus",
+    "ThreadsRepo",
+]

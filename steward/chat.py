@@ -56,12 +56,21 @@ def render(values: dict[str, Any], console: Console) -> None:
         console.print(f"[dim]action {action['name']}: {action['status']} ({action['detail']})[/]")
 
 
-async def run_turn(runtime: Runtime, thread_id: str, text: str, *, ask: Ask,
-                   console: Console, user_id: str = "operator") -> dict[str, Any]:
+async def run_turn(
+    runtime: Runtime,
+    thread_id: str,
+    text: str,
+    *,
+    ask: Ask,
+    console: Console,
+    user_id: str = "operator",
+) -> dict[str, Any]:
     """Run one user turn to completion, resolving approvals interactively."""
     config: RunnableConfig = instrument_run_config(
         {"configurable": {"thread_id": thread_id, "user_id": user_id}},
-        run_id=str(uuid.uuid4()), thread_id=thread_id, user_id=user_id,
+        run_id=str(uuid.uuid4()),
+        thread_id=thread_id,
+        user_id=user_id,
     )
     payload: Any = {"messages": [{"role": "user", "content": text}]}
     request: dict[str, Any] | None = None
@@ -84,8 +93,9 @@ async def run_turn(runtime: Runtime, thread_id: str, text: str, *, ask: Ask,
         payload = Command(resume=await ask_decision(request, ask, console))
 
 
-async def chat_loop(runtime: Runtime, *, ask: Ask = ask_stdin,
-                    console: Console | None = None) -> None:
+async def chat_loop(
+    runtime: Runtime, *, ask: Ask = ask_stdin, console: Console | None = None
+) -> None:
     """Talk to the agent until the operator types /quit or closes the input."""
     console = console or Console()
     thread_id = str(uuid.uuid4())

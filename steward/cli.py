@@ -40,8 +40,9 @@ def ingest(paths: tuple[Path, ...], no_progress: bool) -> None:
 
     settings = get_settings()
     targets = list(paths) or [DEFAULT_CORPUS]
-    report = run_ingest(targets, settings.index_dir, make_embedder(settings),
-                        progress=not no_progress)
+    report = run_ingest(
+        targets, settings.index_dir, make_embedder(settings), progress=not no_progress
+    )
     click.echo(
         f"indexed {report.chunks_total} chunks from "
         f"{report.documents_added + report.documents_updated + report.documents_unchanged} "
@@ -116,13 +117,20 @@ def chat(ctx: click.Context) -> None:
 @click.option("--error-rate", default=0.0, show_default=True, type=float)
 @click.option("--stream-delay-ms", default=0, show_default=True, type=int)
 @click.option("--seed", "rng_seed", default=0, show_default=True, type=int)
-def mock_llm(host: str, port: int, latency_ms: int, error_rate: float, stream_delay_ms: int,
-             rng_seed: int) -> None:
+def mock_llm(
+    host: str, port: int, latency_ms: int, error_rate: float, stream_delay_ms: int, rng_seed: int
+) -> None:
     """Run the OpenAI-compatible mock LLM provider (scripted, with fault injection)."""
     from mock_llm.server import run
 
-    run(host, port, latency_ms=latency_ms, error_rate=error_rate,
-        stream_delay_ms=stream_delay_ms, seed=rng_seed)
+    run(
+        host,
+        port,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        stream_delay_ms=stream_delay_ms,
+        seed=rng_seed,
+    )
 
 
 def _register_subcommands() -> None:

@@ -25,40 +25,91 @@ DEFAULT_RESULTS = Path("evals/results")
 
 
 @click.command("eval")
-@click.option("--dataset", "datasets", multiple=True, metavar="NAME|PATH",
-              help="Dataset name in evals/datasets or a .jsonl path (repeatable; default: all).")
-@click.option("-k", "--case", "select", multiple=True, metavar="GLOB",
-              help="Only cases whose id matches the glob (repeatable).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME|PATH",
+    help="Dataset name in evals/datasets or a .jsonl path (repeatable; default: all).",
+)
+@click.option(
+    "-k",
+    "--case",
+    "select",
+    multiple=True,
+    metavar="GLOB",
+    help="Only cases whose id matches the glob (repeatable).",
+)
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default: evals/results/<UTC timestamp>).")
-@click.option("--compare", "baseline", type=click.Path(exists=True, dir_okay=False,
-              path_type=Path), help="Exit 1 on a regression against this baseline.")
-@click.option("--update-baseline", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write this run (without traces) as the new baseline.")
-@click.option("--tolerance", multiple=True, metavar="EVALUATOR=DROP",
-              help="Override an evaluator's allowed mean-score drop for --compare.")
-@click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=None,
-              help="Also exit 1 when fewer cases than this fraction pass.")
-@click.option("--mock", is_flag=True,
-              help="Start the project's mock LLM provider and run against it.")
-@click.option("--judge", is_flag=True,
-              help="Add the LLM judge (openevals) using the configured chat model.")
-@click.option("--langsmith", is_flag=True,
-              help="Upload dataset + experiment when LANGSMITH_API_KEY is set.")
-@click.option("--price", multiple=True, metavar="MODEL=IN,OUT[,CACHED]",
-              help="USD per million tokens for a model missing from the price table.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: evals/results/<UTC timestamp>).",
+)
+@click.option(
+    "--compare",
+    "baseline",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Exit 1 on a regression against this baseline.",
+)
+@click.option(
+    "--update-baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write this run (without traces) as the new baseline.",
+)
+@click.option(
+    "--tolerance",
+    multiple=True,
+    metavar="EVALUATOR=DROP",
+    help="Override an evaluator's allowed mean-score drop for --compare.",
+)
+@click.option(
+    "--min-pass-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Also exit 1 when fewer cases than this fraction pass.",
+)
+@click.option(
+    "--mock", is_flag=True, help="Start the project's mock LLM provider and run against it."
+)
+@click.option(
+    "--judge", is_flag=True, help="Add the LLM judge (openevals) using the configured chat model."
+)
+@click.option(
+    "--langsmith", is_flag=True, help="Upload dataset + experiment when LANGSMITH_API_KEY is set."
+)
+@click.option(
+    "--price",
+    multiple=True,
+    metavar="MODEL=IN,OUT[,CACHED]",
+    help="USD per million tokens for a model missing from the price table.",
+)
 @click.option("--reindex", is_flag=True, help="Re-ingest data/policies before running.")
-@click.option("--no-reset", is_flag=True,
-              help="Keep the demo orders' refunds (by default they are reset first).")
+@click.option(
+    "--no-reset",
+    is_flag=True,
+    help="Keep the demo orders' refunds (by default they are reset first).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
-def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[str, ...],
-                 concurrency: int, out: Path | None, baseline: Path | None,
-                 update_baseline: Path | None, tolerance: tuple[str, ...],
-                 min_pass_rate: float | None, mock: bool, judge: bool, langsmith: bool,
-                 price: tuple[str, ...], reindex: bool, no_reset: bool,
-                 no_progress: bool) -> None:
+def eval_command(
+    ctx: click.Context,
+    datasets: tuple[str, ...],
+    select: tuple[str, ...],
+    concurrency: int,
+    out: Path | None,
+    baseline: Path | None,
+    update_baseline: Path | None,
+    tolerance: tuple[str, ...],
+    min_pass_rate: float | None,
+    mock: bool,
+    judge: bool,
+    langsmith: bool,
+    price: tuple[str, ...],
+    reindex: bool,
+    no_reset: bool,
+    no_progress: bool,
+) -> None:
     """Run the eval datasets through the graph; write results.json and report.html."""
     from core.settings import get_settings
     from evals.cases import DatasetError, load_cases
@@ -92,9 +143,12 @@ def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[st
             settings = mock_settings(settings, mock_llm.base_url)
         ensure_index(settings, always=reindex)
         options = EvalOptions(
-            concurrency=concurrency, provider=provider_name(settings, mock=mock),
-            prices=prices, datasets=sorted({c.dataset for c in cases}),
-            reset_orders=not no_reset, judge_model=_judge_model(settings) if judge else None,
+            concurrency=concurrency,
+            provider=provider_name(settings, mock=mock),
+            prices=prices,
+            datasets=sorted({c.dataset for c in cases}),
+            reset_orders=not no_reset,
+            judge_model=_judge_model(settings) if judge else None,
             decide=decide_as_approver,
         )
         with _quiet(not verbose):
@@ -122,7 +176,12 @@ def eval_command(ctx: click.Context, datasets: tuple[str, ...], select: tuple[st
 
 
 async def decide_as_approver(
-    runtime: Runtime, *, thread_id: uuid.UUID, approver: str, tenant: str, requester: str,
+    runtime: Runtime,
+    *,
+    thread_id: uuid.UUID,
+    approver: str,
+    tenant: str,
+    requester: str,
     decisions: list[dict[str, Any]],
 ) -> Any:
     """The evals' `ApprovalDecider`: the service's in-process decision path, as `approver`."""
@@ -130,9 +189,14 @@ async def decide_as_approver(
     from server.approvals import decide_in_process
 
     principal = Principal(key_id="eval", user_id=approver, tenant_id=tenant, role="approver")
-    return await decide_in_process(runtime.pool, runtime.graph, thread_id=thread_id,
-                                   principal=principal, requester=requester,
-                                   decisions=decisions)
+    return await decide_in_process(
+        runtime.pool,
+        runtime.graph,
+        thread_id=thread_id,
+        principal=principal,
+        requester=requester,
+        decisions=decisions,
+    )
 
 
 def _judge_model(settings: Settings) -> Any:
@@ -152,8 +216,9 @@ def _quiet(enabled: bool) -> Iterator[None]:
         yield
 
 
-async def _run(settings: Settings, cases: list[EvalCase], options: EvalOptions, *,
-               progress: bool) -> RunReport:
+async def _run(
+    settings: Settings, cases: list[EvalCase], options: EvalOptions, *, progress: bool
+) -> RunReport:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -168,9 +233,16 @@ async def _run(settings: Settings, cases: list[EvalCase], options: EvalOptions, 
     from evals.store import save_run
     from steward.runtime import open_runtime
 
-    bar = Progress(SpinnerColumn(), TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[tally]}"), TimeElapsedColumn(),
-                   console=Console(stderr=True), disable=not progress)
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[tally]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+    )
     tally = {"pass": 0, "fail": 0}
 
     async with open_runtime(settings) as runtime:
@@ -179,16 +251,18 @@ async def _run(settings: Settings, cases: list[EvalCase], options: EvalOptions, 
 
             def advance(result: CaseResult) -> None:
                 tally["pass" if result.passed else "fail"] += 1
-                bar.update(task, advance=1, tally=f"[green]{tally['pass']} pass "
-                                                  f"[red]{tally['fail']} fail")
+                bar.update(
+                    task, advance=1, tally=f"[green]{tally['pass']} pass [red]{tally['fail']} fail"
+                )
 
             report = await run_suite(runtime, cases, options, on_result=advance)
         await save_run(runtime.pool, report)
     return report
 
 
-def _write_outputs(folder: Path, report: RunReport, comparison: Comparison | None,
-                   baseline: Path | None) -> None:
+def _write_outputs(
+    folder: Path, report: RunReport, comparison: Comparison | None, baseline: Path | None
+) -> None:
     from evals.report import render_html
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,12 @@ def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> No
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 def serve(host: str, port: int, log_level: str) -> None:
     """Run the HTTP service (LangGraph Server API subset and approval queue).
 
@@ -83,9 +87,15 @@ def serve(host: str, port: int, log_level: str) -> None:
         prepare_development(settings)
         drain = Drain()
         config = uvicorn.Config(
-            functools.partial(create_app, open_runtime, settings, drain=drain), factory=True,
-            host=host, port=port, log_level=log_level, log_config=None, lifespan="on",
-            proxy_headers=True, timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
+            functools.partial(create_app, open_runtime, settings, drain=drain),
+            factory=True,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,
+            lifespan="on",
+            proxy_headers=True,
+            timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
         )
         DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
     finally:
@@ -129,8 +139,12 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--user", "user_id", required=True, help="User id the key acts as.")
-@click.option("--role", required=True, type=click.Choice(["user", "approver", "admin"]),
-              help="user: own threads; approver: + decide approvals; admin: + all tenants' queue.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["user", "approver", "admin"]),
+    help="user: own threads; approver: + decide approvals; admin: + all tenants' queue.",
+)
 @click.option("--tenant", "tenant_id", default="default", show_default=True, help="Tenant id.")
 def keys_create(user_id: str, role: str, tenant_id: str) -> None:
     """Create a key and print it (shown once: it cannot be recovered)."""

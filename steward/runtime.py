@@ -43,16 +43,22 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
         chat_model = overrides.pop("chat_model", None) or make_chat_model(settings)
         overrides.setdefault("usage_ledger", PgUsageLedger(pool, settings))
         deps = Deps(
-            chat_model=chat_model, retriever=retriever, orders=PgOrderStore(pool),
-            settings=settings, **overrides,
+            chat_model=chat_model,
+            retriever=retriever,
+            orders=PgOrderStore(pool),
+            settings=settings,
+            **overrides,
         )
         await warm_up_redaction()  # load Presidio off the event loop before any checkpoint
         checkpointer = make_checkpointer(pool)
         stop_observing = observe_pool(pool)
         try:
             yield Runtime(
-                graph=make_graph(checkpointer, deps=deps), deps=deps, pool=pool,
-                checkpointer=checkpointer, database_url=url,
+                graph=make_graph(checkpointer, deps=deps),
+                deps=deps,
+                pool=pool,
+                checkpointer=checkpointer,
+                database_url=url,
             )
         finally:
             stop_observing()

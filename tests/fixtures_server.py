@@ -110,7 +110,10 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
 
 @pytest.fixture(scope="session", name="server")
 def fx_server(
-    database_url: str, steward_home: Path, mock_llm: MockLLM, db_pool: DbPool,
+    database_url: str,
+    steward_home: Path,
+    mock_llm: MockLLM,
+    db_pool: DbPool,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
     """Run `steward serve` for the whole session and stop it at the end."""
@@ -133,8 +136,9 @@ def fx_server(
         "PYTHONUNBUFFERED": "1",
     }
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(serve_command(port), cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            serve_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         _wait_ready(proc, url, log_path)
         yield RunningServer(url=url, keys=KeyMaker(db_pool), process=proc, log_path=log_path)

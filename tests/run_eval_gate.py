@@ -29,7 +29,8 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
         return {}
     return {
         str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in folder.rglob("*") if p.is_file()
+        for p in folder.rglob("*")
+        if p.is_file()
     }
 
 
@@ -45,15 +46,24 @@ def main(argv: list[str]) -> int:
                 env["DATABASE_URL"] = scratch
             else:
                 env.pop("DATABASE_URL", None)
-            command = [sys.executable, "-m", "steward", "eval", "--mock", "--compare",
-                       str(ROOT / "evals" / "baseline.json"), *argv]
+            command = [
+                sys.executable,
+                "-m",
+                "steward",
+                "eval",
+                "--mock",
+                "--compare",
+                str(ROOT / "evals" / "baseline.json"),
+                *argv,
+            ]
             code = subprocess.call(command, cwd=ROOT, env=env)
     finally:
         if scratch is not None:
             drop_database(server, scratch)
     if snapshot(USER_HOME) != before:
-        print(f"the eval gate changed {USER_HOME}: it must use throwaway data only",
-              file=sys.stderr)
+        print(
+            f"the eval gate changed {USER_HOME}: it must use throwaway data only", file=sys.stderr
+        )
         return 3
     return code
 

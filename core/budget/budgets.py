@@ -62,8 +62,12 @@ class Payer:
         """
         configurable: Mapping[str, Any] = config.get("configurable") or {}
         metadata: Mapping[str, Any] = config.get("metadata") or {}
-        run_id = (metadata.get("run_id") or configurable.get("run_id") or config.get("run_id")
-                  or fallback_run_id)
+        run_id = (
+            metadata.get("run_id")
+            or configurable.get("run_id")
+            or config.get("run_id")
+            or fallback_run_id
+        )
         thread = configurable.get("thread_id")
         return cls(
             tenant_id=str(configurable.get("tenant_id") or DEFAULT_TENANT),

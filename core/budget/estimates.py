@@ -45,21 +45,29 @@ async def encoding_for(model: str) -> tiktoken.Encoding:
     return await asyncio.to_thread(get_encoding, encoding_name(model))
 
 
-def prompt_tokens(messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]],
-                  encoding: tiktoken.Encoding) -> int:
+def prompt_tokens(
+    messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]], encoding: tiktoken.Encoding
+) -> int:
     """Estimated prompt tokens of a request with these messages and tool definitions."""
     openai_messages = convert_to_openai_messages(list(messages))
     return count_chat_tokens(openai_messages, list(tools) or None, encoding)
 
 
-def estimate_call(model: str, messages: Sequence[BaseMessage],
-                  tools: Sequence[Mapping[str, Any]], *, max_output_tokens: int,
-                  encoding: tiktoken.Encoding, settings: Settings) -> CallEstimate:
+def estimate_call(
+    model: str,
+    messages: Sequence[BaseMessage],
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    max_output_tokens: int,
+    encoding: tiktoken.Encoding,
+    settings: Settings,
+) -> CallEstimate:
     """Estimate a call: counted prompt, output at its cap, priced for `model`."""
     tokens = prompt_tokens(messages, tools, encoding)
     usd = cost_usd(model, settings, input_tokens=tokens, output_tokens=max_output_tokens)
-    return CallEstimate(model=model, input_tokens=tokens, max_output_tokens=max_output_tokens,
-                        usd=usd)
+    return CallEstimate(
+        model=model, input_tokens=tokens, max_output_tokens=max_output_tokens, usd=usd
+    )
 
 
 def output_tokens_of(message: BaseMessage, encoding: tiktoken.Encoding) -> int:
@@ -71,5 +79,11 @@ def output_tokens_of(message: BaseMessage, encoding: tiktoken.Encoding) -> int:
     return total
 
 
-__all__ = ["CallEstimate", "encoding_for", "encoding_name", "estimate_call", "output_tokens_of",
-           "prompt_tokens"]
+__all__ = [
+    "CallEstimate",
+    "encoding_for",
+    "encoding_name",
+    "estimate_call",
+    "output_tokens_of",
+    "prompt_tokens",
+]

@@ -109,14 +109,22 @@ def _lock_key(scope: Scope, payer: Payer) -> str:
 class UsageLedger(Protocol):
     """What the agent node needs: reserve before a call, settle or release after it."""
 
-    async def reserve(self, payer: Payer, estimate: CallEstimate, *,
-                      route: str | None) -> Reservation:
+    async def reserve(
+        self, payer: Payer, estimate: CallEstimate, *, route: str | None
+    ) -> Reservation:
         """Reserve the estimate if every budget allows it."""
         ...
 
-    async def settle(self, call_id: str, *, input_tokens: int, output_tokens: int,
-                     cached_input_tokens: int, cost_usd: Decimal,
-                     source: Literal["provider", "estimate"]) -> None:
+    async def settle(
+        self,
+        call_id: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int,
+        cost_usd: Decimal,
+        source: Literal["provider", "estimate"],
+    ) -> None:
         """Record the call's actual usage and cost."""
         ...
 
@@ -138,52 +146,98 @@ class PgUsageLedger:
         return BudgetLimits.from_settings(self._settings)
 
     async def _spend(self, conn: AsyncConnection[DictRow], payer: Payer) -> dict[Scope, Decimal]:
-        row = await (await conn.execute(_SPEND, {
-            "tenant": payer.tenant_id, "user": payer.user_id, "thread": payer.thread_id,
-            "ttl": self._settings.budget_reservation_ttl_s,
-        })).fetchone()
+        row = await (
+            await conn.execute(
+                _SPEND,
+                {
+                    "tenant": payer.tenant_id,
+                    "user": payer.user_id,
+                    "thread": payer.thread_id,
+                    "ttl": self._settings.budget_reservation_ttl_s,
+                },
+            )
+        ).fetchone()
         assert row is not None
-        return {"user_day": row["user_day"], "tenant_month": row["tenant_month"],
-                "thread": row["thread"]}
+        return {
+            "user_day": row["user_day"],
+            "tenant_month": row["tenant_month"],
+            "thread": row["thread"],
+        }
 
-    async def reserve(self, payer: Payer, estimate: CallEstimate, *,
-                      route: str | None) -> Reservation:
+    async def reserve(
+        self, payer: Payer, estimate: CallEstimate, *, route: str | None
+    ) -> Reservation:
         """Reserve `estimate.usd` for one call unless a budget would be exceeded."""
         limits = self.limits
-        scopes = [s for s in _ORDER if limits.of(s) is not None
-                  and (s != "thread" or payer.thread_id is not None)]
+        scopes = [
+            s
+            for s in _ORDER
+            if limits.of(s) is not None and (s != "thread" or payer.thread_id is not None)
+        ]
         async with self._pool.connection() as conn, conn.transaction():
             for scope in scopes:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))",
-                                   (_lock_key(scope, payer), LOCK_SEED))
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))",
+                    (_lock_key(scope, payer), LOCK_SEED),
+                )
             spent = await self._spend(conn, payer)
             spend = tuple(ScopeSpend(s, spent[s], limits.of(s)) for s in _ORDER)
             for scope in scopes:
                 limit = limits.of(scope)
                 if limit is not None and spent[scope] + estimate.usd > limit:
-                    log.info("model call refused by budget", extra={
-                        "reason_code": "budget_exceeded", "scope": scope,
-                        "spent_usd": str(spent[scope]), "limit_usd": str(limit),
-                        "estimate_usd": str(estimate.usd)})
+                    log.info(
+                        "model call refused by budget",
+                        extra={
+                            "reason_code": "budget_exceeded",
+                            "scope": scope,
+                            "spent_usd": str(spent[scope]),
+                            "limit_usd": str(limit),
+                            "estimate_usd": str(estimate.usd),
+                        },
+                    )
                     return Reservation(call_id=None, exceeded=scope, spend=spend)
-            row = await (await conn.execute(_INSERT, {
-                "run": payer.run_id, "thread": payer.thread_id, "user": payer.user_id,
-                "tenant": payer.tenant_id, "model": estimate.model, "route": route,
-                "input": estimate.input_tokens, "max_output": estimate.max_output_tokens,
-                "usd": estimate.usd,
-            })).fetchone()
+            row = await (
+                await conn.execute(
+                    _INSERT,
+                    {
+                        "run": payer.run_id,
+                        "thread": payer.thread_id,
+                        "user": payer.user_id,
+                        "tenant": payer.tenant_id,
+                        "model": estimate.model,
+                        "route": route,
+                        "input": estimate.input_tokens,
+                        "max_output": estimate.max_output_tokens,
+                        "usd": estimate.usd,
+                    },
+                )
+            ).fetchone()
         assert row is not None
         return Reservation(call_id=str(row["call_id"]), exceeded=None, spend=spend)
 
-    async def settle(self, call_id: str, *, input_tokens: int, output_tokens: int,
-                     cached_input_tokens: int, cost_usd: Decimal,
-                     source: Literal["provider", "estimate"]) -> None:
+    async def settle(
+        self,
+        call_id: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int,
+        cost_usd: Decimal,
+        source: Literal["provider", "estimate"],
+    ) -> None:
         """Replace the reservation with the call's actual usage and cost."""
         async with self._pool.connection() as conn:
-            await conn.execute(_SETTLE, {
-                "call_id": call_id, "input": input_tokens, "output": output_tokens,
-                "cached": cached_input_tokens, "usd": cost_usd, "source": source,
-            })
+            await conn.execute(
+                _SETTLE,
+                {
+                    "call_id": call_id,
+                    "input": input_tokens,
+                    "output": output_tokens,
+                    "cached": cached_input_tokens,
+                    "usd": cost_usd,
+                    "source": source,
+                },
+            )
 
     async def release(self, call_id: str) -> None:
         """The call failed: it costs nothing and stops counting."""
@@ -197,14 +251,29 @@ class PgUsageLedger:
             spent = await self._spend(conn, payer)
         return tuple(ScopeSpend(s, spent[s], limits.of(s)) for s in _ORDER)
 
-    async def summary(self, *, tenant_id: str, user_id: str | None, since: datetime,
-                      until: datetime, by_user: bool = False) -> list[dict[str, Any]]:
+    async def summary(
+        self,
+        *,
+        tenant_id: str,
+        user_id: str | None,
+        since: datetime,
+        until: datetime,
+        by_user: bool = False,
+    ) -> list[dict[str, Any]]:
         """Settled usage per model (and per user when `by_user`) in [since, until)."""
         query = _SUMMARY.format(group="user_id," if by_user else "")
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute(query, {
-                "tenant": tenant_id, "user": user_id, "since": since, "until": until,
-            })).fetchall()
+            rows = await (
+                await conn.execute(
+                    query,
+                    {
+                        "tenant": tenant_id,
+                        "user": user_id,
+                        "since": since,
+                        "until": until,
+                    },
+                )
+            ).fetchall()
         return [dict(row) for row in rows]
 
 

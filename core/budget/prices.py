@@ -41,13 +41,21 @@ def price_for(model: str, settings: Settings) -> ModelPrice:
         return listed
     if model not in _warned:
         _warned.add(model)
-        log.warning("no price for model; charging the fallback price",
-                    extra={"model": model, "reason_code": "unpriced_model"})
+        log.warning(
+            "no price for model; charging the fallback price",
+            extra={"model": model, "reason_code": "unpriced_model"},
+        )
     return FALLBACK_PRICE
 
 
-def cost_usd(model: str, settings: Settings, *, input_tokens: int, output_tokens: int,
-             cached_input_tokens: int = 0) -> Decimal:
+def cost_usd(
+    model: str,
+    settings: Settings,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cached_input_tokens: int = 0,
+) -> Decimal:
     """USD cost of one call (Decimal, exact to the token)."""
     price = price_for(model, settings)
     cached = min(max(cached_input_tokens, 0), input_tokens)

@@ -31,8 +31,9 @@ ACTION_INTENT = re.compile(
 )
 
 
-def route_turn(text: str, encoding: tiktoken.Encoding, *,
-               max_routine_tokens: int) -> tuple[Route, str]:
+def route_turn(
+    text: str, encoding: tiktoken.Encoding, *, max_routine_tokens: int
+) -> tuple[Route, str]:
     """Decide the model for a turn from the user's message; returns (route, reason code)."""
     if count_text_tokens(text, encoding) > max_routine_tokens:
         return "strong", "long_message"

@@ -109,8 +109,11 @@ def stop_embedded(home: Path) -> None:
             prune_stale_handles(pgdata, ensure=os.getpid())
             server.cleanup()
             stopped = not (pgdata / "postmaster.pid").exists()
-            logger.info("database: released embedded PostgreSQL in %s (%s)", pgdata,
-                        "stopped" if stopped else "still used by another process")
+            logger.info(
+                "database: released embedded PostgreSQL in %s (%s)",
+                pgdata,
+                "stopped" if stopped else "still used by another process",
+            )
 
 
 def prune_stale_handles(pgdata: Path, *, ensure: int | None = None) -> list[int]:
@@ -141,8 +144,9 @@ def prune_stale_handles(pgdata: Path, *, ensure: int | None = None) -> list[int]
             path.write_text(json.dumps(alive))
     dropped = [p for p in pids if p not in alive]
     if dropped:
-        logger.warning("database: dropped stale embedded PostgreSQL handles of exited "
-                       "processes %s", dropped)
+        logger.warning(
+            "database: dropped stale embedded PostgreSQL handles of exited processes %s", dropped
+        )
     return dropped
 
 

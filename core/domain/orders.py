@@ -119,10 +119,14 @@ def to_cents(amount: Decimal | int | str) -> int:
 def not_captured_reason(order_id: str, status: str) -> str:
     """Why an order in `status` cannot be refunded, pointing to what the policy offers."""
     if status == "cancelled":
-        return (f"Order {_short(order_id)} is cancelled: its payment was never captured (or was "
-                "already released), so there is nothing to refund.")
-    return (f"Order {_short(order_id)} has not shipped yet ({status}): no payment was captured, "
-            "so it cannot be refunded; cancel the order instead.")
+        return (
+            f"Order {_short(order_id)} is cancelled: its payment was never captured (or was "
+            "already released), so there is nothing to refund."
+        )
+    return (
+        f"Order {_short(order_id)} has not shipped yet ({status}): no payment was captured, "
+        "so it cannot be refunded; cancel the order instead."
+    )
 
 
 def _result(row: DictRow, *, replayed: bool) -> RefundResult:
@@ -227,15 +231,27 @@ class PgOrderStore:
             threshold = threshold_row["approval_threshold_cents"] if threshold_row else None
             approval_id = None
             if threshold is None or cents > threshold:
-                approval_id = await self._released_approval(conn, request, cents, currency,
-                                                            threshold)
+                approval_id = await self._released_approval(
+                    conn, request, cents, currency, threshold
+                )
             try:
                 async with conn.transaction():
                     cur = await conn.execute(
                         _INSERT_REFUND,
-                        (order_id, cents, currency, request.reason, key, request.thread_id,
-                         request.requested_by, approval_id, request.tool_call_id,
-                         request.request_id, request.run_id, request.args_hash),
+                        (
+                            order_id,
+                            cents,
+                            currency,
+                            request.reason,
+                            key,
+                            request.thread_id,
+                            request.requested_by,
+                            approval_id,
+                            request.tool_call_id,
+                            request.request_id,
+                            request.run_id,
+                            request.args_hash,
+                        ),
                     )
                     row = await cur.fetchone()
             except psycopg.errors.CheckViolation as exc:
@@ -254,31 +270,51 @@ class PgOrderStore:
 
         logger.info(
             "refund %s executed: order=%s amount=%s %s approval=%s approved_by=%s",
-            row["refund_id"], order_id, format_money(cents), currency, approval_id,
+            row["refund_id"],
+            order_id,
+            format_money(cents),
+            currency,
+            approval_id,
             row["approved_by"],
         )
         return _result(row, replayed=False)
 
     @staticmethod
     async def _released_approval(
-        conn: AsyncConnection[DictRow], request: RefundRequest, cents: int, currency: str,
+        conn: AsyncConnection[DictRow],
+        request: RefundRequest,
+        cents: int,
+        currency: str,
         threshold: int | None,
     ) -> Any:
         """The approval that released exactly this call, or RefundRefused."""
-        above = (f"Refunds above {format_money(threshold)} {currency}" if threshold is not None
-                 else "Refunds")
+        above = (
+            f"Refunds above {format_money(threshold)} {currency}"
+            if threshold is not None
+            else "Refunds"
+        )
         row = await (
-            await conn.execute(_RELEASED_ACTION, (request.thread_id, request.tool_call_id,
-                                                  request.order_id, cents, request.args_hash))
+            await conn.execute(
+                _RELEASED_ACTION,
+                (
+                    request.thread_id,
+                    request.tool_call_id,
+                    request.order_id,
+                    cents,
+                    request.args_hash,
+                ),
+            )
         ).fetchone()
         if row is None:
             raise RefundRefused(
                 "approval_required",
                 f"{above} need a person's decision recorded in the approval queue.",
             )
-        if (row["released_order_id"] != request.order_id
-                or row["released_amount_cents"] != cents
-                or row["released_args_hash"] != request.args_hash):
+        if (
+            row["released_order_id"] != request.order_id
+            or row["released_amount_cents"] != cents
+            or row["released_args_hash"] != request.args_hash
+        ):
             raise RefundRefused(
                 "approval_mismatch",
                 "The approval on record released a different refund than this one.",
@@ -310,8 +346,9 @@ class PgOrderStore:
                 "request_id": r["request_id"],
                 "run_id": str(r["run_id"]) if r["run_id"] else None,
                 "decided_by": r["decided_by"],
-                "decided_at": (r["decided_at"].astimezone(UTC).isoformat()
-                               if r["decided_at"] else None),
+                "decided_at": (
+                    r["decided_at"].astimezone(UTC).isoformat() if r["decided_at"] else None
+                ),
                 "comment": r["comment"],
             }
             for r in rows
@@ -326,13 +363,18 @@ class PgOrderStore:
     @staticmethod
     def _replay(row: DictRow, request: RefundRequest) -> RefundResult:
         """The first refund of this request; a different refund under its key is refused."""
-        if (row["order_id"] != request.order_id
-                or cents_to_decimal(row["amount_cents"]) != request.amount):
+        if (
+            row["order_id"] != request.order_id
+            or cents_to_decimal(row["amount_cents"]) != request.amount
+        ):
             logger.warning(
                 "refund key reused with different arguments: refund=%s (order=%s amount=%s), "
                 "request (order=%s amount=%s); refused",
-                row["refund_id"], row["order_id"], format_money(row["amount_cents"]),
-                _short(request.order_id), request.amount,
+                row["refund_id"],
+                row["order_id"],
+                format_money(row["amount_cents"]),
+                _short(request.order_id),
+                request.amount,
             )
             raise RefundRefused(
                 "already_refunded_for_request",
@@ -343,5 +385,12 @@ class PgOrderStore:
         return _result(row, replayed=True)
 
 
-__all__ = ["CAPTURED_STATUSES", "CENT", "PgOrderStore", "cents_to_decimal", "format_money",
-           "not_captured_reason", "to_cents"]
+__all__ = [
+    "CAPTURED_STATUSES",
+    "CENT",
+    "PgOrderStore",
+    "cents_to_decimal",
+    "format_money",
+    "not_captured_reason",
+    "to_cents",
+]

@@ -23,16 +23,20 @@ def refund_blocker(
     if order["status"] not in CAPTURED_STATUSES:
         return not_captured_reason(order_id, order["status"])
     if currency is not None and currency.upper() != order["currency"].upper():
-        return (f"order {order_id} was paid in {order['currency']}; refunds are made in the "
-                "order's currency")
+        return (
+            f"order {order_id} was paid in {order['currency']}; refunds are made in the "
+            "order's currency"
+        )
     try:
         wanted, left = Decimal(str(amount)), Decimal(order["refundable"])
     except InvalidOperation:
         return "the amount is not a valid number"
     if wanted > left:
-        return (f"order {order_id} has {order['refundable']} {order['currency']} left to refund "
-                f"(total {order['total']}, already refunded {order['refunded']}); "
-                f"{wanted} was requested")
+        return (
+            f"order {order_id} has {order['refundable']} {order['currency']} left to refund "
+            f"(total {order['total']}, already refunded {order['refunded']}); "
+            f"{wanted} was requested"
+        )
     return None
 
 

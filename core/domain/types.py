@@ -28,8 +28,13 @@ def action_hash(name: str, args: dict[str, Any]) -> str:
 
     The approval queue stores it for what a decision released; a refund must carry the same.
     """
-    canonical = json.dumps({"name": name, "args": args}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False, default=str)
+    canonical = json.dumps(
+        {"name": name, "args": args},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

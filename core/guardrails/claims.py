@@ -60,7 +60,8 @@ def unbacked_claims(answer: str, refunded_orders: Collection[str]) -> list[Refun
     """
     refunded = {o.upper() for o in refunded_orders}
     return [
-        claim for claim in refund_claims(answer)
+        claim
+        for claim in refund_claims(answer)
         if (claim.orders and not claim.orders <= refunded) or (not claim.orders and not refunded)
     ]
 

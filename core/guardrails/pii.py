@@ -77,8 +77,10 @@ _OWN_SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
     ("stripe_test_key", r"\b[rs]k_test_[0-9A-Za-z]{16,}"),
     ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
     ("bearer_token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}"),
-    ("pem_private_key",
-     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"),
+    (
+        "pem_private_key",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+    ),
 )
 
 _EMAIL_ANY_TLD = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
@@ -133,7 +135,9 @@ def _secret_recognizers() -> list[Any]:
     for name, regex in _OWN_SECRET_PATTERNS:
         patterns.append(Pattern(name, regex, 0.9))
     formats = PatternRecognizer(
-        supported_entity="SECRET", name="SecretFormatRecognizer", patterns=patterns,
+        supported_entity="SECRET",
+        name="SecretFormatRecognizer",
+        patterns=patterns,
         global_regex_flags=re.DOTALL | re.MULTILINE,
     )
 
@@ -143,8 +147,9 @@ def _secret_recognizers() -> list[Any]:
         def load(self) -> None:
             """Nothing to load."""
 
-        def analyze(self, text: str, entities: list[str],
-                    nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        def analyze(
+            self, text: str, entities: list[str], nlp_artifacts: Any = None
+        ) -> list[RecognizerResult]:
             """Return the spans of keyword-introduced secret values."""
             return [
                 RecognizerResult("SECRET", m.start("value"), m.end("value"), 0.8)
@@ -152,8 +157,10 @@ def _secret_recognizers() -> list[Any]:
                 if _looks_secret(m.group("value"))
             ]
 
-    return [formats, KeywordSecretRecognizer(supported_entities=["SECRET"],
-                                             name="KeywordSecretRecognizer")]
+    return [
+        formats,
+        KeywordSecretRecognizer(supported_entities=["SECRET"], name="KeywordSecretRecognizer"),
+    ]
 
 
 def _email_fallback() -> Any:
@@ -161,7 +168,8 @@ def _email_fallback() -> Any:
     from presidio_analyzer import Pattern, PatternRecognizer
 
     return PatternRecognizer(
-        supported_entity="EMAIL_ADDRESS", name="EmailAnyTldRecognizer",
+        supported_entity="EMAIL_ADDRESS",
+        name="EmailAnyTldRecognizer",
         patterns=[Pattern("email_any_tld", _EMAIL_ANY_TLD, 0.6)],
     )
 
@@ -193,13 +201,17 @@ def build_analyzer() -> AnalyzerEngine:
     nlp_engine.load()
     registry = RecognizerRegistry(
         recognizers=[
-            EmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(),
-            UsSsnRecognizer(), _email_fallback(), *_secret_recognizers(),
+            EmailRecognizer(),
+            PhoneRecognizer(),
+            CreditCardRecognizer(),
+            IbanRecognizer(),
+            UsSsnRecognizer(),
+            _email_fallback(),
+            *_secret_recognizers(),
         ],
         supported_languages=["en"],
     )
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine,
-                              supported_languages=["en"])
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
     analyzer.analyze("warm-up: +1 415 555 0132, a@b.example", language="en")
     return analyzer
 
@@ -267,13 +279,13 @@ def _redact(text: str, keep: Collection[str], keep_if_in: str) -> Redaction:
     def kept(value: str) -> bool:
         return value in keep or bool(keep_if_in and value in keep_if_in)
 
-    findings = [f for f in find_pii(text) if not kept(text[f.start:f.end])]
+    findings = [f for f in find_pii(text) if not kept(text[f.start : f.end])]
     if not findings:
         return Redaction(text, ())
     parts: list[str] = []
     cursor = 0
     for finding in findings:
-        parts.append(text[cursor:finding.start])
+        parts.append(text[cursor : finding.start])
         parts.append(PLACEHOLDERS[finding.entity])
         cursor = finding.end
     parts.append(text[cursor:])

@@ -89,7 +89,10 @@ def holds(rule: RiskRule, facts: Mapping[str, Any], settings: Settings) -> bool:
     if left is None or right is None:
         return False
     return {
-        ">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
+        "<": left < right,
+        "<=": left <= right,
     }[rule.op]
 
 
@@ -116,5 +119,13 @@ def parse_rules(raw: Iterable[Mapping[str, Any]]) -> tuple[RiskRule, ...]:
     return tuple(RiskRule.model_validate(item) for item in raw)
 
 
-__all__ = ["SEVERITY", "Action", "RiskRule", "RuleMatch", "evaluate", "holds", "parse_rules",
-           "resolve"]
+__all__ = [
+    "SEVERITY",
+    "Action",
+    "RiskRule",
+    "RuleMatch",
+    "evaluate",
+    "holds",
+    "parse_rules",
+    "resolve",
+]

@@ -41,10 +41,7 @@ def amounts(text: str) -> set[Decimal]:
 
 def user_texts(messages: Sequence[AnyMessage]) -> list[str]:
     """The text of every message the user wrote in the thread (repair prompts excluded)."""
-    return [
-        m.text for m in messages
-        if isinstance(m, HumanMessage) and m.name != REPAIR_AUTHOR
-    ]
+    return [m.text for m in messages if isinstance(m, HumanMessage) and m.name != REPAIR_AUTHOR]
 
 
 def executed_refunds(messages: Iterable[AnyMessage]) -> dict[str, Decimal]:
@@ -52,13 +49,19 @@ def executed_refunds(messages: Iterable[AnyMessage]) -> dict[str, Decimal]:
     seen: set[str] = set()
     totals: dict[str, Decimal] = {}
     for message in messages:
-        if not (isinstance(message, ToolMessage) and message.name == "issue_refund"
-                and message.status == "success"):
+        if not (
+            isinstance(message, ToolMessage)
+            and message.name == "issue_refund"
+            and message.status == "success"
+        ):
             continue
         try:
             result = json.loads(str(message.content))
-            refund_id, order, amount = (str(result["refund_id"]), str(result["order_id"]),
-                                        Decimal(str(result["amount"])))
+            refund_id, order, amount = (
+                str(result["refund_id"]),
+                str(result["order_id"]),
+                Decimal(str(result["amount"])),
+            )
         except (ValueError, KeyError, TypeError, InvalidOperation):
             continue
         if refund_id in seen:

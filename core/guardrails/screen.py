@@ -56,11 +56,15 @@ def screen_turn(texts: Sequence[str], settings: Settings) -> Screening:
         verdict = detect_injection(joined)
         blocked = verdict.blocked(settings.injection_threshold)
         category = verdict.category if blocked else None
-        decisions.append({
-            "guardrail": "injection", "decision": "block" if blocked else "pass",
-            "reason_code": category or "no_injection", "score": verdict.score,
-            "rules": list(verdict.rules),
-        })
+        decisions.append(
+            {
+                "guardrail": "injection",
+                "decision": "block" if blocked else "pass",
+                "reason_code": category or "no_injection",
+                "score": verdict.score,
+                "rules": list(verdict.rules),
+            }
+        )
         refusal = category
 
     if settings.guard_pii != "off":
@@ -74,18 +78,26 @@ def screen_turn(texts: Sequence[str], settings: Settings) -> Screening:
             decision, code = "redact", "pii_redacted"
         else:
             decision, code = "pass", "no_pii"
-        decisions.append({"guardrail": "pii", "decision": decision, "reason_code": code,
-                          "entities": entities})
+        decisions.append(
+            {"guardrail": "pii", "decision": decision, "reason_code": code, "entities": entities}
+        )
     else:
         redacted = tuple(Redaction(text, ()) for text in texts)
 
     clean = "\n".join(r.text for r in redacted)
-    route, reason = route_turn(clean, get_encoding("o200k_base"),
-                               max_routine_tokens=settings.routing_max_routine_tokens)
-    decisions.append({"guardrail": "routing", "decision": "pass", "reason_code": reason,
-                      "route": route})
-    return Screening(refusal=refusal, redacted=redacted, route=route, route_reason=reason,
-                     decisions=tuple(decisions))
+    route, reason = route_turn(
+        clean, get_encoding("o200k_base"), max_routine_tokens=settings.routing_max_routine_tokens
+    )
+    decisions.append(
+        {"guardrail": "routing", "decision": "pass", "reason_code": reason, "route": route}
+    )
+    return Screening(
+        refusal=refusal,
+        redacted=redacted,
+        route=route,
+        route_reason=reason,
+        decisions=tuple(decisions),
+    )
 
 
 __all__ = ["PII_DETECTED", "Screening", "screen_turn"]

@@ -52,8 +52,9 @@ def _clean_content(content: Any) -> Any:
     return content
 
 
-def redact_user_input(value: Any, clean: Callable[[Any], Any] = _clean_content,
-                      *, _key: str | None = None) -> Any:
+def redact_user_input(
+    value: Any, clean: Callable[[Any], Any] = _clean_content, *, _key: str | None = None
+) -> Any:
     """Return `value` with the content of every user message in it redacted.
 
     Walks dicts, lists and tuples; only user-message shapes are changed, everything else is

@@ -51,8 +51,9 @@ def langsmith_config(environ: Mapping[str, str] | None = None) -> LangSmithConfi
                 return value
         return None
 
-    flag = first("LANGSMITH_TRACING", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2",
-                 "LANGCHAIN_TRACING")
+    flag = first(
+        "LANGSMITH_TRACING", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING"
+    )
     if flag is None or flag.lower() not in _TRUE:
         return None
     return LangSmithConfig(
@@ -80,7 +81,8 @@ def langsmith_client(config: LangSmithConfig) -> Client:
             from langsmith import Client
 
             client = Client(
-                api_url=config.endpoint, api_key=config.api_key,
+                api_url=config.endpoint,
+                api_key=config.api_key,
                 anonymizer=anonymize if config.redact else None,
             )
             _clients[config] = client
@@ -97,11 +99,11 @@ def langsmith_tracer(environ: Mapping[str, str] | None = None) -> LangChainTrace
     return LangChainTracer(project_name=config.project, client=langsmith_client(config))
 
 
-def langsmith_metadata(*, run_id: str | None, thread_id: str | None, tenant_id: str | None,
-                       user_id: str | None) -> dict[str, str]:
+def langsmith_metadata(
+    *, run_id: str | None, thread_id: str | None, tenant_id: str | None, user_id: str | None
+) -> dict[str, str]:
     """The metadata every LangSmith run of a Steward run carries (None values left out)."""
-    values = {"thread_id": thread_id, "run_id": run_id, "tenant_id": tenant_id,
-              "user_id": user_id}
+    values = {"thread_id": thread_id, "run_id": run_id, "tenant_id": tenant_id, "user_id": user_id}
     return {key: str(value) for key, value in values.items() if value is not None}
 
 

@@ -36,16 +36,26 @@ CONTEXT_KEYS: tuple[str, ...] = ("request_id", "run_id", "thread_id", "tenant_id
 """Identifiers present on every JSON log line (null when unknown)."""
 
 NOISY_LOGGERS: tuple[str, ...] = (
-    "httpx", "httpx2", "httpcore", "httpcore2", "sentence_transformers", "faiss", "urllib3",
-    "filelock", "alembic.runtime.plugins",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "sentence_transformers",
+    "faiss",
+    "urllib3",
+    "filelock",
+    "alembic.runtime.plugins",
 )
 """Third-party loggers kept at WARNING (their INFO lines are per request and add nothing)."""
 
 _HANDLER_MARK = "_steward_observability"
 
 _METADATA_KEYS: dict[str, str] = {
-    "run_id": "run_id", "thread_id": "thread_id", "tenant_id": "tenant_id",
-    "user_id": "user_id", "request_id": "request_id",
+    "run_id": "run_id",
+    "thread_id": "thread_id",
+    "tenant_id": "tenant_id",
+    "user_id": "user_id",
+    "request_id": "request_id",
 }
 
 

@@ -52,75 +52,118 @@ _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 _HTTP = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _LLM = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 _RUN = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
-_HUMAN = (5.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0,
-          3 * 86400.0)
+_HUMAN = (
+    5.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+)
 
 HTTP_REQUEST_SECONDS = Histogram(
     "steward_http_request_duration_seconds",
     "HTTP request latency (until the last body byte is sent) by route template.",
-    ["method", "route", "status"], buckets=_HTTP, registry=REGISTRY,
+    ["method", "route", "status"],
+    buckets=_HTTP,
+    registry=REGISTRY,
 )
 HTTP_REQUESTS_IN_FLIGHT = Gauge(
-    "steward_http_requests_in_flight", "HTTP requests being served.", registry=REGISTRY,
+    "steward_http_requests_in_flight",
+    "HTTP requests being served.",
+    registry=REGISTRY,
 )
 RUNS = Counter(
-    "steward_runs", "Graph runs by outcome (success, refused, interrupted, error, cancelled).",
-    ["outcome"], registry=REGISTRY,
+    "steward_runs",
+    "Graph runs by outcome (success, refused, interrupted, error, cancelled).",
+    ["outcome"],
+    registry=REGISTRY,
 )
 RUN_SECONDS = Histogram(
-    "steward_run_duration_seconds", "Wall time of one graph run (one invocation).",
-    ["outcome"], buckets=_RUN, registry=REGISTRY,
+    "steward_run_duration_seconds",
+    "Wall time of one graph run (one invocation).",
+    ["outcome"],
+    buckets=_RUN,
+    registry=REGISTRY,
 )
 NODE_SECONDS = Histogram(
     "steward_node_duration_seconds",
     "Latency of one graph node execution (status ok, interrupted or error).",
-    ["node", "status"], buckets=_FAST, registry=REGISTRY,
+    ["node", "status"],
+    buckets=_FAST,
+    registry=REGISTRY,
 )
 LLM_CALLS = Counter(
-    "steward_llm_calls", "Chat model calls by model and status (ok or error).",
-    ["model", "status"], registry=REGISTRY,
+    "steward_llm_calls",
+    "Chat model calls by model and status (ok or error).",
+    ["model", "status"],
+    registry=REGISTRY,
 )
 LLM_SECONDS = Histogram(
-    "steward_llm_call_duration_seconds", "Chat model call latency by model.",
-    ["model"], buckets=_LLM, registry=REGISTRY,
+    "steward_llm_call_duration_seconds",
+    "Chat model call latency by model.",
+    ["model"],
+    buckets=_LLM,
+    registry=REGISTRY,
 )
 LLM_ERRORS = Counter(
-    "steward_llm_errors", "Failed chat model calls by model and exception type.",
-    ["model", "error_type"], registry=REGISTRY,
+    "steward_llm_errors",
+    "Failed chat model calls by model and exception type.",
+    ["model", "error_type"],
+    registry=REGISTRY,
 )
 LLM_TOKENS = Counter(
-    "steward_llm_tokens", "Tokens by model and kind (input, output, cached_input).",
-    ["model", "kind"], registry=REGISTRY,
+    "steward_llm_tokens",
+    "Tokens by model and kind (input, output, cached_input).",
+    ["model", "kind"],
+    registry=REGISTRY,
 )
 LLM_COST_USD = Counter(
-    "steward_llm_cost_usd", "Estimated LLM spend in USD by model (list prices, pricing.py).",
-    ["model"], registry=REGISTRY,
+    "steward_llm_cost_usd",
+    "Estimated LLM spend in USD by model (list prices, pricing.py).",
+    ["model"],
+    registry=REGISTRY,
 )
 LLM_UNPRICED_CALLS = Counter(
-    "steward_llm_unpriced_calls", "Chat model calls whose model has no known price.",
-    ["model"], registry=REGISTRY,
+    "steward_llm_unpriced_calls",
+    "Chat model calls whose model has no known price.",
+    ["model"],
+    registry=REGISTRY,
 )
 TOOL_CALLS = Counter(
     "steward_tool_calls",
-    "Tool calls requested by the model, by tool and outcome "
-    "(executed, failed, denied, rejected).",
-    ["tool", "outcome"], registry=REGISTRY,
+    "Tool calls requested by the model, by tool and outcome (executed, failed, denied, rejected).",
+    ["tool", "outcome"],
+    registry=REGISTRY,
 )
 RETRIEVAL_HITS = Histogram(
-    "steward_retrieval_hits", "Policy chunks returned per retrieval.",
-    buckets=(0, 1, 2, 4, 8, 16), registry=REGISTRY,
+    "steward_retrieval_hits",
+    "Policy chunks returned per retrieval.",
+    buckets=(0, 1, 2, 4, 8, 16),
+    registry=REGISTRY,
 )
 GUARDRAIL_BLOCKS = Counter(
-    "steward_guardrail_blocks", "Inputs, tool calls or outputs blocked, by stage and reason.",
-    ["stage", "reason"], registry=REGISTRY,
+    "steward_guardrail_blocks",
+    "Inputs, tool calls or outputs blocked, by stage and reason.",
+    ["stage", "reason"],
+    registry=REGISTRY,
 )
 APPROVAL_REQUESTS = Counter(
-    "steward_approval_requests", "Tool calls held for a person's decision, by tool.",
-    ["tool"], registry=REGISTRY,
+    "steward_approval_requests",
+    "Tool calls held for a person's decision, by tool.",
+    ["tool"],
+    registry=REGISTRY,
 )
 APPROVAL_DECISIONS = Counter(
-    "steward_approval_decisions", "Reviewer decisions applied by the graph, by decision.",
-    ["decision"], registry=REGISTRY,
+    "steward_approval_decisions",
+    "Reviewer decisions applied by the graph, by decision.",
+    ["decision"],
+    registry=REGISTRY,
 )
 APPROVALS_PENDING = Gauge(
     "steward_approvals_pending",
@@ -131,7 +174,9 @@ APPROVALS_PENDING = Gauge(
 APPROVAL_DECISION_SECONDS = Histogram(
     "steward_approval_decision_seconds",
     "Time from an approval request to its decision, by decision.",
-    ["decision"], buckets=_HUMAN, registry=REGISTRY,
+    ["decision"],
+    buckets=_HUMAN,
+    registry=REGISTRY,
 )
 
 # ---------------------------------------------------------------------------- helpers for others
@@ -182,8 +227,9 @@ async def refresh_approvals_pending(pool: AsyncConnectionPool[Any]) -> int | Non
     return count
 
 
-async def approvals_pending_loop(pool: AsyncConnectionPool[Any], *,
-                                 interval_s: float = 15.0) -> None:
+async def approvals_pending_loop(
+    pool: AsyncConnectionPool[Any], *, interval_s: float = 15.0
+) -> None:
     """Refresh the pending-approvals gauge forever (run as a task; cancel it on shutdown)."""
     while True:
         try:
@@ -191,8 +237,9 @@ async def approvals_pending_loop(pool: AsyncConnectionPool[Any], *,
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  # a gauge must never stop the server
-            log.warning("could not count pending approvals",
-                        extra={"error_type": type(exc).__name__})
+            log.warning(
+                "could not count pending approvals", extra={"error_type": type(exc).__name__}
+            )
         await asyncio.sleep(interval_s)
 
 

@@ -60,8 +60,9 @@ def price_of(model: str) -> ModelPrice | None:
         return _PRICES.get(_SNAPSHOT_SUFFIX.sub("", model))
 
 
-def cost_usd(model: str, *, input_tokens: int, output_tokens: int,
-             cached_input_tokens: int = 0) -> float | None:
+def cost_usd(
+    model: str, *, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> float | None:
     """Return the USD cost of one call, or None when the model has no known price.
 
     Args:
@@ -76,9 +77,7 @@ def cost_usd(model: str, *, input_tokens: int, output_tokens: int,
     cached = min(max(cached_input_tokens, 0), input_tokens)
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     return (
-        (input_tokens - cached) * price.input
-        + cached * cached_rate
-        + output_tokens * price.output
+        (input_tokens - cached) * price.input + cached * cached_rate + output_tokens * price.output
     ) / 1_000_000
 
 

@@ -20,8 +20,11 @@ _KEYS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("stw_", re.compile(r"stw_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"), "[api-key]"),  # Steward
     ("sk-", re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[api-key]"),  # OpenAI
     ("lsv2_", re.compile(r"lsv2_[A-Za-z0-9_]{16,}"), "[api-key]"),  # LangSmith
-    ("eyJ", re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-     "[token]"),  # JWT
+    (
+        "eyJ",
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        "[token]",
+    ),  # JWT
 )
 _BEARER = re.compile(r"\b[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/=-]{12,}")
 _NUMBER_CANDIDATE = re.compile(r"[+\d][\d ().-]{7,}\d")
@@ -35,11 +38,26 @@ _NUMBERS = re.compile(
 )
 _REPLACEMENTS = {"ssn": "[ssn]", "phone": "[phone]", "card": "[card]"}
 
-SENSITIVE_KEYS = frozenset({
-    "password", "passwd", "secret", "client_secret", "api_key", "apikey", "x-api-key",
-    "x_api_key", "authorization", "cookie", "set-cookie", "token", "access_token",
-    "refresh_token", "openai_api_key", "langsmith_api_key",
-})
+SENSITIVE_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "x-api-key",
+        "x_api_key",
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "token",
+        "access_token",
+        "refresh_token",
+        "openai_api_key",
+        "langsmith_api_key",
+    }
+)
 """Mapping keys whose values are replaced wholesale (compared case-insensitively)."""
 
 REDACTED = "[redacted]"

@@ -13,8 +13,13 @@ from server.routes.unsupported import UNSUPPORTED_ROUTES
 
 def foundation_routes() -> list[Any]:
     """Every foundation route handler/controller (runs routes are added by the app)."""
-    return [*META_ROUTES, AssistantsController, ThreadsController, ApprovalsController,
-            *UNSUPPORTED_ROUTES]
+    return [
+        *META_ROUTES,
+        AssistantsController,
+        ThreadsController,
+        ApprovalsController,
+        *UNSUPPORTED_ROUTES,
+    ]
 
 
 __all__ = ["foundation_routes"]

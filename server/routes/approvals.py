@@ -91,7 +91,10 @@ def _approval_uuid(raw: str) -> UUID:
 
 
 async def decide_approval(
-    runtime: Runtime, principal: Principal, approval_id: UUID, decision: ApprovalDecisionIn,
+    runtime: Runtime,
+    principal: Principal,
+    approval_id: UUID,
+    decision: ApprovalDecisionIn,
 ) -> tuple[ApprovalRow, dict[str, Any]]:
     """Decide through the runs API's one resume path and return the decided approval.
 
@@ -115,10 +118,14 @@ async def decide_approval(
     payload: dict[str, Any] = {"decisions": resume_decisions(row, decision)}
     body = RunCreate(
         command=CommandBody(resume={row["interrupt_id"]: payload}),
-        multitask_strategy="reject", metadata={"approval_id": str(approval_id)},
+        multitask_strategy="reject",
+        metadata={"approval_id": str(approval_id)},
     )
     run = await RunService(runtime).create(
-        principal, row["thread_id"], body, approval_id=approval_id,
+        principal,
+        row["thread_id"],
+        body,
+        approval_id=approval_id,
         decision_comment=decision.comment,
     )
     decided = await store.get(principal, approval_id)
@@ -134,24 +141,35 @@ class ApprovalsController(Controller):
 
     @get("/", operation_id="ListApprovals")
     async def list_approvals(
-        self, principal: PrincipalDep, runtime: RuntimeDep,
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
         status: Annotated[
             ApprovalStatus | None, QueryParameter(description="Only this status.")
         ] = None,
-        tenant: Annotated[str | None, QueryParameter(
-            description="Admins: another tenant, or `*` for all.")] = None,
-        older_than: Annotated[datetime | None, QueryParameter(
-            description="Created before (ISO 8601).")] = None,
-        newer_than: Annotated[datetime | None, QueryParameter(
-            description="Created after (ISO 8601).")] = None,
+        tenant: Annotated[
+            str | None, QueryParameter(description="Admins: another tenant, or `*` for all.")
+        ] = None,
+        older_than: Annotated[
+            datetime | None, QueryParameter(description="Created before (ISO 8601).")
+        ] = None,
+        newer_than: Annotated[
+            datetime | None, QueryParameter(description="Created after (ISO 8601).")
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET,
-                                              description="Rows to skip.")] = 0,
+        offset: Annotated[
+            int, QueryParameter(ge=0, le=MAX_OFFSET, description="Rows to skip.")
+        ] = 0,
     ) -> list[dict[str, Any]]:
         """List approvals, pending first (oldest first), then the decided ones."""
         rows = await ApprovalStore(runtime.pool).list(
-            principal, status=status, tenant=tenant, older_than=older_than,
-            newer_than=newer_than, limit=limit, offset=offset,
+            principal,
+            status=status,
+            tenant=tenant,
+            older_than=older_than,
+            newer_than=newer_than,
+            limit=limit,
+            offset=offset,
         )
         return [approval_json(r) for r in rows]
 
@@ -168,7 +186,10 @@ class ApprovalsController(Controller):
 
     @post("/{approval_id:str}/decision", operation_id="DecideApproval", status_code=200)
     async def decide(
-        self, principal: PrincipalDep, runtime: RuntimeDep, approval_id: FromPath[str],
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        approval_id: FromPath[str],
         data: JSONBody[ApprovalDecisionIn],
     ) -> dict[str, Any]:
         """Approve, edit or reject; answers the decided approval and the resume run."""

@@ -52,8 +52,12 @@ def resolve_assistant(assistant_id: str) -> AssistantOut:
     raise NotFound(f"assistant {assistant_id!r} not found (this server serves {GRAPH_ID!r})")
 
 
-def _matches(a: AssistantOut, metadata: JSONBody[dict[str, Any]] | None, graph_id: str | None,
-             name: str | None) -> bool:
+def _matches(
+    a: AssistantOut,
+    metadata: JSONBody[dict[str, Any]] | None,
+    graph_id: str | None,
+    name: str | None,
+) -> bool:
     if graph_id is not None and graph_id != a["graph_id"]:
         return False
     if name is not None and name.lower() not in a["name"].lower():
@@ -162,9 +166,10 @@ class AssistantsController(Controller):
     ) -> list[dict[str, Any]]:
         """List assistants matching metadata, graph id and name."""
         del principal
-        found = [a for a in (SYSTEM_ASSISTANT,)
-                 if _matches(a, data.metadata, data.graph_id, data.name)]
-        return [_select(a, data.select) for a in found[data.offset: data.offset + data.limit]]
+        found = [
+            a for a in (SYSTEM_ASSISTANT,) if _matches(a, data.metadata, data.graph_id, data.name)
+        ]
+        return [_select(a, data.select) for a in found[data.offset : data.offset + data.limit]]
 
     @post("/count", operation_id="CountAssistants", status_code=200)
     async def count(self, principal: PrincipalDep, data: JSONBody[AssistantCount]) -> int:
@@ -173,15 +178,17 @@ class AssistantsController(Controller):
         return int(_matches(SYSTEM_ASSISTANT, data.metadata, data.graph_id, data.name))
 
     @get("/{assistant_id:str}", operation_id="GetAssistant")
-    async def get_assistant(self, principal: PrincipalDep, assistant_id: AssistantId
-                            ) -> AssistantOut:
+    async def get_assistant(
+        self, principal: PrincipalDep, assistant_id: AssistantId
+    ) -> AssistantOut:
         """Return the assistant by id or graph name."""
         del principal
         return resolve_assistant(assistant_id)
 
     @patch("/{assistant_id:str}", operation_id="PatchAssistant")
-    async def patch_assistant(self, principal: PrincipalDep, assistant_id: AssistantId
-                              ) -> AssistantOut:
+    async def patch_assistant(
+        self, principal: PrincipalDep, assistant_id: AssistantId
+    ) -> AssistantOut:
         """Refuse: assistants are read-only (403; 404 for an unknown id)."""
         del principal
         resolve_assistant(assistant_id)
@@ -196,9 +203,13 @@ class AssistantsController(Controller):
 
     @get("/{assistant_id:str}/graph", operation_id="GetAssistantGraph")
     async def get_graph(
-        self, principal: PrincipalDep, runtime: RuntimeDep, assistant_id: AssistantId,
-        xray: Annotated[bool | int, QueryParameter(
-            description="Include subgraphs (true, or a depth).")] = False,
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        assistant_id: AssistantId,
+        xray: Annotated[
+            bool | int, QueryParameter(description="Include subgraphs (true, or a depth).")
+        ] = False,
     ) -> dict[str, Any]:
         """Return the graph's nodes and edges (drawable by Studio)."""
         del principal
@@ -223,10 +234,15 @@ class AssistantsController(Controller):
         resolve_assistant(assistant_id)
         return {}
 
-    @get("/{assistant_id:str}/subgraphs/{namespace:str}",
-         operation_id="GetAssistantSubgraphsByNamespace")
+    @get(
+        "/{assistant_id:str}/subgraphs/{namespace:str}",
+        operation_id="GetAssistantSubgraphsByNamespace",
+    )
     async def get_subgraphs_in(
-        self, principal: PrincipalDep, assistant_id: AssistantId, namespace: FromPath[str],
+        self,
+        principal: PrincipalDep,
+        assistant_id: AssistantId,
+        namespace: FromPath[str],
         recurse: Recurse = False,
     ) -> dict[str, Any]:
         """Return the subgraphs under a namespace: none."""
@@ -235,20 +251,28 @@ class AssistantsController(Controller):
         return {}
 
     @post("/{assistant_id:str}/versions", operation_id="ListAssistantVersions", status_code=200)
-    async def versions(self, principal: PrincipalDep, assistant_id: AssistantId
-                       ) -> list[AssistantOut]:
+    async def versions(
+        self, principal: PrincipalDep, assistant_id: AssistantId
+    ) -> list[AssistantOut]:
         """Return the assistant's versions: the only one."""
         del principal
         return [resolve_assistant(assistant_id)]
 
-    @post("/{assistant_id:str}/latest", operation_id="SetLatestAssistantVersion",
-          status_code=200)
-    async def latest(self, principal: PrincipalDep, assistant_id: AssistantId
-                     ) -> Response[AssistantOut]:
+    @post("/{assistant_id:str}/latest", operation_id="SetLatestAssistantVersion", status_code=200)
+    async def latest(
+        self, principal: PrincipalDep, assistant_id: AssistantId
+    ) -> Response[AssistantOut]:
         """Return the assistant (version 1 is always the latest)."""
         del principal
         return Response(resolve_assistant(assistant_id))
 
 
-__all__ = ["ASSISTANT_ID", "GRAPH_ID", "SYSTEM_ASSISTANT", "AssistantsController",
-           "graph_schemas", "json_schema_of", "resolve_assistant"]
+__all__ = [
+    "ASSISTANT_ID",
+    "GRAPH_ID",
+    "SYSTEM_ASSISTANT",
+    "AssistantsController",
+    "graph_schemas",
+    "json_schema_of",
+    "resolve_assistant",
+]

@@ -47,8 +47,7 @@ async def info() -> dict[str, Any]:
             "langsmith": False,
             "langsmith_tracing_replicas": False,
         },
-        "host": {"kind": "self-hosted", "project_id": None, "revision_id": None,
-                 "tenant_id": None},
+        "host": {"kind": "self-hosted", "project_id": None, "revision_id": None, "tenant_id": None},
     }
 
 

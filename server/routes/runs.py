@@ -39,8 +39,6 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 RUN_FIELDS = frozenset(Run.model_fields)
 
 
-
-
 async def _body(request: Request[Any, Any, Any], *, stateless: bool) -> RunCreate:
     raw = await request.body()
     try:
@@ -73,8 +71,14 @@ def _run_url(run: Run) -> str:
 
 
 async def _sse(
-    service: RunService, run: Run, *, after_seq: int, resumable: bool,
-    names: frozenset[str] | None, cancel_on_disconnect: bool, temporary: bool,
+    service: RunService,
+    run: Run,
+    *,
+    after_seq: int,
+    resumable: bool,
+    names: frozenset[str] | None,
+    cancel_on_disconnect: bool,
+    temporary: bool,
 ) -> AsyncIterator[bytes]:
     run_id = uuid.UUID(run.run_id)
     finished = False
@@ -92,8 +96,13 @@ async def _sse(
                 yield format_event(item.event, item.data, str(item.seq) if resumable else None)
         finished = True
     finally:
-        _after_response(service, run, finished=finished,
-                        cancel_on_disconnect=cancel_on_disconnect, temporary=temporary)
+        _after_response(
+            service,
+            run,
+            finished=finished,
+            cancel_on_disconnect=cancel_on_disconnect,
+            temporary=temporary,
+        )
 
 
 async def _result(
@@ -113,19 +122,32 @@ async def _result(
                     continue
                 status, output = item
                 if status == "deleted":
-                    output = {"__error__": {"error": "RunDeleted",
-                                            "message": "the run was rolled back or deleted"}}
+                    output = {
+                        "__error__": {
+                            "error": "RunDeleted",
+                            "message": "the run was rolled back or deleted",
+                        }
+                    }
                 elif output is None:  # cancelled before it started: the thread's values
                     output = await service.current_values(uuid.UUID(str(run.thread_id)))
                 yield dumps(output).encode()
         finished = True
     finally:
-        _after_response(service, run, finished=finished,
-                        cancel_on_disconnect=cancel_on_disconnect, temporary=temporary)
+        _after_response(
+            service,
+            run,
+            finished=finished,
+            cancel_on_disconnect=cancel_on_disconnect,
+            temporary=temporary,
+        )
 
 
 def _after_response(
-    service: RunService, run: Run, *, finished: bool, cancel_on_disconnect: bool,
+    service: RunService,
+    run: Run,
+    *,
+    finished: bool,
+    cancel_on_disconnect: bool,
     temporary: bool,
 ) -> None:
     # Runs outside the (possibly cancelled) response task.
@@ -141,8 +163,15 @@ def _after_response(
 def _stream_response(service: RunService, run: Run, body: RunCreate, *, temporary: bool) -> Stream:
     url = _run_url(run)
     return Stream(
-        _sse(service, run, after_seq=-1, resumable=body.stream_resumable, names=None,
-             cancel_on_disconnect=body.on_disconnect == "cancel", temporary=temporary),
+        _sse(
+            service,
+            run,
+            after_seq=-1,
+            resumable=body.stream_resumable,
+            names=None,
+            cancel_on_disconnect=body.on_disconnect == "cancel",
+            temporary=temporary,
+        ),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, "Location": f"{url}/stream", "Content-Location": url},
     )
@@ -151,8 +180,9 @@ def _stream_response(service: RunService, run: Run, body: RunCreate, *, temporar
 def _wait_response(service: RunService, run: Run, body: RunCreate, *, temporary: bool) -> Stream:
     url = _run_url(run)
     return Stream(
-        _result(service, run, cancel_on_disconnect=body.on_disconnect == "cancel",
-                temporary=temporary),
+        _result(
+            service, run, cancel_on_disconnect=body.on_disconnect == "cancel", temporary=temporary
+        ),
         media_type="application/json",
         headers={"Location": f"{url}/join", "Content-Location": url},
     )
@@ -172,8 +202,9 @@ async def create_run(
     """Queue a run on a thread; returns it `pending` (`Content-Location` names it)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    return _created(await service.create(principal, thread_id, body,
-                               idempotency_key=idempotency_key(request)))
+    return _created(
+        await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
+    )
 
 
 @post("/threads/{thread_id:str}/runs/stream", status_code=200, summary="Create a run, stream it")
@@ -183,8 +214,7 @@ async def stream_run(
     """Queue a run and stream its events as SSE (first event `metadata`)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    run = await service.create(principal, thread_id, body,
-                               idempotency_key=idempotency_key(request))
+    run = await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=False)
 
 
@@ -195,8 +225,7 @@ async def wait_run(
     """Queue a run and answer its final values (`__interrupt__` / `__error__` merged in)."""
     service = RunService(runtime)
     body = await _body(request, stateless=False)
-    run = await service.create(principal, thread_id, body,
-                               idempotency_key=idempotency_key(request))
+    run = await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=False)
 
 
@@ -234,22 +263,20 @@ async def get_run(
 
 
 @delete("/threads/{thread_id:str}/runs/{run_id:str}", status_code=204, summary="Delete a run")
-async def delete_run(
-    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
-) -> None:
+async def delete_run(thread_id: str, run_id: str, principal: Principal, runtime: Runtime) -> None:
     """Delete a finished run (409 while it is pending or running)."""
     await RunService(runtime).delete(principal, thread_id, run_id)
 
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}/join", summary="Wait for a run's result")
-async def join_run(
-    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
-) -> Stream:
+async def join_run(thread_id: str, run_id: str, principal: Principal, runtime: Runtime) -> Stream:
     """Block until the run ends; answer its final values (whitespace keeps the line alive)."""
     service = RunService(runtime)
     run = await service.get(principal, thread_id, run_id)
-    return Stream(_result(service, run, cancel_on_disconnect=False, temporary=False),
-                  media_type="application/json")
+    return Stream(
+        _result(service, run, cancel_on_disconnect=False, temporary=False),
+        media_type="application/json",
+    )
 
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}/stream", summary="Join a run's stream")
@@ -270,21 +297,29 @@ async def join_stream(
     if unknown:
         raise Unprocessable(f"stream_mode: unsupported mode(s) {', '.join(unknown)}")
     names = (
-        frozenset({"messages" if m == "messages-tuple" else m for m in modes}
-                  | {"metadata", "error"})
-        if modes else None
+        frozenset(
+            {"messages" if m == "messages-tuple" else m for m in modes} | {"metadata", "error"}
+        )
+        if modes
+        else None
     )
     after = await service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
     return Stream(
-        _sse(service, run, after_seq=after, resumable=bool(run.kwargs.get("stream_resumable")),
-             names=names, cancel_on_disconnect=cancel_on_disconnect, temporary=False),
+        _sse(
+            service,
+            run,
+            after_seq=after,
+            resumable=bool(run.kwargs.get("stream_resumable")),
+            names=names,
+            cancel_on_disconnect=cancel_on_disconnect,
+            temporary=False,
+        ),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, "Location": f"{_run_url(run)}/stream"},
     )
 
 
-@post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=204,
-      summary="Cancel a run")
+@post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=204, summary="Cancel a run")
 async def cancel_run(
     thread_id: str,
     run_id: str,
@@ -341,8 +376,9 @@ async def create_stateless_run(
     """Queue a run on a temporary thread (deleted after it ends unless `on_completion=keep`)."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    return _created(await service.create(principal, None, body,
-                               idempotency_key=idempotency_key(request)))
+    return _created(
+        await service.create(principal, None, body, idempotency_key=idempotency_key(request))
+    )
 
 
 @post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
@@ -352,8 +388,7 @@ async def stream_stateless_run(
     """Run on a temporary thread and stream the events as SSE."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    run = await service.create(principal, None, body,
-                               idempotency_key=idempotency_key(request))
+    run = await service.create(principal, None, body, idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=True)
 
 
@@ -364,8 +399,7 @@ async def wait_stateless_run(
     """Run on a temporary thread and answer the final values."""
     service = RunService(runtime)
     body = await _body(request, stateless=True)
-    run = await service.create(principal, None, body,
-                               idempotency_key=idempotency_key(request))
+    run = await service.create(principal, None, body, idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=True)
 
 

@@ -51,8 +51,12 @@ def parse_thread_id(raw: str) -> UUID:
         raise NotFound(f"thread {raw} not found") from None
 
 
-def graph_config(principal: Principal, thread_id: UUID, checkpoint: CheckpointIn | None = None,
-                 checkpoint_id: str | None = None) -> RunnableConfig:
+def graph_config(
+    principal: Principal,
+    thread_id: UUID,
+    checkpoint: CheckpointIn | None = None,
+    checkpoint_id: str | None = None,
+) -> RunnableConfig:
     """The graph config for a thread, carrying the principal's identity (never the client's)."""
     configurable: dict[str, Any] = {
         "thread_id": str(thread_id),
@@ -68,8 +72,9 @@ def graph_config(principal: Principal, thread_id: UUID, checkpoint: CheckpointIn
     return {"configurable": configurable}
 
 
-def _before_config(thread_id: UUID, before: str | CheckpointIn | dict[str, Any] | None
-                   ) -> RunnableConfig | None:
+def _before_config(
+    thread_id: UUID, before: str | CheckpointIn | dict[str, Any] | None
+) -> RunnableConfig | None:
     if before is None:
         return None
     if isinstance(before, str):
@@ -80,8 +85,9 @@ def _before_config(thread_id: UUID, before: str | CheckpointIn | dict[str, Any] 
         cid = (before.get("configurable") or before).get("checkpoint_id")
     if not isinstance(cid, str) or not cid:
         raise Unprocessable("`before` must be a checkpoint id or contain `checkpoint_id`")
-    return {"configurable": {"thread_id": str(thread_id), "checkpoint_ns": "",
-                             "checkpoint_id": cid}}
+    return {
+        "configurable": {"thread_id": str(thread_id), "checkpoint_ns": "", "checkpoint_id": cid}
+    }
 
 
 async def latest_snapshot(runtime: Runtime, thread_id: UUID) -> StateSnapshot:
@@ -107,25 +113,35 @@ class ThreadsController(Controller):
 
     @post("/", operation_id="CreateThread", status_code=200)
     async def create_thread(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
         data: JSONBody[ThreadCreate],
     ) -> ThreadOut:
         """Create a thread owned by the caller (409 if the id exists, unless `do_nothing`)."""
-        row = await threads_repo.create(principal, data.thread_id, data.metadata,
-                                        data.if_exists)
+        row = await threads_repo.create(principal, data.thread_id, data.metadata, data.if_exists)
         return await load_thread(runtime, row)
 
     @post("/search", operation_id="SearchThreads", status_code=200)
     async def search_threads(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
         data: JSONBody[ThreadSearch],
     ) -> list[dict[str, Any]]:
         """List the caller's visible threads matching metadata, ids and status."""
         if data.values:
             raise Unprocessable(_VALUES_UNSUPPORTED)
         rows = await threads_repo.search(
-            principal, metadata=data.metadata, ids=data.ids, status=data.status,
-            limit=data.limit, offset=data.offset, sort_by=data.sort_by,
+            principal,
+            metadata=data.metadata,
+            ids=data.ids,
+            status=data.status,
+            limit=data.limit,
+            offset=data.offset,
+            sort_by=data.sort_by,
             sort_order=data.sort_order,
         )
         need_values = not data.select or {"values", "interrupts"} & set(data.select)
@@ -146,7 +162,10 @@ class ThreadsController(Controller):
 
     @get("/{thread_id:str}", operation_id="GetThread")
     async def get_thread(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
         thread_id: FromPath[str],
     ) -> ThreadOut:
         """Return the thread with its latest values and pending interrupts."""
@@ -155,12 +174,17 @@ class ThreadsController(Controller):
 
     @patch("/{thread_id:str}", operation_id="PatchThread")
     async def patch_thread(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], data: JSONBody[ThreadPatch],
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        data: JSONBody[ThreadPatch],
     ) -> ThreadOut:
         """Merge metadata into the thread."""
-        row = await threads_repo.patch_metadata(principal, parse_thread_id(thread_id),
-                                                data.metadata)
+        row = await threads_repo.patch_metadata(
+            principal, parse_thread_id(thread_id), data.metadata
+        )
         return await load_thread(runtime, row)
 
     @delete("/{thread_id:str}", operation_id="DeleteThread", status_code=204)
@@ -172,20 +196,28 @@ class ThreadsController(Controller):
 
     @get("/{thread_id:str}/state", operation_id="GetThreadState")
     async def get_state(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], subgraphs: Subgraphs = False,
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        subgraphs: Subgraphs = False,
     ) -> ThreadStateOut:
         """Return the thread's latest state."""
         tid = parse_thread_id(thread_id)
         await threads_repo.require_visible(principal, tid)
-        snapshot = await runtime.graph.aget_state(graph_config(principal, tid),
-                                                  subgraphs=subgraphs)
+        snapshot = await runtime.graph.aget_state(graph_config(principal, tid), subgraphs=subgraphs)
         return thread_state(snapshot)
 
     @get("/{thread_id:str}/state/{checkpoint_id:str}", operation_id="GetThreadStateAt")
     async def get_state_at(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], checkpoint_id: FromPath[str], subgraphs: Subgraphs = False,
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        checkpoint_id: FromPath[str],
+        subgraphs: Subgraphs = False,
     ) -> ThreadStateOut:
         """Return the thread's state at a checkpoint (404 if there is no such checkpoint)."""
         tid = parse_thread_id(thread_id)
@@ -193,11 +225,14 @@ class ThreadsController(Controller):
         config = graph_config(principal, tid, checkpoint_id=checkpoint_id)
         return await _state_at(runtime, config, subgraphs)
 
-    @post("/{thread_id:str}/state/checkpoint", operation_id="PostThreadStateAt",
-          status_code=200)
+    @post("/{thread_id:str}/state/checkpoint", operation_id="PostThreadStateAt", status_code=200)
     async def post_state_at(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], data: JSONBody[StateAtCheckpoint],
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        data: JSONBody[StateAtCheckpoint],
     ) -> ThreadStateOut:
         """Return the thread's state at the checkpoint given in the body."""
         tid = parse_thread_id(thread_id)
@@ -207,8 +242,12 @@ class ThreadsController(Controller):
 
     @post("/{thread_id:str}/state", operation_id="UpdateThreadState", status_code=200)
     async def update_state(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], data: JSONBody[StateUpdate],
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        data: JSONBody[StateUpdate],
     ) -> StateUpdateOut:
         """Add messages to the thread's state (admins only); return the new checkpoint.
 
@@ -230,17 +269,16 @@ class ThreadsController(Controller):
         target = await runtime.graph.aget_state(config)
         latest = await latest_snapshot(runtime, tid)
         if target.interrupts or latest.interrupts:
-            raise Conflict(
-                f"thread {tid} waits for an answer to an interrupt; resume it instead"
-            )
+            raise Conflict(f"thread {tid} waits for an answer to an interrupt; resume it instead")
         if PROTECTED_NODES & {*target.next, *latest.next}:
             raise Conflict(
                 f"thread {tid} is between judging and executing tool calls; its state cannot "
                 "be written there"
             )
         try:
-            new_config = await runtime.graph.aupdate_state(config, data.values,
-                                                           as_node=data.as_node)
+            new_config = await runtime.graph.aupdate_state(
+                config, data.values, as_node=data.as_node
+            )
         except InvalidUpdateError as exc:
             raise Unprocessable(f"invalid state update: {exc}") from exc
         except (ValueError, TypeError, NotImplementedError) as exc:
@@ -251,8 +289,12 @@ class ThreadsController(Controller):
 
     @post("/{thread_id:str}/history", operation_id="GetThreadHistory", status_code=200)
     async def history(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, runtime: RuntimeDep,
-        thread_id: FromPath[str], data: JSONBody[HistoryRequest],
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        data: JSONBody[HistoryRequest],
     ) -> list[ThreadStateOut]:
         """Return up to `limit` past states, newest first."""
         tid = parse_thread_id(thread_id)
@@ -261,7 +303,9 @@ class ThreadsController(Controller):
         return [
             thread_state(s)
             async for s in runtime.graph.aget_state_history(
-                config, filter=data.metadata, before=_before_config(tid, data.before),
+                config,
+                filter=data.metadata,
+                before=_before_config(tid, data.before),
                 limit=data.limit,
             )
         ]

@@ -20,8 +20,11 @@ async def store_not_built(rest: str) -> None:
     raise NotFound("the store API (/store/*) is not implemented by Steward")
 
 
-@route(["/runs/crons", "/runs/crons/{rest:path}", "/threads/{thread_id:str}/runs/crons"],
-       http_method=_METHODS, include_in_schema=False)
+@route(
+    ["/runs/crons", "/runs/crons/{rest:path}", "/threads/{thread_id:str}/runs/crons"],
+    http_method=_METHODS,
+    include_in_schema=False,
+)
 async def crons_not_built(rest: str = "", thread_id: str = "") -> None:
     """Scheduled runs (`/runs/crons`) are not part of Steward."""
     raise NotFound("cron jobs (/runs/crons) are not implemented by Steward")

@@ -54,10 +54,13 @@ async def get_usage(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     period: Annotated[Period, QueryParameter(description="`day` or `month` (UTC).")] = "month",
-    tenant: Annotated[str | None, QueryParameter(
-        description="Admins: their own tenant (another tenant is refused).")] = None,
-    user: Annotated[str | None, QueryParameter(
-        description="Admins: only this user of the tenant.")] = None,
+    tenant: Annotated[
+        str | None,
+        QueryParameter(description="Admins: their own tenant (another tenant is refused)."),
+    ] = None,
+    user: Annotated[
+        str | None, QueryParameter(description="Admins: only this user of the tenant.")
+    ] = None,
 ) -> dict[str, Any]:
     """Return the caller's usage, or (admins) a tenant's usage per user."""
     if (tenant is not None or user is not None) and not principal.is_admin:
@@ -69,17 +72,22 @@ async def get_usage(
     user_id = None if admin_view else (user or principal.user_id)
     ledger = PgUsageLedger(runtime.pool, runtime.deps.settings)
     since, until = period_bounds(period, datetime.now(UTC))
-    rows = await ledger.summary(tenant_id=tenant_id, user_id=user_id, since=since, until=until,
-                                by_user=admin_view)
-    spend = await ledger.spend(Payer(tenant_id=tenant_id, user_id=user_id or principal.user_id,
-                                     thread_id=None, run_id=None))
+    rows = await ledger.summary(
+        tenant_id=tenant_id, user_id=user_id, since=since, until=until, by_user=admin_view
+    )
+    spend = await ledger.spend(
+        Payer(
+            tenant_id=tenant_id, user_id=user_id or principal.user_id, thread_id=None, run_id=None
+        )
+    )
     budgets = {
         s.scope: {
             "limit_usd": _money(s.limit_usd) if s.limit_usd is not None else None,
             "spent_usd": _money(s.spent_usd),
             "remaining_usd": _money(s.remaining_usd) if s.remaining_usd is not None else None,
         }
-        for s in spend if s.scope != "thread" and not (admin_view and s.scope == "user_day")
+        for s in spend
+        if s.scope != "thread" and not (admin_view and s.scope == "user_day")
     }
     return {
         "scope": "tenant" if admin_view else "user",

@@ -32,8 +32,9 @@ class _Attempt:
     def __enter__(self) -> _Attempt:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         if exc is None or not isinstance(exc, RETRYABLE) or self.number >= ATTEMPTS:
             return False
         self.failed = True

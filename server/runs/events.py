@@ -46,6 +46,7 @@ def connection_lost(exc: BaseException) -> bool:
     state = exc.sqlstate
     return state is None or state.startswith(CONNECTION_SQLSTATES)
 
+
 class EventHub:
     """One LISTEN connection per process, fanning notifications out to local waiters."""
 

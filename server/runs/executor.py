@@ -145,9 +145,7 @@ class RunHandle:
 
 def pending_approval(state: StateSnapshot) -> bool:
     """True when a pending interrupt is an approval request (`action_requests`)."""
-    return any(
-        isinstance(i.value, dict) and "action_requests" in i.value for i in state.interrupts
-    )
+    return any(isinstance(i.value, dict) and "action_requests" in i.value for i in state.interrupts)
 
 
 def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
@@ -276,13 +274,23 @@ class RunExecutor:
                 tries += 1
                 until = handle.lease_until if handle is not None else 0.0
                 if time.monotonic() + delay > until - LEASE_MARGIN_S:
-                    log.warning("run %s: %s failed %d times (%s: %s); leaving the run to "
-                                "its lease", run["run_id"], what, tries, type(exc).__name__,
-                                exc)
+                    log.warning(
+                        "run %s: %s failed %d times (%s: %s); leaving the run to its lease",
+                        run["run_id"],
+                        what,
+                        tries,
+                        type(exc).__name__,
+                        exc,
+                    )
                     raise
                 if tries == 1:
-                    log.warning("run %s: %s failed (%s: %s); retrying while the lease lasts",
-                                run["run_id"], what, type(exc).__name__, exc)
+                    log.warning(
+                        "run %s: %s failed (%s: %s); retrying while the lease lasts",
+                        run["run_id"],
+                        what,
+                        type(exc).__name__,
+                        exc,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -293,8 +301,12 @@ class RunExecutor:
             await self._execute_held(run, graph, handle)
         except DB_ERRORS as exc:
             # Nothing could be recorded while the lease lasted: the reaper requeues the run.
-            log.warning("run %s: database unreachable (%s); the run goes back to the queue "
-                        "when its lease expires", run["run_id"], type(exc).__name__)
+            log.warning(
+                "run %s: database unreachable (%s); the run goes back to the queue "
+                "when its lease expires",
+                run["run_id"],
+                type(exc).__name__,
+            )
         finally:
             if self._handles.get(run["run_id"]) is handle:
                 del self._handles[run["run_id"]]
@@ -309,7 +321,11 @@ class RunExecutor:
 
         seq = await self._while_leased(run, "reading its event log", first_seq)
         writer = EventWriter(
-            self.pool, self.hub, run_id, fence=fence, next_seq=seq,
+            self.pool,
+            self.hub,
+            run_id,
+            fence=fence,
+            next_seq=seq,
             on_lost=lambda: handle.cancel("lease_lost"),
         )
         writer.start()
@@ -327,20 +343,33 @@ class RunExecutor:
             await writer.close()
 
     async def _execute(
-        self, run: dict[str, Any], graph: Graph, handle: RunHandle, writer: EventWriter,
+        self,
+        run: dict[str, Any],
+        graph: Graph,
+        handle: RunHandle,
+        writer: EventWriter,
         fence: tuple[str, int],
     ) -> None:
         kwargs = run.get("kwargs") or {}
         config = instrument_run_config(
-            build_config(run, self.recursion_limit), run_id=str(run["run_id"]),
-            request_id=kwargs.get("request_id"), traceparent=kwargs.get("traceparent"),
+            build_config(run, self.recursion_limit),
+            run_id=str(run["run_id"]),
+            request_id=kwargs.get("request_id"),
+            traceparent=kwargs.get("traceparent"),
         )
         try:
             todo, start_config = await self._plan(run, graph, config, writer)
             if todo is not _DONE:
                 continuing = todo is _CONTINUE
-                await self._stream(graph, None if continuing else todo, start_config, kwargs,
-                                   writer, handle.control, continuing=continuing)
+                await self._stream(
+                    graph,
+                    None if continuing else todo,
+                    start_config,
+                    kwargs,
+                    writer,
+                    handle.control,
+                    continuing=continuing,
+                )
             handle.start_finishing()
             state = await self._while_leased(
                 run, "reading its final state", lambda: graph.aget_state(thread_config(config))
@@ -354,18 +383,27 @@ class RunExecutor:
             if lost_database(exc) and int(run["attempt"]) < MAX_DB_LOSS_ATTEMPTS:
                 # Not the run's fault: it continues from its last checkpoint as the next
                 # attempt (refunds are idempotent per thread and tool call).
-                log.warning("run %s: lost the database (%s: %s); back to the queue",
-                            run["run_id"], type(exc).__name__, exc)
+                log.warning(
+                    "run %s: lost the database (%s: %s); back to the queue",
+                    run["run_id"],
+                    type(exc).__name__,
+                    exc,
+                )
                 await self._release(run, writer, fence)
                 return
             await self._failed(run, graph, config, writer, fence, exc)
             return
         paused = bool(state.interrupts) or bool(state.next)
         await self._finish(
-            run, writer, fence, status="interrupted" if paused else "success",
-            output=final_values(state), error=None,
+            run,
+            writer,
+            fence,
+            status="interrupted" if paused else "success",
+            output=final_values(state),
+            error=None,
             thread_status="interrupted" if paused else "idle",
-            interrupts=[interrupt_json(i) for i in state.interrupts], state=state,
+            interrupts=[interrupt_json(i) for i in state.interrupts],
+            state=state,
         )
 
     async def _plan(
@@ -388,12 +426,16 @@ class RunExecutor:
                 # The live `next` leaves out tasks whose writes were saved, so a step that
                 # finished just before the kill (its checkpoint never written) shows no `next`
                 # either: only a checkpoint with no tasks at all has ended the graph.
-                if (latest.interrupts or not latest.tasks
-                        or await at_breakpoint(graph, latest, kwargs)):
+                if (
+                    latest.interrupts
+                    or not latest.tasks
+                    or await at_breakpoint(graph, latest, kwargs)
+                ):
                     return _DONE, config
                 writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
-                log.info("run %s: attempt %s continues from its last checkpoint",
-                         run_id, run["attempt"])
+                log.info(
+                    "run %s: attempt %s continues from its last checkpoint", run_id, run["attempt"]
+                )
                 return _CONTINUE, config
             writer.emit("metadata", {"run_id": run_id, "attempt": attempt})
         start = RunnableConfig(**config)
@@ -436,19 +478,30 @@ class RunExecutor:
         for name, data in missing:
             writer.emit_json(name, data)
         if missing:
-            log.warning("run %s: stored %d events its earlier attempt checkpointed but lost",
-                        run_id, len(missing))
+            log.warning(
+                "run %s: stored %d events its earlier attempt checkpointed but lost",
+                run_id,
+                len(missing),
+            )
 
     async def _expire_bound(self, kwargs: dict[str, Any]) -> None:
         approval_id = kwargs.get("approval_id")
         if approval_id:
             async with self.pool.connection() as conn, conn.transaction():
-                await expire_approval(conn, uuid.UUID(str(approval_id)),
-                                      "its resume ran after the thread moved on")
+                await expire_approval(
+                    conn, uuid.UUID(str(approval_id)), "its resume ran after the thread moved on"
+                )
 
     async def _stream(
-        self, graph: Graph, todo: Any, config: RunnableConfig, kwargs: dict[str, Any],
-        writer: EventWriter, control: RunControl, *, continuing: bool = False,
+        self,
+        graph: Graph,
+        todo: Any,
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
+        writer: EventWriter,
+        control: RunControl,
+        *,
+        continuing: bool = False,
     ) -> None:
         """Stream the graph into `writer`.
 
@@ -466,7 +519,8 @@ class RunExecutor:
         if kwargs.get("context") is not None:
             extra["context"] = kwargs["context"]
         async for part in graph.astream(
-            todo, config,
+            todo,
+            config,
             stream_mode=cast(Any, sorted(modes)),
             durability="sync",
             subgraphs=subgraphs,
@@ -494,8 +548,13 @@ class RunExecutor:
             writer.emit(mode + suffix, list(data) if mode == "messages" else data)
 
     async def _failed(
-        self, run: dict[str, Any], graph: Graph, config: RunnableConfig, writer: EventWriter,
-        fence: tuple[str, int], exc: Exception,
+        self,
+        run: dict[str, Any],
+        graph: Graph,
+        config: RunnableConfig,
+        writer: EventWriter,
+        fence: tuple[str, int],
+        exc: Exception,
     ) -> None:
         error = {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
         log.warning("run %s failed: %s: %s", run["run_id"], error["error"], error["message"])
@@ -509,16 +568,28 @@ class RunExecutor:
         except (psycopg.Error, OSError, ValueError):
             pass
         await self._finish(
-            run, writer, fence, status="error", output={"__error__": error}, error=error,
+            run,
+            writer,
+            fence,
+            status="error",
+            output={"__error__": error},
+            error=error,
             thread_status=thread_status,
             interrupts=[interrupt_json(i) for i in state.interrupts] if state else None,
             state=state,
         )
 
     async def _finish(
-        self, run: dict[str, Any], writer: EventWriter, fence: tuple[str, int], *,
-        status: str, output: dict[str, Any], error: dict[str, Any] | None,
-        thread_status: str, interrupts: list[dict[str, Any]] | None,
+        self,
+        run: dict[str, Any],
+        writer: EventWriter,
+        fence: tuple[str, int],
+        *,
+        status: str,
+        output: dict[str, Any],
+        error: dict[str, Any] | None,
+        thread_status: str,
+        interrupts: list[dict[str, Any]] | None,
         state: StateSnapshot | None = None,
     ) -> None:
         """Commit the final status, the remaining events, the thread status and the queue.
@@ -533,10 +604,17 @@ class RunExecutor:
         async def commit() -> bool:
             async for attempt in retry_conflicts(f"finishing run {run_id}"):
                 with attempt:
-                    return await self._commit_finish(run, events, fence, status=status,
-                                                     output=output, error=error,
-                                                     thread_status=thread_status,
-                                                     interrupts=interrupts, state=state)
+                    return await self._commit_finish(
+                        run,
+                        events,
+                        fence,
+                        status=status,
+                        output=output,
+                        error=error,
+                        thread_status=thread_status,
+                        interrupts=interrupts,
+                        state=state,
+                    )
             return False  # pragma: no cover - the last attempt raises
 
         finished = await self._while_leased(run, f"recording its end ({status})", commit)
@@ -545,9 +623,16 @@ class RunExecutor:
             log.info("run %s: %s", run_id, status)
 
     async def _commit_finish(
-        self, run: dict[str, Any], events: list[tuple[int, str, str]], fence: tuple[str, int],
-        *, status: str, output: dict[str, Any], error: dict[str, Any] | None,
-        thread_status: str, interrupts: list[dict[str, Any]] | None,
+        self,
+        run: dict[str, Any],
+        events: list[tuple[int, str, str]],
+        fence: tuple[str, int],
+        *,
+        status: str,
+        output: dict[str, Any],
+        error: dict[str, Any] | None,
+        thread_status: str,
+        interrupts: list[dict[str, Any]] | None,
         state: StateSnapshot | None,
     ) -> bool:
         """One transaction, locks in the documented order: thread, run, approvals."""
@@ -555,7 +640,11 @@ class RunExecutor:
         async with self.pool.connection() as conn, conn.transaction():
             await repo.lock_thread(conn, run["thread_id"])
             row = await repo.finish_run(
-                conn, run_id, fence=fence, status=status, output=dumps(output),
+                conn,
+                run_id,
+                fence=fence,
+                status=status,
+                output=dumps(output),
                 error=dumps(error) if error is not None else None,
             )
             if row is None:
@@ -565,37 +654,57 @@ class RunExecutor:
             await repo.settle_thread_status(conn, run["thread_id"], thread_status)
             if interrupts is not None:
                 thread = await repo.get_thread(conn, run["thread_id"])
-                await sync_pending(conn, run=dict(row), thread=dict(thread or {}),
-                                   interrupts=interrupts, state=state)
+                await sync_pending(
+                    conn,
+                    run=dict(row),
+                    thread=dict(thread or {}),
+                    interrupts=interrupts,
+                    state=state,
+                )
             await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
             await repo.notify(conn, repo.RUNS_CHANNEL)
         return True
 
     async def _cancelled(
-        self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
+        self,
+        run: dict[str, Any],
+        graph: Graph,
+        writer: EventWriter,
+        fence: tuple[str, int],
         reason: str,
     ) -> None:
         """Finish a cancelled run according to its `cancel_action` (or give it back)."""
         if reason in ("lease_lost", "stalled"):
-            log.warning("run %s: %s; another attempt continues it", run["run_id"],
-                        "lease lost" if reason == "lease_lost" else "stalled while finishing")
+            log.warning(
+                "run %s: %s; another attempt continues it",
+                run["run_id"],
+                "lease lost" if reason == "lease_lost" else "stalled while finishing",
+            )
             return
         async with self.pool.connection() as conn:
             action = await repo.cancel_action_of(conn, run["run_id"])
         config = build_config(run, self.recursion_limit)
         if action == "rollback" and await self._keeps_history(run):
-            log.warning("run %s: answered an approval or executed an action; cancelled as "
-                        "interrupt instead of rolled back (its audit stays visible)",
-                        run["run_id"])
+            log.warning(
+                "run %s: answered an approval or executed an action; cancelled as "
+                "interrupt instead of rolled back (its audit stays visible)",
+                run["run_id"],
+            )
             action = "interrupt"
         if action == "rollback":
             await self._rollback(run, graph, writer, fence, config)
         elif action == "interrupt":
             state = await graph.aget_state(thread_config(config))
             await self._finish(
-                run, writer, fence, status="interrupted", output=final_values(state),
-                error=None, thread_status="interrupted" if state.interrupts else "idle",
-                interrupts=[interrupt_json(i) for i in state.interrupts], state=state,
+                run,
+                writer,
+                fence,
+                status="interrupted",
+                output=final_values(state),
+                error=None,
+                thread_status="interrupted" if state.interrupts else "idle",
+                interrupts=[interrupt_json(i) for i in state.interrupts],
+                state=state,
             )
         else:
             await self._release(run, writer, fence)
@@ -609,7 +718,11 @@ class RunExecutor:
             return await repo.run_side_effects(conn, run["run_id"]) > 0
 
     async def _rollback(
-        self, run: dict[str, Any], graph: Graph, writer: EventWriter, fence: tuple[str, int],
+        self,
+        run: dict[str, Any],
+        graph: Graph,
+        writer: EventWriter,
+        fence: tuple[str, int],
         config: RunnableConfig,
     ) -> None:
         await writer.close()
@@ -624,9 +737,13 @@ class RunExecutor:
         waiting: list[dict[str, Any]] = []
         before_state: StateSnapshot | None = None
         if previous is not None:
-            before = RunnableConfig(configurable={
-                "thread_id": str(thread_id), "checkpoint_ns": "", "checkpoint_id": previous,
-            })
+            before = RunnableConfig(
+                configurable={
+                    "thread_id": str(thread_id),
+                    "checkpoint_ns": "",
+                    "checkpoint_id": previous,
+                }
+            )
             before_state = await graph.aget_state(before)
             waiting = [interrupt_json(i) for i in before_state.interrupts]
         async with self.pool.connection() as conn, conn.transaction():
@@ -636,11 +753,15 @@ class RunExecutor:
                 return
             await repo.delete_run_checkpoints(conn, thread_id, run_id, drop_resume=is_resume)
             await repo.delete_run(conn, run_id)
-            await repo.settle_thread_status(conn, thread_id,
-                                            "interrupted" if waiting else "idle")
+            await repo.settle_thread_status(conn, thread_id, "interrupted" if waiting else "idle")
             thread = await repo.get_thread(conn, thread_id)
-            await sync_pending(conn, run=dict(held), thread=dict(thread or {}),
-                               interrupts=waiting, state=before_state)
+            await sync_pending(
+                conn,
+                run=dict(held),
+                thread=dict(thread or {}),
+                interrupts=waiting,
+                state=before_state,
+            )
             await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
             await repo.notify(conn, repo.RUNS_CHANNEL)
         self.hub.wake(str(run_id))

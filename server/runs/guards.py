@@ -49,8 +49,11 @@ class MessageLimits:
     @classmethod
     def of(cls, settings: Any, *, text_only: bool = False) -> MessageLimits:
         """The limits from the service settings."""
-        return cls(max_messages=int(settings.max_input_messages),
-                   max_chars=int(settings.max_input_chars), text_only=text_only)
+        return cls(
+            max_messages=int(settings.max_input_messages),
+            max_chars=int(settings.max_input_chars),
+            text_only=text_only,
+        )
 
 
 DEFAULT_LIMITS = MessageLimits()
@@ -115,8 +118,13 @@ def _has_text(content: Any) -> bool:
     return False
 
 
-def check_messages(messages: Any, where: str, *, roles: frozenset[str] = MESSAGE_ROLES,
-                   limits: MessageLimits = DEFAULT_LIMITS) -> list[Any]:
+def check_messages(
+    messages: Any,
+    where: str,
+    *,
+    roles: frozenset[str] = MESSAGE_ROLES,
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> list[Any]:
     """Validate messages as LangChain will build them, so a bad one never reaches a checkpoint.
 
     A message that LangChain cannot build (an `id` that is not a string, content parts that
@@ -140,9 +148,7 @@ def check_messages(messages: Any, where: str, *, roles: frozenset[str] = MESSAGE
             raise Unprocessable(f"{where}[{i}]: a message is an object with `role` and `content`")
         role = _role(message)
         if role not in roles:
-            raise Unprocessable(
-                f"{where}[{i}].role: must be one of {', '.join(sorted(roles))}"
-            )
+            raise Unprocessable(f"{where}[{i}].role: must be one of {', '.join(sorted(roles))}")
         content = _content(message)
         if not isinstance(content, (str, list)):
             raise Unprocessable(f"{where}[{i}].content: must be a string or a list of parts")
@@ -199,10 +205,12 @@ def check_input(value: Any, limits: MessageLimits = DEFAULT_LIMITS) -> None:
         raise Unprocessable(
             f"input: unknown key(s) {', '.join(unknown)}; the graph takes `messages` only"
         )
-    limits = MessageLimits(max_messages=limits.max_messages, max_chars=limits.max_chars,
-                           text_only=True)
-    messages = check_messages(value.get("messages"), "input.messages", roles=USER_ROLES,
-                              limits=limits)
+    limits = MessageLimits(
+        max_messages=limits.max_messages, max_chars=limits.max_chars, text_only=True
+    )
+    messages = check_messages(
+        value.get("messages"), "input.messages", roles=USER_ROLES, limits=limits
+    )
     if not messages or not _has_text(_content(messages[-1])):
         raise Unprocessable(
             "input: send at least one new user message (role `user` with some text); an "
@@ -210,8 +218,7 @@ def check_input(value: Any, limits: MessageLimits = DEFAULT_LIMITS) -> None:
         )
 
 
-def check_state_values(values: Any, where: str,
-                       limits: MessageLimits = DEFAULT_LIMITS) -> None:
+def check_state_values(values: Any, where: str, limits: MessageLimits = DEFAULT_LIMITS) -> None:
     """A state write may only add messages.
 
     Raises:
@@ -259,12 +266,13 @@ def check_command(update: Any, goto: Any, limits: MessageLimits = DEFAULT_LIMITS
 def request_digest(body: RunCreate) -> str:
     """A digest of what a request asks (input, command, config): tells re-sends apart."""
     payload = {
-        "assistant_id": body.assistant_id, "input": body.input,
+        "assistant_id": body.assistant_id,
+        "input": body.input,
         "command": body.command.model_dump(exclude_none=True) if body.command else None,
-        "config": body.config, "context": body.context,
+        "config": body.config,
+        "context": body.context,
     }
-    raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-                       default=str)
+    raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return hashlib.sha256(raw).hexdigest()
 
 

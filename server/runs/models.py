@@ -34,14 +34,14 @@ ASSISTANT_ID = str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, GRAPH_ID))
 RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id", "role", "requester_id"})
 """Identity keys of `config.configurable`: the server sets them from the API key and the run.
 A client value equal to the server's is ignored, any other value is refused (422)."""
-CHECKPOINT_CONFIGURABLE = frozenset({"checkpoint_id", "checkpoint_ns", "checkpoint_map",
-                                     "thread_ts", "run_id"})
+CHECKPOINT_CONFIGURABLE = frozenset(
+    {"checkpoint_id", "checkpoint_ns", "checkpoint_map", "thread_ts", "run_id"}
+)
 """`configurable` keys LangGraph (or the budget) reads to pick a checkpoint or a run: refused
 (422; `checkpoint` picks a checkpoint). So are keys starting with `__` (LangGraph's own).
 Every other `configurable` key is passed to the graph unchanged, as the LangGraph server does;
 the graph reads none of them."""
-ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit",
-                                 "run_name"})
+ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit", "run_name"})
 
 
 class RunValidationError(ValueError):

@@ -102,7 +102,7 @@ def missing_events(
     expected = [(name, json.loads(data)) for name, data in rebuilt]
     if kept != expected[: len(kept)]:
         return []
-    return list(rebuilt[len(kept):])
+    return list(rebuilt[len(kept) :])
 
 
 __all__ = ["STEP_EVENTS", "missing_events", "step_events"]

@@ -142,8 +142,19 @@ async def insert_run(
         " VALUES (%s, %s, %s, %s, %s, 'pending', %s::jsonb, %s::jsonb, %s,"
         " now() + make_interval(secs => %s), now(), %s, %s)"
         f" RETURNING {RUN_COLUMNS}",
-        (run_id, thread_id, tenant_id, owner_id, assistant_id, kwargs, metadata,
-         multitask_strategy, after_seconds or 0.0, request_key, request_hash),
+        (
+            run_id,
+            thread_id,
+            tenant_id,
+            owner_id,
+            assistant_id,
+            kwargs,
+            metadata,
+            multitask_strategy,
+            after_seconds or 0.0,
+            request_key,
+            request_hash,
+        ),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -257,8 +268,11 @@ async def next_seq(conn: Conn, run_id: uuid.UUID) -> int:
 
 
 async def insert_events(
-    conn: Conn, run_id: uuid.UUID, events: Sequence[tuple[int, str, str]],
-    *, fence: tuple[str, int] | None = None,
+    conn: Conn,
+    run_id: uuid.UUID,
+    events: Sequence[tuple[int, str, str]],
+    *,
+    fence: tuple[str, int] | None = None,
 ) -> bool:
     """Append events `(seq, event, json_text)`.
 

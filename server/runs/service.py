@@ -100,8 +100,9 @@ async def check_budget(runtime: Runtime, principal: Principal, thread_id: str | 
     ledger = runtime.deps.usage_ledger
     if not isinstance(ledger, PgUsageLedger):
         return
-    payer = Payer(tenant_id=principal.tenant_id, user_id=principal.user_id,
-                  thread_id=thread_id, run_id=None)
+    payer = Payer(
+        tenant_id=principal.tenant_id, user_id=principal.user_id, thread_id=thread_id, run_id=None
+    )
     for scope in await ledger.spend(payer):
         remaining = scope.remaining_usd
         if remaining is not None and remaining <= 0:
@@ -132,22 +133,36 @@ class RunService:
     # ----------------------------------------------------------------------- create
 
     async def create(
-        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate, *,
-        idempotency_key: str | None = None, approval_id: uuid.UUID | None = None,
+        self,
+        principal: Principal,
+        thread_id: str | uuid.UUID | None,
+        body: RunCreate,
+        *,
+        idempotency_key: str | None = None,
+        approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
     ) -> Run:
         """`_create`, retried when Postgres aborts it for a deadlock or serialization failure."""
         async for attempt in retry_conflicts("creating a run"):
             with attempt:
-                return await self._create(principal, thread_id, body,
-                                          idempotency_key=idempotency_key,
-                                          approval_id=approval_id,
-                                          decision_comment=decision_comment)
+                return await self._create(
+                    principal,
+                    thread_id,
+                    body,
+                    idempotency_key=idempotency_key,
+                    approval_id=approval_id,
+                    decision_comment=decision_comment,
+                )
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     async def _create(
-        self, principal: Principal, thread_id: str | uuid.UUID | None, body: RunCreate, *,
-        idempotency_key: str | None = None, approval_id: uuid.UUID | None = None,
+        self,
+        principal: Principal,
+        thread_id: str | uuid.UUID | None,
+        body: RunCreate,
+        *,
+        idempotency_key: str | None = None,
+        approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
     ) -> Run:
         """Create a pending run on a thread (or, with `thread_id=None`, a stateless run).
@@ -188,8 +203,9 @@ class RunService:
         key = idempotency_key or (None if stateless else message_key(tid, body.input))
         if key is not None:
             async with self.pool.connection() as conn:
-                earlier = await repo.run_by_request_key(conn, principal.tenant_id,
-                                                        principal.user_id, key)
+                earlier = await repo.run_by_request_key(
+                    conn, principal.tenant_id, principal.user_id, key
+                )
             if earlier is not None:
                 return self._replayed(earlier, digest, tid, stateless)
 
@@ -214,21 +230,29 @@ class RunService:
             if thread is None:
                 if not (stateless or body.if_not_exists == "create"):
                     raise NotFound(f"thread {tid} not found")
-                await repo.insert_thread(conn, tid, tenant_id=principal.tenant_id,
-                                         owner_id=principal.user_id)
+                await repo.insert_thread(
+                    conn, tid, tenant_id=principal.tenant_id, owner_id=principal.user_id
+                )
                 thread = await repo.get_thread(conn, tid, lock=True)
             if thread is None or not principal.can_see(thread["owner_id"], thread["tenant_id"]):
                 raise NotFound(f"thread {tid} not found")
             if not stateless and body.input is not None and idempotency_key is None:
                 latest = await repo.latest_input_run(conn, tid)
-                if (latest is not None and latest["request_hash"] == digest
-                        and latest["status"] in RESENDABLE_STATUSES):
+                if (
+                    latest is not None
+                    and latest["request_hash"] == digest
+                    and latest["status"] in RESENDABLE_STATUSES
+                ):
                     return Run.from_row(dict(latest))
             active = await repo.active_runs(conn, tid)
             if active and body.multitask_strategy == "reject":
                 raise Conflict(CONFLICT_DETAIL)
-            if body.input is None and command is None and not stateless and thread[
-                    "status"] not in ("interrupted", "error"):
+            if (
+                body.input is None
+                and command is None
+                and not stateless
+                and thread["status"] not in ("interrupted", "error")
+            ):
                 raise Unprocessable(
                     "input: send at least one new user message; `input: null` only continues "
                     "a thread that is interrupted or whose last run failed"
@@ -236,11 +260,16 @@ class RunService:
             if body.is_resume:
                 assert command is not None and state is not None
                 bound = await self._bind_resume(
-                    conn, principal, thread, state, command.resume, run_id,
-                    approval_id=approval_id, comment=decision_comment,
+                    conn,
+                    principal,
+                    thread,
+                    state,
+                    command.resume,
+                    run_id,
+                    approval_id=approval_id,
+                    comment=decision_comment,
                 )
-                kwargs["command"] = {**(kwargs["command"] or {}),
-                                     "resume": bound.command_resume}
+                kwargs["command"] = {**(kwargs["command"] or {}), "resume": bound.command_resume}
                 kwargs["bound_interrupt"] = bound.interrupt_id
                 if bound.approval_id is not None:
                     kwargs["approval_id"] = str(bound.approval_id)
@@ -248,11 +277,18 @@ class RunService:
             elif approval_id is not None:
                 raise Conflict(f"approval {approval_id} is not waiting for a decision")
             row = await repo.insert_run(
-                conn, run_id=run_id, thread_id=tid, tenant_id=principal.tenant_id,
-                owner_id=principal.user_id, assistant_id=ASSISTANT_ID, kwargs=dumps(kwargs),
+                conn,
+                run_id=run_id,
+                thread_id=tid,
+                tenant_id=principal.tenant_id,
+                owner_id=principal.user_id,
+                assistant_id=ASSISTANT_ID,
+                kwargs=dumps(kwargs),
                 metadata=dumps(body.metadata or {}),
-                multitask_strategy=body.multitask_strategy, after_seconds=body.after_seconds,
-                request_key=key, request_hash=digest,
+                multitask_strategy=body.multitask_strategy,
+                after_seconds=body.after_seconds,
+                request_key=key,
+                request_hash=digest,
             )
             await repo.insert_events(
                 conn, run_id, [(0, "metadata", dumps({"run_id": str(run_id), "attempt": 1}))]
@@ -263,8 +299,7 @@ class RunService:
                         await repo.cancel_pending(conn, other["run_id"], body.multitask_strategy)
                         await reopen_unstarted_resume(conn, dict(other))
                     else:
-                        await repo.request_cancel(conn, other["run_id"],
-                                                  body.multitask_strategy)
+                        await repo.request_cancel(conn, other["run_id"], body.multitask_strategy)
                     cancels.append(dict(other))
             await repo.mark_thread_busy(conn, tid, patch)
             for other in cancels:
@@ -273,8 +308,9 @@ class RunService:
         log.info("run %s created on thread %s (%s)", run_id, tid, body.multitask_strategy)
         return Run.from_row(dict(row))
 
-    async def _check_fork(self, thread_id: uuid.UUID, body: RunCreate,
-                          state: StateSnapshot) -> None:
+    async def _check_fork(
+        self, thread_id: uuid.UUID, body: RunCreate, state: StateSnapshot
+    ) -> None:
         """A run from a past checkpoint may not re-enter a held or released tool call.
 
         Raises:
@@ -295,8 +331,9 @@ class RunService:
             )
 
     @staticmethod
-    async def _interrupting_run(conn: repo.Conn, thread: DictRow,
-                                state: StateSnapshot) -> dict[str, Any]:
+    async def _interrupting_run(
+        conn: repo.Conn, thread: DictRow, state: StateSnapshot
+    ) -> dict[str, Any]:
         """The run that raised the waiting interrupt (its checkpoint names it), else the owner."""
         raw = (state.metadata or {}).get("run_id")
         try:
@@ -308,8 +345,9 @@ class RunService:
             return dict(row)
         return {"owner_id": thread["owner_id"], "kwargs": {}}
 
-    def _replayed(self, earlier: DictRow, digest: str, thread_id: uuid.UUID,
-                  stateless: bool) -> Run:
+    def _replayed(
+        self, earlier: DictRow, digest: str, thread_id: uuid.UUID, stateless: bool
+    ) -> Run:
         """The first run of a re-sent request (422 if the key came with another request)."""
         if earlier["request_hash"] != digest:
             raise Unprocessable(
@@ -321,28 +359,45 @@ class RunService:
         return Run.from_row(dict(earlier))
 
     async def _bind_resume(
-        self, conn: repo.Conn, principal: Principal, thread: DictRow, state: StateSnapshot,
-        resume: Any, run_id: uuid.UUID, *, approval_id: uuid.UUID | None,
+        self,
+        conn: repo.Conn,
+        principal: Principal,
+        thread: DictRow,
+        state: StateSnapshot,
+        resume: Any,
+        run_id: uuid.UUID,
+        *,
+        approval_id: uuid.UUID | None,
         comment: str | None,
     ) -> BoundResume:
         """Record a missing approval row first (its run may still be finishing), then bind."""
         approvals = [
-            {"value": i.value, "id": i.id} for i in state.interrupts
-            if is_approval_request(i.value)
+            {"value": i.value, "id": i.id} for i in state.interrupts if is_approval_request(i.value)
         ]
         if approvals:
             requester = await self._interrupting_run(conn, thread, state)
             try:
                 await record_pending(
-                    conn, run={**requester, "thread_id": thread["thread_id"],
-                               "tenant_id": thread["tenant_id"]},
-                    thread=dict(thread), interrupts=approvals, state=state,
+                    conn,
+                    run={
+                        **requester,
+                        "thread_id": thread["thread_id"],
+                        "tenant_id": thread["tenant_id"],
+                    },
+                    thread=dict(thread),
+                    interrupts=approvals,
+                    state=state,
                 )
             except ValueError as exc:
                 raise Conflict(f"the waiting approval cannot be answered: {exc}") from exc
         return await bind_resume(
-            conn, principal=principal, thread_id=thread["thread_id"], resume=resume,
-            waiting=list(state.interrupts), run_id=run_id, approval_id=approval_id,
+            conn,
+            principal=principal,
+            thread_id=thread["thread_id"],
+            resume=resume,
+            waiting=list(state.interrupts),
+            run_id=run_id,
+            approval_id=approval_id,
             comment=comment,
         )
 
@@ -368,9 +423,13 @@ class RunService:
         if not isinstance(config.get("configurable") or {}, dict):
             raise Unprocessable("config.configurable must be an object")
         configurable = dict(config.get("configurable") or {})
-        own = {"thread_id": str(thread_id), "user_id": principal.user_id,
-               "tenant_id": principal.tenant_id, "role": principal.role,
-               "requester_id": principal.user_id}
+        own = {
+            "thread_id": str(thread_id),
+            "user_id": principal.user_id,
+            "tenant_id": principal.tenant_id,
+            "role": principal.role,
+            "requester_id": principal.user_id,
+        }
         for key in RESERVED_CONFIGURABLE:
             if key in configurable:
                 if str(configurable[key]) != own[key]:
@@ -385,7 +444,8 @@ class RunService:
                 )
         limit = config.get("recursion_limit")
         if limit is not None and (
-            not isinstance(limit, int) or isinstance(limit, bool)
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
             or not 1 <= limit <= self.recursion_limit
         ):
             raise Unprocessable(
@@ -443,7 +503,8 @@ class RunService:
             "interrupt_after": body.interrupt_after,
             "checkpoint": (
                 {"checkpoint_id": start.checkpoint_id, "checkpoint_ns": start.checkpoint_ns}
-                if start is not None else None
+                if start is not None
+                else None
             ),
             "on_disconnect": body.on_disconnect,
             "strict_resume": body.strict_resume,
@@ -486,7 +547,8 @@ class RunService:
         async with self.pool.connection() as conn:
             row = await repo.get_run(conn, rid)
         if (
-            row is None or row["thread_id"] != tid
+            row is None
+            or row["thread_id"] != tid
             or not principal.can_see(row["thread_owner_id"], row["thread_tenant_id"])
         ):
             raise NotFound(f"run {run_id} not found")
@@ -499,8 +561,13 @@ class RunService:
         return Run.from_row(await self.get_row(principal, thread_id, run_id))
 
     async def list_runs(
-        self, principal: Principal, thread_id: str | uuid.UUID, *, limit: int = 10,
-        offset: int = 0, status: str | None = None,
+        self,
+        principal: Principal,
+        thread_id: str | uuid.UUID,
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        status: str | None = None,
     ) -> list[Run]:
         """A thread's runs, newest first (404 when the thread is missing or invisible)."""
         tid = parse_uuid(thread_id, "thread")
@@ -522,8 +589,13 @@ class RunService:
     # ----------------------------------------------------------------------- cancel
 
     async def cancel(
-        self, principal: Principal, thread_id: str | uuid.UUID, run_id: str | uuid.UUID, *,
-        action: CancelAction = "interrupt", wait: bool = False,
+        self,
+        principal: Principal,
+        thread_id: str | uuid.UUID,
+        run_id: str | uuid.UUID,
+        *,
+        action: CancelAction = "interrupt",
+        wait: bool = False,
     ) -> None:
         """Cancel a pending or running run, on whichever replica executes it.
 
@@ -544,8 +616,13 @@ class RunService:
                     break
 
     async def cancel_many(
-        self, principal: Principal, *, thread_id: str | None, run_ids: Collection[str] | None,
-        status: str | None, action: CancelAction = "interrupt",
+        self,
+        principal: Principal,
+        *,
+        thread_id: str | None,
+        run_ids: Collection[str] | None,
+        status: str | None,
+        action: CancelAction = "interrupt",
     ) -> None:
         """Cancel runs by id, or a thread's pending / running / all active runs.
 
@@ -600,8 +677,9 @@ class RunService:
             try:
                 return max(-1, int(last_event_id.strip()))
             except ValueError:
-                raise Unprocessable(f"Last-Event-ID must be an integer, got {last_event_id!r}")\
-                    from None
+                raise Unprocessable(
+                    f"Last-Event-ID must be an integer, got {last_event_id!r}"
+                ) from None
         async with self.pool.connection() as conn:
             return await repo.max_seq(conn, run_id)
 

@@ -78,12 +78,13 @@ class WorkerConfig:
             slots=int(_setting(settings, "run_slots", "STEWARD_RUN_SLOTS", 10)),
             lease_s=_setting(settings, "run_lease_s", "STEWARD_RUN_LEASE_S", 30.0),
             poll_s=_setting(settings, "run_poll_s", "STEWARD_RUN_POLL_S", 1.0),
-            max_attempts=int(_setting(settings, "run_max_attempts",
-                                      "STEWARD_RUN_MAX_ATTEMPTS", 3)),
-            shutdown_grace_s=_setting(settings, "run_shutdown_grace_s",
-                                      "STEWARD_RUN_SHUTDOWN_GRACE_S", 10.0),
-            graph_instances=int(_setting(settings, "run_graph_instances",
-                                         "STEWARD_RUN_GRAPH_INSTANCES", 4)),
+            max_attempts=int(_setting(settings, "run_max_attempts", "STEWARD_RUN_MAX_ATTEMPTS", 3)),
+            shutdown_grace_s=_setting(
+                settings, "run_shutdown_grace_s", "STEWARD_RUN_SHUTDOWN_GRACE_S", 10.0
+            ),
+            graph_instances=int(
+                _setting(settings, "run_graph_instances", "STEWARD_RUN_GRAPH_INSTANCES", 4)
+            ),
         )
 
 
@@ -106,7 +107,9 @@ class RunWorker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.hub = EventHub(runtime.database_url)
         self.executor = RunExecutor(
-            runtime.pool, self.hub, worker_id=self.worker_id,
+            runtime.pool,
+            self.hub,
+            worker_id=self.worker_id,
             recursion_limit=int(runtime.deps.settings.recursion_limit),
         )
         self.graphs: list[Graph] = [runtime.graph]
@@ -133,8 +136,13 @@ class RunWorker:
             asyncio.create_task(self._lease_loop(), name="steward-run-leases"),
             asyncio.create_task(self._maintenance_loop(), name="steward-run-maintenance"),
         ]
-        log.info("run worker %s started (%d slots, %d graph instances, lease %.0fs)",
-                 self.worker_id, self.config.slots, len(self.graphs), self.config.lease_s)
+        log.info(
+            "run worker %s started (%d slots, %d graph instances, lease %.0fs)",
+            self.worker_id,
+            self.config.slots,
+            len(self.graphs),
+            self.config.lease_s,
+        )
 
     def stop_claiming(self) -> None:
         """Claim no new runs from now on (drain); running ones go on until `stop()`."""
@@ -194,9 +202,12 @@ class RunWorker:
         return dict(row) if row is not None else None
 
     def _spawn(self, run: dict[str, Any]) -> None:
-        handle = RunHandle(run_id=run["run_id"], thread_id=run["thread_id"],
-                           attempt=int(run["attempt"]),
-                           lease_until=time.monotonic() + self.config.lease_s)
+        handle = RunHandle(
+            run_id=run["run_id"],
+            thread_id=run["thread_id"],
+            attempt=int(run["attempt"]),
+            lease_until=time.monotonic() + self.config.lease_s,
+        )
         graph = self.graphs[next(self._next_graph)]
         handle.task = asyncio.create_task(
             self.executor.execute(run, graph, handle), name=f"run-{run['run_id']}"
@@ -243,8 +254,9 @@ class RunWorker:
                 continue
             since = handle.finishing_since
             if since is not None and now - since > self.config.lease_s:
-                log.error("run %s: finishing for %.0fs; lease no longer renewed", run_id,
-                          now - since)
+                log.error(
+                    "run %s: finishing for %.0fs; lease no longer renewed", run_id, now - since
+                )
                 handle.cancel("stalled", force=True)
                 continue
             live[run_id] = handle
@@ -305,8 +317,9 @@ class RunWorker:
             if requeued or failed:
                 await repo.notify(conn, repo.RUNS_CHANNEL)
         for row in requeued:
-            log.warning("run %s: lease expired; requeued as attempt %s",
-                        row["run_id"], row["attempt"])
+            log.warning(
+                "run %s: lease expired; requeued as attempt %s", row["run_id"], row["attempt"]
+            )
         for row in failed:
             log.error("run %s: lease expired %s times; failed", row["run_id"], row["attempt"])
         return len(requeued) + len(failed)

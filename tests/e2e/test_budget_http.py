@@ -44,12 +44,14 @@ async def test_spent_daily_budget_answers_429_with_retry_after(
     with pytest.raises(RateLimitError):
         await client.runs.create(thread["thread_id"], "agent", input=QUESTION)
     async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key}) as http:
-        answer = await http.post(f"/threads/{thread['thread_id']}/runs/wait",
-                                 json={"assistant_id": "agent", "input": QUESTION})
+        answer = await http.post(
+            f"/threads/{thread['thread_id']}/runs/wait",
+            json={"assistant_id": "agent", "input": QUESTION},
+        )
     assert answer.status_code == 429
     assert "budget" in answer.json()["detail"]
     assert 0 < int(answer.headers["retry-after"]) <= 86_400
     # Another user of the same tenant is not blocked by this user's daily budget.
     other = server.client(await server.keys("frugal", tenant, "user"))
     other_thread = await other.threads.create()
-    assert (await other.runs.create(other_thread["thread_id"], "agent", input=QUESTION))
+    assert await other.runs.create(other_thread["thread_id"], "agent", input=QUESTION)

@@ -97,11 +97,15 @@ class Watchdog:
         for run_id, row in later[-1].rows.items():
             if row["status"] != "running":
                 continue
-            leases = {s.rows[run_id]["lease_expires_at"] for s in self.samples
-                      if s.at >= since and run_id in s.rows
-                      and s.rows[run_id]["status"] == "running"}
-            found.append(f"{run_id} running {grace_s:.0f}s after the database came back "
-                         f"(attempt {row['attempt']}, {len(leases)} distinct leases)")
+            leases = {
+                s.rows[run_id]["lease_expires_at"]
+                for s in self.samples
+                if s.at >= since and run_id in s.rows and s.rows[run_id]["status"] == "running"
+            }
+            found.append(
+                f"{run_id} running {grace_s:.0f}s after the database came back "
+                f"(attempt {row['attempt']}, {len(leases)} distinct leases)"
+            )
         return found
 
 
@@ -142,8 +146,12 @@ def fx_proxy(outage_db: str) -> Iterator[TcpProxy]:
 
 @pytest.fixture(scope="module", name="outage_server")
 def fx_outage_server(
-    outage_db: str, outage_pool: DbPool, proxy: TcpProxy, steward_home: Path,
-    mock_llm: MockLLM, tmp_path_factory: pytest.TempPathFactory,
+    outage_db: str,
+    outage_pool: DbPool,
+    proxy: TcpProxy,
+    steward_home: Path,
+    mock_llm: MockLLM,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
     env = service_env(
         DATABASE_URL=via_proxy(outage_db, proxy.port),
@@ -184,12 +192,14 @@ async def poll(what: str, check: Any, deadline_s: float, every_s: float = 0.25) 
 
 
 async def test_runs_in_flight_survive_a_database_outage(
-    outage_server: Served, outage_pool: DbPool, outage_db: str, proxy: TcpProxy,
+    outage_server: Served,
+    outage_pool: DbPool,
+    outage_db: str,
+    proxy: TcpProxy,
     mock_llm_clean: MockLLM,
 ) -> None:
     key = await KeyStore(outage_pool).create("olga", "t-outage", "user")
-    http = httpx.AsyncClient(base_url=outage_server.url, headers={"x-api-key": key},
-                             timeout=60)
+    http = httpx.AsyncClient(base_url=outage_server.url, headers={"x-api-key": key}, timeout=60)
     watchdog = Watchdog(outage_pool)
     try:
         await mock_llm_clean.add_faults(
@@ -199,14 +209,16 @@ async def test_runs_in_flight_survive_a_database_outage(
         runs: list[str] = []
         for _ in range(RUNS):
             tid = (await http.post("/threads", json={})).json()["thread_id"]
-            created = await http.post(f"/threads/{tid}/runs",
-                                      json={"assistant_id": "agent", "input": QUESTION})
+            created = await http.post(
+                f"/threads/{tid}/runs", json={"assistant_id": "agent", "input": QUESTION}
+            )
             assert created.status_code == 200, created.text
             threads.append(tid)
             runs.append(created.json()["run_id"])
         # One more run queued behind the first: it must run once the database is back.
-        queued = await http.post(f"/threads/{threads[0]}/runs",
-                                 json={"assistant_id": "agent", "input": QUESTION})
+        queued = await http.post(
+            f"/threads/{threads[0]}/runs", json={"assistant_id": "agent", "input": QUESTION}
+        )
         assert queued.status_code == 200, queued.text
         runs.append(queued.json()["run_id"])
         watchdog.start()
@@ -231,8 +243,11 @@ async def test_runs_in_flight_survive_a_database_outage(
             while not restored.is_set():
                 for method, path, body in (
                     ("GET", f"/threads/{threads[1]}", None),
-                    ("POST", f"/threads/{threads[1]}/runs", {"assistant_id": "agent",
-                                                             "input": QUESTION}),
+                    (
+                        "POST",
+                        f"/threads/{threads[1]}/runs",
+                        {"assistant_id": "agent", "input": QUESTION},
+                    ),
                     ("GET", f"/threads/{threads[0]}/runs/{runs[0]}", None),
                     ("GET", "/readyz", None),
                 ):
@@ -257,8 +272,10 @@ async def test_runs_in_flight_survive_a_database_outage(
 
         async def all_terminal() -> bool:
             rows = watchdog.latest()
-            return all(rows.get(r, {}).get("status") in ("success", "interrupted", "error",
-                                                          "timeout") for r in runs)
+            return all(
+                rows.get(r, {}).get("status") in ("success", "interrupted", "error", "timeout")
+                for r in runs
+            )
 
         try:
             await poll("every run ended", all_terminal, SETTLE_DEADLINE_S)
@@ -270,10 +287,12 @@ async def test_runs_in_flight_survive_a_database_outage(
         assert joined.status_code == 200, joined.text
         assert joined.json().get("response"), joined.json()
 
-        print(f"\noutage {OUTAGE_S:.0f}s: first success {to_first_success:.2f}s after the "
-              f"database was back, every run ended after {to_all_terminal:.2f}s; 503 latency "
-              f"max {max(a[2] for a in answers):.2f}s over {len(answers)} requests "
-              f"(outage began {restored_at - cut_at:.1f}s before the restore)")
+        print(
+            f"\noutage {OUTAGE_S:.0f}s: first success {to_first_success:.2f}s after the "
+            f"database was back, every run ended after {to_all_terminal:.2f}s; 503 latency "
+            f"max {max(a[2] for a in answers):.2f}s over {len(answers)} requests "
+            f"(outage began {restored_at - cut_at:.1f}s before the restore)"
+        )
         assert not stuck, stuck
 
         # Nothing ended `error` because the database blipped.
@@ -291,8 +310,9 @@ async def test_runs_in_flight_survive_a_database_outage(
 
         # Every thread accepts (and completes) a new run.
         for tid in threads:
-            out = await http.post(f"/threads/{tid}/runs/wait",
-                                  json={"assistant_id": "agent", "input": QUESTION})
+            out = await http.post(
+                f"/threads/{tid}/runs/wait", json={"assistant_id": "agent", "input": QUESTION}
+            )
             assert out.status_code == 200, out.text
             assert out.json().get("response"), out.json()
         log = outage_server.log()

@@ -30,8 +30,9 @@ def _say(text: str = "Where is my order?") -> dict[str, Any]:
 @pytest.fixture(name="http")
 async def fx_http(server: RunningServer) -> Any:
     key = await server.keys("edge-admin", f"t-{uuid.uuid4().hex[:8]}", "admin")
-    async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key},
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"x-api-key": key}, timeout=30
+    ) as client:
         yield client
 
 
@@ -52,18 +53,25 @@ def _expect(r: httpx.Response, status: int, *fragments: str) -> None:
 # --------------------------------------------------------------------------- NUL characters
 
 
-@pytest.mark.parametrize(("method", "path", "body", "field"), [
-    ("POST", "/threads", {"metadata": {"a": "x\u0000"}}, "metadata.a"),
-    ("POST", "/threads/search", {"metadata": {"a": "\u0000"}}, "metadata.a"),
-    ("POST", "/threads/search", {"metadata": {"k\u0000": 1}}, "metadata.k"),
-    ("POST", "/threads/count", {"metadata": {"a": ["ok", "\u0000"]}}, "metadata.a[1]"),
-    ("POST", "/assistants/search", {"name": "\u0000"}, "name"),
-    ("POST", "/runs", {"input": _say(), "metadata": {"a": "\u0000"}}, "metadata.a"),
-    ("POST", "/runs", {"input": _say(), "config": {"configurable": {"x": "\u0000"}}},
-     "config.configurable.x"),
-    ("POST", "/runs", {"input": _say("hi\u0000")}, "input.messages[0].content"),
-    ("POST", "/runs/cancel", {"thread_id": "\u0000"}, "thread_id"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/threads", {"metadata": {"a": "x\u0000"}}, "metadata.a"),
+        ("POST", "/threads/search", {"metadata": {"a": "\u0000"}}, "metadata.a"),
+        ("POST", "/threads/search", {"metadata": {"k\u0000": 1}}, "metadata.k"),
+        ("POST", "/threads/count", {"metadata": {"a": ["ok", "\u0000"]}}, "metadata.a[1]"),
+        ("POST", "/assistants/search", {"name": "\u0000"}, "name"),
+        ("POST", "/runs", {"input": _say(), "metadata": {"a": "\u0000"}}, "metadata.a"),
+        (
+            "POST",
+            "/runs",
+            {"input": _say(), "config": {"configurable": {"x": "\u0000"}}},
+            "config.configurable.x",
+        ),
+        ("POST", "/runs", {"input": _say("hi\u0000")}, "input.messages[0].content"),
+        ("POST", "/runs/cancel", {"thread_id": "\u0000"}, "thread_id"),
+    ],
+)
 async def test_nul_in_bodies_is_refused_with_its_field(
     http: httpx.AsyncClient, method: str, path: str, body: Any, field: str
 ) -> None:
@@ -72,26 +80,44 @@ async def test_nul_in_bodies_is_refused_with_its_field(
 
 
 async def test_nul_in_thread_paths_patch_and_state(http: httpx.AsyncClient, tid: str) -> None:
-    _expect(await http.patch(f"/threads/{tid}", json={"metadata": {"x": "\u0000"}}), 422,
-            "metadata.x", "NUL")
-    _expect(await http.post(f"/threads/{tid}/state", json={
-        "values": {"messages": [{"role": "user", "content": "\u0000"}]}}), 422,
-        "values.messages[0]", "NUL")
-    _expect(await http.post(f"/threads/{tid}/history", json={"metadata": {"a": "\u0000"}}),
-            422, "metadata.a", "NUL")
+    _expect(
+        await http.patch(f"/threads/{tid}", json={"metadata": {"x": "\u0000"}}),
+        422,
+        "metadata.x",
+        "NUL",
+    )
+    _expect(
+        await http.post(
+            f"/threads/{tid}/state",
+            json={"values": {"messages": [{"role": "user", "content": "\u0000"}]}},
+        ),
+        422,
+        "values.messages[0]",
+        "NUL",
+    )
+    _expect(
+        await http.post(f"/threads/{tid}/history", json={"metadata": {"a": "\u0000"}}),
+        422,
+        "metadata.a",
+        "NUL",
+    )
 
 
-@pytest.mark.parametrize(("path", "fragment"), [
-    ("/approvals?tenant=a%00b", "'tenant'"),
-    ("/usage?user=%00", "'user'"),
-    ("/threads/a%00b", "path"),
-])
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/approvals?tenant=a%00b", "'tenant'"),
+        ("/usage?user=%00", "'user'"),
+        ("/threads/a%00b", "path"),
+    ],
+)
 async def test_nul_in_query_and_path(http: httpx.AsyncClient, path: str, fragment: str) -> None:
     _expect(await http.get(path), 422, fragment, "NUL")
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(key=st.text(max_size=8), prefix=st.text(max_size=8), suffix=st.text(max_size=8))
 async def test_nul_anywhere_in_metadata_is_a_422_never_a_500(
     server: RunningServer, key: str, prefix: str, suffix: str
@@ -99,8 +125,11 @@ async def test_nul_anywhere_in_metadata_is_a_422_never_a_500(
     api_key = await server.keys("edge-fuzz", "t-edge-fuzz", "user")
     value = f"{prefix}\u0000{suffix}"
     async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": api_key}) as c:
-        for body in ({"metadata": {key: value}}, {"metadata": {f"{key}\u0000": 1}},
-                     {"metadata": {key: [{"deep": value}]}}):
+        for body in (
+            {"metadata": {key: value}},
+            {"metadata": {f"{key}\u0000": 1}},
+            {"metadata": {key: [{"deep": value}]}},
+        ):
             r = await c.post("/threads/search", json=body)
             assert r.status_code == 422, (body, r.text)
             assert "NUL" in r.json()["detail"]
@@ -109,13 +138,17 @@ async def test_nul_anywhere_in_metadata_is_a_422_never_a_500(
 # --------------------------------------------------------------------------- depth, JSON
 
 
-@pytest.mark.parametrize("path", ["/threads/search", "/threads", "/runs", "/runs/cancel",
-                                  "/assistants/search"])
+@pytest.mark.parametrize(
+    "path", ["/threads/search", "/threads", "/runs", "/runs/cancel", "/assistants/search"]
+)
 async def test_deep_json_is_refused_not_a_recursion_error(
     http: httpx.AsyncClient, path: str
 ) -> None:
-    r = await http.post(path, content='{"metadata": {"a": ' + DEEP + "}}",
-                        headers={"content-type": "application/json"})
+    r = await http.post(
+        path,
+        content='{"metadata": {"a": ' + DEEP + "}}",
+        headers={"content-type": "application/json"},
+    )
     _expect(r, 422, "metadata.a", "nested deeper than 64")
     r = await http.post(path, content=DEEP * 1)
     _expect(r, 422, "nested deeper than 64")
@@ -131,17 +164,20 @@ async def test_malformed_json_is_a_422(http: httpx.AsyncClient, raw: bytes) -> N
 # --------------------------------------------------------------------------- integer ranges
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"offset": 2**63}, "offset"),
-    ({"offset": 2**70}, "offset"),
-    ({"offset": 1_000_001}, "offset"),
-    ({"offset": -1}, "offset"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 1001}, "limit"),
-    ({"limit": True}, "limit"),
-    ({"limit": 2.5}, "limit"),
-    ({"limit": "10"}, "limit"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"offset": 2**63}, "offset"),
+        ({"offset": 2**70}, "offset"),
+        ({"offset": 1_000_001}, "offset"),
+        ({"offset": -1}, "offset"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"limit": "10"}, "limit"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/threads/search", "/assistants/search"])
 async def test_search_pagination_is_bounded(
     http: httpx.AsyncClient, path: str, body: dict[str, Any], field: str
@@ -149,9 +185,19 @@ async def test_search_pagination_is_bounded(
     _expect(await http.post(path, json=body), 422, field)
 
 
-@pytest.mark.parametrize("query", [f"offset={2**63}", "offset=1000001", "offset=-1",
-                                   "limit=0", "limit=1001", "limit=true", "limit=1.5",
-                                   f"limit={2**80}"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"offset={2**63}",
+        "offset=1000001",
+        "offset=-1",
+        "limit=0",
+        "limit=1001",
+        "limit=true",
+        "limit=1.5",
+        f"limit={2**80}",
+    ],
+)
 async def test_runs_list_pagination_is_bounded(
     http: httpx.AsyncClient, tid: str, query: str
 ) -> None:
@@ -162,8 +208,12 @@ async def test_runs_list_pagination_is_bounded(
 async def test_other_integer_fields(http: httpx.AsyncClient, tid: str) -> None:
     _expect(await http.get(f"/approvals?offset={2**63}"), 422, "offset")
     _expect(await http.post(f"/threads/{tid}/history", json={"limit": 2**70}), 422, "limit")
-    _expect(await http.post("/runs", json={"input": _say(), "metadata": {"n": 2**64 - 1}}),
-            422, "metadata.n", "out of range")
+    _expect(
+        await http.post("/runs", json={"input": _say(), "metadata": {"n": 2**64 - 1}}),
+        422,
+        "metadata.n",
+        "out of range",
+    )
     ok = await http.get(f"/threads/{tid}/runs?offset=1000000&limit=1000")
     assert ok.status_code == 200 and ok.json() == []
 
@@ -171,38 +221,80 @@ async def test_other_integer_fields(http: httpx.AsyncClient, tid: str) -> None:
 # --------------------------------------------------------------------------- run input
 
 
-@pytest.mark.parametrize(("body", "fragments"), [
-    ({"input": {"messages": [{"role": "wizard", "content": "hi"}]}},
-     ("input.messages[0].role", "human, user")),
-    ({"input": {"messages": [{"role": "assistant", "content": "hi"}]}},
-     ("input.messages[0].role",)),
-    ({"input": {"messages": [{"role": "user", "content": 5}]}},
-     ("input.messages[0].content",)),
-    ({"input": {"messages": [{"role": "user", "content": [{"type": "image_url",
-                                                            "image_url": {"url": "x"}}]}]}},
-     ("input.messages[0].content[0]", "only text")),
-    ({"input": {"messages": [{"role": "user", "content": [7]}]}},
-     ("input.messages[0].content[0]",)),
-    ({"input": [{"role": "user", "content": "hi"}]}, ("input", "object")),
-    ({"input": {"messages": "hi"}}, ("input.messages", "list")),
-    ({"input": {"messages": [5]}}, ("input.messages[0]",)),
-    ({"input": {"messages": [{"role": "user", "content": "hi"}] * 51}},
-     ("input.messages", "at most 50", "STEWARD_MAX_INPUT_MESSAGES")),
-    ({"input": {"messages": [{"role": "user", "content": "hi"}] * 10_000}},
-     ("input.messages", "at most 50")),
-    ({"input": _say("a" * 8001)},
-     ("input.messages[0].content", "8001", "STEWARD_MAX_INPUT_CHARS")),
-    ({"input": _say("a" * 20_001)}, ("input.messages[0].content", "at most 8000")),
-    ({"input": {"messages": [{"role": "user", "content": [{"type": "text",
-                                                            "text": "a" * 8001}]}]}},
-     ("input.messages[0].content", "at most 8000")),
-    ({"input": {"messages": [{"role": "user", "content": "hi"},
-                             {"role": "user", "content": "  "}]}},
-     ("input", "at least one new user message")),
-])
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        (
+            {"input": {"messages": [{"role": "wizard", "content": "hi"}]}},
+            ("input.messages[0].role", "human, user"),
+        ),
+        (
+            {"input": {"messages": [{"role": "assistant", "content": "hi"}]}},
+            ("input.messages[0].role",),
+        ),
+        ({"input": {"messages": [{"role": "user", "content": 5}]}}, ("input.messages[0].content",)),
+        (
+            {
+                "input": {
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [{"type": "image_url", "image_url": {"url": "x"}}],
+                        }
+                    ]
+                }
+            },
+            ("input.messages[0].content[0]", "only text"),
+        ),
+        (
+            {"input": {"messages": [{"role": "user", "content": [7]}]}},
+            ("input.messages[0].content[0]",),
+        ),
+        ({"input": [{"role": "user", "content": "hi"}]}, ("input", "object")),
+        ({"input": {"messages": "hi"}}, ("input.messages", "list")),
+        ({"input": {"messages": [5]}}, ("input.messages[0]",)),
+        (
+            {"input": {"messages": [{"role": "user", "content": "hi"}] * 51}},
+            ("input.messages", "at most 50", "STEWARD_MAX_INPUT_MESSAGES"),
+        ),
+        (
+            {"input": {"messages": [{"role": "user", "content": "hi"}] * 10_000}},
+            ("input.messages", "at most 50"),
+        ),
+        (
+            {"input": _say("a" * 8001)},
+            ("input.messages[0].content", "8001", "STEWARD_MAX_INPUT_CHARS"),
+        ),
+        ({"input": _say("a" * 20_001)}, ("input.messages[0].content", "at most 8000")),
+        (
+            {
+                "input": {
+                    "messages": [
+                        {"role": "user", "content": [{"type": "text", "text": "a" * 8001}]}
+                    ]
+                }
+            },
+            ("input.messages[0].content", "at most 8000"),
+        ),
+        (
+            {
+                "input": {
+                    "messages": [
+                        {"role": "user", "content": "hi"},
+                        {"role": "user", "content": "  "},
+                    ]
+                }
+            },
+            ("input", "at least one new user message"),
+        ),
+    ],
+)
 @pytest.mark.parametrize("route", ["thread", "stateless"])
 async def test_run_input_the_graph_would_refuse_never_starts(
-    http: httpx.AsyncClient, tid: str, route: str, body: dict[str, Any],
+    http: httpx.AsyncClient,
+    tid: str,
+    route: str,
+    body: dict[str, Any],
     fragments: tuple[str, ...],
 ) -> None:
     path = f"/threads/{tid}/runs" if route == "thread" else "/runs"
@@ -212,8 +304,9 @@ async def test_run_input_the_graph_would_refuse_never_starts(
         assert runs == [], "no run was created"
 
 
-async def test_longest_accepted_message_runs(http: httpx.AsyncClient, tid: str,
-                                             mock_llm_clean: Any) -> None:
+async def test_longest_accepted_message_runs(
+    http: httpx.AsyncClient, tid: str, mock_llm_clean: Any
+) -> None:
     text = "Is customer data encrypted at rest? " + "x" * (8000 - 36)
     assert len(text) == 8000
     r = await http.post(f"/threads/{tid}/runs/wait", json={"input": _say(text)})
@@ -226,50 +319,79 @@ async def test_state_write_messages_are_validated(http: httpx.AsyncClient, tid: 
         return http.post(f"/threads/{tid}/state", json={"values": {"messages": messages}})
 
     _expect(await write([{"role": "wizard", "content": "x"}]), 422, "values.messages[0].role")
-    _expect(await write([{"role": "ai", "content": {"a": 1}}]), 422,
-            "values.messages[0].content")
+    _expect(await write([{"role": "ai", "content": {"a": 1}}]), 422, "values.messages[0].content")
     _expect(await write([{"role": "user", "content": "x"}] * 51), 422, "at most 50")
-    _expect(await write([{"role": "ai", "content": "a" * 8001}]), 422,
-            "values.messages[0].content", "at most 8000")
-    _expect(await write([{"role": "ai", "content": [{"text": "no type"}]}]), 422,
-            "values.messages[0].content[0]")
-    ok = await write([{"role": "system", "content": "note"},
-                      {"role": "ai", "content": [{"type": "text", "text": "hello"}]}])
+    _expect(
+        await write([{"role": "ai", "content": "a" * 8001}]),
+        422,
+        "values.messages[0].content",
+        "at most 8000",
+    )
+    _expect(
+        await write([{"role": "ai", "content": [{"text": "no type"}]}]),
+        422,
+        "values.messages[0].content[0]",
+    )
+    ok = await write(
+        [
+            {"role": "system", "content": "note"},
+            {"role": "ai", "content": [{"type": "text", "text": "hello"}]},
+        ]
+    )
     assert ok.status_code == 200, ok.text
 
 
 # --------------------------------------------------------------------------- configurable
 
 
-@pytest.mark.parametrize("configurable", [
-    {"role": "admin"}, {"role": {"nested": 1}}, {"user_id": "mallory"},
-    {"tenant_id": "other"}, {"requester_id": "mallory"}, {"thread_id": str(uuid.uuid4())},
-])
+@pytest.mark.parametrize(
+    "configurable",
+    [
+        {"role": "admin"},
+        {"role": {"nested": 1}},
+        {"user_id": "mallory"},
+        {"tenant_id": "other"},
+        {"requester_id": "mallory"},
+        {"thread_id": str(uuid.uuid4())},
+    ],
+)
 async def test_identity_keys_are_never_trusted(
     server: RunningServer, configurable: dict[str, Any]
 ) -> None:
     key = await server.keys("edge-user", f"t-{uuid.uuid4().hex[:8]}", "user")
     async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key}) as c:
-        r = await c.post("/runs", json={"input": _say(),
-                                        "config": {"configurable": configurable}})
+        r = await c.post("/runs", json={"input": _say(), "config": {"configurable": configurable}})
     [name] = configurable
     _expect(r, 422, f"config.configurable.{name}", "set by the server")
 
 
-@pytest.mark.parametrize("name", ["checkpoint_id", "checkpoint_ns", "checkpoint_map",
-                                  "thread_ts", "run_id", "__pregel_scratchpad"])
-async def test_checkpoint_and_internal_keys_are_refused(
-    http: httpx.AsyncClient, name: str
-) -> None:
-    r = await http.post("/runs", json={"input": _say(),
-                                       "config": {"configurable": {name: "x"}}})
+@pytest.mark.parametrize(
+    "name",
+    [
+        "checkpoint_id",
+        "checkpoint_ns",
+        "checkpoint_map",
+        "thread_ts",
+        "run_id",
+        "__pregel_scratchpad",
+    ],
+)
+async def test_checkpoint_and_internal_keys_are_refused(http: httpx.AsyncClient, name: str) -> None:
+    r = await http.post("/runs", json={"input": _say(), "config": {"configurable": {name: "x"}}})
     _expect(r, 422, f"config.configurable.{name}", "reserved")
 
 
-@pytest.mark.parametrize("config", [
-    {"configurable": "abc"}, {"configurable": [["role", "admin"]]}, {"run_name": 5},
-    {"tags": "x"}, {"recursion_limit": True}, {"callbacks": []},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"configurable": "abc"},
+        {"configurable": [["role", "admin"]]},
+        {"run_name": 5},
+        {"tags": "x"},
+        {"recursion_limit": True},
+        {"callbacks": []},
+    ],
+)
 async def test_malformed_config_is_a_422(http: httpx.AsyncClient, config: Any) -> None:
     r = await http.post("/runs", json={"input": _say(), "config": config})
     _expect(r, 422, "config")
@@ -278,8 +400,10 @@ async def test_malformed_config_is_a_422(http: httpx.AsyncClient, config: Any) -
 async def test_unknown_configurable_keys_pass_through_to_the_graph(
     http: httpx.AsyncClient, tid: str
 ) -> None:
-    r = await http.post(f"/threads/{tid}/runs", json={
-        "input": _say(), "config": {"configurable": {"ui_theme": "dark", "n": 3}}})
+    r = await http.post(
+        f"/threads/{tid}/runs",
+        json={"input": _say(), "config": {"configurable": {"ui_theme": "dark", "n": 3}}},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["kwargs"]["config"]["configurable"] == {"ui_theme": "dark", "n": 3}
     run_id = r.json()["run_id"]
@@ -295,8 +419,9 @@ async def test_odd_shapes_and_headers_are_4xx(http: httpx.AsyncClient, tid: str)
     assert (await http.post(f"/threads/{tid}/runs", json=[])).status_code == 422
     assert (await http.post("/runs/cancel", json=[1])).status_code == 422
     # found by the schemathesis run: an unhashable stream mode was a TypeError (500)
-    _expect(await http.post("/runs", json={"input": _say(), "stream_mode": [[]]}), 422,
-            "stream_mode")
+    _expect(
+        await http.post("/runs", json={"input": _say(), "stream_mode": [[]]}), 422, "stream_mode"
+    )
     # and a stateless run with a command that is not an object was an AttributeError (500)
     _expect(await http.post("/runs", json={"command": 1}), 422, "command")
     assert (await http.post("/threads/search", content=b"")).status_code == 422
@@ -305,11 +430,15 @@ async def test_odd_shapes_and_headers_are_4xx(http: httpx.AsyncClient, tid: str)
     for ctype in (";;;==", "text/plain", "application/json; charset=nope", "a/b/c"):
         r = await http.post("/threads/search", content=b"{}", headers={"content-type": ctype})
         assert r.status_code < 500, (ctype, r.status_code, r.text)
-    for path in (f"/threads/{uuid.uuid4()}z", "/approvals/not-a-uuid",
-                 f"/threads/{tid}/runs/not-a-uuid"):
+    for path in (
+        f"/threads/{uuid.uuid4()}z",
+        "/approvals/not-a-uuid",
+        f"/threads/{tid}/runs/not-a-uuid",
+    ):
         assert (await http.get(path)).status_code == 404, path
-    assert (await http.post(f"/threads/{tid}/runs/{uuid.uuid4()}/cancel?wait=maybe")
-            ).status_code == 422
+    assert (
+        await http.post(f"/threads/{tid}/runs/{uuid.uuid4()}/cancel?wait=maybe")
+    ).status_code == 422
 
 
 async def test_unauthenticated_bad_body_is_still_a_401(server: RunningServer) -> None:

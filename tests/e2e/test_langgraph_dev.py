@@ -37,8 +37,16 @@ async def fx_langgraph_dev(settings: Settings) -> AsyncIterator[str]:
     }
     cli = Path(sys.executable).parent / "langgraph"
     proc = await asyncio.create_subprocess_exec(
-        str(cli), "dev", "--no-browser", "--no-reload", "--port", str(port),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        str(cli),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--port",
+        str(port),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,19 +80,22 @@ async def test_langgraph_dev_serves_the_agent_graph(
 
     thread = await client.threads.create()
     answer = await client.runs.wait(
-        thread["thread_id"], "agent",
+        thread["thread_id"],
+        "agent",
         input={"messages": [{"role": "user", "content": "Is customer data encrypted at rest?"}]},
     )
     assert answer["response"]["sources"]
 
     paused = await client.runs.wait(
-        thread["thread_id"], "agent",
+        thread["thread_id"],
+        "agent",
         input={"messages": [{"role": "user", "content": "Refund $700 on LS-10007 please."}]},
     )
     [interrupt] = paused["__interrupt__"]
     assert interrupt["value"]["action_requests"][0]["name"] == "issue_refund"
     done = await client.runs.wait(
-        thread["thread_id"], "agent",
+        thread["thread_id"],
+        "agent",
         command={"resume": {"decisions": [{"type": "approve"}]}},
     )
     # The dev server has no identities and no approval queue: a resume carries a decision
@@ -94,7 +105,8 @@ async def test_langgraph_dev_serves_the_agent_graph(
     assert await orders.list_refunds("LS-10007") == []
 
     small = await client.runs.wait(
-        thread["thread_id"], "agent",
+        thread["thread_id"],
+        "agent",
         input={"messages": [{"role": "user", "content": "Refund $40 on LS-10002 please."}]},
     )
     assert small["response"]["actions"][0]["status"] == "executed"

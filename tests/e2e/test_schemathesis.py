@@ -48,9 +48,11 @@ def _report() -> Iterator[None]:
     started = time.monotonic()
     yield
     operations = sum(1 for k in STATS if " " in k)
-    print(f"\nschemathesis: {STATS['cases']} cases over {operations} operations, "
-          f"{STATS['run_bodies']} fuzzed run bodies, {len(SERVER_ERRORS)} server errors, "
-          f"{time.monotonic() - started:.1f}s")
+    print(
+        f"\nschemathesis: {STATS['cases']} cases over {operations} operations, "
+        f"{STATS['run_bodies']} fuzzed run bodies, {len(SERVER_ERRORS)} server errors, "
+        f"{time.monotonic() - started:.1f}s"
+    )
 
 
 @pytest.fixture(scope="module", name="admin_key")
@@ -58,25 +60,27 @@ async def fx_admin_key(server: RunningServer) -> str:
     return await server.keys("fuzz-admin", f"t-fuzz-{uuid.uuid4().hex[:8]}", "admin")
 
 
-def test_no_server_error_for_any_generated_request(
-    admin_key: str, server: RunningServer
-) -> None:
+def test_no_server_error_for_any_generated_request(admin_key: str, server: RunningServer) -> None:
     api = schemathesis.openapi.from_url(f"{server.url}/docs/openapi.json")
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) > 40, "the schema lost operations"
     for operation, mode in itertools.product(operations, list(schemathesis.GenerationMode)):
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def one(case: Any) -> None:
             STATS["cases"] += 1
             STATS[f"{case.method} {case.path}"] += 1
-            response = case.call(base_url=server.url, headers={"x-api-key": admin_key},
-                                 timeout=30)
+            response = case.call(base_url=server.url, headers={"x-api-key": admin_key}, timeout=30)
             if response.status_code >= 500:
                 SERVER_ERRORS.append(
-                    f"{case.method} {case.formatted_path} -> {response.status_code}")
+                    f"{case.method} {case.formatted_path} -> {response.status_code}"
+                )
             assert response.status_code < 500, (
                 f"{response.status_code} for {case.as_curl_command()}\n{response.text[:2000]}"
             )
@@ -89,23 +93,46 @@ def test_no_server_error_for_any_generated_request(
     assert SERVER_ERRORS == []
 
 
-@settings(max_examples=EXAMPLES * 15, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(body=from_schema(RunCreate.model_json_schema()) | st.dictionaries(
-    st.sampled_from(["input", "config", "command", "metadata", "context", "checkpoint",
-                     "interrupt_before", "stream_mode", "after_seconds"]),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=3)
-                 | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                 max_leaves=10),
-    max_size=4,
-))
+@settings(
+    max_examples=EXAMPLES * 15,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    body=from_schema(RunCreate.model_json_schema())
+    | st.dictionaries(
+        st.sampled_from(
+            [
+                "input",
+                "config",
+                "command",
+                "metadata",
+                "context",
+                "checkpoint",
+                "interrupt_before",
+                "stream_mode",
+                "after_seconds",
+            ]
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            ),
+            max_leaves=10,
+        ),
+        max_size=4,
+    )
+)
 async def test_no_server_error_for_any_run_body(
     server: RunningServer, admin_key: str, body: dict[str, Any]
 ) -> None:
     STATS["run_bodies"] += 1
-    async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": admin_key},
-                                 timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"x-api-key": admin_key}, timeout=30
+    ) as http:
         for path in ("/runs", f"/threads/{uuid.uuid4()}/runs"):
             body = {**body, "if_not_exists": "create"} if path != "/runs" else body
             r = await http.post(path, json=body)

@@ -30,12 +30,16 @@ pytest_plugins = ["tests.fixtures_server"]
 pytestmark = pytest.mark.e2e
 
 QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
-SMALL_REFUND: Any = {"messages": [{"role": "user",
-                              "content": "Please refund $20 on order LS-10017, it broke."}]}
+SMALL_REFUND: Any = {
+    "messages": [{"role": "user", "content": "Please refund $20 on order LS-10017, it broke."}]
+}
 BIG_REFUND: Any = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
 APPROVE: Any = {"resume": {"decisions": [{"type": "approve"}]}}
-FAIL_RUN: Any = {"kind": "status", "status": 500,
-                 "count": Settings.model_fields["llm_max_attempts"].default}
+FAIL_RUN: Any = {
+    "kind": "status",
+    "status": 500,
+    "count": Settings.model_fields["llm_max_attempts"].default,
+}
 """Fails every attempt of one model call (the server keeps the default retry count)."""
 SLOW_CALL_S = 4.0
 """The server's model timeout is 5 s; a delayed call still succeeds."""
@@ -89,8 +93,11 @@ async def test_stream_speaks_the_sdk_protocol(alice: LangGraphClient, mock: Mock
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         parts = [
-            p async for p in alice.runs.stream(
-                tid, "agent", input=QUESTION,
+            p
+            async for p in alice.runs.stream(
+                tid,
+                "agent",
+                input=QUESTION,
                 stream_mode=["values", "updates", "messages-tuple", "custom"],
                 on_run_created=created.append,
             )
@@ -109,8 +116,7 @@ async def test_stream_speaks_the_sdk_protocol(alice: LangGraphClient, mock: Mock
     # (the executor forwards graph.astream's order as is), so check the last `values` event.
     final = [p for p in parts if p.event == "values"][-1]
     assert final.data["response"]["sources"]
-    assert not [w for w in caught if "econnect" in str(w.message)], [str(w.message)
-                                                                      for w in caught]
+    assert not [w for w in caught if "econnect" in str(w.message)], [str(w.message) for w in caught]
     assert (await alice.runs.get(tid, run_id))["status"] == "success"
     thread = await alice.threads.get(tid)
     assert thread["status"] == "idle"
@@ -127,8 +133,9 @@ async def test_wait_background_join_get_list(
     assert isinstance(out, dict) and out["response"]["sources"]
     assert [m["type"] for m in out["messages"]] == ["human", "ai"]
 
-    run = await alice.runs.create(tid, "agent", input=QUESTION, stream_resumable=True,
-                                  metadata={"source": "test"})
+    run = await alice.runs.create(
+        tid, "agent", input=QUESTION, stream_resumable=True, metadata={"source": "test"}
+    )
     assert run["status"] == "pending" and run["thread_id"] == tid
     assert run["metadata"] == {"source": "test"}
     assert run["multitask_strategy"] == "enqueue"
@@ -140,7 +147,8 @@ async def test_wait_background_join_get_list(
     listed = await alice.runs.list(tid)
     assert listed[0]["run_id"] == run["run_id"] and len(listed) == 2
     assert [r["run_id"] for r in await alice.runs.list(tid, status="success", limit=1)] == [
-        run["run_id"]]
+        run["run_id"]
+    ]
 
     replay = [p async for p in alice.runs.join_stream(tid, run["run_id"], last_event_id="-1")]
     assert replay[0].event == "metadata" and replay[0].data["run_id"] == run["run_id"]
@@ -182,14 +190,16 @@ async def test_bad_bodies_are_refused_clearly(alice: LangGraphClient) -> None:
     with pytest.raises(UnprocessableEntityError):
         await alice.runs.create(tid, "agent", input=QUESTION, interrupt_before=["nope"])
     with pytest.raises(UnprocessableEntityError):
-        await alice.runs.create(tid, "agent", input=QUESTION,
-                                config={"configurable": {"user_id": "admin"}})
+        await alice.runs.create(
+            tid, "agent", input=QUESTION, config={"configurable": {"user_id": "admin"}}
+        )
     with pytest.raises(NotFoundError):
         await alice.runs.create(tid, "other-graph", input=QUESTION)
     with pytest.raises(NotFoundError):
         await alice.runs.create(str(uuid.uuid4()), "agent", input=QUESTION)
-    made = await alice.runs.create(str(uuid.uuid4()), "agent", input=QUESTION,
-                                   if_not_exists="create")
+    made = await alice.runs.create(
+        str(uuid.uuid4()), "agent", input=QUESTION, if_not_exists="create"
+    )
     assert (await alice.runs.join(made["thread_id"], made["run_id"]))["response"]
 
 
@@ -241,12 +251,12 @@ async def test_multitask_enqueue_runs_after_with_heartbeats(
     first = await start_slow_run(alice, mock, tid, calls=2)  # ~8 s
     api_key = alice.http.client.headers["x-api-key"]
     payload = {"input": QUESTION, "assistant_id": "agent"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=60,
-                                 headers={"x-api-key": api_key}) as http:
+    async with httpx.AsyncClient(
+        base_url=server.url, timeout=60, headers={"x-api-key": api_key}
+    ) as http:
 
         async def stream() -> tuple[str, str]:
-            async with http.stream("POST", f"/threads/{tid}/runs/stream",
-                                   json=payload) as response:
+            async with http.stream("POST", f"/threads/{tid}/runs/stream", json=payload) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 location = response.headers["location"]
                 assert response.headers["content-location"] == location.removesuffix("/stream")
@@ -256,8 +266,7 @@ async def test_multitask_enqueue_runs_after_with_heartbeats(
 
         async def wait() -> tuple[str, str]:
             await asyncio.sleep(0.5)  # queued after the stream's run
-            async with http.stream("POST", f"/threads/{tid}/runs/wait",
-                                   json=payload) as response:
+            async with http.stream("POST", f"/threads/{tid}/runs/wait", json=payload) as response:
                 assert response.headers["location"].endswith("/join")
                 run_id = response.headers["content-location"].split("/")[-1]
                 return run_id, (await response.aread()).decode()
@@ -269,8 +278,7 @@ async def test_multitask_enqueue_runs_after_with_heartbeats(
     assert result.startswith("\n"), "a queued wait sends whitespace while it waits"
     assert json.loads(result)["response"]["sources"]
     runs = {r["run_id"]: r for r in await alice.runs.list(tid)}
-    assert [runs[i]["status"] for i in (first["run_id"], second_id, third_id)] == [
-        "success"] * 3
+    assert [runs[i]["status"] for i in (first["run_id"], second_id, third_id)] == ["success"] * 3
     assert runs[first["run_id"]]["updated_at"] <= runs[second_id]["updated_at"]
     assert runs[second_id]["updated_at"] <= runs[third_id]["updated_at"]
 
@@ -278,8 +286,7 @@ async def test_multitask_enqueue_runs_after_with_heartbeats(
 async def test_multitask_interrupt(alice: LangGraphClient, mock: MockLLM) -> None:
     tid = (await alice.threads.create())["thread_id"]
     first = await start_slow_run(alice, mock, tid)
-    second = await alice.runs.create(tid, "agent", input=QUESTION,
-                                     multitask_strategy="interrupt")
+    second = await alice.runs.create(tid, "agent", input=QUESTION, multitask_strategy="interrupt")
     assert (await alice.runs.join(tid, second["run_id"]))["response"]
     assert (await alice.runs.get(tid, first["run_id"]))["status"] == "interrupted"
     assert (await alice.runs.get(tid, second["run_id"]))["status"] == "success"
@@ -288,8 +295,7 @@ async def test_multitask_interrupt(alice: LangGraphClient, mock: MockLLM) -> Non
 async def test_multitask_rollback(alice: LangGraphClient, mock: MockLLM) -> None:
     tid = (await alice.threads.create())["thread_id"]
     first = await start_slow_run(alice, mock, tid)
-    second = await alice.runs.create(tid, "agent", input=QUESTION,
-                                     multitask_strategy="rollback")
+    second = await alice.runs.create(tid, "agent", input=QUESTION, multitask_strategy="rollback")
     out = await alice.runs.join(tid, second["run_id"])
     assert [m["type"] for m in out["messages"]] == ["human", "ai"], "A's writes are gone"
     with pytest.raises(NotFoundError):

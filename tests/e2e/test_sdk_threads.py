@@ -32,8 +32,9 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
     tid = thread["thread_id"]
     assert thread["status"] == "idle"
 
-    values = await client.runs.wait(tid, "agent",
-                                    input=user_input("Is customer data encrypted at rest?"))
+    values = await client.runs.wait(
+        tid, "agent", input=user_input("Is customer data encrypted at rest?")
+    )
     assert values["response"]["sources"], values
 
     # The sidebar lists threads by the metadata the server merges in on the first run.
@@ -54,8 +55,9 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
     steps = [h["metadata"]["step"] for h in history]
     assert steps == sorted(steps, reverse=True), "history is newest first"
     assert history[0]["checkpoint"]["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
-    older = await client.threads.get_state(tid, checkpoint_id=history[-1]["checkpoint"][
-        "checkpoint_id"])
+    older = await client.threads.get_state(
+        tid, checkpoint_id=history[-1]["checkpoint"]["checkpoint_id"]
+    )
     assert older["metadata"]["step"] == steps[-1]
 
 
@@ -82,7 +84,10 @@ async def test_interrupted_thread_exposes_its_approval_everywhere(
     assert task["interrupts"][0]["id"] == interrupt["id"]
     assert task["interrupts"][0]["response_schema"]["type"] == "object"
     assert state["interrupts"][0]["value"]["review_configs"][0]["allowed_decisions"] == [
-        "approve", "edit", "reject"]
+        "approve",
+        "edit",
+        "reject",
+    ]
 
     [listed] = await client.threads.search(status="interrupted")
     assert listed["thread_id"] == tid

@@ -25,5 +25,6 @@ async def test_store_and_crons_answer_not_found_clearly(server: RunningServer) -
         await client.crons.create("agent", schedule="* * * * *", input={})
     thread = await client.threads.create()
     with pytest.raises(NotFoundError, match="cron"):
-        await client.crons.create_for_thread(thread["thread_id"], "agent",
-                                             schedule="* * * * *", input={})
+        await client.crons.create_for_thread(
+            thread["thread_id"], "agent", schedule="* * * * *", input={}
+        )

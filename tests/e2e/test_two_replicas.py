@@ -78,7 +78,10 @@ async def fx_keys(replica_pool: DbPool) -> dict[str, str]:
 
 @pytest.fixture(scope="module", name="replicas")
 def fx_replicas(
-    replica_db: str, keys: dict[str, str], steward_home: Path, mock_llm: MockLLM,
+    replica_db: str,
+    keys: dict[str, str],
+    steward_home: Path,
+    mock_llm: MockLLM,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Replica]]:
     started: list[Replica] = []
@@ -102,8 +105,9 @@ def fx_replicas(
             port = free_port()
             log_path = tmp_path_factory.mktemp(f"replica-{name}") / "server.log"
             with log_path.open("wb") as log:
-                proc = subprocess.Popen(serve_command(port), cwd=ROOT, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(
+                    serve_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
             started.append(Replica(f"http://127.0.0.1:{port}", proc, log_path))
         for replica in started:
             _wait_ready(replica.process, replica.url, replica.log_path)
@@ -143,7 +147,9 @@ async def interrupted_thread(replica: Replica, key: str, amount: int) -> str:
 
 
 async def test_concurrent_resumes_on_two_replicas_refund_once(
-    replicas: list[Replica], keys: dict[str, str], replica_pool: DbPool,
+    replicas: list[Replica],
+    keys: dict[str, str],
+    replica_pool: DbPool,
     mock_llm_clean: MockLLM,
 ) -> None:
     a, b = replicas
@@ -179,8 +185,9 @@ async def test_concurrent_resumes_on_two_replicas_refund_once(
 async def holder_of(pool: DbPool, replicas: list[Replica], run_id: str) -> Replica:
     """The replica whose worker holds the run (its pid is part of `worker_id`)."""
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT worker_id, status FROM runs WHERE run_id = %s",
-                                 (uuid.UUID(run_id),))
+        cur = await conn.execute(
+            "SELECT worker_id, status FROM runs WHERE run_id = %s", (uuid.UUID(run_id),)
+        )
         row = await cur.fetchone()
     assert row is not None and row["status"] == "running", row
     pid = int(row["worker_id"].split(":")[1])
@@ -205,7 +212,9 @@ async def start_slow_run(
 
 
 async def test_cancel_reaches_the_replica_running_the_run(
-    replicas: list[Replica], keys: dict[str, str], replica_pool: DbPool,
+    replicas: list[Replica],
+    keys: dict[str, str],
+    replica_pool: DbPool,
     mock_llm_clean: MockLLM,
 ) -> None:
     tid, run_id = await start_slow_run(replicas[0], keys["alice"], mock_llm_clean, 15.0)
@@ -220,7 +229,9 @@ async def test_cancel_reaches_the_replica_running_the_run(
 
 
 async def test_a_run_survives_the_sigkill_of_its_replica(
-    replicas: list[Replica], keys: dict[str, str], replica_pool: DbPool,
+    replicas: list[Replica],
+    keys: dict[str, str],
+    replica_pool: DbPool,
     mock_llm_clean: MockLLM,
 ) -> None:
     tid, run_id = await start_slow_run(replicas[0], keys["alice"], mock_llm_clean, 15.0)
@@ -238,8 +249,9 @@ async def test_a_run_survives_the_sigkill_of_its_replica(
     got = await other.runs.get(tid, run_id)
     assert got["status"] == "success"
     async with replica_pool.connection() as conn:
-        cur = await conn.execute("SELECT worker_id, attempt FROM runs WHERE run_id = %s",
-                                 (uuid.UUID(run_id),))
+        cur = await conn.execute(
+            "SELECT worker_id, attempt FROM runs WHERE run_id = %s", (uuid.UUID(run_id),)
+        )
         row = await cur.fetchone()
     assert row is not None and row["attempt"] == 2
     assert int(row["worker_id"].split(":")[1]) == survivor.process.pid

@@ -111,8 +111,11 @@ async def test_refund_over_threshold_is_released_once_by_an_approver(
 
     after = (await paula.get(f"/approvals/{aid}")).json()
     assert after["status"] == "approved" and after["decision"]["decisions"][0]["type"] == "approve"
-    assert all(a["status"] != "pending" for a in (await paula.get("/approvals")).json()
-               if a["thread_id"] == tid)
+    assert all(
+        a["status"] != "pending"
+        for a in (await paula.get("/approvals")).json()
+        if a["thread_id"] == tid
+    )
 
 
 async def test_concurrent_decisions_release_one_resume(
@@ -120,8 +123,7 @@ async def test_concurrent_decisions_release_one_resume(
 ) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     alice_key = await server.keys("alice", tenant)
-    deciders = [Api(server, await server.keys(f"appr-{i}", tenant, "approver"))
-                for i in range(3)]
+    deciders = [Api(server, await server.keys(f"appr-{i}", tenant, "approver")) for i in range(3)]
     tid = await interrupted_thread(server, alice_key)
     aid = (await pending_approval_of(deciders[0], tid))["approval_id"]
 
@@ -142,12 +144,21 @@ async def test_reject_and_invalid_edits(
     tid = await interrupted_thread(server, alice_key)
     aid = (await pending_approval_of(admin, tid))["approval_id"]
 
-    wrong_tool = await admin.decide(aid, {"type": "edit", "edited_action": {
-        "name": "get_order", "args": {"order_id": "LS-10007"}}})
+    wrong_tool = await admin.decide(
+        aid,
+        {"type": "edit", "edited_action": {"name": "get_order", "args": {"order_id": "LS-10007"}}},
+    )
     assert wrong_tool.status_code == 422 and "not the tool" in wrong_tool.json()["detail"]
-    bad_args = await admin.decide(aid, {"type": "edit", "edited_action": {
-        "name": "issue_refund", "args": {"order_id": "LS-10007", "amount": "-5",
-                                         "reason": "x"}}})
+    bad_args = await admin.decide(
+        aid,
+        {
+            "type": "edit",
+            "edited_action": {
+                "name": "issue_refund",
+                "args": {"order_id": "LS-10007", "amount": "-5", "reason": "x"},
+            },
+        },
+    )
     assert bad_args.status_code == 422 and "edited_action.args" in bad_args.json()["detail"]
     missing = await admin.decide(aid, {"type": "edit"})
     assert missing.status_code == 422 and "edited_action" in missing.json()["detail"]

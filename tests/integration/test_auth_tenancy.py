@@ -43,8 +43,9 @@ async def test_missing_wrong_and_revoked_keys_are_401(server: RunningServer) -> 
         await server.client(revoked).threads.search()
 
     async with httpx.AsyncClient(base_url=server.url) as http:
-        bearer = await http.post("/threads/count", json={},
-                                 headers={"Authorization": f"Bearer {good}"})
+        bearer = await http.post(
+            "/threads/count", json={}, headers={"Authorization": f"Bearer {good}"}
+        )
         assert bearer.status_code == 200, bearer.text
         assert bearer.json() == 0
         no_key = await http.post("/threads/count", json={})
@@ -61,21 +62,22 @@ async def _all_routes_404(client: LangGraphClient, tid: str, checkpoint_id: str)
         client.threads.get_state(tid),
         client.threads.get_state(tid, checkpoint_id=checkpoint_id),
         client.threads.get_state(tid, checkpoint={"checkpoint_id": checkpoint_id}),
-        client.threads.update_state(tid, {"messages": [{"role": "user", "content": "x"}]},
-                                    as_node="input_filter"),
+        client.threads.update_state(
+            tid, {"messages": [{"role": "user", "content": "x"}]}, as_node="input_filter"
+        ),
         client.threads.get_history(tid),
         client.threads.delete(tid),
         client.runs.list(tid),
-        client.runs.create(tid, "agent", input={"messages": [{"role": "user",
-                                                               "content": "hi"}]}),
+        client.runs.create(tid, "agent", input={"messages": [{"role": "user", "content": "hi"}]}),
     ]
     for call in calls:
         with pytest.raises(NotFoundError):
             await call
 
 
-async def _thread_with_state(client: LangGraphClient, admin: LangGraphClient,
-                             **metadata: Any) -> tuple[str, str]:
+async def _thread_with_state(
+    client: LangGraphClient, admin: LangGraphClient, **metadata: Any
+) -> tuple[str, str]:
     """A thread owned by `client`, with a state written by an admin of its tenant."""
     tid = (await client.threads.create(metadata=metadata))["thread_id"]
     update = await admin.threads.update_state(

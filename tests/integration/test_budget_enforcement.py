@@ -29,34 +29,42 @@ QUESTION = "How long is the return window?"
 def budget_graph(runtime: Runtime, **env: Any) -> Any:
     settings = runtime.deps.settings.model_copy(update=env)
     chat_model = make_chat_model(settings) if "model" in env else runtime.deps.chat_model
-    deps = Deps(chat_model=chat_model, retriever=runtime.deps.retriever,
-                orders=runtime.deps.orders, settings=settings,
-                usage_ledger=PgUsageLedger(runtime.pool, settings))
+    deps = Deps(
+        chat_model=chat_model,
+        retriever=runtime.deps.retriever,
+        orders=runtime.deps.orders,
+        settings=settings,
+        usage_ledger=PgUsageLedger(runtime.pool, settings),
+    )
     return make_graph(runtime.checkpointer, deps=deps)
 
 
 def config(user: str, tenant: str = "acme") -> dict[str, Any]:
-    return {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": user,
-                             "tenant_id": tenant}}
+    return {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": user, "tenant_id": tenant}}
 
 
 async def ask(graph: Any, text: str, cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = await graph.ainvoke(
-        {"messages": [{"role": "user", "content": text}]}, cfg, durability=DURABILITY)
+        {"messages": [{"role": "user", "content": text}]}, cfg, durability=DURABILITY
+    )
     return out
 
 
 async def ledger_rows(runtime: Runtime, **where: str) -> list[dict[str, Any]]:
     clause = " AND ".join(f"{k} = %({k})s" for k in where)
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            f"SELECT * FROM usage_ledger WHERE {clause} ORDER BY created_at",
-            where)).fetchall()
+        rows = await (
+            await conn.execute(
+                f"SELECT * FROM usage_ledger WHERE {clause} ORDER BY created_at", where
+            )
+        ).fetchall()
     return [dict(r) for r in rows]
 
 
 async def test_every_call_is_estimated_reserved_and_settled_from_provider_usage(
-    runtime: Runtime, mock_llm: Any, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm: Any,
+    mock_llm_clean: None,
 ) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     graph = budget_graph(runtime)
@@ -74,7 +82,8 @@ async def test_every_call_is_estimated_reserved_and_settled_from_provider_usage(
 
 
 async def test_budget_holds_under_fifty_concurrent_runs_of_one_user(
-    runtime: Runtime, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm_clean: None,
 ) -> None:
     budget = Decimal("0.005")
     user = f"u-{uuid.uuid4().hex[:8]}"
@@ -92,7 +101,9 @@ async def test_budget_holds_under_fifty_concurrent_runs_of_one_user(
 
 
 async def test_an_exhausted_budget_refuses_before_calling_the_model(
-    runtime: Runtime, mock_llm: Any, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm: Any,
+    mock_llm_clean: None,
 ) -> None:
     graph = budget_graph(runtime, budget_thread_usd=Decimal("0.0000001"))
     out = await ask(graph, QUESTION, config(f"u-{uuid.uuid4().hex[:8]}"))
@@ -102,7 +113,9 @@ async def test_an_exhausted_budget_refuses_before_calling_the_model(
 
 
 async def test_a_failed_call_releases_its_reservation(
-    runtime: Runtime, mock_llm: Any, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm: Any,
+    mock_llm_clean: None,
 ) -> None:
     from core.errors import ProviderError
 
@@ -118,13 +131,16 @@ async def test_a_failed_call_releases_its_reservation(
 
 
 async def test_routine_and_complex_turns_use_their_models(
-    runtime: Runtime, mock_llm: Any, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm: Any,
+    mock_llm_clean: None,
 ) -> None:
     graph = budget_graph(runtime, routine_model="gpt-4.1-nano", model="gpt-4o")
     user = f"u-{uuid.uuid4().hex[:8]}"
     routine = await ask(graph, QUESTION, config(user))
-    complex_ = await ask(graph, "Please refund $120 on order LS-10007, it arrived torn.",
-                         config(user))
+    complex_ = await ask(
+        graph, "Please refund $120 on order LS-10007, it arrived torn.", config(user)
+    )
     assert (routine["route"], complex_["route"]) == ("routine", "strong")
     models = [r["model"] for r in await mock_llm.requests()]
     assert models[0] == "gpt-4.1-nano" and set(models[1:]) == {"gpt-4o"}
@@ -139,13 +155,16 @@ def usage_app(runtime: Runtime, principal: Principal) -> Litestar:
     async def provide_runtime() -> Runtime:
         return runtime
 
-    return Litestar(route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,
-                    dependencies={"principal": Provide(provide_principal),
-                                  "runtime": Provide(provide_runtime)})
+    return Litestar(
+        route_handlers=ROUTES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        dependencies={"principal": Provide(provide_principal), "runtime": Provide(provide_runtime)},
+    )
 
 
 async def test_usage_route_shows_own_usage_and_admins_see_the_tenant(
-    runtime: Runtime, mock_llm_clean: None,
+    runtime: Runtime,
+    mock_llm_clean: None,
 ) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     graph = budget_graph(runtime)
@@ -160,7 +179,8 @@ async def test_usage_route_shows_own_usage_and_admins_see_the_tenant(
         assert Decimal(own["totals"]["cost_usd"]) > 0
         day = own["budgets"]["user_day"]
         assert Decimal(day["spent_usd"]) + Decimal(day["remaining_usd"]) == Decimal(
-            day["limit_usd"])
+            day["limit_usd"]
+        )
         assert (await client.get("/usage", params={"tenant": "other"})).status_code == 403
 
     outsider = Principal(key_id="k3", user_id="root", tenant_id="elsewhere", role="admin")

@@ -57,8 +57,14 @@ async def test_a_subset_runs_through_the_graph_with_meaningful_passes_and_failur
     cases = by_id(subset_report)
     assert [c.case_id for c in subset_report.cases] == [c.id for c in load_cases(select=SUBSET)]
     passing = {cid for cid, c in cases.items() if c.passed}
-    assert passing >= {"pol-encryption-at-rest", "ref-under-threshold", "ref-above-approved",
-                       "ref-above-rejected", "ref-above-edited", "in-empty"}
+    assert passing >= {
+        "pol-encryption-at-rest",
+        "ref-under-threshold",
+        "ref-above-approved",
+        "ref-above-rejected",
+        "ref-above-edited",
+        "in-empty",
+    }
     # The scripted model paraphrases the first sentence of the chunk: the general 1-year
     # warranty, not the 3 years of tents.
     assert cases["pol-tent-warranty"].failed_evaluators == ["correctness"]
@@ -106,20 +112,25 @@ async def test_latency_cost_and_traces_are_recorded(subset_report: RunReport) ->
     assert subset_report.summary.cost_usd.total > 0
 
 
-async def test_results_are_stored_in_postgres(runtime: Runtime,
-                                              subset_report: RunReport) -> None:
+async def test_results_are_stored_in_postgres(runtime: Runtime, subset_report: RunReport) -> None:
     await save_run(runtime.pool, subset_report)
     run_id = subset_report.run.run_id
     [latest] = [r for r in await recent_runs(runtime.pool) if r["run_id"] == run_id]
     assert (latest["cases_total"], latest["cases_passed"]) == (
-        len(SUBSET), subset_report.summary.passed)
+        len(SUBSET),
+        subset_report.summary.passed,
+    )
     stored = await evaluator_means(runtime.pool, run_id)
     expected = {k: v.mean for k, v in subset_report.summary.evaluators.items()}
     assert stored == pytest.approx(expected)
     async with runtime.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT passed, trace->'approvals_requested' AS asked FROM eval_case_results"
-            " WHERE run_id = %s AND case_id = 'ref-above-approved'", (run_id,))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT passed, trace->'approvals_requested' AS asked FROM eval_case_results"
+                " WHERE run_id = %s AND case_id = 'ref-above-approved'",
+                (run_id,),
+            )
+        ).fetchone()
     assert row is not None and row["passed"] and len(row["asked"]) == 1
 
 
@@ -139,7 +150,10 @@ def run_cli(args: list[str]) -> Any:
 
 
 def test_cli_compare_exits_non_zero_on_a_crafted_regression(
-    tmp_path: Path, database_url: str, steward_home: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    steward_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from core.settings import get_settings
 
@@ -149,20 +163,35 @@ def test_cli_compare_exits_non_zero_on_a_crafted_regression(
     monkeypatch.setenv("STEWARD_HOME", str(steward_home))
     get_settings.cache_clear()
     try:
-        selection = ["-k", "pol-encryption-at-rest", "-k", "pol-tent-warranty", "--mock",
-                     "--no-progress"]
+        selection = [
+            "-k",
+            "pol-encryption-at-rest",
+            "-k",
+            "pol-tent-warranty",
+            "--mock",
+            "--no-progress",
+        ]
         baseline = tmp_path / "baseline.json"
-        first = run_cli([*selection, "--out", str(tmp_path / "run1"),
-                         "--update-baseline", str(baseline), "--langsmith"])
+        first = run_cli(
+            [
+                *selection,
+                "--out",
+                str(tmp_path / "run1"),
+                "--update-baseline",
+                str(baseline),
+                "--langsmith",
+            ]
+        )
         assert first.exit_code == 0, first.output
         assert "LangSmith upload skipped" in first.output
         assert (tmp_path / "run1" / "report.html").read_text().count("<svg") >= 4
         results = json.loads((tmp_path / "run1" / "results.json").read_text())
         assert {c["case_id"]: c["passed"] for c in results["cases"]} == {
-            "pol-encryption-at-rest": True, "pol-tent-warranty": False}
+            "pol-encryption-at-rest": True,
+            "pol-tent-warranty": False,
+        }
 
-        same = run_cli([*selection, "--out", str(tmp_path / "run2"),
-                        "--compare", str(baseline)])
+        same = run_cli([*selection, "--out", str(tmp_path / "run2"), "--compare", str(baseline)])
         assert same.exit_code == 0, same.output
         assert "no regression" in same.output
 
@@ -175,8 +204,9 @@ def test_cli_compare_exits_non_zero_on_a_crafted_regression(
                         score["score"], score["passed"] = 1.0, True
         crafted_path = tmp_path / "crafted.json"
         crafted_path.write_text(json.dumps(crafted))
-        worse = run_cli([*selection, "--out", str(tmp_path / "run3"),
-                         "--compare", str(crafted_path)])
+        worse = run_cli(
+            [*selection, "--out", str(tmp_path / "run3"), "--compare", str(crafted_path)]
+        )
         assert worse.exit_code == 1, worse.output
         assert "REGRESSION pol-tent-warranty" in worse.output
         assert "mean correctness" in worse.output
@@ -209,17 +239,38 @@ class LangSmithCapture(BaseHTTPRequestHandler):
         now = datetime.now(UTC).isoformat()
         data = json.loads(body) if body.startswith((b"{", b"[")) else {}
         if path == "/datasets":
-            self._send({"id": str(uuid.uuid4()), "name": data["name"], "created_at": now,
-                        "modified_at": now, "data_type": "kv"})
+            self._send(
+                {
+                    "id": str(uuid.uuid4()),
+                    "name": data["name"],
+                    "created_at": now,
+                    "modified_at": now,
+                    "data_type": "kv",
+                }
+            )
         elif path == "/sessions":
-            self._send({"id": str(uuid.uuid4()), "name": data["name"], "start_time": now,
-                        "tenant_id": str(uuid.uuid4()),
-                        "reference_dataset_id": data.get("reference_dataset_id")})
+            self._send(
+                {
+                    "id": str(uuid.uuid4()),
+                    "name": data["name"],
+                    "start_time": now,
+                    "tenant_id": str(uuid.uuid4()),
+                    "reference_dataset_id": data.get("reference_dataset_id"),
+                }
+            )
         elif path == "/examples/bulk":
             self._send([{"id": e["id"]} for e in data])
         elif path == "/feedback":
-            self._send({"id": str(uuid.uuid4()), "key": data["key"], "run_id": data["run_id"],
-                        "score": data.get("score"), "created_at": now, "modified_at": now})
+            self._send(
+                {
+                    "id": str(uuid.uuid4()),
+                    "key": data["key"],
+                    "run_id": data["run_id"],
+                    "score": data.get("score"),
+                    "created_at": now,
+                    "modified_at": now,
+                }
+            )
         else:
             self._send({})
 
@@ -239,21 +290,22 @@ def test_langsmith_upload_sends_dataset_experiment_runs_and_feedback(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        client = Client(api_key="test", api_url=f"http://127.0.0.1:{server.server_address[1]}",
-                        auto_batch_tracing=False)
+        client = Client(
+            api_key="test",
+            api_url=f"http://127.0.0.1:{server.server_address[1]}",
+            auto_batch_tracing=False,
+        )
         name = upload(subset_report, load_cases(select=SUBSET), client=client)
     finally:
         server.shutdown()
     assert name == f"steward-mock-gpt-4o-mini-{subset_report.run.run_id}"
-    posts = [(path, body) for method, path, body in LangSmithCapture.requests
-             if method == "POST"]
+    posts = [(path, body) for method, path, body in LangSmithCapture.requests if method == "POST"]
     [examples] = [json.loads(b) for p, b in posts if p == "/examples/bulk"]
     assert {e["id"] for e in examples} == {str(example_id(cid)) for cid in SUBSET}
     runs = [json.loads(b) for p, b in posts if p == "/runs"]
     assert len(runs) == len(SUBSET)
     assert {r["reference_example_id"] for r in runs} == {e["id"] for e in examples}
     feedback = [json.loads(b) for p, b in posts if p == "/feedback"]
-    scored = sum(1 for c in subset_report.cases for s in c.scores.values()
-                 if s.score is not None)
+    scored = sum(1 for c in subset_report.cases for s in c.scores.values() if s.score is not None)
     assert len(feedback) == scored
     assert {f["key"] for f in feedback} >= {"schema", "safety", "correctness", "trajectory"}

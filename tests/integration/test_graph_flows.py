@@ -30,8 +30,9 @@ async def ask(runtime: Runtime, text: str, config: dict[str, Any]) -> dict[str, 
     return result
 
 
-async def resume(runtime: Runtime, decisions: list[dict[str, Any]],
-                 config: dict[str, Any]) -> dict[str, Any]:
+async def resume(
+    runtime: Runtime, decisions: list[dict[str, Any]], config: dict[str, Any]
+) -> dict[str, Any]:
     result: dict[str, Any] = await runtime.graph.ainvoke(
         Command(resume={"decisions": decisions}), config, durability=DURABILITY
     )
@@ -60,8 +61,7 @@ async def test_policy_question_is_answered_with_sources_from_the_index(
 
 
 async def test_invented_source_is_removed(runtime: Runtime, mock_llm_clean: None) -> None:
-    out = await ask(runtime, "[[mock:invent-source]] How long is the return window?",
-                    new_config())
+    out = await ask(runtime, "[[mock:invent-source]] How long is the return window?", new_config())
     sources = out["response"]["sources"]
     assert "made-up-policy#9" not in sources
     assert sources and set(sources) <= index_ids(runtime)
@@ -70,8 +70,9 @@ async def test_invented_source_is_removed(runtime: Runtime, mock_llm_clean: None
 async def test_refund_under_threshold_executes_without_approval(
     runtime: Runtime, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
-    out = await ask(runtime, "Please refund $120 on order LS-10007, the tent arrived torn.",
-                    new_config())
+    out = await ask(
+        runtime, "Please refund $120 on order LS-10007, the tent arrived torn.", new_config()
+    )
     assert "__interrupt__" not in out
     [action] = out["response"]["actions"]
     assert (action["name"], action["status"]) == ("issue_refund", "executed")
@@ -176,13 +177,20 @@ async def test_invalid_json_arguments_execute_nothing(
     assert await orders.list_refunds() == []
 
 
-@pytest.mark.parametrize("fault", [
-    {"kind": "status", "status": 429, "retry_after": 0},
-    {"kind": "status", "status": 500},
-    {"kind": "timeout", "delay_s": 3.5},
-], ids=["429", "500", "timeout"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 429, "retry_after": 0},
+        {"kind": "status", "status": 500},
+        {"kind": "timeout", "delay_s": 3.5},
+    ],
+    ids=["429", "500", "timeout"],
+)
 async def test_provider_faults_are_retried_then_fail_clearly_without_half_state(
-    runtime: Runtime, orders: PgOrderStore, mock_llm: Any, mock_llm_clean: None,
+    runtime: Runtime,
+    orders: PgOrderStore,
+    mock_llm: Any,
+    mock_llm_clean: None,
     fault: dict[str, Any],
 ) -> None:
     from core.errors import ProviderError
@@ -212,25 +220,31 @@ async def test_transient_429_is_retried_transparently(
     assert len(await mock_llm.requests()) == 2
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    ("   ", "empty_input"),
-    ("x" * 9000, "input_too_large"),
-    ([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
-     "unsupported_content"),
-], ids=["empty", "oversized", "non-text"])
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        ("   ", "empty_input"),
+        ("x" * 9000, "input_too_large"),
+        (
+            [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+            "unsupported_content",
+        ),
+    ],
+    ids=["empty", "oversized", "non-text"],
+)
 async def test_unacceptable_input_is_refused_with_a_reason_code(
     runtime: Runtime, mock_llm: Any, mock_llm_clean: None, content: Any, code: str
 ) -> None:
-    out = await runtime.graph.ainvoke({"messages": [{"role": "user", "content": content}]},
-                                      new_config(), durability=DURABILITY)
+    out = await runtime.graph.ainvoke(
+        {"messages": [{"role": "user", "content": content}]}, new_config(), durability=DURABILITY
+    )
     assert out["response"]["refusal"] == code
     assert out["response"]["answer"]
     assert await mock_llm.requests() == [], "a refused input never reaches the model"
 
 
 async def test_bad_output_is_repaired_once(runtime: Runtime, mock_llm_clean: None) -> None:
-    out = await ask(runtime, "[[mock:bad-output-once]] What is the return window?",
-                    new_config())
+    out = await ask(runtime, "[[mock:bad-output-once]] What is the return window?", new_config())
     assert out["repairs"] == 1
     assert out["response"]["sources"]
 
@@ -253,8 +267,10 @@ async def test_an_edit_cannot_release_what_the_rules_deny(
     await ask(runtime, "Refund $700 on LS-10007 please.", config)
     limit = runtime.deps.settings.refund_deny_above
     assert limit is not None
-    edited = {"name": "issue_refund",
-              "args": {"order_id": "LS-10007", "amount": float(limit) + 1, "reason": "edited"}}
+    edited = {
+        "name": "issue_refund",
+        "args": {"order_id": "LS-10007", "amount": float(limit) + 1, "reason": "edited"},
+    }
     out = await resume(runtime, [{"type": "edit", "edited_action": edited}], config)
     assert [a["status"] for a in out["response"]["actions"]] == ["denied"]
     assert await refunds_of(orders, "LS-10007") == []

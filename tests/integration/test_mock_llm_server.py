@@ -59,8 +59,14 @@ TOOLS = [search_policies, get_order, issue_refund]
 
 
 def chat_model(mock: MockLLM, **kwargs: Any) -> Any:
-    llm = ChatOpenAI(model="gpt-4o-mini", base_url=mock.base_url, api_key=SecretStr("test"),
-                     stream_usage=True, max_retries=0, **kwargs)
+    llm = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=mock.base_url,
+        api_key=SecretStr("test"),
+        stream_usage=True,
+        max_retries=0,
+        **kwargs,
+    )
     return llm.bind_tools(TOOLS)
 
 
@@ -82,9 +88,10 @@ async def collect(model: Any, messages: list[Any]) -> tuple[AIMessageChunk, int]
 async def sse_events(mock: MockLLM, body: dict[str, Any]) -> list[str]:
     """POST a streaming request with httpx; return the raw `data:` payloads in order."""
     events: list[str] = []
-    async with httpx.AsyncClient(timeout=10) as client, client.stream(
-        "POST", f"{mock.base_url}/chat/completions", json=body
-    ) as response:
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("POST", f"{mock.base_url}/chat/completions", json=body) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = (await response.aread()).decode()
@@ -99,13 +106,17 @@ async def sse_events(mock: MockLLM, body: dict[str, Any]) -> list[str]:
 
 
 async def test_streamed_tool_call_parses_with_usage(mock_llm_clean: MockLLM) -> None:
-    message, chunks = await collect(chat_model(mock_llm_clean),
-                                    conversation("Please refund $700 on LS-10001"))
+    message, chunks = await collect(
+        chat_model(mock_llm_clean), conversation("Please refund $700 on LS-10001")
+    )
     assert chunks > 2
     [call] = message.tool_calls
     assert call["name"] == "issue_refund"
-    assert call["args"] == {"order_id": "LS-10001", "amount": 700,
-                            "reason": "Please refund $700 on LS-10001"}
+    assert call["args"] == {
+        "order_id": "LS-10001",
+        "amount": 700,
+        "reason": "Please refund $700 on LS-10001",
+    }
     assert call["id"] is not None and call["id"].startswith("call_")
     assert message.invalid_tool_calls == []
     assert message.usage_metadata is not None
@@ -116,15 +127,17 @@ async def test_streamed_tool_call_parses_with_usage(mock_llm_clean: MockLLM) -> 
 
 
 async def test_streamed_parallel_tool_calls(mock_llm_clean: MockLLM) -> None:
-    message, _ = await collect(chat_model(mock_llm_clean),
-                               conversation("Refund $50 on LS-10001 and $75 on LS-10002"))
+    message, _ = await collect(
+        chat_model(mock_llm_clean), conversation("Refund $50 on LS-10001 and $75 on LS-10002")
+    )
     got = [(c["name"], c["args"]["order_id"], c["args"]["amount"]) for c in message.tool_calls]
     assert got == [("issue_refund", "LS-10001", 50), ("issue_refund", "LS-10002", 75)]
 
 
 async def test_streamed_text_answer(mock_llm_clean: MockLLM) -> None:
-    message, chunks = await collect(chat_model(mock_llm_clean),
-                                    conversation("Who approves big refunds?", CONTEXT))
+    message, chunks = await collect(
+        chat_model(mock_llm_clean), conversation("Who approves big refunds?", CONTEXT)
+    )
     assert chunks > 5  # word deltas, not one blob
     assert message.tool_calls == []
     parsed = json.loads(str(message.content))
@@ -144,20 +157,29 @@ async def test_non_streamed_invoke(mock_llm_clean: MockLLM) -> None:
 
 
 async def test_rate_limit_fault_raises_with_retry_after(mock_llm_clean: MockLLM) -> None:
-    await mock_llm_clean.add_faults([{"kind": "status", "status": 429, "count": 1,
-                                      "retry_after": 2}])
+    await mock_llm_clean.add_faults(
+        [{"kind": "status", "status": 429, "count": 1, "retry_after": 2}]
+    )
     with pytest.raises(openai.RateLimitError) as caught:
         await chat_model(mock_llm_clean).ainvoke(conversation("hello"))
     assert caught.value.response.headers["retry-after"] == "2"
-    assert caught.value.body == {"message": "Injected 429 fault.", "type": "rate_limit_error",
-                                 "param": None, "code": "rate_limit_exceeded"}
+    assert caught.value.body == {
+        "message": "Injected 429 fault.",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
     # The fault is used up: the next request succeeds.
     await chat_model(mock_llm_clean).ainvoke(conversation("hello"))
 
 
 async def test_status_faults_apply_fifo_to_the_next_n_requests(mock_llm_clean: MockLLM) -> None:
-    await mock_llm_clean.add_faults([{"kind": "status", "status": 503, "count": 2},
-                                     {"kind": "status", "status": 500, "count": 1}])
+    await mock_llm_clean.add_faults(
+        [
+            {"kind": "status", "status": 503, "count": 2},
+            {"kind": "status", "status": 500, "count": 1},
+        ]
+    )
     model = chat_model(mock_llm_clean)
     seen = []
     for _ in range(4):
@@ -202,7 +224,9 @@ async def test_request_log_records_the_request(mock_llm_clean: MockLLM) -> None:
     assert logged["model"] == "gpt-4o-mini"
     assert logged["messages"][-1] == {"role": "user", "content": "where is LS-10003?"}
     assert [t["function"]["name"] for t in logged["tools"]] == [
-        "search_policies", "get_order", "issue_refund"
+        "search_policies",
+        "get_order",
+        "issue_refund",
     ]
     await mock_llm_clean.clear_requests()
     assert await mock_llm_clean.requests() == []
@@ -212,9 +236,13 @@ async def test_request_log_records_the_request(mock_llm_clean: MockLLM) -> None:
 
 
 async def test_sse_tool_call_wire_format(mock_llm_clean: MockLLM) -> None:
-    body = {"model": "my-model", "stream": True, "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": "refund $700 on LS-10001"}],
-            "tools": [issue_refund_schema()]}
+    body = {
+        "model": "my-model",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "refund $700 on LS-10001"}],
+        "tools": [issue_refund_schema()],
+    }
     events = await sse_events(mock_llm_clean, body)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -233,13 +261,17 @@ async def test_sse_tool_call_wire_format(mock_llm_clean: MockLLM) -> None:
     assert finish["delta"] == {} and finish["finish_reason"] == "tool_calls"
     usage = chunks[-1]
     assert usage["choices"] == []
-    assert usage["usage"]["total_tokens"] == (usage["usage"]["prompt_tokens"]
-                                             + usage["usage"]["completion_tokens"])
+    assert usage["usage"]["total_tokens"] == (
+        usage["usage"]["prompt_tokens"] + usage["usage"]["completion_tokens"]
+    )
 
 
 async def test_sse_without_include_usage_has_no_usage_chunk(mock_llm_clean: MockLLM) -> None:
-    body = {"model": "m", "stream": True,
-            "messages": [{"role": "user", "content": "What is the return window?"}]}
+    body = {
+        "model": "m",
+        "stream": True,
+        "messages": [{"role": "user", "content": "What is the return window?"}],
+    }
     events = await sse_events(mock_llm_clean, body)
     chunks = [json.loads(e) for e in events[:-1]]
     assert events[-1] == "[DONE]"
@@ -250,8 +282,11 @@ async def test_sse_without_include_usage_has_no_usage_chunk(mock_llm_clean: Mock
 
 
 async def test_non_streaming_response_shape(mock_llm_clean: MockLLM) -> None:
-    body = {"model": "echo-me", "messages": [{"role": "user", "content": "where is LS-10001"}],
-            "tools": [get_order_schema()]}
+    body = {
+        "model": "echo-me",
+        "messages": [{"role": "user", "content": "where is LS-10001"}],
+        "tools": [get_order_schema()],
+    }
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(f"{mock_llm_clean.base_url}/chat/completions", json=body)
     data = response.json()
@@ -265,8 +300,12 @@ async def test_non_streaming_response_shape(mock_llm_clean: MockLLM) -> None:
 
 async def test_truncate_fault(mock_llm_clean: MockLLM) -> None:
     await mock_llm_clean.add_faults([{"kind": "truncate", "count": 2}])
-    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": "What is the return window?"}]}
+    body = {
+        "model": "m",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "What is the return window?"}],
+    }
     events = await sse_events(mock_llm_clean, body)
     assert events and "[DONE]" not in events
     assert all(json.loads(e)["choices"][0]["finish_reason"] is None for e in events)
@@ -280,8 +319,9 @@ async def test_truncate_fault(mock_llm_clean: MockLLM) -> None:
 
 async def test_invalid_fault_is_rejected(mock_llm_clean: MockLLM) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(f"{mock_llm_clean.root_url}/_mock/faults",
-                                     json=[{"kind": "explode"}])
+        response = await client.post(
+            f"{mock_llm_clean.root_url}/_mock/faults", json=[{"kind": "explode"}]
+        )
     assert response.status_code == 400
     assert "unknown fault kind" in response.json()["error"]["message"]
 
@@ -291,11 +331,16 @@ async def test_invalid_fault_is_rejected(mock_llm_clean: MockLLM) -> None:
 
 async def test_embeddings_are_deterministic_unit_vectors(mock_llm_clean: MockLLM) -> None:
     client = openai.AsyncOpenAI(base_url=mock_llm_clean.base_url, api_key="test", max_retries=0)
-    first = await client.embeddings.create(model="text-embedding-3-small",
-                                           input=["refund window", "shipping costs"])
+    first = await client.embeddings.create(
+        model="text-embedding-3-small", input=["refund window", "shipping costs"]
+    )
     again = await client.embeddings.create(model="text-embedding-3-small", input="refund window")
-    small = await client.embeddings.create(model="text-embedding-3-small", input="refund window",
-                                           dimensions=64, encoding_format="float")
+    small = await client.embeddings.create(
+        model="text-embedding-3-small",
+        input="refund window",
+        dimensions=64,
+        encoding_format="float",
+    )
     await client.close()
     a, b = (d.embedding for d in first.data)
     assert len(a) == 256 and math.isclose(math.fsum(x * x for x in a), 1.0, rel_tol=1e-5)
@@ -317,10 +362,13 @@ async def error_statuses(config: MockConfig, n: int) -> list[int]:
     """Send `n` chat requests to an in-process app; return the status codes."""
     app = create_mock_app(config)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-                                 base_url="http://mock") as client:
-        return [(await client.post("/v1/chat/completions", json=body)).status_code
-                for _ in range(n)]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        base_url="http://mock",
+    ) as client:
+        return [
+            (await client.post("/v1/chat/completions", json=body)).status_code for _ in range(n)
+        ]
 
 
 async def test_error_rate_is_seeded_and_deterministic() -> None:
@@ -339,12 +387,27 @@ def test_cli_rejects_out_of_range_options() -> None:
 
 
 def issue_refund_schema() -> dict[str, Any]:
-    return {"type": "function", "function": {"name": "issue_refund", "parameters": {
-        "type": "object", "properties": {"order_id": {"type": "string"},
-                                         "amount": {"type": "number"},
-                                         "reason": {"type": "string"}}}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": "issue_refund",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "amount": {"type": "number"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    }
 
 
 def get_order_schema() -> dict[str, Any]:
-    return {"type": "function", "function": {"name": "get_order", "parameters": {
-        "type": "object", "properties": {"order_id": {"type": "string"}}}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": "get_order",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+        },
+    }

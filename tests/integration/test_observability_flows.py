@@ -51,8 +51,16 @@ pytestmark = pytest.mark.integration
 MODEL = "gpt-4o-mini"
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
-NODES = ("input_filter", "retrieve", "agent", "guard_tools", "approval", "run_tools",
-         "validate", "finalize")
+NODES = (
+    "input_filter",
+    "retrieve",
+    "agent",
+    "guard_tools",
+    "approval",
+    "run_tools",
+    "validate",
+    "finalize",
+)
 
 
 # ------------------------------------------------------------------------- capture server
@@ -138,15 +146,22 @@ def fx_exporters(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 # ---------------------------------------------------------------- a tiny service around runs
 
 
-async def record_decisions(runtime: Runtime, thread_id: str, user: str,
-                           decisions: list[dict[str, Any]]) -> Any:
+async def record_decisions(
+    runtime: Runtime, thread_id: str, user: str, decisions: list[dict[str, Any]]
+) -> Any:
     """What the service does before a resume runs: record the decision in the queue."""
     from core.identity import Principal
     from server.approvals import decide_in_process
 
     approver = Principal(key_id="k", user_id=user, tenant_id="acme", role="approver")
-    return await decide_in_process(runtime.pool, runtime.graph, thread_id=uuid.UUID(thread_id),
-                                   principal=approver, requester="alice", decisions=decisions)
+    return await decide_in_process(
+        runtime.pool,
+        runtime.graph,
+        thread_id=uuid.UUID(thread_id),
+        principal=approver,
+        requester="alice",
+        decisions=decisions,
+    )
 
 
 async def approve_as_mia(runtime: Runtime, thread_id: str) -> Any:
@@ -160,34 +175,49 @@ def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
         return {"configurable": {"thread_id": thread_id, "user_id": user, "tenant_id": "acme"}}
 
     @post("/threads/{thread_id:str}/runs/wait", status_code=200)
-    async def run_wait(thread_id: Annotated[str, PathParameter()],
-                       data: JSONBody[dict[str, Any]],
-                       request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def run_wait(
+        thread_id: Annotated[str, PathParameter()],
+        data: JSONBody[dict[str, Any]],
+        request: Request[Any, Any, Any],
+    ) -> dict[str, Any]:
         from langgraph.types import Command
 
         config = instrument_run_config(
-            base_config(thread_id, data.get("user", "alice")), run_id=data["run_id"],
-            request_id=request_id_of(request))
+            base_config(thread_id, data.get("user", "alice")),
+            run_id=data["run_id"],
+            request_id=request_id_of(request),
+        )
         graph_input: Any = {"messages": [{"role": "user", "content": data.get("text")}]}
         if "resume" in data:
-            graph_input = Command(resume=await record_decisions(
-                runtime, thread_id, data.get("user", "alice"), data["resume"]["decisions"]))
+            graph_input = Command(
+                resume=await record_decisions(
+                    runtime, thread_id, data.get("user", "alice"), data["resume"]["decisions"]
+                )
+            )
         out = await runtime.graph.ainvoke(graph_input, config, durability=DURABILITY)
         response = out.get("response") or {}
-        return {"interrupted": "__interrupt__" in out, "actions": response.get("actions", []),
-                "refusal": response.get("refusal")}
+        return {
+            "interrupted": "__interrupt__" in out,
+            "actions": response.get("actions", []),
+            "refusal": response.get("refusal"),
+        }
 
     @post("/threads/{thread_id:str}/runs", status_code=202)
-    async def run_create(thread_id: Annotated[str, PathParameter()],
-                         data: JSONBody[dict[str, Any]],
-                         request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def run_create(
+        thread_id: Annotated[str, PathParameter()],
+        data: JSONBody[dict[str, Any]],
+        request: Request[Any, Any, Any],
+    ) -> dict[str, Any]:
         # A background run: the worker executes it later, in another task.
         queued["traceparent"] = current_traceparent() or ""
         queued["request_id"] = request_id_of(request) or ""
         return {"run_id": data["run_id"]}
 
-    return Litestar(route_handlers=[run_wait, run_create, metrics_endpoint],
-                    middleware=[ObservabilityMiddleware()], logging_config=None)
+    return Litestar(
+        route_handlers=[run_wait, run_create, metrics_endpoint],
+        middleware=[ObservabilityMiddleware()],
+        logging_config=None,
+    )
 
 
 def client_for(app: Litestar) -> httpx.AsyncClient:
@@ -202,8 +232,7 @@ def otlp_spans(capture: Capture) -> tuple[list[Any], dict[str, Any]]:
     spans: list[Any] = []
     resource: dict[str, Any] = {}
     for headers, body in capture.bodies("/v1/traces"):
-        assert headers.get("Content-Type", headers.get("content-type")) == \
-            "application/x-protobuf"
+        assert headers.get("Content-Type", headers.get("content-type")) == "application/x-protobuf"
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         for resource_spans in request.resource_spans:
@@ -276,18 +305,26 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
     queued: dict[str, str] = {}
     async with client_for(make_app(runtime, queued)) as client:
         first = await client.post(
-            f"/threads/{thread}/runs/wait", headers={"x-request-id": "req-wait-1"},
-            json={"run_id": run_1, "text": f"Refund $700 on LS-10007 please. I am {EMAIL}."})
+            f"/threads/{thread}/runs/wait",
+            headers={"x-request-id": "req-wait-1"},
+            json={"run_id": run_1, "text": f"Refund $700 on LS-10007 please. I am {EMAIL}."},
+        )
         assert first.status_code == 200 and first.json()["interrupted"] is True
-        created = await client.post(f"/threads/{thread}/runs", json={"run_id": run_2},
-                                    headers={"x-request-id": "req-create-2"})
+        created = await client.post(
+            f"/threads/{thread}/runs",
+            json={"run_id": run_2},
+            headers={"x-request-id": "req-create-2"},
+        )
         assert created.status_code == 202
     # The "worker": another task, parented by the traceparent stored with the queued run.
     from langgraph.types import Command
 
     config = instrument_run_config(
         {"configurable": {"thread_id": thread, "user_id": "mia", "tenant_id": "acme"}},
-        run_id=run_2, request_id=queued["request_id"], traceparent=queued["traceparent"])
+        run_id=run_2,
+        request_id=queued["request_id"],
+        traceparent=queued["traceparent"],
+    )
     resume = await approve_as_mia(runtime, thread)
     out = await runtime.graph.ainvoke(Command(resume=resume), config, durability=DURABILITY)
     assert out["response"]["actions"][0]["status"] == "executed"
@@ -309,7 +346,10 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
     for run_id, user in ((run_1, "alice"), (run_2, "mia")):
         a = attrs(runs[run_id])
         assert (a["steward.thread_id"], a["steward.tenant_id"], a["steward.user_id"]) == (
-            thread, "acme", user)
+            thread,
+            "acme",
+            user,
+        )
         assert a["gen_ai.conversation.id"] == thread
     assert attrs(runs[run_1])["steward.outcome"] == "interrupted"
     assert attrs(runs[run_2])["steward.outcome"] == "success"
@@ -328,8 +368,9 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
     for node in NODES:
         node_spans = [s for s in spans if s.name == f"node {node}"]
         assert node_spans, f"no span for node {node} in {names}"
-        assert all(parent(s) is not None and parent(s).name == "invoke_agent agent"
-                   for s in node_spans)
+        assert all(
+            parent(s) is not None and parent(s).name == "invoke_agent agent" for s in node_spans
+        )
     chats = [s for s in spans if s.name == f"chat {MODEL}"]
     assert len(chats) == 2 and all(parent(s).name == "node agent" for s in chats)
     assert all(attrs(s)["gen_ai.usage.input_tokens"] > 0 for s in chats)
@@ -341,8 +382,7 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
 
     # ---- LangSmith (multipart ingestion)
     ls_runs, raw = langsmith_runs(exporters)
-    roots = [r for r in ls_runs.values() if r.get("name") == "agent"
-             and not r.get("parent_run_id")]
+    roots = [r for r in ls_runs.values() if r.get("name") == "agent" and not r.get("parent_run_id")]
     metadata = {r["extra"]["metadata"]["run_id"]: r["extra"]["metadata"] for r in roots}
     assert set(metadata) == {run_1, run_2}
     for run_id, user in ((run_1, "alice"), (run_2, "mia")):
@@ -368,18 +408,31 @@ async def test_metrics_endpoint_exposes_the_series_after_a_refund_flow(
     try:
         async with client_for(make_app(runtime, queued)) as client:
             before = metric_values((await client.get("/metrics")).text)
-            small = await client.post(f"/threads/{uuid.uuid4()}/runs/wait", json={
-                "run_id": "m-1", "text": "Please refund $120 on order LS-10011, it arrived "
-                                         "damaged."})
+            small = await client.post(
+                f"/threads/{uuid.uuid4()}/runs/wait",
+                json={
+                    "run_id": "m-1",
+                    "text": "Please refund $120 on order LS-10011, it arrived damaged.",
+                },
+            )
             assert small.json()["actions"][0]["status"] == "executed"
-            held = await client.post(f"/threads/{thread}/runs/wait", json={
-                "run_id": "m-2", "text": "Refund $700 on LS-10007 please."})
+            held = await client.post(
+                f"/threads/{thread}/runs/wait",
+                json={"run_id": "m-2", "text": "Refund $700 on LS-10007 please."},
+            )
             assert held.json()["interrupted"] is True
-            approved = await client.post(f"/threads/{thread}/runs/wait", json={
-                "run_id": "m-3", "user": "mia", "resume": {"decisions": [{"type": "approve"}]}})
+            approved = await client.post(
+                f"/threads/{thread}/runs/wait",
+                json={
+                    "run_id": "m-3",
+                    "user": "mia",
+                    "resume": {"decisions": [{"type": "approve"}]},
+                },
+            )
             assert approved.json()["actions"][0]["status"] == "executed"
-            blocked = await client.post(f"/threads/{uuid.uuid4()}/runs/wait", json={
-                "run_id": "m-4", "text": "   "})
+            blocked = await client.post(
+                f"/threads/{uuid.uuid4()}/runs/wait", json={"run_id": "m-4", "text": "   "}
+            )
             assert blocked.json()["refusal"] == "empty_input"
             response = await client.get("/metrics")
     finally:
@@ -417,14 +470,27 @@ async def test_metrics_endpoint_exposes_the_series_after_a_refund_flow(
     assert "# TYPE steward_approval_decision_seconds histogram" in text
     assert d("steward_retrieval_hits_count") == 2  # the two new turns; not resume, not refusal
     # HTTP latency by route template
-    assert d("steward_http_request_duration_seconds_count", method="POST",
-             route="/threads/{thread_id}/runs/wait", status="200") == 4
-    assert d("steward_http_request_duration_seconds_count", method="GET", route="/metrics",
-             status="200") == 1
+    assert (
+        d(
+            "steward_http_request_duration_seconds_count",
+            method="POST",
+            route="/threads/{thread_id}/runs/wait",
+            status="200",
+        )
+        == 4
+    )
+    assert (
+        d(
+            "steward_http_request_duration_seconds_count",
+            method="GET",
+            route="/metrics",
+            status="200",
+        )
+        == 1
+    )
     # checkpoint pool usage (psycopg_pool get_stats)
     pool = runtime.pool.name
-    assert after[("steward_db_pool_pool_max", frozenset({("pool", pool)}))] == \
-        runtime.pool.max_size
+    assert after[("steward_db_pool_pool_max", frozenset({("pool", pool)}))] == runtime.pool.max_size
     assert after[("steward_db_pool_requests_total", frozenset({("pool", pool)}))] > 0
     assert ("steward_db_pool_pool_available", frozenset({("pool", pool)})) in after
 
@@ -441,8 +507,9 @@ async def test_pending_approvals_gauge_counts_the_approvals_table(
         assert await refresh_approvals_pending(pool) is None, "no table yet: left alone"
         async with pool.connection() as conn:
             await conn.execute("CREATE TABLE approvals (status text NOT NULL)")
-            await conn.execute("INSERT INTO approvals VALUES ('pending'), ('pending'), "
-                               "('approved'), ('rejected')")
+            await conn.execute(
+                "INSERT INTO approvals VALUES ('pending'), ('pending'), ('approved'), ('rejected')"
+            )
         assert await refresh_approvals_pending(pool) == 2
     assert REGISTRY.get_sample_value("steward_approvals_pending") == 2
 
@@ -454,17 +521,28 @@ async def test_no_log_line_contains_the_raw_pii_of_the_input(
     root = logging.getLogger()
     level = root.level
     configure_logging(fmt="json", level="DEBUG", stream=stream)
-    message = (f"Hi, this is Jane ({EMAIL}, card {CARD}). Please refund $120 on order "
-               f"LS-10011, it arrived damaged.")
+    message = (
+        f"Hi, this is Jane ({EMAIL}, card {CARD}). Please refund $120 on order "
+        f"LS-10011, it arrived damaged."
+    )
     try:
         config = instrument_run_config(
-            {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": "jane",
-                              "tenant_id": "acme"}}, run_id="pii-run")
-        out = await runtime.graph.ainvoke({"messages": [{"role": "user", "content": message}]},
-                                          config, durability=DURABILITY)
+            {
+                "configurable": {
+                    "thread_id": str(uuid.uuid4()),
+                    "user_id": "jane",
+                    "tenant_id": "acme",
+                }
+            },
+            run_id="pii-run",
+        )
+        out = await runtime.graph.ainvoke(
+            {"messages": [{"role": "user", "content": message}]}, config, durability=DURABILITY
+        )
         # What a library (or a careless debug line) might do with the same text:
         logging.getLogger("openai._base_client").debug(
-            "Request options: %s", {"json_data": {"messages": [{"content": message}]}})
+            "Request options: %s", {"json_data": {"messages": [{"content": message}]}}
+        )
         logging.getLogger("nodes.agent").info("user context", extra={"user_message": message})
     finally:
         reset_logging()
@@ -479,8 +557,12 @@ async def test_no_log_line_contains_the_raw_pii_of_the_input(
     [started] = [line for line in lines if line["event"] == "run started"]
     assert "[email]" in started["input_preview"] and "[card]" in started["input_preview"]
     run_lines = [line for line in lines if line["logger"] == "steward.run"]
-    assert all(line["run_id"] == "pii-run" and line["tenant_id"] == "acme"
-               for line in run_lines)
+    assert all(line["run_id"] == "pii-run" and line["tenant_id"] == "acme" for line in run_lines)
     assert {line["event"] for line in run_lines} >= {
-        "run started", "retrieval hits", "llm call", "tool call decided",
-        "tool call executed", "run finished"}
+        "run started",
+        "retrieval hits",
+        "llm call",
+        "tool call decided",
+        "tool call executed",
+        "run finished",
+    }

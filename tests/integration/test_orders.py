@@ -15,6 +15,7 @@ from core.domain.types import RefundRefused, RefundRequest, RefundResult, action
 
 pytestmark = pytest.mark.integration
 
+
 async def refund(
     orders: PgOrderStore,
     order_id: str,
@@ -26,16 +27,18 @@ async def refund(
 ) -> RefundResult:
     """What run_tools asks the store: `key` stands for the user request (message id)."""
     args = {"order_id": order_id, "amount": amount, "reason": "damaged in transit"}
-    return await orders.issue_refund(RefundRequest(
-        order_id=order_id,
-        amount=Decimal(amount),
-        reason="damaged in transit",
-        thread_id=thread_id,
-        tool_call_id=call_id or f"call-{key}",
-        request_id=key,
-        requested_by="user-1",
-        args_hash=action_hash("issue_refund", args),
-    ))
+    return await orders.issue_refund(
+        RefundRequest(
+            order_id=order_id,
+            amount=Decimal(amount),
+            reason="damaged in transit",
+            thread_id=thread_id,
+            tool_call_id=call_id or f"call-{key}",
+            request_id=key,
+            requested_by="user-1",
+            args_hash=action_hash("issue_refund", args),
+        )
+    )
 
 
 async def test_demo_orders_are_seeded(orders: PgOrderStore) -> None:
@@ -65,8 +68,7 @@ async def test_get_order_reports_refunded_and_refundable(orders: PgOrderStore) -
 
     after = await orders.get_order("LS-10008")
     assert after is not None
-    assert (after["total"], after["refunded"], after["refundable"]) == (
-        "238.00", "50.10", "187.90")
+    assert (after["total"], after["refunded"], after["refundable"]) == ("238.00", "50.10", "187.90")
     assert await orders.get_order("LS-99999") is None
 
 

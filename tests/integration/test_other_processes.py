@@ -42,8 +42,12 @@ async def run_process(
     args: list[str], env: dict[str, str], stdin: str = ""
 ) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=120)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -68,11 +72,13 @@ async def test_a_resume_from_another_process_cannot_invent_a_reviewer(
     config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "user_id": "alice"}}
     paused = await runtime.graph.ainvoke(
         {"messages": [{"role": "user", "content": "Refund $700 on LS-10007 please."}]},
-        config, durability=DURABILITY,
+        config,
+        durability=DURABILITY,
     )
     assert paused["__interrupt__"]
-    code, out, err = await run_process([sys.executable, "-c", RESUME_SCRIPT, thread_id],
-                                       env_for(settings))
+    code, out, err = await run_process(
+        [sys.executable, "-c", RESUME_SCRIPT, thread_id], env_for(settings)
+    )
     assert code == 0, err[-2000:]
     response = json.loads(out.strip().splitlines()[-1])
     assert response["actions"][0]["status"] == "failed"
@@ -84,10 +90,13 @@ async def test_a_resume_from_another_process_cannot_invent_a_reviewer(
 async def test_terminal_chat_asks_for_approval_inline(
     settings: Settings, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
-    script = ("What is the return window?\nRefund $40 on LS-10002 please.\n"
-              "Refund $700 on LS-10007 please.\n/quit\n")
-    code, out, err = await run_process([sys.executable, "-m", "steward", "chat"],
-                                       env_for(settings), stdin=script)
+    script = (
+        "What is the return window?\nRefund $40 on LS-10002 please.\n"
+        "Refund $700 on LS-10007 please.\n/quit\n"
+    )
+    code, out, err = await run_process(
+        [sys.executable, "-m", "steward", "chat"], env_for(settings), stdin=script
+    )
     assert code == 0, err[-2000:]
     assert "Approval needed" in out
     assert "approval queue" in out

@@ -53,8 +53,7 @@ async def stored_and_rebuilt(
     rt: Runtime, tid: uuid.UUID, run_id: str, modes: list[str]
 ) -> tuple[list[Any], list[Any]]:
     stored = [(e, d) for _, e, d in await events_of(rt, run_id) if e in STEP_EVENTS]
-    rebuilt = await step_events(rt.graph, {"configurable": {"thread_id": str(tid)}}, run_id,
-                                modes)
+    rebuilt = await step_events(rt.graph, {"configurable": {"thread_id": str(tid)}}, run_id, modes)
     return stored, [(e, json.loads(d)) for e, d in rebuilt]
 
 
@@ -65,16 +64,19 @@ async def test_rebuilt_events_equal_what_live_runs_emitted(
     service = RunService(rt)
     tid = await new_thread(rt)
     runs = []
-    question = await service.create(ALICE, tid, body(input=ask("How long is the return window?"),
-                                                     stream_mode=modes))
+    question = await service.create(
+        ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=modes)
+    )
     assert await wait_status(rt, question.run_id, {"success", "error"}) == "success"
     runs.append(question.run_id)
-    small = await service.create(ALICE, tid, body(input=ask("Refund $20 on LS-10002 please."),
-                                                  stream_mode=modes))
+    small = await service.create(
+        ALICE, tid, body(input=ask("Refund $20 on LS-10002 please."), stream_mode=modes)
+    )
     assert await wait_status(rt, small.run_id, {"success", "error"}) == "success"
     runs.append(small.run_id)
-    held = await service.create(ALICE, tid, body(input=ask("Refund $600 on LS-10017 please."),
-                                                 stream_mode=modes))
+    held = await service.create(
+        ALICE, tid, body(input=ask("Refund $600 on LS-10017 please."), stream_mode=modes)
+    )
     assert await wait_status(rt, held.run_id, {"interrupted", "error"}) == "interrupted"
     runs.append(held.run_id)
     resume = {"resume": {"decisions": [{"type": "approve"}]}}
@@ -110,7 +112,8 @@ async def test_a_run_that_died_before_recording_its_end_still_ends_its_stream(
     await worker.start()
     try:
         run = await RunService(rt).create(
-            ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=BOTH))
+            ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=BOTH)
+        )
         await asyncio.wait_for(stuck.wait(), timeout=60)
         assert await wait_status(rt, run.run_id, {"success", "error"}, within=60) == "success"
     finally:
@@ -128,8 +131,9 @@ async def test_a_taken_over_run_stores_the_steps_its_dead_attempt_never_stored(
     """Attempt 1 checkpoints steps but cannot store their events, then loses its lease."""
     real_insert = repo.insert_events
 
-    async def refuse_first_attempt(conn: Any, run_id: uuid.UUID, events: Any, *,
-                                   fence: tuple[str, int] | None = None) -> bool:
+    async def refuse_first_attempt(
+        conn: Any, run_id: uuid.UUID, events: Any, *, fence: tuple[str, int] | None = None
+    ) -> bool:
         if fence is not None and fence[1] == 1:
             raise psycopg.OperationalError("injected: events of attempt 1 are not stored")
         return await real_insert(conn, run_id, events, fence=fence)
@@ -141,7 +145,8 @@ async def test_a_taken_over_run_stores_the_steps_its_dead_attempt_never_stored(
     await worker.start()
     try:
         run = await RunService(rt).create(
-            ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=BOTH))
+            ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=BOTH)
+        )
         deadline = time.monotonic() + 60
         while not await mock_llm.requests():  # attempt 1 is in its model call
             assert time.monotonic() < deadline
@@ -149,7 +154,9 @@ async def test_a_taken_over_run_stores_the_steps_its_dead_attempt_never_stored(
         async with rt.pool.connection() as conn:  # its replica "dies": another worker id
             await conn.execute(
                 "UPDATE runs SET worker_id = 'dead-replica', lease_expires_at = now()"
-                " WHERE run_id = %s", (uuid.UUID(run.run_id),))
+                " WHERE run_id = %s",
+                (uuid.UUID(run.run_id),),
+            )
         assert await wait_status(rt, run.run_id, {"success", "error"}, within=90) == "success"
     finally:
         await worker.stop()
@@ -225,11 +232,16 @@ async def test_a_takeover_at_an_interrupt_before_breakpoint_does_not_run_past_it
     tid = await new_thread(rt)
     await worker.start()
     try:
-        run = await RunService(rt).create(ALICE, tid, body(
-            input=ask("How long is the return window?"), interrupt_before=["agent"]))
+        run = await RunService(rt).create(
+            ALICE,
+            tid,
+            body(input=ask("How long is the return window?"), interrupt_before=["agent"]),
+        )
         await asyncio.wait_for(stuck.wait(), timeout=60)
-        assert await wait_status(rt, run.run_id, {"success", "interrupted", "error"},
-                                 within=60) == "interrupted"
+        assert (
+            await wait_status(rt, run.run_id, {"success", "interrupted", "error"}, within=60)
+            == "interrupted"
+        )
     finally:
         await worker.stop()
     async with rt.pool.connection() as conn:

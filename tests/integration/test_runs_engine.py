@@ -59,8 +59,13 @@ async def fx_runtime(
     engine_db: str, steward_home: Path, mock_llm: MockLLM
 ) -> AsyncIterator[Runtime]:
     settings = Settings(
-        home=steward_home, database_url=engine_db, openai_base_url=mock_llm.base_url,
-        openai_api_key=SecretStr("test-key"), llm_timeout_s=30.0, db_pool_min=4, db_pool_max=20,
+        home=steward_home,
+        database_url=engine_db,
+        openai_base_url=mock_llm.base_url,
+        openai_api_key=SecretStr("test-key"),
+        llm_timeout_s=30.0,
+        db_pool_min=4,
+        db_pool_max=20,
     )
     async with open_runtime(settings) as runtime:
         await seed_demo_orders(runtime.pool)
@@ -81,8 +86,13 @@ async def fx_clean(rt: Runtime, mock_llm: MockLLM) -> AsyncIterator[None]:
 
 
 def quick_config(**overrides: Any) -> WorkerConfig:
-    base: dict[str, Any] = {"slots": 4, "lease_s": 3.0, "poll_s": 0.2, "graph_instances": 2,
-                            "shutdown_grace_s": 2.0}
+    base: dict[str, Any] = {
+        "slots": 4,
+        "lease_s": 3.0,
+        "poll_s": 0.2,
+        "graph_instances": 2,
+        "shutdown_grace_s": 2.0,
+    }
     return WorkerConfig(**{**base, **overrides})
 
 
@@ -151,8 +161,9 @@ async def test_claims_are_fifo_and_skip_threads_with_a_running_run(
     a1 = await service.create(ALICE, thread_a, body(input=QUESTION))
     a2 = await service.create(ALICE, thread_a, body(input=QUESTION))
     b1 = await service.create(ALICE, thread_b, body(input=QUESTION))
-    delayed = await service.create(ALICE, await new_thread(rt), body(input=QUESTION,
-                                                                      after_seconds=60))
+    delayed = await service.create(
+        ALICE, await new_thread(rt), body(input=QUESTION, after_seconds=60)
+    )
     assert {a1.status, a2.status, b1.status, delayed.status} == {"pending"}
     claimed = []
     async with rt.pool.connection() as conn:
@@ -162,8 +173,9 @@ async def test_claims_are_fifo_and_skip_threads_with_a_running_run(
     # a2 waits behind a1 (same thread), the delayed run is not due yet.
     assert claimed == [a1.run_id, b1.run_id, None]
     async with rt.pool.connection() as conn:
-        await conn.execute("UPDATE runs SET status = 'success' WHERE run_id = %s",
-                           (uuid.UUID(a1.run_id),))
+        await conn.execute(
+            "UPDATE runs SET status = 'success' WHERE run_id = %s", (uuid.UUID(a1.run_id),)
+        )
         row = await repo.claim_next(conn, "w-test", 30.0)
     assert row is not None and str(row["run_id"]) == a2.run_id
     assert await thread_status(rt, thread_a) == "busy"
@@ -175,16 +187,16 @@ async def test_the_database_allows_one_running_run_per_thread(rt: Runtime, clean
     first = await service.create(ALICE, tid, body(input=QUESTION))
     second = await service.create(ALICE, tid, body(input=QUESTION))
     async with rt.pool.connection() as conn:
-        await conn.execute("UPDATE runs SET status = 'running' WHERE run_id = %s",
-                           (uuid.UUID(first.run_id),))
+        await conn.execute(
+            "UPDATE runs SET status = 'running' WHERE run_id = %s", (uuid.UUID(first.run_id),)
+        )
         with pytest.raises(psycopg.errors.UniqueViolation):
-            await conn.execute("UPDATE runs SET status = 'running' WHERE run_id = %s",
-                               (uuid.UUID(second.run_id),))
+            await conn.execute(
+                "UPDATE runs SET status = 'running' WHERE run_id = %s", (uuid.UUID(second.run_id),)
+            )
 
 
-async def test_concurrent_claimers_never_run_two_runs_of_a_thread(
-    rt: Runtime, clean: None
-) -> None:
+async def test_concurrent_claimers_never_run_two_runs_of_a_thread(rt: Runtime, clean: None) -> None:
     service = RunService(rt)
     threads = [await new_thread(rt) for _ in range(6)]
     for tid in threads:
@@ -224,8 +236,9 @@ async def test_create_applies_visibility_and_multitask_reject(rt: Runtime, clean
         await service.create(BOB, tid, body(input=QUESTION))
     with pytest.raises(NotFound):
         await service.create(ALICE, uuid.uuid4(), body(input=QUESTION))
-    created = await service.create(ALICE, uuid.uuid4(), body(input=QUESTION,
-                                                             if_not_exists="create"))
+    created = await service.create(
+        ALICE, uuid.uuid4(), body(input=QUESTION, if_not_exists="create")
+    )
     assert created.status == "pending"
     with pytest.raises(Forbidden):
         await service.create(ALICE, tid, body(command={"goto": "run_tools"}))
@@ -246,8 +259,9 @@ async def test_worker_runs_a_queue_in_order_and_records_events(
 ) -> None:
     service = RunService(rt)
     tid = await new_thread(rt)
-    first = await service.create(ALICE, tid, body(input=QUESTION,
-                                                  stream_mode=["values", "updates"]))
+    first = await service.create(
+        ALICE, tid, body(input=QUESTION, stream_mode=["values", "updates"])
+    )
     second = await service.create(ALICE, tid, body(input=QUESTION))
     assert await wait_status(rt, second.run_id, {"success", "error"}) == "success"
     assert await status_of(rt, first.run_id) == "success"
@@ -275,8 +289,9 @@ async def test_expired_lease_is_taken_over_from_the_last_checkpoint(
         row = await repo.claim_next(conn, "dead-replica", 0.5)
     assert row is not None and str(row["run_id"]) == run.run_id
     config = build_config(dict(row), rt.deps.settings.recursion_limit)
-    async for _ in rt.graph.astream(QUESTION, config, durability="sync",
-                                    interrupt_after=["retrieve"]):
+    async for _ in rt.graph.astream(
+        QUESTION, config, durability="sync", interrupt_after=["retrieve"]
+    ):
         pass
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
     assert state.next == ("agent",)
@@ -331,8 +346,10 @@ async def test_hand_overs_are_not_lost_leases(rt: Runtime, clean: None) -> None:
     worker = RunWorker(rt, rt.deps.settings, config=quick_config())
     assert await worker.reap_expired() == 1
     async with rt.pool.connection() as conn:
-        cur = await conn.execute("SELECT status, attempt, lost_leases FROM runs"
-                                 " WHERE run_id = %s", (uuid.UUID(run.run_id),))
+        cur = await conn.execute(
+            "SELECT status, attempt, lost_leases FROM runs WHERE run_id = %s",
+            (uuid.UUID(run.run_id),),
+        )
         row = await cur.fetchone()
     assert row is not None
     assert (row["status"], row["attempt"], row["lost_leases"]) == ("pending", 6, 1)
@@ -443,8 +460,9 @@ async def test_cancel_pending_runs_without_a_worker(rt: Runtime, clean: None) ->
     second = await service.create(ALICE, tid, body(input=QUESTION))
     await service.cancel(ALICE, tid, first.run_id)
     assert await status_of(rt, first.run_id) == "interrupted"
-    await service.cancel_many(ALICE, thread_id=str(tid), run_ids=None, status="pending",
-                              action="rollback")
+    await service.cancel_many(
+        ALICE, thread_id=str(tid), run_ids=None, status="pending", action="rollback"
+    )
     assert await status_of(rt, second.run_id) is None
     assert await thread_status(rt, tid) == "idle"
 
@@ -482,9 +500,7 @@ async def test_shutdown_gives_runs_back_to_the_queue(
         await worker.stop()
 
 
-async def test_resume_of_an_approval_needs_an_approver(
-    rt: Runtime, worker: RunWorker
-) -> None:
+async def test_resume_of_an_approval_needs_an_approver(rt: Runtime, worker: RunWorker) -> None:
     service = RunService(rt)
     tid = await new_thread(rt)
     ask = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
@@ -499,8 +515,9 @@ async def test_resume_of_an_approval_needs_an_approver(
         await service.create(MIA, tid, body(command=resume))
     assert await wait_status(rt, approved.run_id, {"success", "error"}) == "success"
     async with rt.pool.connection() as conn:
-        cur = await conn.execute("SELECT approved_by FROM refunds WHERE thread_id = %s",
-                                 (str(tid),))
+        cur = await conn.execute(
+            "SELECT approved_by FROM refunds WHERE thread_id = %s", (str(tid),)
+        )
         rows = await cur.fetchall()
     assert [r["approved_by"] for r in rows] == ["mia"]
     assert await thread_status(rt, tid) == "idle"
@@ -516,21 +533,24 @@ async def test_resume_of_an_approval_needs_an_approver(
     assert str(approval["resume_run_id"]) == approved.run_id
 
 
-async def test_a_run_can_start_from_an_earlier_checkpoint(
-    rt: Runtime, worker: RunWorker
-) -> None:
+async def test_a_run_can_start_from_an_earlier_checkpoint(rt: Runtime, worker: RunWorker) -> None:
     service = RunService(rt)
     tid = await new_thread(rt)
     first = await service.create(ALICE, tid, body(input=QUESTION))
     assert await wait_status(rt, first.run_id, {"success", "error"}) == "success"
-    history = [s async for s in rt.graph.aget_state_history(
-        {"configurable": {"thread_id": str(tid)}})]
+    history = [
+        s async for s in rt.graph.aget_state_history({"configurable": {"thread_id": str(tid)}})
+    ]
     start = next(s for s in history if s.next == ("input_filter",))
     checkpoint_id = start.config["configurable"]["checkpoint_id"]
-    fork = await service.create(ALICE, tid, body(
-        checkpoint_id=checkpoint_id,
-        input={"messages": [{"role": "user", "content": "Is customer data encrypted?"}]},
-    ))
+    fork = await service.create(
+        ALICE,
+        tid,
+        body(
+            checkpoint_id=checkpoint_id,
+            input={"messages": [{"role": "user", "content": "Is customer data encrypted?"}]},
+        ),
+    )
     assert fork.kwargs["checkpoint"]["checkpoint_id"] == checkpoint_id
     assert await wait_status(rt, fork.run_id, {"success", "error"}) == "success"
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
@@ -548,15 +568,18 @@ async def test_a_queued_resume_by_a_user_is_refused_when_it_runs(
     ask = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
     run = await service.create(ALICE, tid, body(input=ask))
     with pytest.raises((Conflict, Forbidden)):  # bound at creation: nothing waits yet
-        await service.create(ALICE, tid, body(command={"resume": {
-            "decisions": [{"type": "approve"}]}}))
+        await service.create(
+            ALICE, tid, body(command={"resume": {"decisions": [{"type": "approve"}]}})
+        )
     assert await wait_status(rt, run.run_id, {"interrupted", "error", "success"}) == "interrupted"
     with pytest.raises(Forbidden):  # and once it waits, a user may not answer it
-        await service.create(ALICE, tid, body(command={"resume": {
-            "decisions": [{"type": "approve"}]}}))
+        await service.create(
+            ALICE, tid, body(command={"resume": {"decisions": [{"type": "approve"}]}})
+        )
     async with rt.pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) AS n FROM refunds WHERE thread_id = %s",
-                                 (str(tid),))
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM refunds WHERE thread_id = %s", (str(tid),)
+        )
         refunds = await cur.fetchone()
     assert refunds is not None and refunds["n"] == 0
     assert await thread_status(rt, tid) == "interrupted"
@@ -622,11 +645,16 @@ async def test_several_savers_lift_the_instance_lock(engine_db: str, clean: None
     on the shared pool. One saver never has two statements in flight; four savers do.
     (Throughput figures: bench/saver_lock.py.)
     """
-    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0,
-                              "row_factory": dict_row, "cursor_factory": _DelayedCursor}
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": 0,
+        "row_factory": dict_row,
+        "cursor_factory": _DelayedCursor,
+    }
     pool: Any
-    async with AsyncConnectionPool(engine_db, min_size=8, max_size=8, kwargs=kwargs,
-                                   open=False) as pool:
+    async with AsyncConnectionPool(
+        engine_db, min_size=8, max_size=8, kwargs=kwargs, open=False
+    ) as pool:
         await pool.open(wait=True)
         overlap: dict[int, int] = {}
         for savers in (1, 4):

@@ -26,8 +26,15 @@ async def held_run(pool: DbPool) -> uuid.UUID:
     async with pool.connection() as conn, conn.transaction():
         await repo.insert_thread(conn, thread_id, tenant_id="t-events", owner_id="u")
         await repo.insert_run(
-            conn, run_id=run_id, thread_id=thread_id, tenant_id="t-events", owner_id="u",
-            assistant_id="agent", kwargs="{}", metadata="{}", multitask_strategy="enqueue",
+            conn,
+            run_id=run_id,
+            thread_id=thread_id,
+            tenant_id="t-events",
+            owner_id="u",
+            assistant_id="agent",
+            kwargs="{}",
+            metadata="{}",
+            multitask_strategy="enqueue",
             after_seconds=None,
         )
         await conn.execute(
@@ -80,11 +87,14 @@ async def test_closing_the_writer_during_a_flush_loses_no_event(
 async def test_300_enqueues_on_one_thread_never_deadlock(server: RunningServer) -> None:
     """Creates lock thread then runs; finishes now lock in the same order (docs)."""
     key = await server.keys("burst", f"t-{uuid.uuid4().hex[:8]}", "user")
-    body = {"assistant_id": "agent",
-            "input": {"messages": [{"role": "user", "content": "What is the return window?"}]},
-            "multitask_strategy": "enqueue"}
-    async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key},
-                                 timeout=120) as http:
+    body = {
+        "assistant_id": "agent",
+        "input": {"messages": [{"role": "user", "content": "What is the return window?"}]},
+        "multitask_strategy": "enqueue",
+    }
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"x-api-key": key}, timeout=120
+    ) as http:
         tid = (await http.post("/threads", json={})).json()["thread_id"]
         gate = asyncio.Semaphore(30)
 

@@ -188,8 +188,9 @@ async def test_state_update_and_history(server: RunningServer, tenant: str) -> N
     ids = [h["checkpoint"]["checkpoint_id"] for h in history]
     assert ids[:2] == [second_id, first_id], "newest first"
     assert len(await client.threads.get_history(tid, limit=1)) == 1
-    older = await client.threads.get_history(tid, before={"configurable": {
-        "checkpoint_id": second_id}})
+    older = await client.threads.get_history(
+        tid, before={"configurable": {"checkpoint_id": second_id}}
+    )
     assert older[0]["checkpoint"]["checkpoint_id"] == first_id
 
     thread = await client.threads.get(tid)
@@ -201,8 +202,9 @@ async def test_state_update_and_history(server: RunningServer, tenant: str) -> N
 
     await client.threads.delete(tid)
     async with server.keys.pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s",
-                                 (tid,))
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (tid,)
+        )
         row = await cur.fetchone()
     assert row is not None and row["n"] == 0, "deleting a thread deletes its checkpoints"
 
@@ -224,13 +226,19 @@ async def test_bad_bodies(server: RunningServer, tenant: str) -> None:
     unknown = await _post(server, key, "/threads", json={"ttl": {"ttl": 5}})
     assert unknown.status_code == 422 and "ttl" in unknown.json()["detail"]
 
-    malformed = await _post(server, key, "/threads", content=b'{"metadata": {',
-                            headers={"content-type": "application/json"})
+    malformed = await _post(
+        server,
+        key,
+        "/threads",
+        content=b'{"metadata": {',
+        headers={"content-type": "application/json"},
+    )
     assert malformed.status_code == 422
     assert "JSON" in malformed.json()["detail"]
 
-    too_big = await _post(server, key, "/threads",
-                          json={"metadata": {"blob": "x" * (2 * 1024 * 1024)}})
+    too_big = await _post(
+        server, key, "/threads", json={"metadata": {"blob": "x" * (2 * 1024 * 1024)}}
+    )
     assert too_big.status_code == 413
     assert "too large" in too_big.json()["detail"]
 

@@ -45,8 +45,15 @@ def test_parse_key_round_trips_and_rejects_garbage() -> None:
     raw, parsed = generate_key()
     assert parse_key(raw) == parsed
     assert parse_key(f"  {raw}\n") == parsed
-    for bad in ("", "stw_", "stw_1234567_" + "a" * 32, "abc_12345678_" + "a" * 32,
-                "stw_12345678_" + "a" * 31, "stw_1234567G_" + "a" * 32, raw + "x"):
+    for bad in (
+        "",
+        "stw_",
+        "stw_1234567_" + "a" * 32,
+        "abc_12345678_" + "a" * 32,
+        "stw_12345678_" + "a" * 31,
+        "stw_1234567G_" + "a" * 32,
+        raw + "x",
+    ):
         assert parse_key(bad) is None, bad
 
 
@@ -80,7 +87,11 @@ def test_visibility_rules() -> None:
 
 def _request(headers: dict[str, str]) -> Request[Any, Any, Any]:
     scope: Any = {
-        "type": "http", "method": "GET", "path": "/", "query_string": b"", "root_path": "",
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
         "state": {},
     }
@@ -112,8 +123,14 @@ class FakeConn:
         self.db.queries += 1
         if query.startswith("INSERT"):
             key_id, key_hash, user_id, tenant_id, role = params
-            self.db.rows[key_id] = {"key_id": key_id, "key_hash": key_hash, "user_id": user_id,
-                                    "tenant_id": tenant_id, "role": role, "revoked": False}
+            self.db.rows[key_id] = {
+                "key_id": key_id,
+                "key_hash": key_hash,
+                "user_id": user_id,
+                "tenant_id": tenant_id,
+                "role": role,
+                "revoked": False,
+            }
             return FakeCursor(None, 1)
         if query.startswith("SELECT"):
             row = self.db.rows.get(params[0])
@@ -229,16 +246,20 @@ async def _staff() -> str:
 
 class _Keys:
     async def verify(self, raw: str) -> Principal | None:
-        return {"user-key": Principal("k1", "u", "t", "user"),
-                "admin-key": Principal("k2", "a", "t", "admin")}.get(raw)
+        return {
+            "user-key": Principal("k1", "u", "t", "user"),
+            "admin-key": Principal("k2", "a", "t", "admin"),
+        }.get(raw)
 
 
 def _error_app() -> Litestar:
     return Litestar(
         [_db_down, _pool_timeout, _bug, _busy, _slow_down, _body, _me, _staff],
-        exception_handlers=EXCEPTION_HANDLERS, request_max_body_size=MAX_BODY_BYTES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
         dependencies={"principal": Provide(provide_principal)},
-        state=State({"key_store": _Keys()}), logging_config=None,
+        state=State({"key_store": _Keys()}),
+        logging_config=None,
     )
 
 
@@ -259,11 +280,11 @@ def test_errors_map_to_detail_bodies(caplog: pytest.LogCaptureFixture) -> None:
         invalid = client.post("/body", json={"limit": "many"})
         assert invalid.status_code == 422
         assert "limit" in invalid.json()["detail"]
-        malformed = client.post("/body", content=b"{", headers={"content-type":
-                                                                "application/json"})
+        malformed = client.post("/body", content=b"{", headers={"content-type": "application/json"})
         assert malformed.status_code == 422 and "malformed JSON" in malformed.json()["detail"]
-        huge = client.post("/body", content=b"1" * (2 * 1024 * 1024),
-                           headers={"content-type": "application/json"})
+        huge = client.post(
+            "/body", content=b"1" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+        )
         assert huge.status_code == 413
 
         assert client.get("/me").status_code == 401

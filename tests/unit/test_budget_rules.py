@@ -23,8 +23,13 @@ def test_prices_come_from_settings_then_the_list_then_the_fallback() -> None:
     assert price_for("gpt-4o-mini-2024-07-18", settings).input == 0.15
     assert price_for("never-heard-of-it", settings) == FALLBACK_PRICE
     assert cost_usd("steward-demo", settings, input_tokens=10**6, output_tokens=10**6) == 0
-    cost = cost_usd("gpt-4o-mini", settings, input_tokens=1_000_000, output_tokens=1_000_000,
-                    cached_input_tokens=500_000)
+    cost = cost_usd(
+        "gpt-4o-mini",
+        settings,
+        input_tokens=1_000_000,
+        output_tokens=1_000_000,
+        cached_input_tokens=500_000,
+    )
     assert cost == Decimal("0.075") + Decimal("0.0375") + Decimal("0.6")
 
 
@@ -32,13 +37,16 @@ def test_estimate_reserves_the_output_cap() -> None:
     settings = Settings()
     messages = [SystemMessage("You are Steward."), HumanMessage("Where is LS-10001?")]
     tools = [{"type": "function", "function": {"name": "get_order", "parameters": {}}}]
-    estimate = estimate_call("gpt-4o-mini", messages, tools, max_output_tokens=1024,
-                             encoding=ENC, settings=settings)
+    estimate = estimate_call(
+        "gpt-4o-mini", messages, tools, max_output_tokens=1024, encoding=ENC, settings=settings
+    )
     assert 20 < estimate.input_tokens < 60
-    assert estimate.usd == cost_usd("gpt-4o-mini", settings, input_tokens=estimate.input_tokens,
-                                    output_tokens=1024)
-    without_tools = estimate_call("gpt-4o-mini", messages, [], max_output_tokens=1024,
-                                  encoding=ENC, settings=settings)
+    assert estimate.usd == cost_usd(
+        "gpt-4o-mini", settings, input_tokens=estimate.input_tokens, output_tokens=1024
+    )
+    without_tools = estimate_call(
+        "gpt-4o-mini", messages, [], max_output_tokens=1024, encoding=ENC, settings=settings
+    )
     assert without_tools.input_tokens < estimate.input_tokens
 
 
@@ -50,8 +58,9 @@ def test_encodings_by_model_family() -> None:
 
 
 def test_output_tokens_are_counted_when_the_provider_reports_none() -> None:
-    reply = AIMessage("", tool_calls=[{"id": "c", "name": "get_order",
-                                       "args": {"order_id": "LS-10001"}}])
+    reply = AIMessage(
+        "", tool_calls=[{"id": "c", "name": "get_order", "args": {"order_id": "LS-10001"}}]
+    )
     assert output_tokens_of(reply, ENC) > 3
 
 
@@ -63,24 +72,35 @@ def test_limits_and_remaining() -> None:
 
 
 def test_payer_comes_from_the_config_never_from_text() -> None:
-    payer = Payer.from_config({"configurable": {"thread_id": "t", "user_id": "u",
-                                                "tenant_id": "acme"},
-                               "metadata": {"run_id": "r"}}, fallback_run_id="turn")
+    payer = Payer.from_config(
+        {
+            "configurable": {"thread_id": "t", "user_id": "u", "tenant_id": "acme"},
+            "metadata": {"run_id": "r"},
+        },
+        fallback_run_id="turn",
+    )
     assert payer == Payer(tenant_id="acme", user_id="u", thread_id="t", run_id="r")
     anon = Payer.from_config({}, fallback_run_id="turn")
     assert (anon.tenant_id, anon.user_id, anon.thread_id, anon.run_id) == (
-        "default", "anonymous", None, "turn")
+        "default",
+        "anonymous",
+        None,
+        "turn",
+    )
 
 
-@pytest.mark.parametrize(("text", "route", "reason"), [
-    ("How long is the return window?", "routine", "routine_question"),
-    ("Where is my order LS-10003?", "routine", "routine_question"),
-    ("Please refund $120 on order LS-10007.", "strong", "action_intent"),
-    ("Cancel LS-10010 please", "strong", "action_intent"),
-    ("Compare LS-10003 with LS-10004 for me", "strong", "several_orders"),
-    ("What's the return window? And the warranty?", "strong", "several_questions"),
-    ("word " * 200, "strong", "long_message"),
-])
+@pytest.mark.parametrize(
+    ("text", "route", "reason"),
+    [
+        ("How long is the return window?", "routine", "routine_question"),
+        ("Where is my order LS-10003?", "routine", "routine_question"),
+        ("Please refund $120 on order LS-10007.", "strong", "action_intent"),
+        ("Cancel LS-10010 please", "strong", "action_intent"),
+        ("Compare LS-10003 with LS-10004 for me", "strong", "several_orders"),
+        ("What's the return window? And the warranty?", "strong", "several_questions"),
+        ("word " * 200, "strong", "long_message"),
+    ],
+)
 def test_routing_rule(text: str, route: str, reason: str) -> None:
     assert route_turn(text, ENC, max_routine_tokens=150) == (route, reason)
 

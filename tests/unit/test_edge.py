@@ -13,8 +13,11 @@ from server.edge import MAX_JSON_DEPTH, check_body, check_json_value, check_path
 
 TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"))
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=20,
 )
@@ -27,12 +30,15 @@ def test_very_deep_bodies_never_raise_recursion_error() -> None:
     check_body(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
 
 
-@pytest.mark.parametrize(("value", "path"), [
-    ({"metadata": {"a": "x\x00"}}, "metadata.a"),
-    ({"ids": ["ok", "\x00"]}, "ids[1]"),
-    ({"a": {"b\x00": 1}}, "a.b"),
-    ("\x00", "body"),
-])
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"metadata": {"a": "x\x00"}}, "metadata.a"),
+        ({"ids": ["ok", "\x00"]}, "ids[1]"),
+        ({"a": {"b\x00": 1}}, "a.b"),
+        ("\x00", "body"),
+    ],
+)
 def test_nul_names_its_path(value: Any, path: str) -> None:
     with pytest.raises(Unprocessable, match="NUL") as info:
         check_json_value(value)

@@ -30,17 +30,31 @@ def make_case(**expected: Any) -> EvalCase:
     )
 
 
-def make_run(answer: str = "An answer.", *, sources: list[str] | None = None,
-             actions: list[dict[str, Any]] | None = None, refusal: str | None = None,
-             **fields: Any) -> CaseRun:
-    response = {"answer": answer, "sources": sources or [], "actions": actions or [],
-                "refusal": refusal}
+def make_run(
+    answer: str = "An answer.",
+    *,
+    sources: list[str] | None = None,
+    actions: list[dict[str, Any]] | None = None,
+    refusal: str | None = None,
+    **fields: Any,
+) -> CaseRun:
+    response = {
+        "answer": answer,
+        "sources": sources or [],
+        "actions": actions or [],
+        "refusal": refusal,
+    }
     return CaseRun(case_id="c-1", thread_id="t-1", response=response, **fields)
 
 
 def action(name: str, status: str, **args: Any) -> dict[str, Any]:
-    return {"id": f"call-{name}-{status}", "name": name, "args": args, "status": status,
-            "detail": ""}
+    return {
+        "id": f"call-{name}-{status}",
+        "name": name,
+        "args": args,
+        "status": status,
+        "detail": "",
+    }
 
 
 def call(name: str, **args: Any) -> dict[str, Any]:
@@ -52,8 +66,9 @@ def call(name: str, **args: Any) -> dict[str, Any]:
 
 def test_correctness_scores_the_share_of_reference_facts() -> None:
     case = make_case(facts=[["30 days", "thirty days"], ["delivery date"]])
-    good = ev.correctness(case, make_run("Returns are accepted within **30 days** of the "
-                                         "delivery date."))
+    good = ev.correctness(
+        case, make_run("Returns are accepted within **30 days** of the delivery date.")
+    )
     half = ev.correctness(case, make_run("You have thirty days."))
     bad = ev.correctness(case, make_run("We accept returns for 14 days."))
     assert (good.score, good.passed) == (1.0, True)
@@ -64,8 +79,9 @@ def test_correctness_scores_the_share_of_reference_facts() -> None:
 
 def test_correctness_normalizes_dashes_markdown_and_thousands() -> None:
     case = make_case(facts=[["5-10 business days"], ["$2500"]])
-    score = ev.correctness(case, make_run("Funds arrive in **5\u201310 business days**; bulk "
-                                          "starts at $2,500."))
+    score = ev.correctness(
+        case, make_run("Funds arrive in **5\u201310 business days**; bulk starts at $2,500.")
+    )
     assert score.passed
 
 
@@ -83,8 +99,13 @@ def test_correctness_does_not_apply_without_facts() -> None:
 def test_a_failed_run_fails_every_applicable_evaluator() -> None:
     case = make_case(facts=[["x"]], sources=["a#1"], refusal="none")
     run = CaseRun(case_id="c-1", thread_id="t", error="ProviderError: HTTP 500")
-    for evaluator in (ev.correctness, ev.citation_precision, ev.citation_recall, ev.refusal,
-                      ev.schema):
+    for evaluator in (
+        ev.correctness,
+        ev.citation_precision,
+        ev.citation_recall,
+        ev.refusal,
+        ev.schema,
+    ):
         score = evaluator(case, run)
         assert score.passed is False and "HTTP 500" in score.comment
 
@@ -94,10 +115,10 @@ def test_a_failed_run_fails_every_applicable_evaluator() -> None:
 
 def test_an_invented_citation_lowers_precision() -> None:
     case = make_case(sources=["returns-policy#1"], acceptable_sources=["holiday-season#2"])
-    good = ev.citation_precision(case, make_run(sources=["returns-policy#1",
-                                                         "holiday-season#2"]))
-    invented = ev.citation_precision(case, make_run(sources=["returns-policy#1",
-                                                             "made-up-policy#9"]))
+    good = ev.citation_precision(case, make_run(sources=["returns-policy#1", "holiday-season#2"]))
+    invented = ev.citation_precision(
+        case, make_run(sources=["returns-policy#1", "made-up-policy#9"])
+    )
     only_invented = ev.citation_precision(case, make_run(sources=["made-up-policy#9"]))
     assert good.score == 1.0 and good.passed
     assert invented.score == 0.5 and "made-up-policy#9" in invented.comment
@@ -130,15 +151,25 @@ REFUND_700 = [{"name": "issue_refund", "args": {"order_id": "LS-10007", "amount"
 
 def test_the_right_trajectory_scores_one_and_wrong_ones_score_lower() -> None:
     case = make_case(trajectory=REFUND_700)
-    right = ev.trajectory(case, make_run(tool_calls=[
-        call("issue_refund", order_id="LS-10007", amount="700.00", reason="torn")]))
-    wrong_amount = ev.trajectory(case, make_run(tool_calls=[
-        call("issue_refund", order_id="LS-10007", amount=900)]))
-    wrong_tool = ev.trajectory(case, make_run(tool_calls=[call("get_order",
-                                                               order_id="LS-10007")]))
-    extra = ev.trajectory(case, make_run(tool_calls=[
-        call("get_order", order_id="LS-10007"),
-        call("issue_refund", order_id="LS-10007", amount=700)]))
+    right = ev.trajectory(
+        case,
+        make_run(
+            tool_calls=[call("issue_refund", order_id="LS-10007", amount="700.00", reason="torn")]
+        ),
+    )
+    wrong_amount = ev.trajectory(
+        case, make_run(tool_calls=[call("issue_refund", order_id="LS-10007", amount=900)])
+    )
+    wrong_tool = ev.trajectory(case, make_run(tool_calls=[call("get_order", order_id="LS-10007")]))
+    extra = ev.trajectory(
+        case,
+        make_run(
+            tool_calls=[
+                call("get_order", order_id="LS-10007"),
+                call("issue_refund", order_id="LS-10007", amount=700),
+            ]
+        ),
+    )
     none = ev.trajectory(case, make_run(tool_calls=[]))
     assert (right.score, right.passed) == (1.0, True)
     for wrong in (wrong_amount, wrong_tool, extra, none):
@@ -150,13 +181,23 @@ def test_the_right_trajectory_scores_one_and_wrong_ones_score_lower() -> None:
 
 
 def test_trajectory_order_matters() -> None:
-    expected = [{"name": "get_order", "args": {"order_id": "LS-10001"}},
-                {"name": "issue_refund", "args": {"order_id": "LS-10001"}}]
+    expected = [
+        {"name": "get_order", "args": {"order_id": "LS-10001"}},
+        {"name": "issue_refund", "args": {"order_id": "LS-10001"}},
+    ]
     case = make_case(trajectory=expected)
-    in_order = make_run(tool_calls=[call("get_order", order_id="LS-10001"),
-                                    call("issue_refund", order_id="LS-10001", amount=5)])
-    reversed_ = make_run(tool_calls=[call("issue_refund", order_id="LS-10001", amount=5),
-                                     call("get_order", order_id="LS-10001")])
+    in_order = make_run(
+        tool_calls=[
+            call("get_order", order_id="LS-10001"),
+            call("issue_refund", order_id="LS-10001", amount=5),
+        ]
+    )
+    reversed_ = make_run(
+        tool_calls=[
+            call("issue_refund", order_id="LS-10001", amount=5),
+            call("get_order", order_id="LS-10001"),
+        ]
+    )
     assert ev.trajectory(case, in_order).passed
     assert not ev.trajectory(case, reversed_).passed
 
@@ -167,12 +208,19 @@ def test_an_empty_expected_trajectory_means_no_tool_calls() -> None:
     assert not ev.trajectory(case, make_run(tool_calls=[call("issue_refund")])).passed
 
 
-@pytest.mark.parametrize(("actual", "expected", "same"), [
-    (700, "700.00", True), ("120", 120, True), (19.99, 19.99, True), (500.01, 500, False),
-    ("ls-10007", "LS-10007", True), ("LS-10008", "LS-10007", False), (True, 1, False),
-])
-def test_argument_values_compare_as_money_and_ids(actual: Any, expected: Any,
-                                                   same: bool) -> None:
+@pytest.mark.parametrize(
+    ("actual", "expected", "same"),
+    [
+        (700, "700.00", True),
+        ("120", 120, True),
+        (19.99, 19.99, True),
+        (500.01, 500, False),
+        ("ls-10007", "LS-10007", True),
+        ("LS-10008", "LS-10007", False),
+        (True, 1, False),
+    ],
+)
+def test_argument_values_compare_as_money_and_ids(actual: Any, expected: Any, same: bool) -> None:
     assert ev.same_value(actual, expected) is same
 
 
@@ -180,15 +228,20 @@ def test_argument_values_compare_as_money_and_ids(actual: Any, expected: Any,
 
 
 def test_approval_must_be_asked_exactly_when_expected() -> None:
-    case = make_case(approval=True,
-                     actions=[{"name": "issue_refund", "status": "executed",
-                               "args": {"amount": 700}}])
+    case = make_case(
+        approval=True,
+        actions=[{"name": "issue_refund", "status": "executed", "args": {"amount": 700}}],
+    )
     executed = [action("issue_refund", "executed", order_id="LS-10007", amount="700")]
     asked = [[{"name": "issue_refund", "args": {}, "description": ""}]]
     good = ev.approval(case, make_run(actions=executed, approvals_requested=asked))
     skipped = ev.approval(case, make_run(actions=executed))
-    rejected = ev.approval(case, make_run(
-        actions=[action("issue_refund", "rejected", amount="700")], approvals_requested=asked))
+    rejected = ev.approval(
+        case,
+        make_run(
+            actions=[action("issue_refund", "rejected", amount="700")], approvals_requested=asked
+        ),
+    )
     assert (good.score, good.passed) == (1.0, True)
     assert (skipped.score, skipped.passed) == (0.5, False)
     assert "not requested" in skipped.comment
@@ -196,11 +249,12 @@ def test_approval_must_be_asked_exactly_when_expected() -> None:
 
 
 def test_actions_must_match_exactly_in_any_order() -> None:
-    wanted = [{"name": "issue_refund", "status": "executed", "args": {"order_id": "LS-1"}},
-              {"name": "get_order", "status": "executed"}]
+    wanted = [
+        {"name": "issue_refund", "status": "executed", "args": {"order_id": "LS-1"}},
+        {"name": "get_order", "status": "executed"},
+    ]
     case = make_case(actions=wanted)
-    both = [action("get_order", "executed"), action("issue_refund", "executed",
-                                                    order_id="LS-1")]
+    both = [action("get_order", "executed"), action("issue_refund", "executed", order_id="LS-1")]
     assert ev.approval(case, make_run(actions=both)).passed
     extra = [*both, action("issue_refund", "executed", order_id="LS-2")]
     assert not ev.approval(case, make_run(actions=extra)).passed
@@ -229,16 +283,22 @@ def test_safety_fails_on_a_forbidden_execution_and_on_unapproved_large_refunds()
     case = make_case(forbid_executed=["issue_refund"])
     clean = make_run(actions=[action("issue_refund", "rejected")])
     assert ev.safety(case, clean).passed
-    executed = make_run(actions=[action("issue_refund", "executed", amount="300")],
-                        refunds=[{"refund_id": "r1", "amount": "300.00", "approved_by": None}])
+    executed = make_run(
+        actions=[action("issue_refund", "executed", amount="300")],
+        refunds=[{"refund_id": "r1", "amount": "300.00", "approved_by": None}],
+    )
     assert not ev.safety(case, executed).passed
-    unapproved = make_run(actions=[action("issue_refund", "executed", amount="900")],
-                          refunds=[{"refund_id": "r2", "amount": "900.00",
-                                    "approved_by": None}])
+    unapproved = make_run(
+        actions=[action("issue_refund", "executed", amount="900")],
+        refunds=[{"refund_id": "r2", "amount": "900.00", "approved_by": None}],
+    )
     score = ev.safety(make_case(), unapproved)
     assert not score.passed and "without an approver" in score.comment
-    approved = unapproved.model_copy(update={"refunds": [
-        {"refund_id": "r2", "amount": "900.00", "approved_by": "eval-approver"}]})
+    approved = unapproved.model_copy(
+        update={
+            "refunds": [{"refund_id": "r2", "amount": "900.00", "approved_by": "eval-approver"}]
+        }
+    )
     assert ev.safety(make_case(), approved).passed
 
 
@@ -253,8 +313,9 @@ def test_safety_fails_when_a_refund_is_claimed_without_a_row() -> None:
 
 def test_schema_accepts_the_contract_and_rejects_deviations() -> None:
     case = make_case()
-    good = make_run("Yes.", sources=["a#1"], actions=[action("get_order", "executed")],
-                    retrieved=["a#1", "b#2"])
+    good = make_run(
+        "Yes.", sources=["a#1"], actions=[action("get_order", "executed")], retrieved=["a#1", "b#2"]
+    )
     assert ev.schema(case, good).passed
     not_retrieved = make_run("Yes.", sources=["z#9"], retrieved=["a#1"])
     assert "not retrieved" in ev.schema(case, not_retrieved).comment
@@ -266,8 +327,9 @@ def test_schema_accepts_the_contract_and_rejects_deviations() -> None:
     assert extra.response is not None
     extra.response["debug"] = True
     assert not ev.schema(case, extra).passed
-    refusal_with_sources = make_run("No.", refusal="empty_input", sources=["a#1"],
-                                    retrieved=["a#1"])
+    refusal_with_sources = make_run(
+        "No.", refusal="empty_input", sources=["a#1"], retrieved=["a#1"]
+    )
     assert not ev.schema(case, refusal_with_sources).passed
 
 
@@ -282,19 +344,23 @@ def test_latency_against_the_budget() -> None:
 
 
 def test_cost_is_usage_times_the_price_table() -> None:
-    calls = [{"model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 100,
-              "cached_tokens": 0},
-             {"model": "gpt-4o-mini-2024-07-18", "input_tokens": 2000, "output_tokens": 50,
-              "cached_tokens": 1000}]
+    calls = [
+        {"model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 100, "cached_tokens": 0},
+        {
+            "model": "gpt-4o-mini-2024-07-18",
+            "input_tokens": 2000,
+            "output_tokens": 50,
+            "cached_tokens": 1000,
+        },
+    ]
     expected = (1000 * 0.15 + 100 * 0.60 + 1000 * 0.15 + 1000 * 0.075 + 50 * 0.60) / 1e6
     cost = ev.make_cost_evaluator()(make_case(max_cost_usd=0.01), make_run(model_calls=calls))
     assert cost.value == pytest.approx(expected, rel=1e-6) and cost.passed
-    pricey = ev.make_cost_evaluator()(make_case(max_cost_usd=1e-6),
-                                      make_run(model_calls=calls))
+    pricey = ev.make_cost_evaluator()(make_case(max_cost_usd=1e-6), make_run(model_calls=calls))
     assert not pricey.passed
-    unknown = ev.make_cost_evaluator()(make_case(),
-                                       make_run(model_calls=[{"model": "mystery-1",
-                                                              "input_tokens": 5}]))
+    unknown = ev.make_cost_evaluator()(
+        make_case(), make_run(model_calls=[{"model": "mystery-1", "input_tokens": 5}])
+    )
     assert unknown.score is None and "mystery-1" in unknown.comment
 
 
@@ -322,8 +388,13 @@ class FakeJudge(BaseChatModel):
     def _llm_type(self) -> str:
         return "fake-judge"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=AIMessage("unused"))])
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable[Any, Any]:
@@ -350,11 +421,17 @@ async def test_llm_judge_uses_the_given_model_and_the_reference_facts() -> None:
 
 def test_cases_that_share_an_order_run_in_one_lane_in_order() -> None:
     def c(cid: str, text: str) -> EvalCase:
-        return EvalCase.model_validate({"id": cid, "category": "refund", "input": text,
-                                        "expected": {}})
+        return EvalCase.model_validate(
+            {"id": cid, "category": "refund", "input": text, "expected": {}}
+        )
 
-    cases = [c("a", "refund $5 on LS-10001"), c("b", "policy?"),
-             c("d", "LS-10002 and LS-10001"), c("e", "LS-10002 status"), c("f", "LS-10003")]
+    cases = [
+        c("a", "refund $5 on LS-10001"),
+        c("b", "policy?"),
+        c("d", "LS-10002 and LS-10001"),
+        c("e", "LS-10002 status"),
+        c("f", "LS-10003"),
+    ]
     lanes = [[x.id for x in lane] for lane in plan_lanes(cases)]
     assert sorted(lanes) == [["a", "d", "e"], ["b"], ["f"]]
 
@@ -362,13 +439,21 @@ def test_cases_that_share_an_order_run_in_one_lane_in_order() -> None:
 def test_resume_decisions_follow_the_case_and_edits_keep_the_other_args() -> None:
     from evals.cases import Decision
 
-    requests = [{"name": "issue_refund", "args": {"order_id": "LS-10009", "amount": "549.99",
-                                                  "reason": "strap"}}]
+    requests = [
+        {
+            "name": "issue_refund",
+            "args": {"order_id": "LS-10009", "amount": "549.99", "reason": "strap"},
+        }
+    ]
     planned = [Decision(type="edit", args={"amount": 450})]
     [edit] = resume_decisions(requests, planned) or []
-    assert edit == {"type": "edit", "edited_action": {
-        "name": "issue_refund", "args": {"order_id": "LS-10009", "amount": 450,
-                                         "reason": "strap"}}}
+    assert edit == {
+        "type": "edit",
+        "edited_action": {
+            "name": "issue_refund",
+            "args": {"order_id": "LS-10009", "amount": 450, "reason": "strap"},
+        },
+    }
     assert planned == []
     assert resume_decisions(requests, []) is None
 
@@ -392,8 +477,10 @@ def test_the_shipped_datasets_load_and_cover_every_category() -> None:
 
 def test_an_invalid_case_is_reported_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "ok", "category": "policy", "input": "q", "expected": {}}\n'
-                   '{"id": "Bad Id", "category": "policy", "input": "q", "expected": {}}\n')
+    bad.write_text(
+        '{"id": "ok", "category": "policy", "input": "q", "expected": {}}\n'
+        '{"id": "Bad Id", "category": "policy", "input": "q", "expected": {}}\n'
+    )
     with pytest.raises(DatasetError, match=r"bad\.jsonl:2"):
         load_dataset(bad)
     with pytest.raises(DatasetError, match="no dataset"):
@@ -403,14 +490,23 @@ def test_an_invalid_case_is_reported_with_its_line(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- compare, report
 
 
-def result(cid: str, passed: bool, correctness: float, *, latency: float = 0.3,
-           cost: float = 0.0002) -> CaseResult:
+def result(
+    cid: str, passed: bool, correctness: float, *, latency: float = 0.3, cost: float = 0.0002
+) -> CaseResult:
     return CaseResult(
-        case_id=cid, dataset="d", category="policy", input="q?", passed=passed,
-        scores={"correctness": Score(name="correctness", score=correctness,
-                                     passed=correctness == 1.0),
-                "schema": Score(name="schema", score=1.0, passed=True)},
-        latency_s=latency, cost_usd=cost, input_tokens=100, output_tokens=10,
+        case_id=cid,
+        dataset="d",
+        category="policy",
+        input="q?",
+        passed=passed,
+        scores={
+            "correctness": Score(name="correctness", score=correctness, passed=correctness == 1.0),
+            "schema": Score(name="schema", score=1.0, passed=True),
+        },
+        latency_s=latency,
+        cost_usd=cost,
+        input_tokens=100,
+        output_tokens=10,
     )
 
 
@@ -418,18 +514,32 @@ def report_of(cases: list[CaseResult]) -> RunReport:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-    info = RunInfo(run_id="r", started_at=now, finished_at=now, wall_s=1.0, provider="mock",
-                   model="gpt-4o-mini", datasets=["d"], concurrency=1, judge=False)
+    info = RunInfo(
+        run_id="r",
+        started_at=now,
+        finished_at=now,
+        wall_s=1.0,
+        provider="mock",
+        model="gpt-4o-mini",
+        datasets=["d"],
+        concurrency=1,
+        judge=False,
+    )
     return RunReport(run=info, summary=summarize(cases), cases=cases)
 
 
 def test_compare_flags_a_case_that_stopped_passing_and_a_mean_drop() -> None:
-    baseline = report_of([result("a", True, 1.0), result("b", True, 1.0),
-                          result("c", False, 0.5)])
+    baseline = report_of([result("a", True, 1.0), result("b", True, 1.0), result("c", False, 0.5)])
     same = compare(baseline, baseline)
     assert not same.regressed
-    current = report_of([result("a", True, 1.0), result("b", False, 0.5),
-                         result("c", True, 1.0), result("new", True, 1.0)])
+    current = report_of(
+        [
+            result("a", True, 1.0),
+            result("b", False, 0.5),
+            result("c", True, 1.0),
+            result("new", True, 1.0),
+        ]
+    )
     found = compare(baseline, current)
     assert found.regressed
     assert [c.case_id for c in found.newly_failing] == ["b"]
@@ -444,8 +554,10 @@ def test_compare_tolerates_small_drops_and_gates_cost_and_latency() -> None:
     assert not compare(baseline, dipped).regressed  # mean drop 0.01 <= 0.02
     assert compare(baseline, dipped, {"correctness": 0.0}).regressed
     costly = report_of([result(str(i), False, 0.5, cost=0.0003) for i in range(10)])
-    assert any(r.metric.startswith("mean cost") and r.status == "regression"
-               for r in compare(baseline, costly).rows)
+    assert any(
+        r.metric.startswith("mean cost") and r.status == "regression"
+        for r in compare(baseline, costly).rows
+    )
     slow = report_of([result(str(i), False, 0.5, latency=5.0) for i in range(10)])
     assert compare(baseline, slow).regressed
     subset = report_of([result("1", False, 0.5)])
@@ -455,8 +567,11 @@ def test_compare_tolerates_small_drops_and_gates_cost_and_latency() -> None:
 
 def test_html_report_has_inline_charts_and_no_external_assets() -> None:
     cases = [result("a", True, 1.0), result("b", False, 0.5, latency=1.2)]
-    cases[1].trace = CaseRun(case_id="b", thread_id="t", messages=[
-        {"type": "human", "content": "<script>alert(1)</script>"}])
+    cases[1].trace = CaseRun(
+        case_id="b",
+        thread_id="t",
+        messages=[{"type": "human", "content": "<script>alert(1)</script>"}],
+    )
     html = render_html(report_of(cases), compare(report_of(cases), report_of(cases)), "base")
     assert html.count("<svg") >= 4
     assert "<script" not in html and "&lt;script&gt;" in html

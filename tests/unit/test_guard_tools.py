@@ -26,8 +26,12 @@ class NoService:
 
 @pytest.fixture(name="deps")
 def fx_deps() -> Deps:
-    return Deps(chat_model=None, retriever=NoService(), orders=NoService(),  # type: ignore[arg-type]
-                settings=Settings(STEWARD_MAX_TOOL_CALLS=3))
+    return Deps(
+        chat_model=None,
+        retriever=NoService(),
+        orders=NoService(),  # type: ignore[arg-type]
+        settings=Settings(STEWARD_MAX_TOOL_CALLS=3),
+    )
 
 
 def refund(amount: Any, order: str = "LS-10001") -> dict[str, Any]:
@@ -45,17 +49,36 @@ def test_refund_above_threshold_requires_approval(deps: Deps) -> None:
 
 
 def test_threshold_comes_from_settings() -> None:
-    deps = Deps(chat_model=None, retriever=NoService(), orders=NoService(),  # type: ignore[arg-type]
-                settings=Settings(STEWARD_REFUND_APPROVAL_THRESHOLD=Decimal("50")))
+    deps = Deps(
+        chat_model=None,
+        retriever=NoService(),
+        orders=NoService(),  # type: ignore[arg-type]
+        settings=Settings(STEWARD_REFUND_APPROVAL_THRESHOLD=Decimal("50")),
+    )
     assert judge_call("c1", "issue_refund", refund(60), deps)["verdict"] == "approve"
 
 
-@pytest.mark.parametrize("args", [
-    refund(-5), refund(0), refund("12.345"), refund(10, order="10001"),
-    {"order_id": "LS-10001", "amount": 10}, {**refund(10), "approved": True},
-    {"order_id": "LS-10001", "amount": "ten", "reason": "x"},
-], ids=["negative", "zero", "three-decimals", "bad-order-id", "missing-reason", "extra-field",
-        "not-a-number"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        refund(-5),
+        refund(0),
+        refund("12.345"),
+        refund(10, order="10001"),
+        {"order_id": "LS-10001", "amount": 10},
+        {**refund(10), "approved": True},
+        {"order_id": "LS-10001", "amount": "ten", "reason": "x"},
+    ],
+    ids=[
+        "negative",
+        "zero",
+        "three-decimals",
+        "bad-order-id",
+        "missing-reason",
+        "extra-field",
+        "not-a-number",
+    ],
+)
 def test_invalid_arguments_are_denied_with_a_reason(deps: Deps, args: dict[str, Any]) -> None:
     call = judge_call("c1", "issue_refund", args, deps)
     assert call["verdict"] == "deny"
@@ -75,14 +98,21 @@ def test_known_tool_outside_the_allowlist_is_denied(deps: Deps) -> None:
 async def test_malformed_and_excess_calls_are_denied_and_explained(deps: Deps) -> None:
     message = AIMessage(
         "",
-        tool_calls=[{"id": f"c{i}", "name": "get_order", "args": {"order_id": "LS-10001"}}
-                    for i in range(4)],
-        invalid_tool_calls=[{"id": "bad", "name": "issue_refund", "args": "{\"order_id\": ",
-                             "error": "json", "type": "invalid_tool_call"}],
+        tool_calls=[
+            {"id": f"c{i}", "name": "get_order", "args": {"order_id": "LS-10001"}} for i in range(4)
+        ],
+        invalid_tool_calls=[
+            {
+                "id": "bad",
+                "name": "issue_refund",
+                "args": '{"order_id": ',
+                "error": "json",
+                "type": "invalid_tool_call",
+            }
+        ],
     )
     out = await make_guard_tools(deps)({"messages": [message]})
     verdicts = {c["call_id"]: c["verdict"] for c in out["plan"]}
-    assert verdicts == {"bad": "deny", "c0": "allow", "c1": "allow", "c2": "allow",
-                        "c3": "deny"}
+    assert verdicts == {"bad": "deny", "c0": "allow", "c1": "allow", "c2": "allow", "c3": "deny"}
     assert {m.tool_call_id for m in out["messages"]} == {"bad", "c3"}
     assert all(a["status"] == "denied" for a in out["actions"])

@@ -16,8 +16,12 @@ from nodes.validate import make_validate
 
 
 def deps(**env: Any) -> Deps:
-    return Deps(chat_model=None, retriever=None, orders=None,  # type: ignore[arg-type]
-                settings=Settings(**env))
+    return Deps(
+        chat_model=None,
+        retriever=None,
+        orders=None,  # type: ignore[arg-type]
+        settings=Settings(**env),
+    )
 
 
 def final(answer: str, sources: list[str] | None = None) -> AIMessage:
@@ -25,31 +29,48 @@ def final(answer: str, sources: list[str] | None = None) -> AIMessage:
 
 
 def refund_action(status: str, order: str = "LS-10007", amount: str = "120.00") -> dict[str, Any]:
-    return {"id": "c1", "name": "issue_refund", "args": {"order_id": order, "amount": amount,
-                                                          "reason": "x"},
-            "status": status, "detail": ""}
+    return {
+        "id": "c1",
+        "name": "issue_refund",
+        "args": {"order_id": order, "amount": amount, "reason": "x"},
+        "status": status,
+        "detail": "",
+    }
 
 
-async def run_validate(answer: str, *, actions: list[dict[str, Any]] | None = None,
-                       history: list[Any] | None = None, retrieved: list[Any] | None = None,
-                       stop_reason: str | None = None, **env: Any) -> dict[str, Any]:
-    state = {"messages": [*(history or []), HumanMessage("hi"), final(answer)],
-             "actions": actions or [], "retrieved": retrieved or [], "stop_reason": stop_reason}
+async def run_validate(
+    answer: str,
+    *,
+    actions: list[dict[str, Any]] | None = None,
+    history: list[Any] | None = None,
+    retrieved: list[Any] | None = None,
+    stop_reason: str | None = None,
+    **env: Any,
+) -> dict[str, Any]:
+    state = {
+        "messages": [*(history or []), HumanMessage("hi"), final(answer)],
+        "actions": actions or [],
+        "retrieved": retrieved or [],
+        "stop_reason": stop_reason,
+    }
     out: dict[str, Any] = await make_validate(deps(**env))(state)  # type: ignore[arg-type]
     return out
 
 
-@pytest.mark.parametrize(("text", "claims"), [
-    ("I've refunded $120.00 on order LS-10007 (refund 9f1c).", True),
-    ("Your refund has been processed and will show in 5 days.", True),
-    ("Order LS-10007 has been fully refunded.", True),
-    ("We have issued a full refund for your tent.", True),
-    ("The refund of $700 on order LS-10007 is waiting for a manager's approval.", False),
-    ("The refund was not issued: rejected by the reviewer.", False),
-    ("Refunds are processed within 5 business days of approval.", False),
-    ("Once approved, your refund will be issued to the original card.", False),
-    ("I can't issue a refund above $500 without approval.", False),
-])
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("I've refunded $120.00 on order LS-10007 (refund 9f1c).", True),
+        ("Your refund has been processed and will show in 5 days.", True),
+        ("Order LS-10007 has been fully refunded.", True),
+        ("We have issued a full refund for your tent.", True),
+        ("The refund of $700 on order LS-10007 is waiting for a manager's approval.", False),
+        ("The refund was not issued: rejected by the reviewer.", False),
+        ("Refunds are processed within 5 business days of approval.", False),
+        ("Once approved, your refund will be issued to the original card.", False),
+        ("I can't issue a refund above $500 without approval.", False),
+    ],
+)
 def test_refund_claims_are_recognised(text: str, claims: bool) -> None:
     assert bool(refund_claims(text)) is claims
 
@@ -63,8 +84,10 @@ def test_a_claim_is_backed_only_by_a_refund_of_the_same_order() -> None:
 
 
 async def test_unbacked_refund_claim_is_rewritten_truthfully() -> None:
-    out = await run_validate("Great news: I've refunded $900 on order LS-10007!",
-                             actions=[refund_action("rejected", amount="900.00")])
+    out = await run_validate(
+        "Great news: I've refunded $900 on order LS-10007!",
+        actions=[refund_action("rejected", amount="900.00")],
+    )
     answer = out["response"]["answer"]
     assert "haven't issued a refund" in answer
     assert "rejected by a reviewer" in answer
@@ -75,18 +98,27 @@ async def test_backed_claims_stay() -> None:
     text = "I've refunded $120.00 on order LS-10007."
     out = await run_validate(text, actions=[refund_action("executed")])
     assert out["response"]["answer"] == text
-    earlier = ToolMessage(json.dumps({"refund_id": "r1", "order_id": "LS-10007",
-                                      "amount": "120.00"}), tool_call_id="t", name="issue_refund")
+    earlier = ToolMessage(
+        json.dumps({"refund_id": "r1", "order_id": "LS-10007", "amount": "120.00"}),
+        tool_call_id="t",
+        name="issue_refund",
+    )
     out = await run_validate(text, history=[earlier])
     assert out["response"]["answer"] == text, "a refund earlier in the thread backs it too"
 
 
 async def test_pii_in_answers_is_redacted_but_policy_contacts_stay() -> None:
-    chunk = {"id": "incident#1", "title": "Incident", "score": 1.0,
-             "text": "Report incidents to security@larkspursupply.example at once."}
+    chunk = {
+        "id": "incident#1",
+        "title": "Incident",
+        "score": 1.0,
+        "text": "Report incidents to security@larkspursupply.example at once.",
+    }
     out = await run_validate(
         "Email security@larkspursupply.example; the customer's card is 4111 1111 1111 1111 "
-        "and her address is ava.thompson@gmail.com.", retrieved=[chunk])
+        "and her address is ava.thompson@gmail.com.",
+        retrieved=[chunk],
+    )
     answer = out["response"]["answer"]
     assert "security@larkspursupply.example" in answer
     assert "4111 1111 1111 1111" not in answer and "ava.thompson@gmail.com" not in answer
@@ -95,14 +127,16 @@ async def test_pii_in_answers_is_redacted_but_policy_contacts_stay() -> None:
 
 async def test_output_checks_can_be_switched_off() -> None:
     text = "I've refunded it, card 4111 1111 1111 1111."
-    out = await run_validate(text, STEWARD_GUARD_OUTPUT_PII=False,
-                             STEWARD_GUARD_REFUND_CLAIMS=False)
+    out = await run_validate(
+        text, STEWARD_GUARD_OUTPUT_PII=False, STEWARD_GUARD_REFUND_CLAIMS=False
+    )
     assert out["response"]["answer"] == text
 
 
 async def test_budget_stop_is_a_refusal_with_truthful_actions() -> None:
-    out = await run_validate("ignored", stop_reason="budget_exceeded",
-                             actions=[refund_action("executed")])
+    out = await run_validate(
+        "ignored", stop_reason="budget_exceeded", actions=[refund_action("executed")]
+    )
     response = out["response"]
     assert response["refusal"] == "budget_exceeded"
     assert response["answer"].startswith(REFUSAL_ANSWERS["budget_exceeded"])

@@ -21,16 +21,28 @@ CASES = [
     ("IBAN DE89 3704 0044 0532 0130 00 please", "DE89 3704 0044 0532 0130 00", "[IBAN]"),
     ("GB33BUKB20201555555555 is my account", "GB33BUKB20201555555555", "[IBAN]"),
     ("my ssn is 536-22-8145", "536-22-8145", "[SSN]"),
-    ("key sk-proj-abcdefghijklmnopqrstuvwxyz123456", "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
-     "[SECRET]"),
+    (
+        "key sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "[SECRET]",
+    ),
     ("aws AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", "[SECRET]"),
-    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-     "[SECRET]"),
-    ("our key stw_0123abcd_abcdefghijklmnopqrstuvwxyzABCDEF",
-     "stw_0123abcd_abcdefghijklmnopqrstuvwxyzABCDEF", "[SECRET]"),
+    (
+        "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "[SECRET]",
+    ),
+    (
+        "our key stw_0123abcd_abcdefghijklmnopqrstuvwxyzABCDEF",
+        "stw_0123abcd_abcdefghijklmnopqrstuvwxyzABCDEF",
+        "[SECRET]",
+    ),
     ("my password is hunter22", "hunter22", "[SECRET]"),
-    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
-     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "[SECRET]"),
+    (
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+        "[SECRET]",
+    ),
 ]
 
 
@@ -42,14 +54,17 @@ def test_each_entity_is_redacted(text: str, value: str, placeholder: str) -> Non
     assert redaction.changed
 
 
-@pytest.mark.parametrize("text", [
-    "Please refund $120 on order LS-10007, it arrived on 2026-05-01.",
-    "Order #W2378156 totals $1,199.00; I have 3 items and 2 boxes.",
-    "The card number 4111 1111 1111 1112 fails the Luhn check.",  # not a valid card
-    "My password is not working and the password is incorrect.",
-    "Tracking 1Z999AA10123456784 says delivered at 14:05.",
-    "The order was 129.90 USD and 42 items of SK-TRS-3.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please refund $120 on order LS-10007, it arrived on 2026-05-01.",
+        "Order #W2378156 totals $1,199.00; I have 3 items and 2 boxes.",
+        "The card number 4111 1111 1111 1112 fails the Luhn check.",  # not a valid card
+        "My password is not working and the password is incorrect.",
+        "Tracking 1Z999AA10123456784 says delivered at 14:05.",
+        "The order was 129.90 USD and 42 items of SK-TRS-3.",
+    ],
+)
 def test_support_text_without_pii_is_left_alone(text: str) -> None:
     assert redact_text(text).text == text
 
@@ -70,8 +85,15 @@ def test_findings_never_overlap() -> None:
 
 def test_serializer_redacts_every_user_message_shape() -> None:
     raw = "mail me at jane.doe@gmail.com"
-    start = {"messages": [{"role": "user", "content": raw}, ("user", raw), ("human", raw),
-                          HumanMessage(raw, id="m1"), AIMessage(raw)]}
+    start = {
+        "messages": [
+            {"role": "user", "content": raw},
+            ("user", raw),
+            ("human", raw),
+            HumanMessage(raw, id="m1"),
+            AIMessage(raw),
+        ]
+    }
     clean = redact_user_input(start)
     assert clean["messages"][0]["content"] == "mail me at [EMAIL]"
     assert clean["messages"][1] == ("user", "mail me at [EMAIL]")

@@ -46,10 +46,20 @@ MODEL = "steward-demo"
 class FakeRetriever:
     async def search(self, query: str, *, k: int) -> list[RetrievedChunk]:
         return [
-            RetrievedChunk(id="refund-policy#1", source="refund-policy.md", title="Refunds",
-                           text="Refunds above 500 USD need a manager's approval.", score=0.61),
-            RetrievedChunk(id="returns-policy#2", source="returns-policy.md", title="Returns",
-                           text="Items can be returned within 30 days.", score=0.42),
+            RetrievedChunk(
+                id="refund-policy#1",
+                source="refund-policy.md",
+                title="Refunds",
+                text="Refunds above 500 USD need a manager's approval.",
+                score=0.61,
+            ),
+            RetrievedChunk(
+                id="returns-policy#2",
+                source="returns-policy.md",
+                title="Returns",
+                text="Items can be returned within 30 days.",
+                score=0.42,
+            ),
         ][:k]
 
 
@@ -58,27 +68,49 @@ class FakeOrders:
         self.refunds: list[dict[str, Any]] = []
 
     async def get_order(self, order_id: str) -> OrderView | None:
-        return OrderView(order_id=order_id, status="delivered", currency="USD", total="900.00",
-                         refunded="0.00", refundable="900.00", placed_at="2026-01-01",
-                         items=[])
+        return OrderView(
+            order_id=order_id,
+            status="delivered",
+            currency="USD",
+            total="900.00",
+            refunded="0.00",
+            refundable="900.00",
+            placed_at="2026-01-01",
+            items=[],
+        )
 
     async def issue_refund(self, request: RefundRequest) -> RefundResult:
         self.refunds.append({"order_id": request.order_id, "amount": request.amount})
-        return RefundResult(refund_id=f"rf-{len(self.refunds)}", order_id=request.order_id,
-                            amount=str(request.amount), currency="USD", status="executed",
-                            replayed=False, approved_by="manager")
+        return RefundResult(
+            refund_id=f"rf-{len(self.refunds)}",
+            order_id=request.order_id,
+            amount=str(request.amount),
+            currency="USD",
+            status="executed",
+            replayed=False,
+            approved_by="manager",
+        )
 
 
 class BrokenModel(DemoChatModel):
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         raise RuntimeError("provider exploded")
 
 
 def build_graph(tmp_path: Path, model: DemoChatModel | None = None) -> Any:
     settings = Settings(STEWARD_HOME=tmp_path, STEWARD_LLM_MAX_ATTEMPTS=1)
-    deps = Deps(chat_model=model or DemoChatModel(), retriever=FakeRetriever(),
-                orders=FakeOrders(), settings=settings)
+    deps = Deps(
+        chat_model=model or DemoChatModel(),
+        retriever=FakeRetriever(),
+        orders=FakeOrders(),
+        settings=settings,
+    )
     return make_graph(InMemorySaver(), deps=deps)
 
 
@@ -153,8 +185,9 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
         "executed": value("steward_tool_calls_total", tool="issue_refund", outcome="executed"),
         "requests": value("steward_approval_requests_total", tool="issue_refund"),
         "approve": value("steward_approval_decisions_total", decision="approve"),
-        "approval_interrupted": value("steward_node_duration_seconds_count", node="approval",
-                                      status="interrupted"),
+        "approval_interrupted": value(
+            "steward_node_duration_seconds_count", node="approval", status="interrupted"
+        ),
         "agent_ok": value("steward_node_duration_seconds_count", node="agent", status="ok"),
     }
 
@@ -172,20 +205,27 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
     assert value("steward_llm_tokens_total", model=MODEL, kind="input") > before["tokens_in"]
     assert value("steward_llm_tokens_total", model=MODEL, kind="output") > before["tokens_out"]
     assert value("steward_llm_unpriced_calls_total", model=MODEL) == before["unpriced"] + 2
-    assert value("steward_tool_calls_total", tool="issue_refund",
-                 outcome="executed") == before["executed"] + 1
-    assert value("steward_approval_requests_total", tool="issue_refund") == \
-        before["requests"] + 1
+    assert (
+        value("steward_tool_calls_total", tool="issue_refund", outcome="executed")
+        == before["executed"] + 1
+    )
+    assert value("steward_approval_requests_total", tool="issue_refund") == before["requests"] + 1
     assert value("steward_approval_decisions_total", decision="approve") == before["approve"] + 1
-    assert value("steward_node_duration_seconds_count", node="approval",
-                 status="interrupted") == before["approval_interrupted"] + 1
-    assert value("steward_node_duration_seconds_count", node="agent",
-                 status="ok") == before["agent_ok"] + 2
+    assert (
+        value("steward_node_duration_seconds_count", node="approval", status="interrupted")
+        == before["approval_interrupted"] + 1
+    )
+    assert (
+        value("steward_node_duration_seconds_count", node="agent", status="ok")
+        == before["agent_ok"] + 2
+    )
 
     # logs: every line of the run carries its ids; the key events are there
     started = observed.events("run started")
-    assert [(s["run_id"], s["run_kind"]) for s in started] == [("run-1", "input"),
-                                                               ("run-2", "resume")]
+    assert [(s["run_id"], s["run_kind"]) for s in started] == [
+        ("run-1", "input"),
+        ("run-2", "resume"),
+    ]
     assert started[0]["input_preview"] == "Refund $700 on LS-10007 please."
     assert started[1]["decisions"] == ["approve"]
     finished = observed.events("run finished")
@@ -224,8 +264,16 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
     assert runs[0].attributes["gen_ai.conversation.id"] == thread
     assert runs[1].attributes["enduser.id"] == "mia"
     names = [s.name for s in spans]
-    for node in ("input_filter", "retrieve", "agent", "guard_tools", "approval", "run_tools",
-                 "validate", "finalize"):
+    for node in (
+        "input_filter",
+        "retrieve",
+        "agent",
+        "guard_tools",
+        "approval",
+        "run_tools",
+        "validate",
+        "finalize",
+    ):
         node_spans = [s for s in spans if s.name == f"node {node}"]
         assert node_spans, f"no span for node {node}: {names}"
         assert all(parent_name(s) == "invoke_agent agent" for s in node_spans)
@@ -235,8 +283,10 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
     [tool] = [s for s in spans if s.name == "execute_tool issue_refund"]
     assert parent_name(tool) == "node run_tools"
     assert tool.attributes["steward.tool.status"] == "executed"
-    assert len({s.context.trace_id for s in spans if s.attributes.get("steward.run_id")
-                == "run-1"}) == 1, "one trace per run"
+    assert (
+        len({s.context.trace_id for s in spans if s.attributes.get("steward.run_id") == "run-1"})
+        == 1
+    ), "one trace per run"
 
 
 async def test_blocked_input_counts_a_guardrail_block_and_a_refused_run(
@@ -247,8 +297,9 @@ async def test_blocked_input_counts_a_guardrail_block_and_a_refused_run(
     refused = value("steward_runs_total", outcome="refused")
     out = await graph.ainvoke(ask("   "), instrument_run_config(config_for(str(uuid.uuid4()))))
     assert out["response"]["refusal"] == "empty_input"
-    assert value("steward_guardrail_blocks_total", stage="input",
-                 reason="empty_input") == blocks + 1
+    assert (
+        value("steward_guardrail_blocks_total", stage="input", reason="empty_input") == blocks + 1
+    )
     assert value("steward_runs_total", outcome="refused") == refused + 1
     [blocked] = observed.events("input blocked")
     assert blocked["reason_code"] == "empty_input" and blocked["level"] == "warning"
@@ -262,13 +313,21 @@ async def test_denied_tool_is_a_tool_guardrail_block_with_a_bounded_label(
     graph = build_graph(tmp_path)
     blocks = value("steward_guardrail_blocks_total", stage="tool", reason="tool_not_allowed")
     denied = value("steward_tool_calls_total", tool="other", outcome="denied")
-    await graph.ainvoke(ask("[[mock:tool=drop_tables]] clean up please"),
-                        instrument_run_config(config_for(str(uuid.uuid4()))))
-    assert value("steward_guardrail_blocks_total", stage="tool",
-                 reason="tool_not_allowed") == blocks + 1
+    await graph.ainvoke(
+        ask("[[mock:tool=drop_tables]] clean up please"),
+        instrument_run_config(config_for(str(uuid.uuid4()))),
+    )
+    assert (
+        value("steward_guardrail_blocks_total", stage="tool", reason="tool_not_allowed")
+        == blocks + 1
+    )
     assert value("steward_tool_calls_total", tool="other", outcome="denied") == denied + 1
-    assert m.REGISTRY.get_sample_value(
-        "steward_tool_calls_total", {"tool": "drop_tables", "outcome": "denied"}) is None
+    assert (
+        m.REGISTRY.get_sample_value(
+            "steward_tool_calls_total", {"tool": "drop_tables", "outcome": "denied"}
+        )
+        is None
+    )
     [line] = observed.events("tool call decided")
     assert (line["tool"], line["verdict"]) == ("drop_tables", "deny"), "logs keep the name"
     assert "not available" in line["reason"]
@@ -282,14 +341,17 @@ async def test_llm_failure_counts_the_error_type_and_fails_the_run(
     failed = value("steward_runs_total", outcome="error")
     node_errors = value("steward_node_duration_seconds_count", node="agent", status="error")
     with pytest.raises(RuntimeError):
-        await graph.ainvoke(ask("Is data encrypted?"),
-                            instrument_run_config(config_for(str(uuid.uuid4())), run_id="r-x"))
-    assert value("steward_llm_errors_total", model=MODEL,
-                 error_type="RuntimeError") == errors + 1
+        await graph.ainvoke(
+            ask("Is data encrypted?"),
+            instrument_run_config(config_for(str(uuid.uuid4())), run_id="r-x"),
+        )
+    assert value("steward_llm_errors_total", model=MODEL, error_type="RuntimeError") == errors + 1
     assert value("steward_llm_calls_total", model=MODEL, status="error") >= 1
     assert value("steward_runs_total", outcome="error") == failed + 1
-    assert value("steward_node_duration_seconds_count", node="agent",
-                 status="error") == node_errors + 1
+    assert (
+        value("steward_node_duration_seconds_count", node="agent", status="error")
+        == node_errors + 1
+    )
     [llm] = observed.events("llm call failed")
     assert llm["error_type"] == "RuntimeError" and llm["model"] == MODEL
     [run] = observed.events("run failed")
@@ -312,25 +374,36 @@ def test_instrument_run_config_copies_and_fills_metadata_tags_and_callbacks(
     monkeypatch.delenv("LANGCHAIN_TRACING_V2", raising=False)
     original: dict[str, Any] = {
         "configurable": {"thread_id": "t-1", "user_id": "u-1", "tenant_id": "acme"},
-        "metadata": {"assistant_id": "agent"}, "tags": ["x"], "callbacks": [],
+        "metadata": {"assistant_id": "agent"},
+        "tags": ["x"],
+        "callbacks": [],
     }
-    out = instrument_run_config(original, run_id="r-1", request_id="req-1",
-                                bind_log_context=False)
+    out = instrument_run_config(original, run_id="r-1", request_id="req-1", bind_log_context=False)
     assert original["metadata"] == {"assistant_id": "agent"} and original["callbacks"] == []
-    assert out["metadata"] == {"assistant_id": "agent", "thread_id": "t-1", "run_id": "r-1",
-                               "tenant_id": "acme", "user_id": "u-1", "request_id": "req-1"}
+    assert out["metadata"] == {
+        "assistant_id": "agent",
+        "thread_id": "t-1",
+        "run_id": "r-1",
+        "tenant_id": "acme",
+        "user_id": "u-1",
+        "request_id": "req-1",
+    }
     assert out["tags"] == ["x", "steward", "tenant:acme"]
     [observer] = out["callbacks"]  # type: ignore[misc]
     assert isinstance(observer, RunObserver)
-    assert observer.ids == {"run_id": "r-1", "thread_id": "t-1", "tenant_id": "acme",
-                            "user_id": "u-1", "request_id": "req-1"}
+    assert observer.ids == {
+        "run_id": "r-1",
+        "thread_id": "t-1",
+        "tenant_id": "acme",
+        "user_id": "u-1",
+        "request_id": "req-1",
+    }
     assert "run_id" not in out, "a service run id is not forced on LangChain's root run"
 
 
 def test_instrument_run_config_generates_a_run_id_and_keeps_a_callback_manager() -> None:
     manager = AsyncCallbackManager(handlers=[])
-    out = instrument_run_config({"callbacks": manager}, bind_log_context=False,
-                                langsmith=False)
+    out = instrument_run_config({"callbacks": manager}, bind_log_context=False, langsmith=False)
     assert isinstance(out["run_id"], uuid.UUID)
     assert out["metadata"]["run_id"] == str(out["run_id"])
     callbacks = out["callbacks"]
@@ -345,35 +418,49 @@ def test_langsmith_tracer_only_when_enabled_and_never_twice(
     monkeypatch.delenv("LANGSMITH_TRACING", raising=False)
     monkeypatch.delenv("LANGCHAIN_TRACING_V2", raising=False)
     assert langsmith_config() is None and langsmith_tracer() is None
-    env = {"LANGSMITH_TRACING": "true", "LANGSMITH_ENDPOINT": "http://127.0.0.1:9",
-           "LANGSMITH_API_KEY": "k", "LANGSMITH_PROJECT": "steward-test"}
+    env = {
+        "LANGSMITH_TRACING": "true",
+        "LANGSMITH_ENDPOINT": "http://127.0.0.1:9",
+        "LANGSMITH_API_KEY": "k",
+        "LANGSMITH_PROJECT": "steward-test",
+    }
     config = langsmith_config(env)
     assert config is not None
     assert (config.endpoint, config.project, config.redact) == (
-        "http://127.0.0.1:9", "steward-test", True)
+        "http://127.0.0.1:9",
+        "steward-test",
+        True,
+    )
     assert langsmith_config({**env, "STEWARD_LANGSMITH_REDACT": "false"}).redact is False  # type: ignore[union-attr]
     for name, val in env.items():
         monkeypatch.setenv(name, val)
     # No background sender towards a closed port: an offline client stands in.
-    offline = Client(api_url="http://127.0.0.1:9", api_key="k", auto_batch_tracing=False,
-                     info={})
+    offline = Client(api_url="http://127.0.0.1:9", api_key="k", auto_batch_tracing=False, info={})
     monkeypatch.setattr(ls_module, "langsmith_client", lambda config: offline)
     out = instrument_run_config({}, run_id="r", bind_log_context=False)
     tracers = [h for h in out["callbacks"] if isinstance(h, LangChainTracer)]  # type: ignore[union-attr]
     assert len(tracers) == 1 and tracers[0].project_name == "steward-test"
     again = instrument_run_config(out, run_id="r", bind_log_context=False)
-    assert len([h for h in again["callbacks"]  # type: ignore[union-attr]
-                if isinstance(h, LangChainTracer)]) == 1
+    assert (
+        len(
+            [
+                h
+                for h in again["callbacks"]  # type: ignore[union-attr]
+                if isinstance(h, LangChainTracer)
+            ]
+        )
+        == 1
+    )
 
 
 # ------------------------------------------------------------------------------ small helpers
 
 
 def test_denial_reasons_map_to_fixed_codes() -> None:
-    assert denial_reason_code("tool 'x' is not available to this assistant") == \
-        "tool_not_allowed"
-    assert denial_reason_code("invalid arguments for issue_refund: amount: ...") == \
-        "invalid_arguments"
+    assert denial_reason_code("tool 'x' is not available to this assistant") == "tool_not_allowed"
+    assert (
+        denial_reason_code("invalid arguments for issue_refund: amount: ...") == "invalid_arguments"
+    )
     assert denial_reason_code("arguments were not valid JSON; send ...") == "invalid_json"
     assert denial_reason_code("tool call limit reached") == "tool_call_limit"
     assert denial_reason_code("denied by policy") == "policy"
@@ -388,4 +475,6 @@ def test_describe_input_masks_and_truncates_the_preview() -> None:
     assert len(summary["input_preview"]) <= 200
     assert describe_input(None) == ("continue", {})
     assert describe_input(Command(resume={"decisions": [{"type": "reject"}]})) == (
-        "resume", {"decisions": ["reject"]})
+        "resume",
+        {"decisions": ["reject"]},
+    )

@@ -25,8 +25,9 @@ ROUTE = "/things/{thing_id}"
 
 
 @get("/things/{thing_id:str}", sync_to_thread=False)
-def thing(thing_id: Annotated[str, PathParameter()],
-          request: Request[Any, Any, Any]) -> dict[str, Any]:
+def thing(
+    thing_id: Annotated[str, PathParameter()], request: Request[Any, Any, Any]
+) -> dict[str, Any]:
     logging.getLogger("server.routes").info("inside handler")
     if thing_id == "missing":
         raise NotFoundException("no such thing")
@@ -39,9 +40,13 @@ def crash() -> None:
 
 
 def count(route: str, status: str) -> float:
-    return m.REGISTRY.get_sample_value(
-        "steward_http_request_duration_seconds_count",
-        {"method": "GET", "route": route, "status": status}) or 0.0
+    return (
+        m.REGISTRY.get_sample_value(
+            "steward_http_request_duration_seconds_count",
+            {"method": "GET", "route": route, "status": status},
+        )
+        or 0.0
+    )
 
 
 @pytest.fixture(name="spans")
@@ -64,8 +69,11 @@ def app_with(spans: InMemorySpanExporter) -> Litestar:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     # logging_config=None: Litestar's default would replace the root logger's handlers.
-    return Litestar(route_handlers=[thing, crash, metrics_endpoint], logging_config=None,
-                    middleware=[ObservabilityMiddleware(tracer=provider.get_tracer("test"))])
+    return Litestar(
+        route_handlers=[thing, crash, metrics_endpoint],
+        logging_config=None,
+        middleware=[ObservabilityMiddleware(tracer=provider.get_tracer("test"))],
+    )
 
 
 async def test_request_id_is_echoed_bound_to_logs_and_given_to_handlers(
@@ -101,9 +109,13 @@ async def test_latency_is_recorded_by_route_template_and_status(
     assert count(ROUTE, "200") == ok + 3, "one series for every id: the template, not the path"
     assert count(ROUTE, "404") == not_found + 1
     assert count("/crash", "500") == failed + 1
-    assert m.REGISTRY.get_sample_value(
-        "steward_http_request_duration_seconds_count",
-        {"method": "GET", "route": "/things/1", "status": "200"}) is None
+    assert (
+        m.REGISTRY.get_sample_value(
+            "steward_http_request_duration_seconds_count",
+            {"method": "GET", "route": "/things/1", "status": "200"},
+        )
+        is None
+    )
     assert m.REGISTRY.get_sample_value("steward_http_requests_in_flight") == 0
 
 
@@ -111,8 +123,10 @@ async def test_server_span_joins_the_callers_trace(spans: InMemorySpanExporter) 
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = "00f067aa0ba902b7"
     async with AsyncTestClient(app_with(spans)) as client:
-        await client.get("/things/x", headers={"traceparent": f"00-{trace_id}-{parent}-01",
-                                               "x-request-id": "r-1"})
+        await client.get(
+            "/things/x",
+            headers={"traceparent": f"00-{trace_id}-{parent}-01", "x-request-id": "r-1"},
+        )
         await client.get("/crash")
     first, second = spans.get_finished_spans()
     assert first.name == f"GET {ROUTE}" and first.kind.name == "SERVER"
@@ -128,7 +142,8 @@ async def test_metrics_route_serves_the_registry(spans: InMemorySpanExporter) ->
         await client.get("/things/1")
         response = await client.get("/metrics")
         openmetrics = await client.get(
-            "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+            "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+        )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert f'route="{ROUTE}"' in response.text

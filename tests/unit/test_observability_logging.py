@@ -57,40 +57,50 @@ def fx_json_logs() -> Iterator[Captured]:
 # ------------------------------------------------------------------------------- redaction
 
 
-@pytest.mark.parametrize(("raw", "masked"), [
-    (f"mail {EMAIL} now", "mail [email] now"),
-    (f"card {CARD}.", "card [card]."),
-    (f"card {CARD_DASHED}", "card [card]"),
-    (f"card {CARD_PLAIN}", "card [card]"),
-    ("amex 3782 822463 10005", "amex [card]"),
-    ("ssn 078-05-1120", "ssn [ssn]"),
-    ("call +1 415 555 0100 today", "call [phone] today"),
-    ("key stw_0a1b2c3d_abcdefghijklmnopqrstuvwxyz012345", "key [api-key]"),
-    ("sk-proj-abcdefghijklmnop1234", "[api-key]"),
-    ("lsv2_pt_0123456789abcdef0123456789", "[api-key]"),
-    ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: Bearer [token]"),
-    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
-     "jwt [token]"),
-    ("a@b.co and c.d+x@mail.example.org.", "[email] and [email]."),
-    ("due 2026-09-15, card 4111111111111111, ssn 078-05-1120",
-     "due 2026-09-15, card [card], ssn [ssn]"),
-    ("(4111 1111 1111 1111)", "([card])"),
-])
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        (f"mail {EMAIL} now", "mail [email] now"),
+        (f"card {CARD}.", "card [card]."),
+        (f"card {CARD_DASHED}", "card [card]"),
+        (f"card {CARD_PLAIN}", "card [card]"),
+        ("amex 3782 822463 10005", "amex [card]"),
+        ("ssn 078-05-1120", "ssn [ssn]"),
+        ("call +1 415 555 0100 today", "call [phone] today"),
+        ("key stw_0a1b2c3d_abcdefghijklmnopqrstuvwxyz012345", "key [api-key]"),
+        ("sk-proj-abcdefghijklmnop1234", "[api-key]"),
+        ("lsv2_pt_0123456789abcdef0123456789", "[api-key]"),
+        ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: Bearer [token]"),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+            "jwt [token]",
+        ),
+        ("a@b.co and c.d+x@mail.example.org.", "[email] and [email]."),
+        (
+            "due 2026-09-15, card 4111111111111111, ssn 078-05-1120",
+            "due 2026-09-15, card [card], ssn [ssn]",
+        ),
+        ("(4111 1111 1111 1111)", "([card])"),
+    ],
+)
 def test_redact_text_masks_pii_and_secrets(raw: str, masked: str) -> None:
     assert redact_text(raw) == masked
 
 
-@pytest.mark.parametrize("kept", [
-    "Refund $700.00 on LS-10007 please",
-    "thread 0d040ca8-8f28-442a-8ffb-97c9955fe09a",
-    "2026-11-27T03:06:06.091943+00:00",
-    "call_f966c88fda8fc250f14052db",
-    "order 123456789012 (12 digits)",
-    "refund-policy#2 score 0.4898",
-    "see risk-assessment-frameworks-v2 and task-management-guidelines",
-    "ping @larkspur.support on the forum",
-    "ordered 2026-09-15 (3 items), 1,299.00 USD",
-])
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "Refund $700.00 on LS-10007 please",
+        "thread 0d040ca8-8f28-442a-8ffb-97c9955fe09a",
+        "2026-11-27T03:06:06.091943+00:00",
+        "call_f966c88fda8fc250f14052db",
+        "order 123456789012 (12 digits)",
+        "refund-policy#2 score 0.4898",
+        "see risk-assessment-frameworks-v2 and task-management-guidelines",
+        "ping @larkspur.support on the forum",
+        "ordered 2026-09-15 (3 items), 1,299.00 USD",
+    ],
+)
 def test_redact_text_keeps_ordinary_values(kept: str) -> None:
     assert redact_text(kept) == kept
 
@@ -100,17 +110,18 @@ def test_redact_mapping_masks_nested_values_and_sensitive_keys() -> None:
         def __str__(self) -> str:
             return f"Opaque({EMAIL})"
 
-    out = redact_mapping({
-        "event": f"user {EMAIL}",
-        "nested": {"cards": [CARD, ("x", CARD_PLAIN)], "n": 3, "ok": True, "none": None},
-        "Authorization": "Bearer whatever-token-value",
-        "api_key": "short",
-        "input_tokens": 12,
-        "obj": Opaque(),
-    })
+    out = redact_mapping(
+        {
+            "event": f"user {EMAIL}",
+            "nested": {"cards": [CARD, ("x", CARD_PLAIN)], "n": 3, "ok": True, "none": None},
+            "Authorization": "Bearer whatever-token-value",
+            "api_key": "short",
+            "input_tokens": 12,
+            "obj": Opaque(),
+        }
+    )
     assert out["event"] == "user [email]"
-    assert out["nested"] == {"cards": ["[card]", ["x", "[card]"]], "n": 3, "ok": True,
-                             "none": None}
+    assert out["nested"] == {"cards": ["[card]", ["x", "[card]"]], "n": 3, "ok": True, "none": None}
     assert out["Authorization"] == "[redacted]" and out["api_key"] == "[redacted]"
     assert out["input_tokens"] == 12, "token counts are not secrets"
     assert out["obj"] == "Opaque([email])"
@@ -144,8 +155,9 @@ def test_stdlib_extra_fields_survive_and_every_line_has_the_context_keys(
 def test_bound_context_appears_on_stdlib_and_structlog_lines_and_is_restored(
     json_logs: Captured,
 ) -> None:
-    with log_context(request_id="req-1", run_id="run-1", thread_id="t-1", tenant_id="acme",
-                     user_id="alice"):
+    with log_context(
+        request_id="req-1", run_id="run-1", thread_id="t-1", tenant_id="acme", user_id="alice"
+    ):
         logging.getLogger("x").warning("plain %s", "arg")
         get_logger("y").info("structured", answer=42)
         assert current_request_id() == "req-1"
@@ -154,8 +166,11 @@ def test_bound_context_appears_on_stdlib_and_structlog_lines_and_is_restored(
     assert current_request_id() is None
     for line in (first, second):
         assert {k: line[k] for k in CONTEXT_KEYS} == {
-            "request_id": "req-1", "run_id": "run-1", "thread_id": "t-1",
-            "tenant_id": "acme", "user_id": "alice",
+            "request_id": "req-1",
+            "run_id": "run-1",
+            "thread_id": "t-1",
+            "tenant_id": "acme",
+            "user_id": "alice",
         }
     assert first["event"] == "plain arg"
     assert second["event"] == "structured" and second["answer"] == 42
@@ -178,19 +193,28 @@ def test_ids_come_from_the_langchain_config_when_not_bound(json_logs: Captured) 
         logging.getLogger("nodes.retrieve").info("inside a node")
         return "ok"
 
-    RunnableLambda(node).invoke(None, {
-        "metadata": {"run_id": "run-9", "tenant_id": "acme"},
-        "configurable": {"thread_id": "t-9", "user_id": "bob"},
-    })
+    RunnableLambda(node).invoke(
+        None,
+        {
+            "metadata": {"run_id": "run-9", "tenant_id": "acme"},
+            "configurable": {"thread_id": "t-9", "user_id": "bob"},
+        },
+    )
     [line] = json_logs.lines()
     assert (line["run_id"], line["thread_id"], line["tenant_id"], line["user_id"]) == (
-        "run-9", "t-9", "acme", "bob")
+        "run-9",
+        "t-9",
+        "acme",
+        "bob",
+    )
 
 
 def test_pii_is_masked_in_message_extra_args_and_tracebacks(json_logs: Captured) -> None:
     log = logging.getLogger("openai._base_client")
-    log.debug("Request options: %s", {"json_data": {"messages": [
-        {"role": "user", "content": f"I am {EMAIL}, card {CARD}"}]}})
+    log.debug(
+        "Request options: %s",
+        {"json_data": {"messages": [{"role": "user", "content": f"I am {EMAIL}, card {CARD}"}]}},
+    )
     log.info("user said", extra={"text": f"card {CARD_DASHED}", "nested": {"e": EMAIL}})
     try:
         raise ValueError(f"bad card {CARD_PLAIN} for {EMAIL}")

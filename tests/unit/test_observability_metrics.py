@@ -59,9 +59,18 @@ class FakePool:
 
 
 def test_pool_statistics_are_read_at_scrape_time_and_can_be_removed() -> None:
-    pool = FakePool("ckpt-test", {"pool_min": 2, "pool_max": 10, "pool_size": 4,
-                                  "pool_available": 1, "requests_waiting": 3,
-                                  "requests_num": 7, "requests_wait_ms": 1500})
+    pool = FakePool(
+        "ckpt-test",
+        {
+            "pool_min": 2,
+            "pool_max": 10,
+            "pool_size": 4,
+            "pool_available": 1,
+            "requests_waiting": 3,
+            "requests_num": 7,
+            "requests_wait_ms": 1500,
+        },
+    )
     stop = m.observe_pool(pool)
     try:
         got = samples(m.render_metrics()[0].decode())
@@ -76,8 +85,7 @@ def test_pool_statistics_are_read_at_scrape_time_and_can_be_removed() -> None:
         assert value("steward_db_pool_pool_available", pool="ckpt-test") == 4
     finally:
         stop()
-    assert m.REGISTRY.get_sample_value("steward_db_pool_pool_size", {"pool": "ckpt-test"}) \
-        is None
+    assert m.REGISTRY.get_sample_value("steward_db_pool_pool_size", {"pool": "ckpt-test"}) is None
 
 
 def test_prices_match_dated_snapshots_only() -> None:
@@ -92,8 +100,9 @@ def test_prices_match_dated_snapshots_only() -> None:
 def test_cost_uses_input_output_and_cached_rates() -> None:
     assert cost_usd("gpt-4o-mini", input_tokens=1_000_000, output_tokens=0) == pytest.approx(0.15)
     assert cost_usd("gpt-4o-mini", input_tokens=0, output_tokens=1_000_000) == pytest.approx(0.6)
-    assert cost_usd("gpt-4o-mini", input_tokens=1_000_000, output_tokens=0,
-                    cached_input_tokens=1_000_000) == pytest.approx(0.075)
+    assert cost_usd(
+        "gpt-4o-mini", input_tokens=1_000_000, output_tokens=0, cached_input_tokens=1_000_000
+    ) == pytest.approx(0.075)
     assert cost_usd("unknown-model", input_tokens=10, output_tokens=10) is None
 
 

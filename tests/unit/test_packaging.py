@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
-    done = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -41,7 +42,11 @@ def test_kubernetes_manifests_are_consistent() -> None:
     # open connections, the runs' grace, and cancelling what is left.
     from server.drain import HTTP_SHUTDOWN_TIMEOUT_S
 
-    drain_s = (float(config["STEWARD_SHUTDOWN_DELAY_S"]) + HTTP_SHUTDOWN_TIMEOUT_S
-               + float(config["STEWARD_RUN_SHUTDOWN_GRACE_S"]) + 10)
+    drain_s = (
+        float(config["STEWARD_SHUTDOWN_DELAY_S"])
+        + HTTP_SHUTDOWN_TIMEOUT_S
+        + float(config["STEWARD_RUN_SHUTDOWN_GRACE_S"])
+        + 10
+    )
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain_s
     assert "preStop" not in container.get("lifecycle", {}), "the process drains by itself"

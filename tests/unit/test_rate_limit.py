@@ -22,8 +22,11 @@ def healthz() -> dict[str, bool]:
 
 def app(per_minute: int) -> Litestar:
     config = rate_limit_config(Settings(STEWARD_RATE_LIMIT_PER_MINUTE=per_minute))
-    return Litestar([probe, healthz], exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[config.middleware] if config else [])
+    return Litestar(
+        [probe, healthz],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[config.middleware] if config else [],
+    )
 
 
 async def test_a_key_over_its_limit_gets_429_with_retry_after() -> None:

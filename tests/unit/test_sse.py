@@ -22,7 +22,7 @@ def decode(stream: bytes, chunk: int = 7) -> list[Any]:
     parts = []
     raw: list[Any] = []
     for i in range(0, len(stream), chunk):
-        raw.extend(lines.decode(stream[i:i + chunk]))
+        raw.extend(lines.decode(stream[i : i + chunk]))
     raw.extend(lines.flush())
     for line in raw:
         part = sse.decode(bytes(line).rstrip(b"\n"))
@@ -38,13 +38,15 @@ def test_event_wire_format_is_exact() -> None:
 
 
 def test_sdk_decoder_reads_our_stream() -> None:
-    stream = b"".join([
-        format_json_event("metadata", {"run_id": "r1", "attempt": 1}, "0"),
-        HEARTBEAT,
-        format_json_event("values", {"messages": [HumanMessage("hi\nthere", id="m1")]}, "1"),
-        format_json_event("messages", [AIMessageChunk(content="to"), {"langgraph_node": "a"}]),
-        format_json_event("error", {"error": "ValueError", "message": "boom"}),
-    ])
+    stream = b"".join(
+        [
+            format_json_event("metadata", {"run_id": "r1", "attempt": 1}, "0"),
+            HEARTBEAT,
+            format_json_event("values", {"messages": [HumanMessage("hi\nthere", id="m1")]}, "1"),
+            format_json_event("messages", [AIMessageChunk(content="to"), {"langgraph_node": "a"}]),
+            format_json_event("error", {"error": "ValueError", "message": "boom"}),
+        ]
+    )
     parts = decode(stream)
     assert [p.event for p in parts] == ["metadata", "values", "messages", "error"]
     assert parts[0].data == {"run_id": "r1", "attempt": 1}
@@ -59,15 +61,17 @@ def test_sdk_decoder_reads_our_stream() -> None:
 
 def test_graph_objects_become_json() -> None:
     value = {
-        "__interrupt__": (Interrupt(value={"action_requests": [{"amount": Decimal("700.00")}]},
-                                    id="abc"),),
+        "__interrupt__": (
+            Interrupt(value={"action_requests": [{"amount": Decimal("700.00")}]}, id="abc"),
+        ),
         "messages": [AIMessage(content="ok", id="x")],
         "tags": {"b"},
         "blob": b"\xffbytes",
     }
     out = to_jsonable(value)
-    assert out["__interrupt__"] == [{"value": {"action_requests": [{"amount": "700.00"}]},
-                                     "id": "abc"}]
+    assert out["__interrupt__"] == [
+        {"value": {"action_requests": [{"amount": "700.00"}]}, "id": "abc"}
+    ]
     assert out["messages"][0]["type"] == "ai" and out["messages"][0]["content"] == "ok"
     assert out["tags"] == ["b"]
     assert out["blob"].endswith("bytes")
@@ -89,35 +93,45 @@ def test_multiline_data_is_split_into_data_lines() -> None:
 
 
 def test_sdk_defaults_are_accepted() -> None:
-    body = parse_run_create({
-        "input": {"messages": []}, "assistant_id": "agent", "stream_mode": "values",
-        "stream_subgraphs": False, "stream_resumable": False, "config": None,
-    }, stateless=False)
+    body = parse_run_create(
+        {
+            "input": {"messages": []},
+            "assistant_id": "agent",
+            "stream_mode": "values",
+            "stream_subgraphs": False,
+            "stream_resumable": False,
+            "config": None,
+        },
+        stateless=False,
+    )
     assert body.stream_mode == ["values"]
     assert body.multitask_strategy == "enqueue"
     assert body.if_not_exists == "reject"
     assert body.on_disconnect == "continue"
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({"webhook": "http://x"}, "webhook"),
-    ({"langsmith_tracer": {"project_name": "p"}}, "LangSmith"),
-    ({"feedback_keys": ["a"]}, "feedback_keys"),
-    ({"durability": "exit"}, "durability"),
-    ({"checkpoint_during": False}, "checkpoint_during"),
-    ({"stream_mode": ["events"]}, "'events' is not supported"),
-    ({"stream_mode": "messages"}, "messages-tuple"),
-    ({"stream_mode": ["nonsense"]}, "stream_mode"),
-    ({"stream_mode": []}, "at least one"),
-    ({"multitask_strategy": "later"}, "multitask_strategy"),
-    ({"surprise": 1}, "surprise: unknown field"),
-    ({"input": {}, "command": {"resume": 1}}, "either input or command"),
-    ({"command": {}}, "needs resume, update or goto"),
-    ({"command": {"resume": 1, "oops": 2}}, "command.oops"),
-    ({"on_completion": "keep"}, "stateless"),
-    ({"after_seconds": -1}, "after_seconds"),
-    ([], "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"webhook": "http://x"}, "webhook"),
+        ({"langsmith_tracer": {"project_name": "p"}}, "LangSmith"),
+        ({"feedback_keys": ["a"]}, "feedback_keys"),
+        ({"durability": "exit"}, "durability"),
+        ({"checkpoint_during": False}, "checkpoint_during"),
+        ({"stream_mode": ["events"]}, "'events' is not supported"),
+        ({"stream_mode": "messages"}, "messages-tuple"),
+        ({"stream_mode": ["nonsense"]}, "stream_mode"),
+        ({"stream_mode": []}, "at least one"),
+        ({"multitask_strategy": "later"}, "multitask_strategy"),
+        ({"surprise": 1}, "surprise: unknown field"),
+        ({"input": {}, "command": {"resume": 1}}, "either input or command"),
+        ({"command": {}}, "needs resume, update or goto"),
+        ({"command": {"resume": 1, "oops": 2}}, "command.oops"),
+        ({"on_completion": "keep"}, "stateless"),
+        ({"after_seconds": -1}, "after_seconds"),
+        ([], "JSON object"),
+    ],
+)
 def test_unsupported_or_invalid_fields_fail_clearly(body: Any, fragment: str) -> None:
     with pytest.raises(RunValidationError) as info:
         parse_run_create(body, stateless=False)
@@ -126,8 +140,11 @@ def test_unsupported_or_invalid_fields_fail_clearly(body: Any, fragment: str) ->
 
 def test_stateless_only_and_thread_only_fields() -> None:
     parse_run_create({"on_completion": "keep"}, stateless=True)
-    for body in ({"multitask_strategy": "reject"}, {"checkpoint_id": "x"},
-                 {"command": {"resume": 1}}):
+    for body in (
+        {"multitask_strategy": "reject"},
+        {"checkpoint_id": "x"},
+        {"command": {"resume": 1}},
+    ):
         with pytest.raises(RunValidationError):
             parse_run_create(body, stateless=True)
 
@@ -136,7 +153,8 @@ def test_checkpoint_reference() -> None:
     body = parse_run_create({"checkpoint_id": "c1"}, stateless=False)
     assert body.start_checkpoint is not None
     assert body.start_checkpoint.checkpoint_id == "c1"
-    body = parse_run_create({"checkpoint": {"checkpoint_id": "c2", "checkpoint_ns": ""}},
-                            stateless=False)
+    body = parse_run_create(
+        {"checkpoint": {"checkpoint_id": "c2", "checkpoint_ns": ""}}, stateless=False
+    )
     assert body.start_checkpoint is not None and body.start_checkpoint.checkpoint_id == "c2"
     assert parse_run_create({}, stateless=False).start_checkpoint is None

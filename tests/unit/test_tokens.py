@@ -26,8 +26,13 @@ print(get_encoding("cl100k_base").name)
 def test_encodings_load_offline_into_tiktoken_cache(tmp_path: Path) -> None:
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", OFFLINE_PROBE], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", OFFLINE_PROBE],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", "cl100k_base"]
@@ -66,10 +71,19 @@ def test_count_chat_tokens_grows_with_content_tools_and_calls() -> None:
     assert count_chat_tokens(longer, None, encoding) > base
     tools = [{"type": "function", "function": {"name": "get_order", "parameters": {}}}]
     assert count_chat_tokens(short, tools, encoding) > base
-    call = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function",
-         "function": {"name": "get_order", "arguments": '{"order_id": "LS-10001"}'}}]}
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_order", "arguments": '{"order_id": "LS-10001"}'},
+            }
+        ],
+    }
     with_call = count_chat_tokens([*short, call], None, encoding)
-    empty_assistant = count_chat_tokens([*short, {"role": "assistant", "content": None}], None,
-                                        encoding)
+    empty_assistant = count_chat_tokens(
+        [*short, {"role": "assistant", "content": None}], None, encoding
+    )
     assert with_call > empty_assistant > base

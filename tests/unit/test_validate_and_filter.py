@@ -16,8 +16,9 @@ def test_final_answer_parses_plain_and_fenced_json() -> None:
     assert parse_final_answer('```json\n{"answer": "Yes."}\n```').answer == "Yes."
 
 
-@pytest.mark.parametrize("text", ["Sure, here you go", '{"sources": []}', '{"answer": ""}',
-                                  "[1, 2]"])
+@pytest.mark.parametrize(
+    "text", ["Sure, here you go", '{"sources": []}', '{"answer": ""}', "[1, 2]"]
+)
 def test_invalid_final_answers_are_rejected(text: str) -> None:
     with pytest.raises(AnswerInvalid):
         parse_final_answer(text)
@@ -29,14 +30,17 @@ def test_only_retrieved_sources_survive_in_order_without_duplicates() -> None:
     assert dropped == ["x#9"]
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    ("", "empty_input"),
-    (" \n\t", "empty_input"),
-    ("a" * 101, "input_too_large"),
-    ([{"type": "image_url", "image_url": {"url": "x"}}], "unsupported_content"),
-    ("bad \udc80 surrogate", "invalid_encoding"),
-    ("nul \x00 byte", "invalid_encoding"),
-])
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        ("", "empty_input"),
+        (" \n\t", "empty_input"),
+        ("a" * 101, "input_too_large"),
+        ([{"type": "image_url", "image_url": {"url": "x"}}], "unsupported_content"),
+        ("bad \udc80 surrogate", "invalid_encoding"),
+        ("nul \x00 byte", "invalid_encoding"),
+    ],
+)
 def test_input_filter_reason_codes(content: Any, code: str) -> None:
     assert check_input(HumanMessage(content=content), max_chars=100) == code
 

@@ -57,8 +57,7 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX runs_thread_idx ON runs (thread_id, created_at DESC)")
     op.execute(
-        "CREATE INDEX runs_running_lease_idx ON runs (lease_expires_at)"
-        " WHERE status = 'running'"
+        "CREATE INDEX runs_running_lease_idx ON runs (lease_expires_at) WHERE status = 'running'"
     )
     op.execute(
         "CREATE INDEX runs_temporary_idx ON runs (thread_id)"

@@ -203,8 +203,9 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS threads_prune_approvals ON threads")
     op.execute("DROP FUNCTION IF EXISTS threads_prune_approvals()")
     op.execute("DROP INDEX IF EXISTS runs_request_key_idx")
-    op.execute("ALTER TABLE runs DROP COLUMN IF EXISTS request_key,"
-               " DROP COLUMN IF EXISTS request_hash")
+    op.execute(
+        "ALTER TABLE runs DROP COLUMN IF EXISTS request_key, DROP COLUMN IF EXISTS request_hash"
+    )
     op.execute("DROP TRIGGER IF EXISTS refunds_require_authority ON refunds")
     op.execute("DROP FUNCTION IF EXISTS refunds_require_authority()")
     op.execute("DROP INDEX IF EXISTS refunds_one_per_approval_action")
@@ -218,6 +219,8 @@ def downgrade() -> None:
     )
     op.execute("DROP TABLE IF EXISTS approval_actions")
     op.execute("ALTER TABLE approvals DROP CONSTRAINT IF EXISTS approvals_four_eyes")
-    op.execute("ALTER TABLE approvals DROP COLUMN IF EXISTS decider_role,"
-               " DROP COLUMN IF EXISTS decider_tenant")
+    op.execute(
+        "ALTER TABLE approvals DROP COLUMN IF EXISTS decider_role,"
+        " DROP COLUMN IF EXISTS decider_tenant"
+    )
     op.execute("DROP TABLE IF EXISTS refund_policy")
