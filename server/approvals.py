@@ -29,7 +29,6 @@ from core.domain.types import action_hash
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.identity import Principal
 from server.decisions import (
-    bind_resume,
     clear_releases,
     expire_approval,
     is_approval_request,
@@ -413,49 +412,6 @@ def ensure_pending(row: ApprovalRow) -> None:
         )
 
 
-async def decide_in_process(
-    pool: Any,
-    graph: Any,
-    *,
-    thread_id: uuid.UUID,
-    principal: Principal,
-    requester: str,
-    decisions: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Record a reviewer's decisions for a graph driven in process (the eval runner).
-
-    Registers the thread in the requester's tenant if needed, records its waiting approval
-    and binds the decisions exactly as a resume through the runs API would; returns the resume
-    to pass as `Command(resume=...)`. The refund is released by the decided row, not by this.
-    """
-    from server.runs import repo
-
-    state = await graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
-    async with pool.connection() as conn, conn.transaction():
-        thread = await repo.get_thread(conn, thread_id, lock=True)
-        if thread is None:
-            await repo.insert_thread(
-                conn, thread_id, tenant_id=principal.tenant_id, owner_id=requester
-            )
-            thread = await repo.get_thread(conn, thread_id, lock=True)
-        await record_pending(
-            conn,
-            run={"thread_id": thread_id, "tenant_id": principal.tenant_id, "owner_id": requester},
-            thread=dict(thread or {}),
-            interrupts=[{"value": i.value, "id": i.id} for i in state.interrupts],
-            state=state,
-        )
-        bound = await bind_resume(
-            conn,
-            principal=principal,
-            thread_id=thread_id,
-            resume={"decisions": decisions},
-            waiting=list(state.interrupts),
-            run_id=uuid.uuid4(),
-        )
-    return bound.command_resume
-
-
 __all__ = [
     "APPROVAL_STATUSES",
     "ApprovalDecisionIn",
@@ -465,7 +421,6 @@ __all__ = [
     "EditedActionIn",
     "approval_id_for",
     "build_context",
-    "decide_in_process",
     "ensure_pending",
     "is_approval_request",
     "record_pending",

@@ -36,13 +36,13 @@ from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.observability.metrics import record_approval_decision
 from graph.schemas import Decision, EditDecision, RejectDecision
 from graph.tools import TOOLS
-from server.runs.guards import check_text
+from server.edge import check_text
 
 if TYPE_CHECKING:
     from langgraph.types import Interrupt
 
+    from core.db.pool import Conn
     from core.identity import Principal
-    from server.runs.repo import Conn
 
 log = logging.getLogger(__name__)
 

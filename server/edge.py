@@ -89,6 +89,28 @@ def check_json_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                 )
 
 
+def has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(has_nul(k, depth + 1) or has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse NUL characters anywhere in a client value (Postgres text cannot hold them).
+
+    Raises:
+        Unprocessable: `value` holds a NUL character.
+    """
+    if has_nul(value):
+        raise Unprocessable(f"{where}: NUL characters are not accepted")
+
+
 def check_body(raw: bytes) -> None:
     """Parse a request body as JSON and check it (`check_json_value`); empty is left alone.
 

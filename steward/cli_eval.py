@@ -186,7 +186,7 @@ async def decide_as_approver(
 ) -> Any:
     """The evals' `ApprovalDecider`: the service's in-process decision path, as `approver`."""
     from core.identity import Principal
-    from server.approvals import decide_in_process
+    from server.runs.in_process import decide_in_process
 
     principal = Principal(key_id="eval", user_id=approver, tenant_id=tenant, role="approver")
     return await decide_in_process(

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import tiktoken
 
-from core.guardrails.provenance import order_ids
+from core.domain.types import order_ids
 from core.tokens import count_text_tokens
 
 Route = Literal["routine", "strong"]

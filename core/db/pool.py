@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DbPool: TypeAlias = AsyncConnectionPool[AsyncConnection[DictRow]]
+Conn: TypeAlias = AsyncConnection[DictRow]
+"""A pooled connection: autocommit, dict rows."""
+DbPool: TypeAlias = AsyncConnectionPool[Conn]
 """The pool type `AsyncPostgresSaver` accepts: autocommit connections returning dict rows."""
 
 POOL_TIMEOUT_S = 2.0

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypedDict
+
+ORDER_ID = re.compile(r"(?<![\w-])LS-\d{5}(?![\w-])", re.IGNORECASE)
+"""How an order id is written (`LS-` and five digits), anywhere in a text."""
+
+
+def order_ids(text: str) -> set[str]:
+    """Order ids written in `text`, upper-cased."""
+    return {m.group().upper() for m in ORDER_ID.finditer(text)}
 
 
 class OrderView(TypedDict):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from core.guardrails.provenance import order_ids
+from core.domain.types import order_ids
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CLAIM = re.compile(

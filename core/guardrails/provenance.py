@@ -15,15 +15,11 @@ from decimal import Decimal, InvalidOperation
 
 from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
 
-ORDER_ID = re.compile(r"(?<![\w-])LS-\d{5}(?![\w-])", re.IGNORECASE)
+from core.domain.types import ORDER_ID, order_ids
+
 _NUMBER = re.compile(r"(?<![\w.])\$?\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?![\w])")
 REPAIR_AUTHOR = "validator"
 """`name` of the HumanMessage the validate node adds to ask for a repair (not the user)."""
-
-
-def order_ids(text: str) -> set[str]:
-    """Order ids written in `text`, upper-cased."""
-    return {m.group().upper() for m in ORDER_ID.finditer(text)}
 
 
 def amounts(text: str) -> set[Decimal]:

@@ -27,6 +27,7 @@ import orjson
 from langchain_core.messages import convert_to_messages
 
 from core.errors import Unprocessable
+from server.edge import has_nul
 from server.runs.models import RunCreate
 
 WRITABLE_CHANNELS = frozenset({"messages"})
@@ -160,7 +161,7 @@ def check_messages(
                 f"{where}[{i}].content: {length} characters; at most {limits.max_chars} per "
                 "message (STEWARD_MAX_INPUT_CHARS)"
             )
-        if _has_nul(message):
+        if has_nul(message):
             raise Unprocessable(f"{where}[{i}]: NUL characters are not accepted")
         try:
             convert_to_messages([message])
@@ -168,28 +169,6 @@ def check_messages(
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise Unprocessable(f"{where}[{i}]: not a valid message ({detail})") from None
     return messages
-
-
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > 20:
-        return False
-    if isinstance(value, dict):
-        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
-
-
-def check_text(value: Any, where: str) -> None:
-    """Refuse NUL characters anywhere in a client value (Postgres text cannot hold them).
-
-    Raises:
-        Unprocessable: `value` holds a NUL character.
-    """
-    if _has_nul(value):
-        raise Unprocessable(f"{where}: NUL characters are not accepted")
 
 
 def check_input(value: Any, limits: MessageLimits = DEFAULT_LIMITS) -> None:
@@ -299,7 +278,6 @@ __all__ = [
     "check_messages",
     "check_node",
     "check_state_values",
-    "check_text",
     "message_key",
     "request_digest",
 ]

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
-Conn = AsyncConnection[DictRow]
+from core.db.pool import Conn
 
 RUNS_CHANNEL = "steward_runs"
 """NOTIFY channel: a run became claimable (payload ignored)."""

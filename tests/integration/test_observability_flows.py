@@ -151,7 +151,7 @@ async def record_decisions(
 ) -> Any:
     """What the service does before a resume runs: record the decision in the queue."""
     from core.identity import Principal
-    from server.approvals import decide_in_process
+    from server.runs.in_process import decide_in_process
 
     approver = Principal(key_id="k", user_id=user, tenant_id="acme", role="approver")
     return await decide_in_process(
