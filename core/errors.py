@@ -13,6 +13,12 @@ StewardError                    base of every error Steward raises on purpose
     ├── PayloadTooLarge         request body above the limit                         (413)
     ├── TooManyRequests         rate limited; carries `retry_after`                  (429)
     └── Unavailable             the database (or another dependency) is down         (503)
+
+Each package's own failures subclass `StewardError` where they are raised (they keep the
+builtin base callers may already catch): `core.knowledge.index.KnowledgeIndexError` (index
+missing, mismatched or corrupt), `core.knowledge.ingest.IngestError`,
+`core.domain.types.RefundRefused`, `server.keys.NoApiKeys`, `evals.cases.DatasetError`, and the
+runs engine's refusals in `server/runs/`.
 """
 
 from __future__ import annotations

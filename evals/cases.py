@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.errors import StewardError
+
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 """Where `--dataset NAME` looks for `NAME.jsonl`."""
 
@@ -23,7 +25,7 @@ Category = Literal["policy", "refund", "order", "injection", "out_of_scope", "in
 ORDER_ID = re.compile(r"(?<![\w-])LS-\d{4,8}(?![\w-])", re.IGNORECASE)
 
 
-class DatasetError(ValueError):
+class DatasetError(StewardError, ValueError):
     """A dataset file is missing, unreadable or holds an invalid case."""
 
 

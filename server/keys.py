@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast, get_args
 
+from core.errors import StewardError
 from core.identity import Principal, Role
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class KeyStore:
         return int(row["n"]) if row else 0
 
 
-class NoApiKeys(RuntimeError):
+class NoApiKeys(StewardError, RuntimeError):
     """Production refuses to start without at least one API key."""
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
+from core.errors import StewardError
 from core.knowledge.chunking import Chunk
 from core.knowledge.embeddings import FloatArray, normalize_rows
 
@@ -36,7 +37,7 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-class KnowledgeIndexError(Exception):
+class KnowledgeIndexError(StewardError):
     """Base class for knowledge-index problems."""
 
 

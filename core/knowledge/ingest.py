@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.errors import StewardError
 from core.knowledge.chunking import Chunk, chunk_document
 from core.knowledge.embeddings import Embedder, FloatArray, normalize_rows
 from core.knowledge.index import IndexCorrupt, IndexNotFound, KnowledgeIndex
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 
 
-class IngestError(ValueError):
+class IngestError(StewardError, ValueError):
     """The given documents cannot be indexed together (e.g. clashing names)."""
 
 
