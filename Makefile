@@ -30,7 +30,7 @@ lint: $(STAMP)  ## ruff (lint and format), and the import contracts (layers, no 
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-typecheck: $(STAMP)  ## mypy --strict on our packages
+typecheck: $(STAMP)  ## mypy: --strict on our packages, a relaxed profile on tests/ and bench/ (pyproject.toml)
 	$(BIN)/mypy
 
 unit: $(STAMP)  ## Fast tests, no services

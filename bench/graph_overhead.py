@@ -120,7 +120,7 @@ async def main(args: argparse.Namespace) -> None:
                 [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
             )
             print(f"index built in {time.perf_counter() - t0:.1f}s")
-            settings = Settings(
+            settings = Settings(  # type: ignore[call-arg]
                 STEWARD_HOME=home,
                 DATABASE_URL=db_url,
                 OPENAI_BASE_URL=mock.base_url,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 
 from core.guardrails.injection import detect_injection
 from core.guardrails.pii import get_analyzer
@@ -108,8 +109,8 @@ def answers() -> list[tuple[str, list[dict[str, Any]]]]:
 async def node_latency(rounds: int) -> dict[str, Any]:
     settings = Settings()
     deps = Deps(
-        chat_model=None,
-        retriever=None,
+        chat_model=None,  # type: ignore[arg-type]
+        retriever=None,  # type: ignore[arg-type]
         orders=None,  # type: ignore[arg-type]
         settings=settings,
     )
@@ -121,7 +122,7 @@ async def node_latency(rounds: int) -> dict[str, Any]:
     for i in range(rounds):
         for text in texts:
             # A new suffix per round defeats the redaction cache: every message is scanned.
-            state = {"messages": [HumanMessage(f"{text} (#{i})", id="m")]}
+            state: dict[str, Any] = {"messages": [HumanMessage(f"{text} (#{i})", id="m")]}
             filter_ms += await timed(lambda s=state: input_filter(s), 1)  # type: ignore[misc]
     validate_ms: list[float] = []
     for i in range(rounds):
@@ -154,7 +155,7 @@ async def run_latency(runs: int) -> dict[str, Any]:
             ingest(
                 [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
             )
-            settings = Settings(
+            settings = Settings(  # type: ignore[call-arg]
                 STEWARD_HOME=home,
                 DATABASE_URL=db_url,
                 OPENAI_BASE_URL=mock.base_url,
@@ -172,7 +173,7 @@ async def run_latency(runs: int) -> dict[str, Any]:
                 ):
 
                     async def turn(text: str = text) -> None:
-                        cfg = {
+                        cfg: RunnableConfig = {
                             "configurable": {
                                 "thread_id": str(uuid.uuid4()),
                                 "user_id": "bench",

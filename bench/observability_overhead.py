@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from langchain_core.runnables import RunnableConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.graph_overhead import bare_graph  # noqa: E402
+from graph_overhead import bare_graph  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from core.knowledge.embeddings import LocalEmbedder  # noqa: E402
 from core.knowledge.ingest import ingest  # noqa: E402
 from core.observability import (  # noqa: E402
@@ -101,8 +103,8 @@ def sink() -> Iterator[dict[str, int]]:
         server.server_close()
 
 
-def make_config(mode: str, ls_env: dict[str, str]) -> dict[str, Any]:
-    base: dict[str, Any] = {
+def make_config(mode: str, ls_env: dict[str, str]) -> RunnableConfig:
+    base: RunnableConfig = {
         "configurable": {"thread_id": str(uuid.uuid4()), "user_id": "bench", "tenant_id": "bench"}
     }
     if mode == "off":
@@ -114,10 +116,8 @@ def make_config(mode: str, ls_env: dict[str, str]) -> dict[str, Any]:
         assert tracer is not None
         callbacks.append(tracer)
     base["callbacks"] = callbacks
-    return dict(
-        instrument_run_config(
-            base, run_id=str(uuid.uuid4()), otel=mode != "logs+metrics", langsmith=False
-        )
+    return instrument_run_config(
+        base, run_id=str(uuid.uuid4()), otel=mode != "logs+metrics", langsmith=False
     )
 
 
@@ -203,7 +203,7 @@ async def main(args: argparse.Namespace, devnull: Any) -> None:
                 [ROOT / "data" / "policies"], Path(home) / "index", LocalEmbedder(), progress=False
             )
             print(f"index built in {time.perf_counter() - t0:.1f}s")
-            settings = Settings(
+            settings = Settings(  # type: ignore[call-arg]
                 STEWARD_HOME=home,
                 DATABASE_URL=db_url,
                 OPENAI_BASE_URL=mock.base_url,

@@ -13,7 +13,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 from psycopg import AsyncCursor
@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
 from core.db.migrate import migrate
+from core.db.pool import DbPool
 from graph.checkpointer import make_checkpointer
 
 RTT_S = 0.0
@@ -81,7 +82,7 @@ async def main(args: argparse.Namespace) -> None:
         AsyncConnectionPool(url, min_size=20, max_size=20, kwargs=kwargs, open=False) as pool,
     ):
         await pool.open(wait=True)
-        await migrate(pool, url)
+        await migrate(cast("DbPool", pool), url)  # the dict_row factory is in `kwargs`
         results: dict[tuple[int, int], list[float]] = {}
         for _ in range(args.repeats):
             for savers in (1, 4):

@@ -34,7 +34,7 @@ def fx_steward_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", name="settings")
 def fx_settings(steward_home: Path, database_url: str, mock_llm: object) -> Settings:
     """Settings pointing at the test database, the mock provider and the test index."""
-    return Settings(
+    return Settings(  # type: ignore[call-arg]
         STEWARD_HOME=steward_home,
         DATABASE_URL=database_url,
         OPENAI_BASE_URL=mock_llm.base_url,  # type: ignore[attr-defined]

@@ -878,7 +878,7 @@ class Chaos:
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with psycopg.connect(self.db_url, row_factory=dict_row, connect_timeout=5) as conn:
-            return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql, params).fetchall())
 
     # ------------------------------------------------------------------ main
 

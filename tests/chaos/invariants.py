@@ -66,10 +66,12 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
 
     # ---- events: stored rows
     stored: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-    for e in chaos.query(
+    for event_row in chaos.query(
         "SELECT run_id::text AS run_id, seq, event, data FROM run_events ORDER BY run_id, seq"
     ):
-        stored[e["run_id"]].append((int(e["seq"]), e["event"], e["data"]))
+        stored[event_row["run_id"]].append(
+            (int(event_row["seq"]), event_row["event"], event_row["data"])
+        )
     for run_id, r in runs.items():
         events = stored.get(run_id, [])
         label = f"run {run_id} ({r['status']}, attempt {r['attempt']}, thread {r['thread_id']})"
@@ -138,7 +140,7 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
                     run_id,
                 )
             else:
-                got = sorted(str(i.get("id")) for i in last[2]["__interrupt__"])
+                got: list[Any] = sorted(str(i.get("id")) for i in last[2]["__interrupt__"])
                 want = sorted(str(i.get("id")) for i in output["__interrupt__"])
                 if got != want:
                     fail(
@@ -175,7 +177,7 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
     # ---- events: what live streams received, and replays
     for job in chaos.jobs:
         for run_id, live in job.live.items():
-            rows = stored.get(run_id, [])
+            rows: list[Any] = stored.get(run_id, [])
             got = [(i, e, d) for i, e, d in live.events]
             if any(i is None for i, _, _ in got):  # not resumable: no ids, compare the rest
                 rows = [(None, e, d) for _, e, d in rows]
@@ -372,13 +374,13 @@ async def check(chaos: Chaos, stuck: list[dict[str, Any]]) -> None:
                 fail("thread state unreadable", f"thread {tid}: {resp.status_code} {resp.text}")
                 continue
             waiting = resp.json().get("interrupts") or []
-            ids = {str(i.get("id")) for i in waiting}
+            waits = {str(i.get("id")) for i in waiting}
             for a in by_tid.get(tid, []):
-                if a["status"] == "pending" and a["interrupt_id"] not in ids:
+                if a["status"] == "pending" and a["interrupt_id"] not in waits:
                     fail(
                         "phantom approval",
                         f"approval {a['approval_id']} on thread {tid} is pending, but its"
-                        f" interrupt {a['interrupt_id']} does not wait (waiting {sorted(ids)})",
+                        f" interrupt {a['interrupt_id']} does not wait (waiting {sorted(waits)})",
                     )
             for i in waiting:
                 value = i.get("value")

@@ -90,7 +90,7 @@ class Watchdog:
 
     def stuck_after(self, since: float, grace_s: float) -> list[str]:
         """Runs still `running` `grace_s` after `since` whose lease kept being renewed."""
-        found = []
+        found: list[str] = []
         later = [s for s in self.samples if s.at >= since + grace_s]
         if not later:
             return found

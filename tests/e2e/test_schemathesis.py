@@ -62,7 +62,8 @@ async def fx_admin_key(server: RunningServer) -> str:
 
 def test_no_server_error_for_any_generated_request(admin_key: str, server: RunningServer) -> None:
     api = schemathesis.openapi.from_url(f"{server.url}/docs/openapi.json")
-    operations = [result.ok() for result in api.get_all_operations()]
+    # An Err has no ok(): a schema that fails to load fails the test here.
+    operations = [result.ok() for result in api.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) > 40, "the schema lost operations"
     for operation, mode in itertools.product(operations, list(schemathesis.GenerationMode)):
 

@@ -46,7 +46,7 @@ async def interrupted_thread(server: RunningServer, user_key: str) -> str:
 async def pending_approval_of(api: Api, tid: str) -> dict[str, Any]:
     for _ in range(50):
         listed = (await api.get("/approvals", status="pending")).json()
-        mine = [a for a in listed if a["thread_id"] == tid]
+        mine: list[dict[str, Any]] = [a for a in listed if a["thread_id"] == tid]
         if mine:
             [approval] = mine
             return approval

@@ -77,7 +77,7 @@ async def _all_routes_404(client: LangGraphClient, tid: str, checkpoint_id: str)
 
 async def _thread_with_state(
     client: LangGraphClient, admin: LangGraphClient, **metadata: Any
-) -> tuple[str, str]:
+) -> tuple[str, str | None]:
     """A thread owned by `client`, with a state written by an admin of its tenant."""
     tid = (await client.threads.create(metadata=metadata))["thread_id"]
     update = await admin.threads.update_state(

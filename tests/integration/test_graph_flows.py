@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from pydantic import ValidationError
 
@@ -19,11 +20,11 @@ from steward.runtime import Runtime
 pytestmark = pytest.mark.integration
 
 
-def new_config(user: str = "alice") -> dict[str, Any]:
+def new_config(user: str = "alice") -> RunnableConfig:
     return {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": user}}
 
 
-async def ask(runtime: Runtime, text: str, config: dict[str, Any]) -> dict[str, Any]:
+async def ask(runtime: Runtime, text: str, config: RunnableConfig) -> dict[str, Any]:
     result: dict[str, Any] = await runtime.graph.ainvoke(
         {"messages": [{"role": "user", "content": text}]}, config, durability=DURABILITY
     )
@@ -31,7 +32,7 @@ async def ask(runtime: Runtime, text: str, config: dict[str, Any]) -> dict[str, 
 
 
 async def resume(
-    runtime: Runtime, decisions: list[dict[str, Any]], config: dict[str, Any]
+    runtime: Runtime, decisions: list[dict[str, Any]], config: RunnableConfig
 ) -> dict[str, Any]:
     result: dict[str, Any] = await runtime.graph.ainvoke(
         Command(resume={"decisions": decisions}), config, durability=DURABILITY

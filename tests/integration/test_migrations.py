@@ -37,7 +37,9 @@ def alembic_version(url: str) -> list[str]:
 def fully_migrated(url: str) -> bool:
     """Every revision (features add their own branches off 0001) is applied."""
     script = ScriptDirectory.from_config(alembic_config())
-    applied = {rev.revision for rev in script.iterate_revisions(alembic_version(url), "base")}
+    applied = {
+        rev.revision for rev in script.iterate_revisions(tuple(alembic_version(url)), "base")
+    }
     return applied == {rev.revision for rev in script.walk_revisions()}
 
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
+from langchain_core.runnables import RunnableConfig
 from litestar import Litestar, Request, post
 from litestar.params import JSONBody, PathParameter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -131,7 +132,8 @@ def fx_exporters(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("LANGSMITH_ENDPOINT", capture.url)
     monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_test_not_a_real_key_0000000000")
     monkeypatch.setenv("LANGSMITH_PROJECT", "steward-tests")
-    langsmith.utils.get_env_var.cache_clear()
+    # langsmith's overloads hide the lru_cache wrapper's cache_clear.
+    langsmith.utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
     assert configure_tracing(set_global=False) is not None
     try:
         yield capture
@@ -139,7 +141,7 @@ def fx_exporters(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         shutdown_tracing()
         reset_langsmith()
         monkeypatch.undo()
-        langsmith.utils.get_env_var.cache_clear()
+        langsmith.utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
         langsmith.utils.get_tracer_project.cache_clear()
 
 
@@ -171,7 +173,7 @@ async def approve_as_mia(runtime: Runtime, thread_id: str) -> Any:
 def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
     """Two run routes in the shape of the real service, wired as the integration notes say."""
 
-    def base_config(thread_id: str, user: str) -> dict[str, Any]:
+    def base_config(thread_id: str, user: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id, "user_id": user, "tenant_id": "acme"}}
 
     @post("/threads/{thread_id:str}/runs/wait", status_code=200)
@@ -222,7 +224,9 @@ def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
 
 def client_for(app: Litestar) -> httpx.AsyncClient:
     """In-process ASGI client on the test's own event loop (the runtime's pool lives there)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    # httpx types the ASGI app more narrowly than Litestar declares its __call__.
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -267,7 +271,7 @@ def langsmith_runs(capture: Capture) -> tuple[dict[str, dict[str, Any]], bytes]:
             op, _, rest = str(name).partition(".")
             run_id, _, sub = rest.partition(".")
             run = runs.setdefault(run_id, {})
-            data = json.loads(payload)
+            data = json.loads(payload)  # type: ignore[arg-type]  # bytes when decode=True
             if sub:
                 run[sub] = data
             else:
@@ -502,7 +506,7 @@ async def test_pending_approvals_gauge_counts_the_approvals_table(
     from core.observability.metrics import REGISTRY
     from core.settings import Settings
 
-    settings = Settings(DATABASE_URL=scratch_database_url, STEWARD_DB_POOL_MIN=1)
+    settings = Settings(DATABASE_URL=scratch_database_url, STEWARD_DB_POOL_MIN=1)  # type: ignore[call-arg]
     async with open_pool(scratch_database_url, settings) as pool:
         assert await refresh_approvals_pending(pool) is None, "no table yet: left alone"
         async with pool.connection() as conn:

@@ -8,9 +8,9 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 
 from core.domain.orders import PgOrderStore
 from core.settings import Settings
@@ -69,7 +69,7 @@ async def test_a_resume_from_another_process_cannot_invent_a_reviewer(
     runtime: Runtime, settings: Settings, orders: PgOrderStore, mock_llm_clean: None
 ) -> None:
     thread_id = str(uuid.uuid4())
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "user_id": "alice"}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "user_id": "alice"}}
     paused = await runtime.graph.ainvoke(
         {"messages": [{"role": "user", "content": "Refund $700 on LS-10007 please."}]},
         config,

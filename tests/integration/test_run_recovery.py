@@ -12,10 +12,11 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mock_llm.process import MockLLM
 from server.runs import repo
@@ -185,7 +186,7 @@ async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answ
         row = await repo.claim_next(conn, "dead-replica", 0.5)
     assert row is not None and str(row["run_id"]) == run.run_id
     config = build_config(dict(row), rt.deps.settings.recursion_limit)
-    saver = rt.graph.checkpointer
+    saver = cast("BaseCheckpointSaver[Any]", rt.graph.checkpointer)
     real_aput = type(saver).aput
     calls = 0
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from server.runs import events as events_module
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 
@@ -61,7 +60,7 @@ async def test_closing_the_writer_during_a_flush_loses_no_event(
         await release.wait()
         return await real_insert(conn, rid, rows, **kwargs)
 
-    monkeypatch.setattr(events_module.repo, "insert_events", slow_insert)
+    monkeypatch.setattr(repo, "insert_events", slow_insert)
     writer = EventWriter(db_pool, EventHub(None), run_id, fence=("w", 1), next_seq=1)
     writer.start()
     for i in range(5):
@@ -71,7 +70,7 @@ async def test_closing_the_writer_during_a_flush_loses_no_event(
     await asyncio.sleep(0.05)  # close() runs while the batch is in the INSERT
     release.set()
     await asyncio.wait_for(closing, timeout=10)
-    monkeypatch.setattr(events_module.repo, "insert_events", real_insert)
+    monkeypatch.setattr(repo, "insert_events", real_insert)
     leftover = writer.take()
     async with db_pool.connection() as conn:
         await repo.insert_events(conn, run_id, leftover)

@@ -18,7 +18,7 @@ ENC = get_encoding("o200k_base")
 
 
 def test_prices_come_from_settings_then_the_list_then_the_fallback() -> None:
-    settings = Settings(STEWARD_MODEL_PRICES={"mock-1": {"input": 1.0, "output": 2.0}})
+    settings = Settings(STEWARD_MODEL_PRICES={"mock-1": {"input": 1.0, "output": 2.0}})  # type: ignore[call-arg]
     assert price_for("mock-1", settings).output == 2.0
     assert price_for("gpt-4o-mini-2024-07-18", settings).input == 0.15
     assert price_for("never-heard-of-it", settings) == FALLBACK_PRICE
@@ -65,7 +65,7 @@ def test_output_tokens_are_counted_when_the_provider_reports_none() -> None:
 
 
 def test_limits_and_remaining() -> None:
-    limits = BudgetLimits.from_settings(Settings(STEWARD_BUDGET_THREAD_USD=""))
+    limits = BudgetLimits.from_settings(Settings(STEWARD_BUDGET_THREAD_USD=""))  # type: ignore[call-arg]
     assert limits.thread is None and limits.user_day == Decimal(5)
     assert ScopeSpend("user_day", Decimal(6), Decimal(5)).remaining_usd == 0
     assert ScopeSpend("thread", Decimal(6), None).remaining_usd is None

@@ -17,8 +17,8 @@ from nodes.validate import make_validate
 
 def deps(**env: Any) -> Deps:
     return Deps(
-        chat_model=None,
-        retriever=None,
+        chat_model=None,  # type: ignore[arg-type]
+        retriever=None,  # type: ignore[arg-type]
         orders=None,  # type: ignore[arg-type]
         settings=Settings(**env),
     )

@@ -44,9 +44,9 @@ class NoService:
 
 def make_deps(**env: Any) -> Deps:
     return Deps(
-        chat_model=None,
+        chat_model=None,  # type: ignore[arg-type]
         retriever=NoService(),
-        orders=NoService(),  # type: ignore[arg-type]
+        orders=NoService(),
         settings=Settings(**env),
     )
 

@@ -14,6 +14,7 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers.langchain import LangChainTracer
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -104,7 +105,7 @@ class BrokenModel(DemoChatModel):
 
 
 def build_graph(tmp_path: Path, model: DemoChatModel | None = None) -> Any:
-    settings = Settings(STEWARD_HOME=tmp_path, STEWARD_LLM_MAX_ATTEMPTS=1)
+    settings = Settings(STEWARD_HOME=tmp_path, STEWARD_LLM_MAX_ATTEMPTS=1)  # type: ignore[call-arg]
     deps = Deps(
         chat_model=model or DemoChatModel(),
         retriever=FakeRetriever(),
@@ -139,9 +140,10 @@ def _langsmith_env_caches() -> Iterator[None]:
     """langsmith caches environment look-ups; never let this file's variables leak."""
     import langsmith.utils
 
-    langsmith.utils.get_env_var.cache_clear()
+    # langsmith's overloads hide the lru_cache wrapper's cache_clear.
+    langsmith.utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
     yield
-    langsmith.utils.get_env_var.cache_clear()
+    langsmith.utils.get_env_var.cache_clear()  # type: ignore[attr-defined]
     langsmith.utils.get_tracer_project.cache_clear()
 
 
@@ -166,7 +168,7 @@ def ask(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
 
-def config_for(thread: str, user: str = "alice") -> dict[str, Any]:
+def config_for(thread: str, user: str = "alice") -> RunnableConfig:
     return {"configurable": {"thread_id": thread, "user_id": user, "tenant_id": "acme"}}
 
 
@@ -258,11 +260,12 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
         return by_id[span.parent.span_id].name if span.parent else None
 
     runs = [s for s in spans if s.name == "invoke_agent agent"]
-    assert [r.attributes["steward.run_id"] for r in runs] == ["run-1", "run-2"]
-    assert [r.attributes["steward.outcome"] for r in runs] == ["interrupted", "success"]
+    # ReadableSpan.attributes is Optional in OpenTelemetry's types; finished SDK spans have them.
+    assert [r.attributes["steward.run_id"] for r in runs] == ["run-1", "run-2"]  # type: ignore[index]
+    assert [r.attributes["steward.outcome"] for r in runs] == ["interrupted", "success"]  # type: ignore[index]
     assert all(r.parent is None for r in runs)
-    assert runs[0].attributes["gen_ai.conversation.id"] == thread
-    assert runs[1].attributes["enduser.id"] == "mia"
+    assert runs[0].attributes["gen_ai.conversation.id"] == thread  # type: ignore[index]
+    assert runs[1].attributes["enduser.id"] == "mia"  # type: ignore[index]
     names = [s.name for s in spans]
     for node in (
         "input_filter",
@@ -279,12 +282,12 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
         assert all(parent_name(s) == "invoke_agent agent" for s in node_spans)
     chats = [s for s in spans if s.name == f"chat {MODEL}"]
     assert len(chats) == 2 and all(parent_name(s) == "node agent" for s in chats)
-    assert all(int(str(s.attributes["gen_ai.usage.input_tokens"])) > 0 for s in chats)
+    assert all(int(str(s.attributes["gen_ai.usage.input_tokens"])) > 0 for s in chats)  # type: ignore[index]
     [tool] = [s for s in spans if s.name == "execute_tool issue_refund"]
     assert parent_name(tool) == "node run_tools"
-    assert tool.attributes["steward.tool.status"] == "executed"
+    assert tool.attributes["steward.tool.status"] == "executed"  # type: ignore[index]
     assert (
-        len({s.context.trace_id for s in spans if s.attributes.get("steward.run_id") == "run-1"})
+        len({s.context.trace_id for s in spans if s.attributes.get("steward.run_id") == "run-1"})  # type: ignore[union-attr]
         == 1
     ), "one trace per run"
 
@@ -372,7 +375,7 @@ def test_instrument_run_config_copies_and_fills_metadata_tags_and_callbacks(
 ) -> None:
     monkeypatch.delenv("LANGSMITH_TRACING", raising=False)
     monkeypatch.delenv("LANGCHAIN_TRACING_V2", raising=False)
-    original: dict[str, Any] = {
+    original: RunnableConfig = {
         "configurable": {"thread_id": "t-1", "user_id": "u-1", "tenant_id": "acme"},
         "metadata": {"assistant_id": "agent"},
         "tags": ["x"],

@@ -260,8 +260,8 @@ def test_production_defaults_to_json_and_reconfiguring_replaces_the_handler(
     root = logging.getLogger()
     level = root.level
     try:
-        configure_logging(Settings(STEWARD_ENV="production"), stream=first)
-        configure_logging(Settings(STEWARD_ENV="production"), stream=second, level="INFO")
+        configure_logging(Settings(STEWARD_ENV="production"), stream=first)  # type: ignore[call-arg]
+        configure_logging(Settings(STEWARD_ENV="production"), stream=second, level="INFO")  # type: ignore[call-arg]
         ours = [h for h in root.handlers if getattr(h, "_steward_observability", False)]
         assert len(ours) == 1
         logging.getLogger("z").info("once")

@@ -21,7 +21,7 @@ def healthz() -> dict[str, bool]:
 
 
 def app(per_minute: int) -> Litestar:
-    config = rate_limit_config(Settings(STEWARD_RATE_LIMIT_PER_MINUTE=per_minute))
+    config = rate_limit_config(Settings(STEWARD_RATE_LIMIT_PER_MINUTE=per_minute))  # type: ignore[call-arg]
     return Litestar(
         [probe, healthz],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -44,4 +44,4 @@ async def test_a_key_over_its_limit_gets_429_with_retry_after() -> None:
 
 
 async def test_zero_disables_the_limit() -> None:
-    assert rate_limit_config(Settings(STEWARD_RATE_LIMIT_PER_MINUTE=0)) is None
+    assert rate_limit_config(Settings(STEWARD_RATE_LIMIT_PER_MINUTE=0)) is None  # type: ignore[call-arg]

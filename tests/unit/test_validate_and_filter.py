@@ -47,7 +47,10 @@ def test_input_filter_reason_codes(content: Any, code: str) -> None:
 
 def test_input_filter_accepts_text_and_text_parts() -> None:
     assert check_input(HumanMessage(content="Where is my order?"), max_chars=100) is None
-    parts = [{"type": "text", "text": "Where is"}, {"type": "text", "text": " my order?"}]
+    parts: list[str | dict[Any, Any]] = [
+        {"type": "text", "text": "Where is"},
+        {"type": "text", "text": " my order?"},
+    ]
     assert check_input(HumanMessage(content=parts), max_chars=100) is None
 
 
