@@ -17,7 +17,11 @@ class Settings(BaseSettings):
     # The prefix keeps generic variables (HOME, ENV, MODEL) from matching fields by name;
     # every field still reads exactly the variable named in its alias.
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", populate_by_name=True, env_prefix="STEWARD_"
+        env_file=None,
+        extra="ignore",
+        populate_by_name=True,
+        env_prefix="STEWARD_",
+        use_attribute_docstrings=True,
     )
 
     env: Literal["development", "production"] = Field(
@@ -29,8 +33,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """Postgres URL; unset means an embedded Postgres under `home`."""
     db_pool_min: int = Field(default=2, validation_alias="STEWARD_DB_POOL_MIN")
+    """Connections each replica keeps open."""
     db_pool_max: int = Field(default=20, validation_alias="STEWARD_DB_POOL_MAX")
-    """Above STEWARD_RUN_SLOTS (10): runs and requests share the pool."""
+    """Most connections per replica (replicas x max must fit the server's `max_connections`);
+    keep it above STEWARD_RUN_SLOTS: runs and requests share the pool."""
     db_pool_timeout_s: float = Field(
         default=2.0, gt=0, validation_alias="STEWARD_DB_POOL_TIMEOUT_S"
     )
@@ -41,32 +47,48 @@ class Settings(BaseSettings):
     """0 prepares every statement; set empty/None behind PgBouncer in transaction mode."""
 
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    """Key of any OpenAI-compatible provider; unset (with no base URL) means the offline demo
+    model."""
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    """Base URL of an OpenAI-compatible provider (e.g. the mock provider)."""
     model: str = Field(default="gpt-4o-mini", validation_alias="STEWARD_MODEL")
+    """The strong chat model."""
     routine_model: str = Field(default="gpt-4o-mini", validation_alias="STEWARD_ROUTINE_MODEL")
+    """The cheap chat model that short, routine turns are routed to."""
     llm_timeout_s: float = Field(default=30.0, validation_alias="STEWARD_LLM_TIMEOUT_S")
+    """Provider timeout of one model call."""
     llm_max_attempts: int = Field(default=3, validation_alias="STEWARD_LLM_MAX_ATTEMPTS")
+    """Attempts of one model call (retries on provider errors)."""
     llm_max_tokens: int = Field(default=1024, validation_alias="STEWARD_LLM_MAX_TOKENS")
+    """Output cap of every model call (also what a call's budget reservation assumes)."""
 
     embeddings: Literal["local", "openai"] = Field(
         default="local", validation_alias="STEWARD_EMBEDDINGS"
     )
+    """`local` (all-MiniLM-L6-v2, offline) or `openai` embeddings for the knowledge index."""
     openai_embedding_model: str = Field(
         default="text-embedding-3-small", validation_alias="STEWARD_OPENAI_EMBEDDING_MODEL"
     )
+    """Embedding model when STEWARD_EMBEDDINGS is `openai`."""
     retrieval_k: int = Field(default=4, validation_alias="STEWARD_RETRIEVAL_K")
+    """Policy chunks retrieved per question."""
 
     refund_approval_threshold: Decimal = Field(
         default=Decimal("500"), validation_alias="STEWARD_REFUND_APPROVAL_THRESHOLD"
     )
+    """Refunds above this amount need a person's approval."""
     max_input_chars: int = Field(default=8000, ge=1, validation_alias="STEWARD_MAX_INPUT_CHARS")
     """Longest message text accepted (the API answers 422 above it; input_filter refuses too)."""
     max_input_messages: int = Field(default=50, ge=1, validation_alias="STEWARD_MAX_INPUT_MESSAGES")
     """Most messages one request may send (run input, state write, `command.update`): 422."""
     max_model_calls: int = Field(default=8, validation_alias="STEWARD_MAX_MODEL_CALLS")
+    """Most model calls in one turn."""
     max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
+    """Most tool calls in one turn."""
     max_repairs: int = Field(default=2, validation_alias="STEWARD_MAX_REPAIRS")
+    """Most repair attempts of an answer that failed schema validation, per turn."""
     recursion_limit: int = Field(default=40, validation_alias="STEWARD_RECURSION_LIMIT")
+    """LangGraph's recursion limit (graph steps) of one run."""
     rate_limit_per_minute: int = Field(
         default=1200, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
     )
@@ -143,6 +165,34 @@ class Settings(BaseSettings):
     )
     """Cap on a provider's `Retry-After` before the next attempt of a model call."""
 
+    # The runs worker (server.runs.worker; README "The HTTP service").
+    run_slots: int = Field(default=10, ge=1, validation_alias="STEWARD_RUN_SLOTS")
+    """Runs one replica executes at once."""
+    run_lease_s: float = Field(default=30.0, gt=0, validation_alias="STEWARD_RUN_LEASE_S")
+    """Lease of a claimed run, renewed every third of it; an expired lease hands the run over."""
+    run_poll_s: float = Field(default=1.0, gt=0, validation_alias="STEWARD_RUN_POLL_S")
+    """Claim attempts happen at least this often even without a notification."""
+    run_max_attempts: int = Field(default=3, ge=1, validation_alias="STEWARD_RUN_MAX_ATTEMPTS")
+    """A run whose lease expired this many times (its replica died) ends with `error`."""
+    run_graph_instances: int = Field(
+        default=4, ge=1, validation_alias="STEWARD_RUN_GRAPH_INSTANCES"
+    )
+    """Compiled graphs (each with its own checkpointer) a replica spreads its runs over."""
+
+    # Logs, traces and the test harness (core.observability, server.app).
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, validation_alias="STEWARD_LOG_FORMAT"
+    )
+    """`json` or `console`; unset (or anything else) means JSON in production, console
+    otherwise."""
+    log_level: str = Field(default="INFO", validation_alias="STEWARD_LOG_LEVEL")
+    """Root log level (an unknown name means INFO)."""
+    langsmith_redact: bool = Field(default=True, validation_alias="STEWARD_LANGSMITH_REDACT")
+    """Mask PII and secrets in what is sent to LangSmith (`LANGSMITH_TRACING=true`); only
+    `1`, `true`, `yes` or `on` keep it on once set."""
+    blockbuster: bool = Field(default=False, validation_alias="STEWARD_BLOCKBUSTER")
+    """Make any blocking call on the event loop raise (the e2e tests set it)."""
+
     @field_validator(
         "refund_deny_above",
         "budget_user_day_usd",
@@ -155,6 +205,24 @@ class Settings(BaseSettings):
         """An empty value (or `none`, `unlimited`) switches a limit off."""
         if isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited"):
             return None
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _known_format_or_none(cls, value: Any) -> Any:
+        """An unknown log format falls back to the environment's default instead of failing."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value if value in ("json", "console") else None
+        return value
+
+    @field_validator("langsmith_redact", mode="before")
+    @classmethod
+    def _redact_unless_told(cls, value: Any) -> Any:
+        """Empty keeps the masking; any value but 1/true/yes/on turns it off."""
+        if isinstance(value, str):
+            flag = value.strip().lower()
+            return flag == "" or flag in ("1", "true", "yes", "on")
         return value
 
     @property

@@ -6,14 +6,13 @@ builds the key store and threads repository (`app.state.key_store`, `app.state.t
 makes sure an API key exists (development: creates one), then
 starts the runs worker and the pending-approvals gauge, and stops them on shutdown. While the
 process drains (`server.drain`), `/readyz` answers 503 and the worker claims no new runs.
-`STEWARD_BLOCKBUSTER=1` makes any blocking call on the event loop raise (used by the e2e tests).
+The `STEWARD_BLOCKBUSTER` setting makes any blocking call on the event loop raise (e2e tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
@@ -51,8 +50,6 @@ from server.runs.worker import RunWorker
 from server.threads_repo import ThreadsRepo
 
 logger = logging.getLogger(__name__)
-
-BLOCKBUSTER_ENV = "STEWARD_BLOCKBUSTER"
 
 
 async def _warm_up(runtime: Runtime) -> None:
@@ -113,7 +110,7 @@ def create_app(
             app.state.key_store = key_store
             app.state.threads_repo = ThreadsRepo(runtime.pool, runtime.checkpointer)
             await _warm_up(runtime)
-            bb = _activate_blockbuster() if os.environ.get(BLOCKBUSTER_ENV) == "1" else None
+            bb = _activate_blockbuster() if settings.blockbuster else None
             worker = RunWorker(runtime, settings)
             await worker.start()
             app.state.worker = worker
@@ -185,4 +182,4 @@ def create_app(
     )
 
 
-__all__ = ["BLOCKBUSTER_ENV", "RuntimeOpener", "create_app"]
+__all__ = ["RuntimeOpener", "create_app"]

@@ -4,7 +4,7 @@ On when `LANGSMITH_TRACING=true` (or the older `LANGCHAIN_TRACING_V2=true`); `LA
 `LANGSMITH_ENDPOINT` and `LANGSMITH_PROJECT` are honoured. `instrument_run_config` adds an
 explicit `LangChainTracer` to the run's callbacks (LangChain then adds no second, implicit
 one) whose client masks PII and secrets in inputs, outputs, errors and metadata before they
-leave the process (`STEWARD_LANGSMITH_REDACT=false` turns the masking off). Every run of the
+leave the process (the `STEWARD_LANGSMITH_REDACT` setting, on by default). Every run of the
 trace carries `thread_id`, `run_id`, `tenant_id` and `user_id` as metadata: LangSmith groups a
 conversation's traces by `thread_id` in its Threads view.
 """
@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.observability.redact import redact_mapping
+from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from langchain_core.tracers.langchain import LangChainTracer
     from langsmith import Client
 
 _TRUE = {"1", "true", "yes", "on"}
+_REDACT = "STEWARD_LANGSMITH_REDACT"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ def langsmith_config(environ: Mapping[str, str] | None = None) -> LangSmithConfi
     """Read the LANGSMITH_* (or legacy LANGCHAIN_*) variables; None when tracing is off.
 
     Read on every call (not cached like langsmith's own helpers), so a process, or a test,
-    can turn tracing on or point it elsewhere without restarting.
+    can turn tracing on or point it elsewhere without restarting. Masking is the
+    `langsmith_redact` setting: the process settings, or `STEWARD_LANGSMITH_REDACT` in an
+    explicit `environ`.
     """
     env = os.environ if environ is None else environ
 
@@ -60,8 +64,17 @@ def langsmith_config(environ: Mapping[str, str] | None = None) -> LangSmithConfi
         endpoint=first("LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT"),
         api_key=first("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"),
         project=first("LANGSMITH_PROJECT", "LANGCHAIN_PROJECT") or "default",
-        redact=(first("STEWARD_LANGSMITH_REDACT") or "true").lower() in _TRUE,
+        redact=_redact(environ),
     )
+
+
+def _redact(environ: Mapping[str, str] | None) -> bool:
+    """The `langsmith_redact` setting, from the process or from an explicit environment."""
+    if environ is None:
+        return get_settings().langsmith_redact
+    if _REDACT not in environ:
+        return bool(Settings.model_fields["langsmith_redact"].default)
+    return Settings.model_validate({_REDACT: environ[_REDACT]}).langsmith_redact
 
 
 def anonymize(payload: dict[Any, Any]) -> dict[Any, Any]:

@@ -8,27 +8,24 @@
   config of the node that is logging), as `null` when unknown in JSON output.
 - Every line is masked for PII and secrets just before rendering (`redact.py`).
 
-Environment (read by `configure_logging` when no argument overrides it): `STEWARD_LOG_LEVEL`
+Settings (used by `configure_logging` when no argument overrides them): `STEWARD_LOG_LEVEL`
 (default INFO) and `STEWARD_LOG_FORMAT` (`json` or `console`; default from `STEWARD_ENV`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
 from langchain_core.runnables.config import var_child_runnable_config
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from core.observability.redact import redact_mapping
-
-if TYPE_CHECKING:
-    from core.settings import Settings
+from core.settings import Settings
 
 LogFormat = Literal["json", "console"]
 
@@ -164,14 +161,18 @@ def build_formatter(fmt: LogFormat) -> structlog.stdlib.ProcessorFormatter:
 
 
 def resolve_format(settings: Settings | None = None, fmt: LogFormat | None = None) -> LogFormat:
-    """Pick the output format: explicit, then `STEWARD_LOG_FORMAT`, then by environment."""
+    """Pick the output format: explicit, then `STEWARD_LOG_FORMAT`, then by environment.
+
+    Args:
+        settings: where the setting and the environment come from; None reads them now.
+        fmt: an explicit format, which wins.
+    """
     if fmt is not None:
         return fmt
-    configured = os.environ.get("STEWARD_LOG_FORMAT", "").strip().lower()
-    if configured in ("json", "console"):
-        return "json" if configured == "json" else "console"
-    env = settings.env if settings is not None else os.environ.get("STEWARD_ENV", "development")
-    return "json" if env == "production" else "console"
+    settings = settings if settings is not None else Settings()
+    if settings.log_format is not None:
+        return settings.log_format
+    return "json" if settings.env == "production" else "console"
 
 
 def configure_logging(
@@ -188,7 +189,8 @@ def configure_logging(
     replaced; other handlers on the root logger (pytest's capture) are kept unless `force`.
 
     Args:
-        settings: source of `env` (production means JSON lines); None reads `STEWARD_ENV`.
+        settings: source of the log settings and of `env` (production means JSON lines);
+            None reads them from the environment when an argument leaves one open.
         fmt: `json` or `console`; default `STEWARD_LOG_FORMAT`, else by environment.
         level: root level; default `STEWARD_LOG_LEVEL`, else INFO.
         stream: where lines go; default stderr.
@@ -197,7 +199,13 @@ def configure_logging(
     Returns:
         The installed handler (tests remove it with `reset_logging`).
     """
-    resolved_level = level if level is not None else os.environ.get("STEWARD_LOG_LEVEL", "INFO")
+    if settings is None and (fmt is None or level is None):
+        settings = Settings()
+    resolved_level: int | str = "INFO"
+    if level is not None:
+        resolved_level = level
+    elif settings is not None:
+        resolved_level = settings.log_level
     if isinstance(resolved_level, str):
         resolved_level = logging.getLevelName(resolved_level.upper())
         if not isinstance(resolved_level, int):

@@ -34,6 +34,7 @@ from typing import Any
 
 import psycopg
 
+from core.settings import Settings
 from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
 from graph.runtime import Runtime
@@ -44,16 +45,9 @@ from server.runs.executor import Graph, RunExecutor, RunHandle
 log = logging.getLogger(__name__)
 
 
-def _setting(settings: Any, name: str, env: str, default: float) -> float:
-    value: Any = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(env)
-    return float(value) if value not in (None, "") else default
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """Tunables; read from settings attributes or `STEWARD_RUN_*` environment variables."""
+    """Tunables; `from_settings` reads them from the `STEWARD_RUN_*` settings."""
 
     slots: int = 10
     """Runs executed concurrently by one process."""
@@ -72,19 +66,15 @@ class WorkerConfig:
     """Stateless runs' threads are deleted this long after the run ended (if not yet)."""
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WorkerConfig:
-        """Build from `settings` (`run_slots`, `run_lease_s`, ... if present) and the env."""
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        """Build from the `run_*` settings (`STEWARD_RUN_SLOTS`, `STEWARD_RUN_LEASE_S`, ...)."""
         return cls(
-            slots=int(_setting(settings, "run_slots", "STEWARD_RUN_SLOTS", 10)),
-            lease_s=_setting(settings, "run_lease_s", "STEWARD_RUN_LEASE_S", 30.0),
-            poll_s=_setting(settings, "run_poll_s", "STEWARD_RUN_POLL_S", 1.0),
-            max_attempts=int(_setting(settings, "run_max_attempts", "STEWARD_RUN_MAX_ATTEMPTS", 3)),
-            shutdown_grace_s=_setting(
-                settings, "run_shutdown_grace_s", "STEWARD_RUN_SHUTDOWN_GRACE_S", 10.0
-            ),
-            graph_instances=int(
-                _setting(settings, "run_graph_instances", "STEWARD_RUN_GRAPH_INSTANCES", 4)
-            ),
+            slots=settings.run_slots,
+            lease_s=settings.run_lease_s,
+            poll_s=settings.run_poll_s,
+            max_attempts=settings.run_max_attempts,
+            shutdown_grace_s=settings.run_shutdown_grace_s,
+            graph_instances=settings.run_graph_instances,
         )
 
 
