@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias="STEWARD_MODEL_PRICES"
     )
     """JSON `{model: {"input": usd_per_mtok, "output": ..., "cached_input": ...}}` overriding
-    the list prices in core.observability.pricing."""
+    the list prices in core.budget.prices (exact names and their dated snapshots)."""
     routing_max_routine_tokens: int = Field(
         default=150, ge=0, validation_alias="STEWARD_ROUTING_MAX_ROUTINE_TOKENS"
     )

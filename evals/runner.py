@@ -25,6 +25,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from pydantic import SecretStr
 
+from core.budget.prices import PRICES
+from core.budget.prices import ModelPrice as Price
 from core.errors import ConfigError
 from core.settings import Settings
 from evals.cases import Decision, EvalCase
@@ -35,7 +37,6 @@ from evals.evaluators import (
     deterministic_evaluators,
     evaluate,
 )
-from evals.pricing import PRICES, Price
 from evals.results import CaseResult, CaseRun, RunInfo, RunReport, summarize
 from graph.builder import DURABILITY
 from graph.runtime import Runtime

@@ -35,9 +35,9 @@ from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from core.budget.prices import known_cost_usd as cost_usd
 from core.observability import metrics as m
 from core.observability.langsmith import langsmith_metadata, langsmith_tags, langsmith_tracer
-from core.observability.pricing import cost_usd
 from core.observability.redact import redact_text
 from core.observability.tracing import context_from_traceparent, get_tracer
 

@@ -34,8 +34,8 @@ from server.decisions import (
     is_approval_request,
     released_a_refund,
 )
+from server.jsonable import to_jsonable
 from server.schemas import ApprovalDecisionIn, EditedActionIn
-from server.state_view import to_jsonable
 
 if TYPE_CHECKING:
     from langgraph.types import StateSnapshot

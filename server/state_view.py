@@ -1,68 +1,24 @@
 """LangGraph objects → the JSON the SDK, Studio and agent-chat-ui expect.
 
 `thread_state(snapshot)` gives a ThreadState (`values, next, checkpoint, metadata, created_at,
-parent_checkpoint, tasks, interrupts`); `to_jsonable` turns messages into their
-`model_dump()` dicts (`{"type": "human", "content": ..., "id": ...}`) and any other value
-into plain JSON types.
+parent_checkpoint, tasks, interrupts`), with values converted by server.jsonable (messages
+become their `model_dump()` dicts: `{"type": "human", "content": ..., "id": ...}`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-from collections.abc import Mapping
-from decimal import Decimal
-from enum import Enum
-from typing import Any
-from uuid import UUID
+from typing import Any, cast
 
-from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
-from pydantic import BaseModel
 
+from server.jsonable import interrupt_json, to_jsonable
 from server.schemas import CheckpointOut, InterruptOut, ThreadOut, ThreadStateOut, ThreadTaskOut
 from server.threads_repo import ThreadRow
 
 
-def to_jsonable(value: Any) -> Any:
-    """Convert graph values (messages, models, dataclasses, decimals ...) to JSON types."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, BaseMessage):
-        return to_jsonable(value.model_dump())
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Interrupt):
-        return interrupt_json(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, BaseException):
-        return {"error": type(value).__name__, "message": str(value)}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return repr(value)
-
-
-def interrupt_json(interrupt: Interrupt) -> InterruptOut:
-    """`{value, id}` plus `response_schema` (JSON schema) when the graph published one."""
-    out: InterruptOut = {"value": to_jsonable(interrupt.value), "id": interrupt.id}
-    schema = getattr(interrupt, "response_schema", None)
-    if isinstance(schema, dict):
-        out["response_schema"] = to_jsonable(schema)
-    elif isinstance(schema, type) and issubclass(schema, BaseModel):
-        out["response_schema"] = schema.model_json_schema()
-    return out
+def _interrupt_out(interrupt: Interrupt) -> InterruptOut:
+    return cast("InterruptOut", interrupt_json(interrupt))
 
 
 def checkpoint_of(config: RunnableConfig | None) -> CheckpointOut | None:
@@ -98,7 +54,7 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStateOut:
                 "id": task.id,
                 "name": task.name,
                 "error": _task_error(task.error),
-                "interrupts": [interrupt_json(i) for i in task.interrupts],
+                "interrupts": [_interrupt_out(i) for i in task.interrupts],
                 "checkpoint": checkpoint_of(sub)
                 if sub is not None and not isinstance(sub, StateSnapshot)
                 else None,
@@ -114,14 +70,14 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStateOut:
         "created_at": snapshot.created_at,
         "checkpoint": checkpoint_of(snapshot.config),
         "parent_checkpoint": checkpoint_of(snapshot.parent_config),
-        "interrupts": [interrupt_json(i) for i in snapshot.interrupts],
+        "interrupts": [_interrupt_out(i) for i in snapshot.interrupts],
     }
 
 
 def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[InterruptOut]]:
     """The Thread `interrupts` field: task id → its pending interrupts."""
     return {
-        task.id: [interrupt_json(i) for i in task.interrupts]
+        task.id: [_interrupt_out(i) for i in task.interrupts]
         for task in snapshot.tasks
         if task.interrupts
     }
@@ -142,9 +98,7 @@ def thread_json(row: ThreadRow, snapshot: StateSnapshot | None) -> ThreadOut:
 
 __all__ = [
     "checkpoint_of",
-    "interrupt_json",
     "interrupts_by_task",
     "thread_json",
     "thread_state",
-    "to_jsonable",
 ]

@@ -111,17 +111,17 @@ def eval_command(
     no_progress: bool,
 ) -> None:
     """Run the eval datasets through the graph; write results.json and report.html."""
+    from core.budget.prices import parse_price, price_table
     from core.settings import get_settings
     from evals.cases import DatasetError, load_cases
     from evals.compare import compare, load_report, parse_tolerance, render
-    from evals.pricing import PRICES, parse_price
     from evals.runner import EvalOptions, ensure_index, mock_settings, provider_name
     from mock_llm.process import running_mock_llm
 
     try:
         cases = load_cases(list(datasets) or None, select=list(select) or None)
         tolerances = dict(parse_tolerance(t) for t in tolerance)
-        prices = {**PRICES, **dict(parse_price(p) for p in price)}
+        prices = {**price_table(get_settings()), **dict(parse_price(p) for p in price)}
     except (DatasetError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     settings = get_settings()

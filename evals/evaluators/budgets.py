@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from core.budget.prices import PRICES, usage_cost
+from core.budget.prices import ModelPrice as Price
 from evals.cases import EvalCase
 from evals.evaluators.scoring import Evaluator, not_applicable, verdict
-from evals.pricing import PRICES, Price, usage_cost
 from evals.results import CaseRun, Score
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.budget.prices import PRICES
+from core.budget.prices import ModelPrice as Price
 from evals.cases import EvalCase
 from evals.evaluators.actions import approval, safety
 from evals.evaluators.budgets import latency, make_cost_evaluator
@@ -12,7 +14,6 @@ from evals.evaluators.grounding import citation_precision, citation_recall, corr
 from evals.evaluators.refusals import refusal
 from evals.evaluators.scoring import AsyncEvaluator, Evaluator
 from evals.evaluators.tool_calls import trajectory
-from evals.pricing import PRICES, Price
 from evals.results import CaseRun, Score
 
 

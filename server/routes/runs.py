@@ -23,6 +23,7 @@ from core.errors import Unprocessable
 from core.identity import Principal
 from graph.runtime import Runtime
 from server.edge import MAX_OFFSET, MAX_PAGE
+from server.jsonable import dumps
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,
     Run,
@@ -31,7 +32,7 @@ from server.runs.models import (
     parse_run_create,
 )
 from server.runs.service import RunService, parse_uuid, spawn_background
-from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, dumps, format_event
+from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event
 
 WAIT_KEEPALIVE = b"\n"
 """Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""

@@ -20,9 +20,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import PoolTimeout
 
 from core.db.pool import DbPool
+from server.jsonable import dumps
 from server.runs import repo
 from server.runs.models import TERMINAL_STATUSES
-from server.sse import dumps
 
 log = logging.getLogger(__name__)
 

@@ -44,12 +44,12 @@ from core.db.pool import DbPool
 from graph.observer import instrument_run_config
 from server.approvals import reopen, sync_pending
 from server.decisions import expire_approval
+from server.jsonable import dumps, interrupt_json, to_jsonable
 from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, EventWriter
 from server.runs.models import GRAPH_ID
 from server.runs.recovery import missing_events, step_events
-from server.sse import dumps, interrupt_json, to_jsonable
 
 log = logging.getLogger(__name__)
 

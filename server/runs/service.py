@@ -30,6 +30,7 @@ from core.observability.tracing import current_traceparent
 from graph.runtime import Runtime
 from server.approvals import record_pending
 from server.decisions import BoundResume, bind_resume, is_approval_request
+from server.jsonable import dumps
 from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, hub_for, tail, wait_until_done
@@ -54,7 +55,6 @@ from server.runs.models import (
     Run,
     RunCreate,
 )
-from server.sse import dumps
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from core.budget.prices import PRICES, parse_price, usage_cost
+from core.budget.prices import price_of as price_for
 from evals import evaluators as ev
 from evals.cases import DATASETS_DIR, DatasetError, EvalCase, load_cases, load_dataset
 from evals.compare import compare, render
 from evals.langsmith_upload import example_id, upload
-from evals.pricing import PRICES, parse_price, price_for, usage_cost
 from evals.report import render_html
 from evals.results import CaseResult, CaseRun, RunInfo, RunReport, Score, summarize
 from evals.runner import plan_lanes, resume_decisions

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.budget.prices import ModelPrice, price_of, set_model_price
+from core.budget.prices import known_cost_usd as cost_usd
 from core.observability import metrics as m
-from core.observability.pricing import ModelPrice, cost_usd, price_of, set_model_price
 
 
 def value(name: str, **labels: str) -> float:
