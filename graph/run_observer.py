@@ -3,7 +3,7 @@
 It recognises, from LangChain's callback events:
 - the run: the first chain start it sees (the compiled graph, parent unknown to it);
 - the nodes: chain starts directly under the run whose name equals `metadata["langgraph_node"]`;
-- chat-model calls: `on_chat_model_start` / `on_llm_end` (model, latency, `usage_metadata`).
+- chat-model calls: `on_chat_model_start` / `on_llm_end`, accounted by `graph.model_calls`.
 What happened inside a node is read from the codes and records it returns
 (`graph.node_reports`). The handler is synchronous with `run_inline = True`: LangChain calls
 it directly on the event loop, in the graph's own context (no task or thread per event).
@@ -25,25 +25,13 @@ from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from opentelemetry.trace import Tracer
 
 from core.observability import metrics as m
-from core.observability.llm_calls import (
-    call_cost,
-    record_llm_call,
-    record_llm_error,
-    requested_model,
-    usage_of,
-    usage_span_attributes,
-)
-from core.observability.spans import (
-    mark_error,
-    now_ns,
-    start_agent_span,
-    start_chat_span,
-    start_child_span,
-)
+from core.observability.spans import mark_error, now_ns, start_agent_span, start_child_span
 from core.observability.tracing import get_tracer
+from graph.model_calls import ModelCalls
 from graph.node_reports import NodeReports
 from graph.run_input import describe_input
-from graph.run_records import LlmCall, NodeCall, RunCall
+from graph.run_records import NodeCall, RunCall
+from graph.run_summary import report_run_end
 
 log = logging.getLogger("steward.run")
 
@@ -101,10 +89,12 @@ class RunObserver(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._runs: dict[UUID, RunCall] = {}
         self._nodes: dict[UUID, NodeCall] = {}
-        self._llms: dict[UUID, LlmCall] = {}
         self._parents: dict[UUID, UUID | None] = {}
         self._reports = NodeReports(
             extra=self._extra, span_attrs=self._span_attrs, tracer=self._tracer
+        )
+        self._models = ModelCalls(
+            lock=self._lock, tracer=self._tracer, extra=self._extra, span_attrs=self._span_attrs
         )
 
     def _extra(self, **fields: Any) -> dict[str, Any]:
@@ -282,51 +272,11 @@ class RunObserver(BaseCallbackHandler):
             node.span.end()
 
     def _end_run(self, run: RunCall, outcome: str, error: BaseException | None) -> None:
-        seconds = time.perf_counter() - run.started
-        m.RUNS.labels(outcome=outcome).inc()
-        m.RUN_SECONDS.labels(outcome=outcome).observe(seconds)
-        fields: dict[str, Any] = {
-            "graph": run.name,
-            "run_kind": run.kind,
-            "outcome": outcome,
-            "duration_ms": round(seconds * 1000, 2),
-            "llm_calls": run.llm_calls,
-            "input_tokens": run.input_tokens,
-            "output_tokens": run.output_tokens,
-            "cost_usd": round(run.cost_usd, 8),
-            "actions": [{"tool": tool, "status": status} for tool, status in run.actions],
-        }
-        if run.refusal:
-            fields["refusal"] = run.refusal
-        if run.response is not None:
-            fields["sources"] = list(run.response.get("sources") or [])
-            fields["answer_chars"] = len(str(run.response.get("answer") or ""))
-        if outcome == "error" and error is not None:
-            log.error(
-                "run failed",
-                exc_info=error,
-                extra=self._extra(error_type=type(error).__name__, **fields),
-            )
-        else:
-            log.info("run finished", extra=self._extra(**fields))
-        if run.span is not None:
-            run.span.set_attributes(
-                {
-                    "steward.outcome": outcome,
-                    "gen_ai.usage.input_tokens": run.input_tokens,
-                    "gen_ai.usage.output_tokens": run.output_tokens,
-                    "steward.cost_usd": run.cost_usd,
-                    "steward.llm_calls": run.llm_calls,
-                }
-            )
-            if outcome == "error" and error is not None:
-                mark_error(run.span, error)
-            run.span.end()
+        report_run_end(run, outcome, error, extra=self._extra)
         # Drop anything of this run that never reported its end (cancellation mid-call).
-        for table in (self._nodes, self._llms):
-            stale = [key for key, value in table.items() if getattr(value, "run", None) is run]
-            for key in stale:
-                del table[key]
+        for key in [key for key, node in self._nodes.items() if node.run is run]:
+            del self._nodes[key]
+        self._models.drop_run(run)
 
     # ------------------------------------------------------------------------- chat models
 
@@ -365,23 +315,15 @@ class RunObserver(BaseCallbackHandler):
         metadata: Mapping[str, Any],
         kwargs: Mapping[str, Any],
     ) -> None:
-        model = requested_model(kwargs.get("invocation_params") or {}, metadata)
         with self._lock:
             self._parents[run_id] = parent_run_id
             owner = self._owner(parent_run_id)
-            run = owner.run if isinstance(owner, NodeCall) else owner
-            span = None
-            parent_span = owner.span if owner is not None else None
-            if self._tracer is not None and parent_span is not None:
-                span = start_chat_span(
-                    self._tracer,
-                    parent_span,
-                    model=model,
-                    provider=str(metadata.get("ls_provider") or "unknown"),
-                    attributes=self._span_attrs(),
-                )
-            self._llms[run_id] = LlmCall(
-                model=model, run=run, started=time.perf_counter(), span=span
+            self._models.start(
+                run_id,
+                run=owner.run if isinstance(owner, NodeCall) else owner,
+                parent_span=owner.span if owner is not None else None,
+                metadata=metadata,
+                invocation_params=kwargs.get("invocation_params") or {},
             )
 
     def on_llm_end(
@@ -390,36 +332,9 @@ class RunObserver(BaseCallbackHandler):
         """Record latency, tokens and cost of a finished model call."""
         with self._lock:
             self._parents.pop(run_id, None)
-            call = self._llms.pop(run_id, None)
-        if call is None:
-            return
-        seconds = time.perf_counter() - call.started
-        usage = usage_of(response)
-        cost = call_cost(usage, call.model)
-        record_llm_call(call.model, seconds, usage, cost)
-        if call.run is not None:
-            with self._lock:
-                call.run.llm_calls += 1
-                call.run.input_tokens += usage.input_tokens
-                call.run.output_tokens += usage.output_tokens
-                call.run.cost_usd += cost or 0.0
-        log.info(
-            "llm call",
-            extra=self._extra(
-                model=call.model,
-                response_model=usage.response_model,
-                duration_ms=round(seconds * 1000, 2),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cost_usd=round(cost, 8) if cost is not None else None,
-                finish_reason=usage.finish_reason,
-                tool_calls=list(usage.tool_calls),
-            ),
-        )
-        if call.span is not None:
-            call.span.set_attributes(usage_span_attributes(usage, cost))
-            call.span.end()
+            call = self._models.pop(run_id)
+        if call is not None:
+            self._models.finish(call, response)
 
     def on_llm_error(
         self,
@@ -432,24 +347,9 @@ class RunObserver(BaseCallbackHandler):
         """Count a failed model call by model and exception type."""
         with self._lock:
             self._parents.pop(run_id, None)
-            call = self._llms.pop(run_id, None)
-        if call is None:
-            return
-        seconds = time.perf_counter() - call.started
-        record_llm_error(call.model, seconds, error)
-        log.warning(
-            "llm call failed",
-            extra=self._extra(
-                model=call.model,
-                duration_ms=round(seconds * 1000, 2),
-                error_type=type(error).__name__,
-                status_code=getattr(error, "status_code", None),
-                error=str(error)[:500],
-            ),
-        )
-        if call.span is not None:
-            mark_error(call.span, error)
-            call.span.end()
+            call = self._models.pop(run_id)
+        if call is not None:
+            self._models.fail(call, error)
 
 
 __all__ = ["RunObserver"]
