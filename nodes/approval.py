@@ -110,7 +110,12 @@ def make_approval(deps: Deps) -> ConfigNode:
         records: list[ActionRecord] = []
         for call, decision in zip(pending, decisions, strict=True):
             if isinstance(decision, RejectDecision):
-                by_id[call["call_id"]] = {**call, "verdict": "deny", "reason": "rejected"}
+                by_id[call["call_id"]] = {
+                    **call,
+                    "verdict": "deny",
+                    "reason": "rejected",
+                    "code": "rejected",
+                }
                 messages.append(rejection_message(call, decision))
                 records.append(
                     ActionRecord(

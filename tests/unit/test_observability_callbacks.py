@@ -34,12 +34,12 @@ from graph.builder import make_graph
 from graph.deps import Deps
 from graph.observer import (
     RunObserver,
-    denial_reason_code,
     describe_input,
     instrument_run_config,
     tool_label,
 )
 from mock_llm.demo_model import DemoChatModel
+from nodes.guard_tools import denial_reason_code
 
 MODEL = "steward-demo"
 
