@@ -2,13 +2,13 @@
 
 For every tool call of the latest model turn, in order:
 1. the tool exists and is on the assistant's allowlist (`Deps.allowed_tools`);
-2. the caller's role (`configurable.role`) may use it (`Deps.tools_for`);
+2. the caller's role (`RunContext.role`) may use it (`Deps.tools_for`);
 3. its arguments validate against the tool's pydantic schema;
 4. the risk rules (graph.tools.RISK_RULES + `STEWARD_TOOL_RULES`) decide: allow, hold for a
    person's approval, or deny; the strictest matching rule wins;
 5. at most `STEWARD_MAX_TOOL_CALLS` calls per turn.
 Nothing the model, a document or a tool result says can change these decisions: they read
-only the validated arguments, the run's config and what the *user* wrote.
+only the validated arguments, the run's context (identity) and what the *user* wrote.
 """
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.messages import ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from core.domain.refund_rules import refund_blocker
 from core.guardrails.policy_rules import evaluate
 from core.guardrails.provenance import Provenance
+from graph.context import RunContext, context_of
 from graph.deps import Deps
 from graph.schemas import ActionRecord
 from graph.state import DenialCode, PlannedCall, State
 from graph.tools import TOOLS
 from nodes.messages import last_ai
-from nodes.types import ConfigNode
+from nodes.types import ContextNode
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +189,14 @@ def denial_record(call: PlannedCall) -> ActionRecord:
     )
 
 
-def make_guard_tools(deps: Deps) -> ConfigNode:
+def make_guard_tools(deps: Deps) -> ContextNode:
     """Build the node that decides, in code, what each requested tool call may do."""
 
     async def guard_tools(
-        state: State,
-        config: Optional[RunnableConfig] = None,  # noqa: UP045  # LangGraph's spelling
+        state: State, runtime: Runtime[RunContext] | None = None
     ) -> dict[str, Any]:
         """Check every tool call of the latest model turn; deny, allow or hold for approval."""
-        role = deps.role_of(dict((config or {}).get("configurable") or {}))
+        role = deps.role_of(context_of(runtime))
         message = last_ai(state["messages"])
         provenance = Provenance.of(state["messages"])
         plan: list[PlannedCall] = []

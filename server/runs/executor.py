@@ -41,6 +41,7 @@ from langgraph.runtime import RunControl
 from langgraph.types import Command, Send, StateSnapshot
 
 from core.db.pool import DbPool
+from graph.context import RunContext
 from graph.observer import instrument_run_config
 from server.approvals import reopen, sync_pending
 from server.decisions import expire_approval
@@ -190,6 +191,20 @@ def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
     if client.get("run_name"):
         config["run_name"] = str(client["run_name"])
     return config
+
+
+def build_context(run: dict[str, Any]) -> RunContext:
+    """The identity a run executes with (the graph's context), from the run, never the client.
+
+    A client's `context` body field is not used: every field of the context is identity.
+    """
+    kwargs = run.get("kwargs") or {}
+    return RunContext(
+        user_id=run["owner_id"],
+        tenant_id=run["tenant_id"],
+        role=kwargs.get("role") or "user",
+        requester_id=kwargs.get("requester_id") or run["owner_id"],
+    )
 
 
 def graph_input(kwargs: dict[str, Any]) -> Any:
@@ -368,6 +383,7 @@ class RunExecutor:
                     kwargs,
                     writer,
                     handle.control,
+                    context=build_context(run),
                     continuing=continuing,
                 )
             handle.start_finishing()
@@ -501,6 +517,7 @@ class RunExecutor:
         writer: EventWriter,
         control: RunControl,
         *,
+        context: RunContext,
         continuing: bool = False,
     ) -> None:
         """Stream the graph into `writer`.
@@ -515,19 +532,16 @@ class RunExecutor:
         if "values" not in requested and not wants_updates:
             modes.add("updates")  # interrupts are always surfaced (as `values` events)
         subgraphs = bool(kwargs.get("stream_subgraphs"))
-        extra: dict[str, Any] = {}
-        if kwargs.get("context") is not None:
-            extra["context"] = kwargs["context"]
         async for part in graph.astream(
             todo,
             config,
+            context=context,
             stream_mode=cast(Any, sorted(modes)),
             durability="sync",
             subgraphs=subgraphs,
             interrupt_before=kwargs.get("interrupt_before"),
             interrupt_after=kwargs.get("interrupt_after"),
             control=control,
-            **extra,
         ):
             if subgraphs:
                 namespace, mode, data = part
@@ -822,6 +836,7 @@ __all__ = [
     "RunRefused",
     "at_breakpoint",
     "build_config",
+    "build_context",
     "final_values",
     "graph_input",
     "lost_database",

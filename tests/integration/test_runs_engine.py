@@ -30,7 +30,7 @@ from core.settings import Settings
 from graph.checkpointer import make_checkpointer
 from mock_llm.process import MockLLM
 from server.runs import repo
-from server.runs.executor import build_config
+from server.runs.executor import build_config, build_context
 from server.runs.models import parse_run_create
 from server.runs.service import RunService
 from server.runs.worker import RunWorker, WorkerConfig
@@ -290,7 +290,11 @@ async def test_expired_lease_is_taken_over_from_the_last_checkpoint(
     assert row is not None and str(row["run_id"]) == run.run_id
     config = build_config(dict(row), rt.deps.settings.recursion_limit)
     async for _ in rt.graph.astream(
-        QUESTION, config, durability="sync", interrupt_after=["retrieve"]
+        QUESTION,
+        config,
+        context=build_context(dict(row)),
+        durability="sync",
+        interrupt_after=["retrieve"],
     ):
         pass
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
