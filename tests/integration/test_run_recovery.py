@@ -19,7 +19,7 @@ import pytest
 
 from mock_llm.process import MockLLM
 from server.runs import repo
-from server.runs.executor import build_config
+from server.runs.invocation import build_config
 from server.runs.recovery import STEP_EVENTS, step_events
 from server.runs.service import RunService
 from server.runs.worker import RunWorker
