@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mock_llm.process import MockLLM
 from server.runs import repo
-from server.runs.executor import build_config, build_context
+from server.runs.invocation import build_config, build_context
 from server.runs.recovery import STEP_EVENTS, step_events
 from server.runs.service import RunService
 from server.runs.worker import RunWorker
