@@ -32,12 +32,17 @@ from core.knowledge.ingest import ingest
 from core.settings import Settings
 from graph.builder import DURABILITY, add_edges
 from graph.checkpointer import make_checkpointer
+from graph.context import RunContext
 from graph.state import InputState, State
 from mock_llm.process import running_mock_llm
 from steward.runtime import open_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How long is the return window?"
+
+
+BENCH_CONTEXT = RunContext(user_id="bench", tenant_id="bench")
+"""Who the benchmark runs as (budgets are charged to it)."""
 
 
 def bare_graph(checkpointer: Any = None) -> Any:
@@ -49,7 +54,7 @@ def bare_graph(checkpointer: Any = None) -> Any:
     async def validate(state: State) -> dict[str, Any]:
         return {"response": {"answer": "", "sources": [], "actions": [], "refusal": None}}
 
-    builder = StateGraph(State, input_schema=InputState)
+    builder = StateGraph(State, context_schema=RunContext, input_schema=InputState)
     for name in (
         "input_filter",
         "retrieve",
@@ -141,7 +146,9 @@ async def run_benchmarks(runtime: Any, args: argparse.Namespace) -> None:
         await bare_pg.ainvoke(turn_input(), config(), durability=DURABILITY)
 
     async def run_full() -> None:
-        out = await runtime.graph.ainvoke(turn_input(), config(), durability=DURABILITY)
+        out = await runtime.graph.ainvoke(
+            turn_input(), config(), durability=DURABILITY, context=BENCH_CONTEXT
+        )
         assert out["response"]["sources"], "the full run must really answer"
 
     results = {
@@ -166,7 +173,9 @@ async def run_benchmarks(runtime: Any, args: argparse.Namespace) -> None:
     for turns in args.turns:
         cfg = config()
         for _ in range(turns):
-            await runtime.graph.ainvoke(turn_input(), cfg, durability=DURABILITY)
+            await runtime.graph.ainvoke(
+                turn_input(), cfg, durability=DURABILITY, context=BENCH_CONTEXT
+            )
         growth[turns] = await checkpoint_bytes(runtime.pool, cfg["configurable"]["thread_id"])
     print(f"\n{'turns':>6} {'rows':>7} {'bytes':>11} {'bytes/turn':>11}")
     for turns, stats in growth.items():

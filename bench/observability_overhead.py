@@ -54,6 +54,7 @@ from core.observability import (  # noqa: E402
 from core.observability.langsmith import langsmith_tracer, reset_langsmith  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from graph.builder import DURABILITY  # noqa: E402
+from graph.context import RunContext  # noqa: E402
 from graph.observer import instrument_run_config  # noqa: E402
 from mock_llm.process import running_mock_llm  # noqa: E402
 from steward.runtime import open_runtime  # noqa: E402
@@ -223,6 +224,7 @@ async def main(args: argparse.Namespace, devnull: Any) -> None:
                         {"messages": [{"role": "user", "content": QUESTION}]},
                         make_config(mode, ls_env),
                         durability=DURABILITY,
+                        context=RunContext(user_id="bench", tenant_id="bench"),
                     )
                     assert out["response"]["sources"], "the full run must really answer"
 

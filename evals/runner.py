@@ -39,6 +39,7 @@ from evals.evaluators import (
 )
 from evals.results import CaseResult, CaseRun, RunInfo, RunReport, summarize
 from graph.builder import DURABILITY
+from graph.context import RunContext
 from graph.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -196,10 +197,12 @@ def _record_model_reply(run: CaseRun, message: AIMessage) -> None:
     )
 
 
-async def _stream(runtime: Runtime, payload: Any, config: RunnableConfig, run: CaseRun) -> None:
+async def _stream(
+    runtime: Runtime, payload: Any, config: RunnableConfig, context: RunContext, run: CaseRun
+) -> None:
     """Run the graph until it ends or interrupts, recording nodes and model replies."""
     async for chunk in runtime.graph.astream(
-        payload, config, stream_mode="updates", durability=DURABILITY
+        payload, config, context=context, stream_mode="updates", durability=DURABILITY
     ):
         for node, update in chunk.items():
             if node == "__interrupt__":
@@ -296,13 +299,14 @@ async def run_case(
         "configurable": {"thread_id": thread_id, "user_id": REQUESTER},
         "metadata": {"eval_run": run_id, "eval_case": case.id},
     }
+    context = RunContext(user_id=REQUESTER)
     payload: Any = {"messages": [{"role": "user", "content": case.input}]}
     planned = list(case.approvals)
     try:
         while True:
             started = time.perf_counter()
             try:
-                await _stream(runtime, payload, config, run)
+                await _stream(runtime, payload, config, context, run)
             finally:
                 run.latency_s += time.perf_counter() - started
             state = await runtime.graph.aget_state(config)
@@ -316,6 +320,7 @@ async def run_case(
                 break
             run.decisions.extend(decisions)
             config = {**config, "configurable": {"thread_id": thread_id, "user_id": APPROVER}}
+            context = RunContext(user_id=APPROVER)
             payload = Command(resume=await _decide(runtime, decide, thread_id, decisions))
     except Exception as exc:  # noqa: BLE001 - a failing case is a result, not a crash
         run.error = f"{type(exc).__name__}: {exc}"

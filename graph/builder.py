@@ -1,4 +1,8 @@
-"""Assemble the workflow: `make_graph(checkpointer, deps=...)` wires the nodes and edges."""
+"""Assemble the workflow: `make_graph(checkpointer, deps=...)` wires the nodes and edges.
+
+The graph's `context_schema` is `graph.context.RunContext`: invoke it with
+`context=RunContext(...)` (the run's identity).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Durability
 
+from graph.context import RunContext
 from graph.deps import Deps
 from graph.retry import llm_retry_policy
 from graph.routing import (
@@ -33,7 +38,7 @@ DURABILITY: Durability = "sync"
 therefore never runs before the decision that released it (approval) is in Postgres."""
 
 
-def add_edges(builder: StateGraph[State, None, InputState, State]) -> None:
+def add_edges(builder: StateGraph[State, RunContext, InputState, State]) -> None:
     """Wire the workflow's edges (shared with bench/graph_overhead.py's bare graph)."""
     builder.add_edge(START, "input_filter")
     builder.add_conditional_edges("input_filter", route_after_input_filter)
@@ -51,7 +56,7 @@ def make_graph(
     *,
     deps: Deps,
     **overrides: Any,
-) -> CompiledStateGraph[State, None, InputState, State]:
+) -> CompiledStateGraph[State, RunContext, InputState, State]:
     """Build and compile the agent workflow.
 
     Args:
@@ -61,7 +66,7 @@ def make_graph(
     """
     for key, value in overrides.items():
         setattr(deps, key, value)
-    builder = StateGraph(State, input_schema=InputState)
+    builder = StateGraph(State, context_schema=RunContext, input_schema=InputState)
     builder.add_node("input_filter", make_input_filter(deps))
     builder.add_node("retrieve", make_retrieve(deps))
     builder.add_node(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -14,6 +13,7 @@ from core.domain.types import OrderStore
 from core.guardrails.policy_rules import RiskRule, parse_rules
 from core.knowledge.types import Retriever
 from core.settings import Settings, get_settings
+from graph.context import RunContext
 from graph.tools import DEFAULT_ALLOWED_TOOLS, RISK_RULES, ROLE_TOOLS
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,9 @@ class Deps:
         """Refunds above this amount need a person's decision."""
         return self.settings.refund_approval_threshold
 
-    def role_of(self, configurable: dict[str, Any]) -> str:
-        """The caller's role from `configurable.role`, else `STEWARD_DEFAULT_ROLE`."""
-        role = configurable.get("role")
-        return str(role) if role else self.settings.default_role
+    def role_of(self, context: RunContext) -> str:
+        """The caller's role from the run's context, else `STEWARD_DEFAULT_ROLE`."""
+        return context.role or self.settings.default_role
 
     def tools_for(self, role: str) -> tuple[str, ...]:
         """Tools a caller with `role` may use here (none for unknown roles).

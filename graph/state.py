@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -12,6 +12,18 @@ from core.knowledge.types import RetrievedChunk
 from graph.schemas import ActionRecord, AgentResponse
 
 Verdict = Literal["allow", "approve", "deny"]
+DenialCode = Literal[
+    "tool_not_allowed",
+    "role_not_permitted",
+    "invalid_json",
+    "invalid_arguments",
+    "tool_call_limit",
+    "policy",
+    "order_state",
+    "duplicate_refund",
+    "rejected",
+]
+"""Why a call was denied, as a fixed code next to the human-readable `reason`."""
 
 
 class PlannedCall(TypedDict):
@@ -23,6 +35,8 @@ class PlannedCall(TypedDict):
     """Validated arguments in JSON form (amounts as strings)."""
     verdict: Verdict
     reason: str
+    code: NotRequired[DenialCode]
+    """Set with verdict `deny`: the denial's reason code (metrics, logs); never text."""
     approval: Approval | None
     """Set by the approval node when a person released the call."""
 

@@ -2,7 +2,7 @@
 
 Everything that decides what a tool call may do is data here (evaluated by guard_tools with
 `core.guardrails.policy_rules`), never left to the model:
-- `ROLE_TOOLS`: which tools each caller role may use (`configurable.role`);
+- `ROLE_TOOLS`: which tools each caller role may use (`RunContext.role`);
 - `RISK_RULES`: (tool, condition, action) rows; the strictest matching action wins.
 """
 

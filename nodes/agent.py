@@ -19,9 +19,9 @@ import openai
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.runtime import get_runtime
+from langgraph.runtime import Runtime, get_runtime
 
-from core.budget.budgets import BUDGET_EXCEEDED, Payer
+from core.budget.budgets import ANONYMOUS_USER, BUDGET_EXCEEDED, DEFAULT_TENANT, Payer
 from core.budget.estimates import (
     CallEstimate,
     encoding_for,
@@ -32,12 +32,13 @@ from core.budget.prices import cost_usd
 from core.budget.routing import escalation
 from core.errors import ProviderError
 from core.knowledge.types import RetrievedChunk
+from graph.context import RunContext, context_of, thread_id_of
 from graph.deps import Deps, model_name_of
 from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
 from graph.retry import llm_retry_policy, parse_retry_after, retry_after_wait
 from graph.state import State
 from graph.tools import TOOLS
-from nodes.types import ConfigNode
+from nodes.types import ConfigContextNode
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,26 @@ def current_attempt() -> int:
     return int(info.node_attempt) if info is not None else 1
 
 
+def payer_of(
+    context: RunContext,
+    runtime: Runtime[RunContext] | None,
+    config: RunnableConfig,
+    *,
+    fallback_run_id: str | None,
+) -> Payer:
+    """Who the call is charged to: the run's tenant and user, its thread and its run id.
+
+    The run id follows `Payer.from_config` (the service's run, else the config's, else
+    `fallback_run_id`); identity comes from the run's context only.
+    """
+    return Payer(
+        tenant_id=context.tenant_id or DEFAULT_TENANT,
+        user_id=context.user_id or ANONYMOUS_USER,
+        thread_id=thread_id_of(runtime),
+        run_id=Payer.from_config(config, fallback_run_id=fallback_run_id).run_id,
+    )
+
+
 def actual_usage(
     reply: BaseMessage, estimate: CallEstimate, encoding: Any
 ) -> tuple[int, int, int, bool]:
@@ -105,7 +126,7 @@ def actual_usage(
     return estimate.input_tokens, output_tokens_of(reply, encoding), 0, False
 
 
-def make_agent(deps: Deps) -> ConfigNode:
+def make_agent(deps: Deps) -> ConfigContextNode:
     """Build the model-calling node."""
     settings = deps.settings
     models: dict[str, BaseChatModel] = {
@@ -145,12 +166,15 @@ def make_agent(deps: Deps) -> ConfigNode:
             )
             await asyncio.sleep(wait)
 
-    async def agent(state: State, config: RunnableConfig) -> dict[str, Any]:
+    async def agent(
+        state: State, config: RunnableConfig, runtime: Runtime[RunContext] | None = None
+    ) -> dict[str, Any]:
         """Ask the model for the next step: tool calls or a final JSON answer."""
         calls = state.get("model_calls", 0)
         if calls >= settings.max_model_calls:
             return {"stop_reason": "model_call_limit"}
-        names = deps.tools_for(deps.role_of(dict(config.get("configurable") or {})))
+        context = context_of(runtime)
+        names = deps.tools_for(deps.role_of(context))
         route = state.get("route") or "strong"
         if route == "routine" and escalation(state.get("repairs", 0), state.get("actions", [])):
             route = "strong"
@@ -171,7 +195,7 @@ def make_agent(deps: Deps) -> ConfigNode:
         ledger = deps.usage_ledger
         call_id: str | None = None
         if ledger is not None:
-            payer = Payer.from_config(config, fallback_run_id=state.get("turn_id"))
+            payer = payer_of(context, runtime, config, fallback_run_id=state.get("turn_id"))
             reservation = await ledger.reserve(payer, estimate, route=route)
             if not reservation.granted:
                 return {"stop_reason": BUDGET_EXCEEDED}

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.messages import ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.domain.types import Approval
+from graph.context import RunContext, context_of
 from graph.deps import Deps
 from graph.schemas import (
     ActionRecord,
@@ -26,7 +27,7 @@ from graph.schemas import (
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
 from nodes.guard_tools import check_domain, denial_message, denial_record, judge_call
-from nodes.types import ConfigNode
+from nodes.types import ContextNode
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,10 @@ def rejection_message(call: PlannedCall, decision: RejectDecision) -> ToolMessag
     )
 
 
-def make_approval(deps: Deps) -> ConfigNode:
+def make_approval(deps: Deps) -> ContextNode:
     """Build the approval node. It has no side effects: it only interrupts and records."""
 
-    async def approval(state: State, config: RunnableConfig) -> dict[str, Any]:
+    async def approval(state: State, runtime: Runtime[RunContext] | None = None) -> dict[str, Any]:
         """Pause for a person; apply their approve / edit / reject decisions to the plan."""
         plan = state.get("plan", [])
         pending = [c for c in plan if c["verdict"] == "approve" and c["approval"] is None]
@@ -103,14 +104,20 @@ def make_approval(deps: Deps) -> ConfigNode:
         decisions: list[Decision] = list(resume.decisions)
         # Informational only: what releases an action is the decided approval row in the
         # database (server.decisions), which the store and a trigger check before a refund.
-        reviewer = str(config.get("configurable", {}).get("user_id") or "no identity")
+        context = context_of(runtime)
+        reviewer = context.user_id or "no identity"
         decided_at = datetime.now(UTC).isoformat()
         by_id: dict[str, PlannedCall] = {c["call_id"]: c for c in plan}
         messages: list[ToolMessage] = []
         records: list[ActionRecord] = []
         for call, decision in zip(pending, decisions, strict=True):
             if isinstance(decision, RejectDecision):
-                by_id[call["call_id"]] = {**call, "verdict": "deny", "reason": "rejected"}
+                by_id[call["call_id"]] = {
+                    **call,
+                    "verdict": "deny",
+                    "reason": "rejected",
+                    "code": "rejected",
+                }
                 messages.append(rejection_message(call, decision))
                 records.append(
                     ActionRecord(
@@ -131,7 +138,7 @@ def make_approval(deps: Deps) -> ConfigNode:
                         call["name"],
                         decision.edited_action.args,
                         deps,
-                        role=config.get("configurable", {}).get("role"),
+                        role=context.role,
                     ),
                     deps,
                 )

@@ -2,13 +2,13 @@
 
 For every tool call of the latest model turn, in order:
 1. the tool exists and is on the assistant's allowlist (`Deps.allowed_tools`);
-2. the caller's role (`configurable.role`) may use it (`Deps.tools_for`);
+2. the caller's role (`RunContext.role`) may use it (`Deps.tools_for`);
 3. its arguments validate against the tool's pydantic schema;
 4. the risk rules (graph.tools.RISK_RULES + `STEWARD_TOOL_RULES`) decide: allow, hold for a
    person's approval, or deny; the strictest matching rule wins;
 5. at most `STEWARD_MAX_TOOL_CALLS` calls per turn.
 Nothing the model, a document or a tool result says can change these decisions: they read
-only the validated arguments, the run's config and what the *user* wrote.
+only the validated arguments, the run's context (identity) and what the *user* wrote.
 """
 
 from __future__ import annotations
@@ -16,30 +16,58 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.messages import ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from core.domain.refund_rules import refund_blocker
 from core.guardrails.policy_rules import evaluate
 from core.guardrails.provenance import Provenance
+from graph.context import RunContext, context_of
 from graph.deps import Deps
 from graph.schemas import ActionRecord
-from graph.state import PlannedCall, State
+from graph.state import DenialCode, PlannedCall, State
 from graph.tools import TOOLS
 from nodes.messages import last_ai
-from nodes.types import ConfigNode
+from nodes.types import ContextNode
 
 log = logging.getLogger(__name__)
 
 
-def denial(call_id: str, name: str, args: dict[str, Any], reason: str) -> PlannedCall:
-    """A call that will not run, with the reason the model will be told."""
+def denial(
+    call_id: str, name: str, args: dict[str, Any], code: DenialCode, reason: str
+) -> PlannedCall:
+    """A call that will not run: its reason code and the reason the model will be told."""
     return PlannedCall(
-        call_id=call_id, name=name, args=args, verdict="deny", reason=reason, approval=None
+        call_id=call_id,
+        name=name,
+        args=args,
+        verdict="deny",
+        reason=reason,
+        code=code,
+        approval=None,
     )
+
+
+def denial_reason_code(reason: str) -> str:
+    """The metric code of a denial reason text that carries no `code` of its own.
+
+    For text written before denials carried codes (an `ActionRecord`'s `detail`, plans in
+    older checkpoints); a denial made now sets `code`, which is what observability reads.
+    """
+    lowered = reason.lower()
+    for needle, code in (
+        ("not available", "tool_not_allowed"),
+        ("not valid json", "invalid_json"),
+        ("invalid arguments", "invalid_arguments"),
+        ("limit reached", "tool_call_limit"),
+        ("denied by policy", "policy"),
+    ):
+        if needle in lowered:
+            return code
+    return "other"
 
 
 def judge_call(
@@ -66,9 +94,21 @@ def judge_call(
     role = role or deps.settings.default_role
     spec = TOOLS.get(name)
     if spec is None or name not in deps.allowed_tools:
-        return denial(call_id, name, raw_args, f"tool '{name}' is not available to this assistant")
+        return denial(
+            call_id,
+            name,
+            raw_args,
+            "tool_not_allowed",
+            f"tool '{name}' is not available to this assistant",
+        )
     if name not in deps.tools_for(role):
-        return denial(call_id, name, raw_args, f"tool '{name}' is not permitted for role '{role}'")
+        return denial(
+            call_id,
+            name,
+            raw_args,
+            "role_not_permitted",
+            f"tool '{name}' is not permitted for role '{role}'",
+        )
     try:
         args = spec.args_model.model_validate(raw_args)
     except ValidationError as exc:
@@ -76,7 +116,13 @@ def judge_call(
             f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
             for err in exc.errors()
         )
-        return denial(call_id, name, raw_args, f"invalid arguments for {name}: {problems}")
+        return denial(
+            call_id,
+            name,
+            raw_args,
+            "invalid_arguments",
+            f"invalid arguments for {name}: {problems}",
+        )
     facts: dict[str, Any] = {**args.model_dump(), "role": role}
     if name == "issue_refund" and provenance is not None:
         facts.update(provenance.refund_facts(facts["order_id"], Decimal(facts["amount"])))
@@ -96,7 +142,7 @@ def judge_call(
             "tool risk rules matched",
             extra={"tool": name, "verdict": verdict, "reason_codes": codes, "role": role},
         )
-    return PlannedCall(
+    planned = PlannedCall(
         call_id=call_id,
         name=name,
         args=args.model_dump(mode="json"),
@@ -104,6 +150,9 @@ def judge_call(
         reason=reason,
         approval=None,
     )
+    if verdict == "deny":
+        planned["code"] = "policy"
+    return planned
 
 
 async def check_domain(call: PlannedCall, deps: Deps) -> PlannedCall:
@@ -116,7 +165,9 @@ async def check_domain(call: PlannedCall, deps: Deps) -> PlannedCall:
     if blocker is None:
         return call
     log.info("refund refused by the order's state", extra={"tool": call["name"]})
-    return denial(call["call_id"], call["name"], call["args"], f"not possible: {blocker}")
+    return denial(
+        call["call_id"], call["name"], call["args"], "order_state", f"not possible: {blocker}"
+    )
 
 
 def denial_message(call: PlannedCall) -> ToolMessage:
@@ -138,15 +189,14 @@ def denial_record(call: PlannedCall) -> ActionRecord:
     )
 
 
-def make_guard_tools(deps: Deps) -> ConfigNode:
+def make_guard_tools(deps: Deps) -> ContextNode:
     """Build the node that decides, in code, what each requested tool call may do."""
 
     async def guard_tools(
-        state: State,
-        config: Optional[RunnableConfig] = None,  # noqa: UP045  # LangGraph's spelling
+        state: State, runtime: Runtime[RunContext] | None = None
     ) -> dict[str, Any]:
         """Check every tool call of the latest model turn; deny, allow or hold for approval."""
-        role = deps.role_of(dict((config or {}).get("configurable") or {}))
+        role = deps.role_of(context_of(runtime))
         message = last_ai(state["messages"])
         provenance = Provenance.of(state["messages"])
         plan: list[PlannedCall] = []
@@ -156,6 +206,7 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
                     bad.get("id") or "",
                     bad.get("name") or "unknown",
                     {},
+                    "invalid_json",
                     "arguments were not valid JSON; send a JSON object matching the schema",
                 )
             )
@@ -164,7 +215,15 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
         for call in message.tool_calls:
             call_id = call.get("id") or ""
             if budget <= 0:
-                plan.append(denial(call_id, call["name"], call["args"], "tool call limit reached"))
+                plan.append(
+                    denial(
+                        call_id,
+                        call["name"],
+                        call["args"],
+                        "tool_call_limit",
+                        "tool call limit reached",
+                    )
+                )
                 continue
             budget -= 1
             judged = await check_domain(
@@ -180,6 +239,7 @@ def make_guard_tools(deps: Deps) -> ConfigNode:
                         call_id,
                         judged["name"],
                         judged["args"],
+                        "duplicate_refund",
                         f"one refund per order per request: {order_id} already has "
                         "one in this reply; combine the amounts into one refund",
                     )

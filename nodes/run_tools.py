@@ -11,15 +11,17 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
 from core.domain.types import RefundRefused, RefundRequest, action_hash
 from core.errors import InvariantViolated
 from core.knowledge.types import RetrievedChunk
+from graph.context import RunContext, context_of, thread_id_of
 from graph.deps import Deps
 from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
-from nodes.types import ConfigNode
+from nodes.types import ConfigContextNode
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +107,20 @@ async def execute(call: PlannedCall, deps: Deps, origin: CallOrigin) -> ToolOutc
     raise InvariantViolated(f"no executor for tool {call['name']}")
 
 
-def make_run_tools(deps: Deps) -> ConfigNode:
+def make_run_tools(deps: Deps) -> ConfigContextNode:
     """Build the node that performs side effects; it runs only after its cause is persisted."""
 
-    async def run_tools(state: State, config: RunnableConfig) -> dict[str, Any]:
+    async def run_tools(
+        state: State, config: RunnableConfig, runtime: Runtime[RunContext] | None = None
+    ) -> dict[str, Any]:
         """Execute allowed calls; refunds carry an idempotency key of (thread, tool call)."""
-        configurable = config.get("configurable", {})
-        thread_id = str(configurable.get("thread_id") or "")
+        thread_id = thread_id_of(runtime)
         if not thread_id:
             raise InvariantViolated("run_tools needs a thread_id (a checkpointed run)")
         origin = CallOrigin(
             thread_id=thread_id,
             request_id=request_id_of(state["messages"]) or "no-request",
-            user_id=configurable.get("requester_id") or configurable.get("user_id"),
+            user_id=context_of(runtime).requester,
             run_id=run_id_of(config),
         )
         messages: list[ToolMessage] = []

@@ -6,7 +6,9 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 
+from graph.context import RunContext
 from graph.state import State
 
 
@@ -18,9 +20,21 @@ class Node(Protocol):
         ...
 
 
-class ConfigNode(Protocol):
-    """A node that also reads the run's config (thread id, user id)."""
+class ContextNode(Protocol):
+    """A node that reads the run's identity (`runtime.context`, injected by LangGraph)."""
 
-    def __call__(self, state: State, config: RunnableConfig) -> Awaitable[dict[str, Any]]:
+    def __call__(
+        self, state: State, runtime: Runtime[RunContext] | None = None
+    ) -> Awaitable[dict[str, Any]]:
+        """Run the node and return the state keys it changes."""
+        ...
+
+
+class ConfigContextNode(Protocol):
+    """A node that reads the run's identity and its config (run id, callbacks)."""
+
+    def __call__(
+        self, state: State, config: RunnableConfig, runtime: Runtime[RunContext] | None = None
+    ) -> Awaitable[dict[str, Any]]:
         """Run the node and return the state keys it changes."""
         ...

@@ -269,6 +269,20 @@ async def reopen(conn: Conn, approval_id: uuid.UUID) -> None:
     logger.warning("approval %s re-opened: its resume did not take effect", approval_id)
 
 
+async def reopen_unstarted_resume(conn: Conn, run: dict[str, Any]) -> None:
+    """A resume run cancelled before it started released nothing: re-open its approval."""
+    approval_id = (run.get("kwargs") or {}).get("approval_id")
+    if not approval_id:
+        return
+    cur = await conn.execute(
+        "SELECT status FROM approvals WHERE approval_id = %s AND resume_run_id = %s FOR UPDATE",
+        (uuid.UUID(str(approval_id)), run["run_id"]),
+    )
+    row = await cur.fetchone()
+    if row is not None and row["status"] in ("approved", "edited", "rejected"):
+        await reopen(conn, uuid.UUID(str(approval_id)))
+
+
 def resume_decisions(row: ApprovalRow, decision: ApprovalDecisionIn) -> list[dict[str, Any]]:
     """Turn a reviewer's decision into the graph's resume decisions (one per held action).
 
@@ -425,6 +439,7 @@ __all__ = [
     "is_approval_request",
     "record_pending",
     "reopen",
+    "reopen_unstarted_resume",
     "resume_decisions",
     "sync_pending",
 ]

@@ -1,6 +1,11 @@
 """The `threads` table: ownership, metadata and status of every conversation.
 
-Every read is scoped by the principal: another tenant's thread (or, for role `user`, another
+This module owns every statement on `threads` and the status rules: the runs engine uses the
+connection-level functions (unscoped, inside its own transactions, after it checked the
+principal), the threads routes use `ThreadsRepo`. A thread's status is `busy` while a run on it
+is pending or running, whoever settles it (`settle_thread_status`).
+
+Every scoped read is scoped by the principal: another tenant's thread (or, for role `user`, another
 owner's thread) is indistinguishable from a missing one. Checkpoints live in LangGraph's own
 tables, keyed by the same `thread_id` (as text).
 """
@@ -75,6 +80,68 @@ def _filters(
         parts.append(sql.SQL("status = %s"))
         params.append(status)
     return sql.SQL(" AND ").join(parts), params
+
+
+# --------------------------------------------------------------------------- engine side
+
+
+async def get_thread(conn: Conn, thread_id: UUID, *, lock: bool = False) -> DictRow | None:
+    """Return the thread row (`FOR UPDATE` when `lock`), or None."""
+    query = (
+        "SELECT thread_id, tenant_id, owner_id, status, metadata FROM threads"  # noqa: S608
+        " WHERE thread_id = %s" + (" FOR UPDATE" if lock else "")
+    )
+    cur = await conn.execute(query, (thread_id,))
+    return await cur.fetchone()
+
+
+async def insert_thread(
+    conn: Conn, thread_id: UUID, *, tenant_id: str, owner_id: str, metadata: str = "{}"
+) -> bool:
+    """Create a thread if the id is free; return False when it already exists."""
+    cur = await conn.execute(
+        "INSERT INTO threads (thread_id, tenant_id, owner_id, metadata, status)"
+        " VALUES (%s, %s, %s, %s::jsonb, 'idle') ON CONFLICT (thread_id) DO NOTHING",
+        (thread_id, tenant_id, owner_id, metadata),
+    )
+    return cur.rowcount == 1
+
+
+async def lock_thread(conn: Conn, thread_id: UUID) -> None:
+    """Lock a thread's row: the first lock of every transaction that writes thread and runs.
+
+    The lock order is thread row, then run rows, then approval rows (docs/http-service.md,
+    "Lock order"); taking them in one order everywhere keeps concurrent creates and finishes
+    of one thread from deadlocking.
+    """
+    await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+
+
+async def mark_thread_busy(conn: Conn, thread_id: UUID, metadata_patch: str) -> None:
+    """Set the thread `busy` and merge `metadata_patch` (JSON) into its metadata."""
+    await conn.execute(
+        "UPDATE threads SET status = 'busy', metadata = metadata || %s::jsonb,"
+        " updated_at = now() WHERE thread_id = %s",
+        (metadata_patch, thread_id),
+    )
+
+
+async def settle_thread_status(conn: Conn, thread_id: UUID, status: str) -> None:
+    """Set the thread's status after a run, or `busy` while another run is still active."""
+    await conn.execute(
+        "UPDATE threads SET updated_at = now(), status = CASE WHEN EXISTS ("
+        "  SELECT 1 FROM runs WHERE thread_id = %(t)s AND status IN ('pending', 'running'))"
+        " THEN 'busy' ELSE %(s)s END WHERE thread_id = %(t)s",
+        {"t": thread_id, "s": status},
+    )
+
+
+async def delete_thread_row(conn: Conn, thread_id: UUID) -> None:
+    """Delete a thread row (its runs and events cascade)."""
+    await conn.execute("DELETE FROM threads WHERE thread_id = %s", (thread_id,))
+
+
+# --------------------------------------------------------------------------- API side
 
 
 class ThreadsRepo:
@@ -167,13 +234,15 @@ class ThreadsRepo:
     async def set_status(
         self, thread_id: UUID, status: ThreadStatus, *, conn: Conn | None = None
     ) -> None:
-        """Set the thread's status (unscoped: for the runs engine, which already checked)."""
-        query = "UPDATE threads SET status = %s, updated_at = now() WHERE thread_id = %s"
+        """Settle the thread's status after a state write (`busy` while a run is active).
+
+        Unscoped: the caller already checked the principal.
+        """
         if conn is not None:
-            await conn.execute(query, (status, thread_id))
+            await settle_thread_status(conn, thread_id, status)
             return
         async with self._pool.connection() as own:
-            await own.execute(query, (status, thread_id))
+            await settle_thread_status(own, thread_id, status)
 
     async def touch(self, thread_id: UUID, *, conn: Conn | None = None) -> None:
         """Bump `updated_at` (after a state update)."""
@@ -249,10 +318,17 @@ class ThreadsRepo:
 
 __all__ = [
     "THREAD_STATUSES",
+    "Conn",
     "IfExists",
     "SortBy",
     "SortOrder",
     "ThreadRow",
     "ThreadStatus",
     "ThreadsRepo",
+    "delete_thread_row",
+    "get_thread",
+    "insert_thread",
+    "lock_thread",
+    "mark_thread_busy",
+    "settle_thread_status",
 ]

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from graph.builder import DURABILITY
+from graph.context import RunContext
 from graph.observer import instrument_run_config
 from steward.runtime import Runtime
 
@@ -67,17 +68,18 @@ async def run_turn(
 ) -> dict[str, Any]:
     """Run one user turn to completion, resolving approvals interactively."""
     config: RunnableConfig = instrument_run_config(
-        {"configurable": {"thread_id": thread_id, "user_id": user_id}},
+        {"configurable": {"thread_id": thread_id}},
         run_id=str(uuid.uuid4()),
         thread_id=thread_id,
         user_id=user_id,
     )
+    context = RunContext(user_id=user_id)
     payload: Any = {"messages": [{"role": "user", "content": text}]}
     request: dict[str, Any] | None = None
     while True:
         try:
             values: dict[str, Any] = await runtime.graph.ainvoke(
-                payload, config, durability=DURABILITY
+                payload, config, context=context, durability=DURABILITY
             )
         except ValidationError as exc:
             if request is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +112,13 @@ def langsmith_tracer(environ: Mapping[str, str] | None = None) -> LangChainTrace
     return LangChainTracer(project_name=config.project, client=langsmith_client(config))
 
 
+def has_langsmith_tracer(handlers: Iterable[object]) -> bool:
+    """Whether `handlers` already hold a `LangChainTracer` (so none is added twice)."""
+    from langchain_core.tracers.langchain import LangChainTracer
+
+    return any(isinstance(handler, LangChainTracer) for handler in handlers)
+
+
 def langsmith_metadata(
     *, run_id: str | None, thread_id: str | None, tenant_id: str | None, user_id: str | None
 ) -> dict[str, str]:
@@ -144,6 +151,7 @@ __all__ = [
     "LangSmithConfig",
     "anonymize",
     "flush_langsmith",
+    "has_langsmith_tracer",
     "langsmith_client",
     "langsmith_config",
     "langsmith_metadata",

@@ -6,8 +6,8 @@ ids or user text in a label.
 
 Who records what:
 - the HTTP middleware (`server/observability.py`): `HTTP_REQUEST_SECONDS`;
-- the run callback handler (`callbacks.py`): runs, nodes, LLM calls, tokens, cost, tool calls,
-  input and tool guardrail blocks, approval requests and decisions;
+- the run observer (`graph.observer`, with `llm_calls.py`): runs, nodes, LLM calls, tokens,
+  cost, tool calls, input and tool guardrail blocks, approval requests and decisions;
 - `observe_pool(pool)`: the checkpoint/database pool, read from `get_stats()` at scrape time;
 - other code: `record_guardrail_block`, `set_approvals_pending` / `refresh_approvals_pending`,
   `record_approval_decision` (decision latency).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
@@ -180,6 +180,15 @@ APPROVAL_DECISION_SECONDS = Histogram(
 )
 
 # ---------------------------------------------------------------------------- helpers for others
+
+
+def bounded_label(value: str, known: Collection[str], *, other: str = "other") -> str:
+    """`value` when it is one of the `known` label values, else `other`.
+
+    For values a caller does not control (tool names chosen by the model, codes added later):
+    an unbounded label would create series at will.
+    """
+    return value if value in known else other
 
 
 def record_guardrail_block(reason: str, *, stage: str = "input") -> None:
@@ -369,6 +378,7 @@ __all__ = [
     "TOOL_CALLS",
     "PoolStatsCollector",
     "approvals_pending_loop",
+    "bounded_label",
     "observe_pool",
     "record_approval_decision",
     "record_guardrail_block",

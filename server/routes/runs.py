@@ -24,6 +24,7 @@ from core.identity import Principal
 from graph.runtime import Runtime
 from server.edge import MAX_OFFSET, MAX_PAGE
 from server.jsonable import dumps
+from server.runs.background import spawn_background
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,
     Run,
@@ -31,7 +32,8 @@ from server.runs.models import (
     RunValidationError,
     parse_run_create,
 )
-from server.runs.service import RunService, parse_uuid, spawn_background
+from server.runs.queries import parse_uuid
+from server.runs.service import RunService
 from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event
 
 WAIT_KEEPALIVE = b"\n"

@@ -1,8 +1,11 @@
 """The runs engine: one Postgres-backed queue for background, streaming and waiting runs.
 
 - `server.runs.models`: `RunCreate` (strictly validated body) and `Run` (response DTO).
-- `server.runs.service.RunService(runtime)`: create / get / list / cancel / follow runs.
+- `server.runs.service.RunService(runtime)`: the routes' facade over `create` (with the checks
+  of `admission`), `queries`, `cancel`, `follow` and `cleanup`; `background` holds detached work.
 - `server.runs.worker.RunWorker(runtime, settings)`: claims and executes runs in each process.
-- `server.runs.executor`: one claimed run through the graph; `server.runs.events`: the event
-  log (batched writes, LISTEN/NOTIFY, tailing); `server.runs.repo`: the SQL.
+- `server.runs.executor`: one claimed run through the graph, with `invocation` (its config and
+  input), `streaming`, `finish` (how it ends) and `handle` (its lease); `server.runs.events`:
+  the event log (batched writes, LISTEN/NOTIFY, tailing); `server.runs.repo`: the SQL, one
+  module per table (thread rows are `server.threads_repo`'s).
 """

@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from core.identity import Principal
+from server import threads_repo
 from server.approvals import record_pending
 from server.decisions import bind_resume
-from server.runs import repo
 
 
 async def decide_in_process(
@@ -28,12 +28,12 @@ async def decide_in_process(
     """
     state = await graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
     async with pool.connection() as conn, conn.transaction():
-        thread = await repo.get_thread(conn, thread_id, lock=True)
+        thread = await threads_repo.get_thread(conn, thread_id, lock=True)
         if thread is None:
-            await repo.insert_thread(
+            await threads_repo.insert_thread(
                 conn, thread_id, tenant_id=principal.tenant_id, owner_id=requester
             )
-            thread = await repo.get_thread(conn, thread_id, lock=True)
+            thread = await threads_repo.get_thread(conn, thread_id, lock=True)
         await record_pending(
             conn,
             run={"thread_id": thread_id, "tenant_id": principal.tenant_id, "owner_id": requester},

@@ -38,9 +38,11 @@ from core.settings import Settings
 from graph.builder import make_graph
 from graph.checkpointer import make_checkpointer
 from graph.runtime import Runtime
+from server import threads_repo
 from server.runs import repo
 from server.runs.events import EventHub, register_hub, unregister_hub
-from server.runs.executor import Graph, RunExecutor, RunHandle
+from server.runs.executor import Graph, RunExecutor
+from server.runs.handle import RunHandle
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +98,19 @@ class RunWorker:
         self.config = config or WorkerConfig.from_settings(self.settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.hub = EventHub(runtime.database_url)
+        self.running: dict[uuid.UUID, RunHandle] = {}
         self.executor = RunExecutor(
             runtime.pool,
             self.hub,
             worker_id=self.worker_id,
             recursion_limit=int(runtime.deps.settings.recursion_limit),
+            running=self.running,
         )
         self.graphs: list[Graph] = [runtime.graph]
         for _ in range(max(0, self.config.graph_instances - 1)):
             saver = make_checkpointer(runtime.pool)
             self.graphs.append(make_graph(saver, deps=runtime.deps))
         self._next_graph = itertools.cycle(range(len(self.graphs)))
-        self.running: dict[uuid.UUID, RunHandle] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -302,7 +305,7 @@ class RunWorker:
         async with self.runtime.pool.connection() as conn, conn.transaction():
             requeued, failed = await repo.requeue_expired(conn, self.config.max_attempts)
             for row in failed:
-                await repo.settle_thread_status(conn, row["thread_id"], "error")
+                await threads_repo.settle_thread_status(conn, row["thread_id"], "error")
                 await repo.notify(conn, repo.EVENTS_CHANNEL, str(row["run_id"]))
             if requeued or failed:
                 await repo.notify(conn, repo.RUNS_CHANNEL)
@@ -320,7 +323,7 @@ class RunWorker:
         for thread_id in stale:
             await self.runtime.checkpointer.adelete_thread(thread_id)
             async with self.runtime.pool.connection() as conn:
-                await repo.delete_thread_row(conn, uuid.UUID(thread_id))
+                await threads_repo.delete_thread_row(conn, uuid.UUID(thread_id))
         async with self.runtime.pool.connection() as conn:
             await repo.purge_events(conn, plain_after_s=300.0, resumable_after_s=3600.0)
 

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from core.budget.ledger import PgUsageLedger
 from core.identity import Principal
 from graph.builder import DURABILITY, make_graph
+from graph.context import RunContext
 from graph.deps import Deps
 from server.errors import EXCEPTION_HANDLERS
 from server.routes.usage import ROUTES
@@ -45,7 +46,12 @@ def config(user: str, tenant: str = "acme") -> dict[str, Any]:
 
 async def ask(graph: Any, text: str, cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = await graph.ainvoke(
-        {"messages": [{"role": "user", "content": text}]}, cfg, durability=DURABILITY
+        {"messages": [{"role": "user", "content": text}]},
+        cfg,
+        context=RunContext(
+            user_id=cfg["configurable"]["user_id"], tenant_id=cfg["configurable"]["tenant_id"]
+        ),
+        durability=DURABILITY,
     )
     return out
 

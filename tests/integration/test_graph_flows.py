@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from core.domain.orders import PgOrderStore
 from graph.builder import DURABILITY
+from graph.context import RunContext
 from steward.runtime import Runtime
+from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +28,10 @@ def new_config(user: str = "alice") -> RunnableConfig:
 
 async def ask(runtime: Runtime, text: str, config: RunnableConfig) -> dict[str, Any]:
     result: dict[str, Any] = await runtime.graph.ainvoke(
-        {"messages": [{"role": "user", "content": text}]}, config, durability=DURABILITY
+        {"messages": [{"role": "user", "content": text}]},
+        config,
+        context=context_for(config),
+        durability=DURABILITY,
     )
     return result
 
@@ -35,7 +40,10 @@ async def resume(
     runtime: Runtime, decisions: list[dict[str, Any]], config: RunnableConfig
 ) -> dict[str, Any]:
     result: dict[str, Any] = await runtime.graph.ainvoke(
-        Command(resume={"decisions": decisions}), config, durability=DURABILITY
+        Command(resume={"decisions": decisions}),
+        config,
+        context=context_for(config),
+        durability=DURABILITY,
     )
     return result
 
@@ -208,7 +216,9 @@ async def test_provider_faults_are_retried_then_fail_clearly_without_half_state(
     assert state.next == ("agent",)
     assert await orders.list_refunds() == []
     # Once the provider recovers, the same thread continues from its last checkpoint.
-    out = await runtime.graph.ainvoke(None, config, durability=DURABILITY)
+    out = await runtime.graph.ainvoke(
+        None, config, context=context_for(config), durability=DURABILITY
+    )
     assert out["response"]["actions"][0]["status"] == "executed"
 
 
@@ -237,7 +247,10 @@ async def test_unacceptable_input_is_refused_with_a_reason_code(
     runtime: Runtime, mock_llm: Any, mock_llm_clean: None, content: Any, code: str
 ) -> None:
     out = await runtime.graph.ainvoke(
-        {"messages": [{"role": "user", "content": content}]}, new_config(), durability=DURABILITY
+        {"messages": [{"role": "user", "content": content}]},
+        new_config(),
+        context=RunContext(user_id="alice"),
+        durability=DURABILITY,
     )
     assert out["response"]["refusal"] == code
     assert out["response"]["answer"]

@@ -27,6 +27,7 @@ from core.knowledge.types import RetrievedChunk
 from graph.builder import DURABILITY, make_graph
 from graph.deps import Deps
 from steward.runtime import Runtime
+from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,10 @@ def custom_graph(
 
 async def ask(graph: Any, text: str, cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = await graph.ainvoke(
-        {"messages": [{"role": "user", "content": text}]}, cfg, durability=DURABILITY
+        {"messages": [{"role": "user", "content": text}]},
+        cfg,
+        context=context_for(cfg),
+        durability=DURABILITY,
     )
     return out
 

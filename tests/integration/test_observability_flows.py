@@ -46,6 +46,7 @@ from graph.builder import DURABILITY
 from graph.observer import instrument_run_config
 from server.observability import ObservabilityMiddleware, metrics_endpoint, request_id_of
 from steward.runtime import Runtime
+from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +197,9 @@ def make_app(runtime: Runtime, queued: dict[str, str]) -> Litestar:
                     runtime, thread_id, data.get("user", "alice"), data["resume"]["decisions"]
                 )
             )
-        out = await runtime.graph.ainvoke(graph_input, config, durability=DURABILITY)
+        out = await runtime.graph.ainvoke(
+            graph_input, config, context=context_for(config), durability=DURABILITY
+        )
         response = out.get("response") or {}
         return {
             "interrupted": "__interrupt__" in out,
@@ -330,7 +333,9 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
         traceparent=queued["traceparent"],
     )
     resume = await approve_as_mia(runtime, thread)
-    out = await runtime.graph.ainvoke(Command(resume=resume), config, durability=DURABILITY)
+    out = await runtime.graph.ainvoke(
+        Command(resume=resume), config, context=context_for(config), durability=DURABILITY
+    )
     assert out["response"]["actions"][0]["status"] == "executed"
 
     assert flush_tracing()
@@ -541,7 +546,10 @@ async def test_no_log_line_contains_the_raw_pii_of_the_input(
             run_id="pii-run",
         )
         out = await runtime.graph.ainvoke(
-            {"messages": [{"role": "user", "content": message}]}, config, durability=DURABILITY
+            {"messages": [{"role": "user", "content": message}]},
+            config,
+            context=context_for(config),
+            durability=DURABILITY,
         )
         # What a library (or a careless debug line) might do with the same text:
         logging.getLogger("openai._base_client").debug(

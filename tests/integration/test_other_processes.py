@@ -16,6 +16,7 @@ from core.domain.orders import PgOrderStore
 from core.settings import Settings
 from graph.builder import DURABILITY
 from steward.runtime import Runtime
+from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,13 @@ import asyncio, json, sys
 from langgraph.types import Command
 from steward.runtime import open_runtime
 from core.settings import Settings
+from graph.context import RunContext
 
 async def main():
     async with open_runtime(Settings()) as rt:
         cfg = {"configurable": {"thread_id": sys.argv[1], "user_id": "manager-in-b"}}
         out = await rt.graph.ainvoke(Command(resume={"decisions": [{"type": "approve"}]}), cfg,
+                                     context=RunContext(user_id="manager-in-b"),
                                      durability="sync")
         print(json.dumps(out["response"]))
 
@@ -73,6 +76,7 @@ async def test_a_resume_from_another_process_cannot_invent_a_reviewer(
     paused = await runtime.graph.ainvoke(
         {"messages": [{"role": "user", "content": "Refund $700 on LS-10007 please."}]},
         config,
+        context=context_for(config),
         durability=DURABILITY,
     )
     assert paused["__interrupt__"]

@@ -18,6 +18,7 @@ from graph.builder import DURABILITY, make_graph
 from graph.checkpointer import make_checkpointer
 from graph.retry import llm_retry_policy, policy_backoff
 from steward.runtime import Runtime
+from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,10 @@ async def timed_turn(graph: Any) -> tuple[float, dict[str, Any]]:
     config = {"configurable": {"thread_id": str(uuid.uuid4()), "user_id": "alice"}}
     started = time.monotonic()
     out: dict[str, Any] = await graph.ainvoke(
-        {"messages": [{"role": "user", "content": QUESTION}]}, config, durability=DURABILITY
+        {"messages": [{"role": "user", "content": QUESTION}]},
+        config,
+        context=context_for(config),
+        durability=DURABILITY,
     )
     return time.monotonic() - started, out
 

@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mock_llm.process import MockLLM
 from server.runs import repo
-from server.runs.executor import build_config
+from server.runs.invocation import build_config, build_context
 from server.runs.recovery import STEP_EVENTS, step_events
 from server.runs.service import RunService
 from server.runs.worker import RunWorker
@@ -199,7 +199,9 @@ async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answ
 
     monkeypatch.setattr(type(saver), "aput", dying_aput)
     with pytest.raises(psycopg.OperationalError):
-        async for _ in rt.graph.astream(QUESTION, config, durability="sync"):
+        async for _ in rt.graph.astream(
+            QUESTION, config, context=build_context(dict(row)), durability="sync"
+        ):
             pass
     monkeypatch.setattr(type(saver), "aput", real_aput)
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})

@@ -29,8 +29,9 @@ from core.identity import Principal
 from core.settings import Settings
 from graph.checkpointer import make_checkpointer
 from mock_llm.process import MockLLM
+from server import threads_repo
 from server.runs import repo
-from server.runs.executor import build_config
+from server.runs.invocation import build_config, build_context
 from server.runs.models import parse_run_create
 from server.runs.service import RunService
 from server.runs.worker import RunWorker, WorkerConfig
@@ -111,7 +112,9 @@ def body(stateless: bool = False, **fields: Any) -> Any:
 async def new_thread(rt: Runtime, owner: Principal = ALICE) -> uuid.UUID:
     tid = uuid.uuid4()
     async with rt.pool.connection() as conn:
-        await repo.insert_thread(conn, tid, tenant_id=owner.tenant_id, owner_id=owner.user_id)
+        await threads_repo.insert_thread(
+            conn, tid, tenant_id=owner.tenant_id, owner_id=owner.user_id
+        )
     return tid
 
 
@@ -123,7 +126,7 @@ async def status_of(rt: Runtime, run_id: str | uuid.UUID) -> str | None:
 
 async def thread_status(rt: Runtime, tid: uuid.UUID) -> str:
     async with rt.pool.connection() as conn:
-        row = await repo.get_thread(conn, tid)
+        row = await threads_repo.get_thread(conn, tid)
     assert row is not None
     return str(row["status"])
 
@@ -245,7 +248,7 @@ async def test_create_applies_visibility_and_multitask_reject(rt: Runtime, clean
     with pytest.raises(Conflict):  # nothing to resume on a fresh thread
         await service.create(ALICE, await new_thread(rt), body(command={"resume": 1}))
     async with rt.pool.connection() as conn:
-        thread = await repo.get_thread(conn, tid)
+        thread = await threads_repo.get_thread(conn, tid)
     assert thread is not None
     assert thread["metadata"]["graph_id"] == "agent"
     assert thread["status"] == "busy"
@@ -290,7 +293,11 @@ async def test_expired_lease_is_taken_over_from_the_last_checkpoint(
     assert row is not None and str(row["run_id"]) == run.run_id
     config = build_config(dict(row), rt.deps.settings.recursion_limit)
     async for _ in rt.graph.astream(
-        QUESTION, config, durability="sync", interrupt_after=["retrieve"]
+        QUESTION,
+        config,
+        context=build_context(dict(row)),
+        durability="sync",
+        interrupt_after=["retrieve"],
     ):
         pass
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
@@ -360,7 +367,7 @@ def hang_first_end(worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> asynci
 
     Returns the event set once that attempt is blocked.
     """
-    real_commit = worker.executor._commit_finish
+    real_commit = worker.executor.finisher._commit_finish
     stuck = asyncio.Event()
 
     async def hang_once(*args: Any, **kwargs: Any) -> bool:
@@ -369,7 +376,7 @@ def hang_first_end(worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> asynci
             await asyncio.Event().wait()
         return await real_commit(*args, **kwargs)
 
-    monkeypatch.setattr(worker.executor, "_commit_finish", hang_once)
+    monkeypatch.setattr(worker.executor.finisher, "_commit_finish", hang_once)
     return stuck
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from server import threads_repo
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 
@@ -23,7 +24,7 @@ async def held_run(pool: DbPool) -> uuid.UUID:
     """A thread with one run held by worker `w` (attempt 1), as the executor holds it."""
     thread_id, run_id = uuid.uuid4(), uuid.uuid4()
     async with pool.connection() as conn, conn.transaction():
-        await repo.insert_thread(conn, thread_id, tenant_id="t-events", owner_id="u")
+        await threads_repo.insert_thread(conn, thread_id, tenant_id="t-events", owner_id="u")
         await repo.insert_run(
             conn,
             run_id=run_id,

@@ -111,8 +111,7 @@ async def test_malformed_and_excess_calls_are_denied_and_explained(deps: Deps) -
             }
         ],
     )
-    # The node's config defaults to None; ConfigNode spells the call the graph makes.
-    out = await make_guard_tools(deps)({"messages": [message]})  # type: ignore[call-arg]
+    out = await make_guard_tools(deps)({"messages": [message]})
     verdicts = {c["call_id"]: c["verdict"] for c in out["plan"]}
     assert verdicts == {"bad": "deny", "c0": "allow", "c1": "allow", "c2": "allow", "c3": "deny"}
     assert {m.tool_call_id for m in out["messages"]} == {"bad", "c3"}

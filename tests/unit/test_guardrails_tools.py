@@ -10,11 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.runtime import Runtime
 
 from core.guardrails.policy_rules import RiskRule, evaluate, parse_rules
 from core.guardrails.provenance import Provenance, amounts, executed_refunds
 from core.settings import Settings
 from graph.builder import make_graph
+from graph.context import RunContext
 from graph.deps import Deps
 from graph.tools import RISK_RULES, TOOLS
 from nodes.guard_tools import judge_call, make_guard_tools
@@ -71,7 +73,7 @@ def said(*texts: str, refunds: list[tuple[str, str]] = ()) -> Provenance:  # typ
 async def guard(deps: Deps, message: AIMessage, *history: Any, role: str = "user") -> Any:
     node = make_guard_tools(deps)
     state = {"messages": [*history, message]}
-    return await node(state, {"configurable": {"role": role}})  # type: ignore[arg-type]
+    return await node(state, Runtime(context=RunContext(role=role)))  # type: ignore[arg-type]
 
 
 def test_roles_get_the_documented_tools() -> None:

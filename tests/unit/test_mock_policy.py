@@ -14,12 +14,8 @@ from langchain_core.utils.json import parse_partial_json
 
 from core.tokens import count_chat_tokens, count_text_tokens, get_encoding
 from mock_llm.demo_model import DemoChatModel
-from mock_llm.policy import (
-    INVENTED_SOURCE,
-    MockReply,
-    malform_arguments,
-    reply,
-)
+from mock_llm.policy import INVENTED_SOURCE, reply
+from mock_llm.replies import MockReply, malform_arguments
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "data" / "policies"
 

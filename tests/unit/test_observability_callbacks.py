@@ -31,15 +31,16 @@ from core.observability.langsmith import langsmith_config, langsmith_tracer
 from core.observability.logging import configure_logging, reset_logging
 from core.settings import Settings
 from graph.builder import make_graph
+from graph.context import RunContext
 from graph.deps import Deps
 from graph.observer import (
     RunObserver,
-    denial_reason_code,
     describe_input,
     instrument_run_config,
     tool_label,
 )
 from mock_llm.demo_model import DemoChatModel
+from nodes.guard_tools import denial_reason_code
 
 MODEL = "steward-demo"
 
@@ -194,10 +195,18 @@ async def test_refund_with_approval_is_logged_measured_and_traced(
     }
 
     first = instrument_run_config(config_for(thread), run_id="run-1")
-    out = await graph.ainvoke(ask("Refund $700 on LS-10007 please."), first)
+    out = await graph.ainvoke(
+        ask("Refund $700 on LS-10007 please."),
+        first,
+        context=RunContext(user_id="alice", tenant_id="acme"),
+    )
     assert "__interrupt__" in out
     second = instrument_run_config(config_for(thread, user="mia"), run_id="run-2")
-    out = await graph.ainvoke(Command(resume={"decisions": [{"type": "approve"}]}), second)
+    out = await graph.ainvoke(
+        Command(resume={"decisions": [{"type": "approve"}]}),
+        second,
+        context=RunContext(user_id="mia", tenant_id="acme"),
+    )
     assert out["response"]["actions"][0]["status"] == "executed"
 
     # metrics

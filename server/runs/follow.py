@@ -1,0 +1,51 @@
+"""Following a run from a request: where a joining stream starts, its events, its end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Collection
+from typing import Any
+
+from core.errors import Unprocessable
+from graph.runtime import Runtime
+from server.runs import repo
+from server.runs.events import EventHub, hub_for, tail, wait_until_done
+
+
+class RunFollower:
+    """Streams and waits on runs, served by any replica from `run_events` and `runs`.
+
+    Args:
+        runtime: the process runtime (its pool and notification hub).
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.pool = runtime.pool
+
+    @property
+    def hub(self) -> EventHub:
+        """The process's notification hub (polling-only when no worker runs here)."""
+        return hub_for(self.runtime)
+
+    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int:
+        """Where a joining stream starts: after `Last-Event-ID`, else at the live edge."""
+        if last_event_id is not None and last_event_id.strip():
+            try:
+                return max(-1, int(last_event_id.strip()))
+            except ValueError:
+                raise Unprocessable(
+                    f"Last-Event-ID must be an integer, got {last_event_id!r}"
+                ) from None
+        async with self.pool.connection() as conn:
+            return await repo.max_seq(conn, run_id)
+
+    def events(
+        self, run_id: uuid.UUID, *, after_seq: int = -1, names: Collection[str] | None = None
+    ) -> AsyncGenerator[repo.EventRow | None]:
+        """Follow a run's events (see `server.runs.events.tail`)."""
+        return tail(self.pool, self.hub, run_id, after_seq=after_seq, events=names)
+
+    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, Any] | None]:
+        """Wait for a run's end (see `server.runs.events.wait_until_done`)."""
+        return wait_until_done(self.pool, self.hub, run_id)

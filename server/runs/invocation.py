@@ -1,0 +1,108 @@
+"""What a run hands the graph: its RunnableConfig, its input and context, and its values.
+
+`build_config` and `build_context` are the one place that turn a `runs` row into the config
+and the context the graph executes with; identity comes from the row, never
+from the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, Send, StateSnapshot
+
+from graph.context import RunContext
+from server.jsonable import interrupt_json, to_jsonable
+from server.runs.models import GRAPH_ID
+
+
+def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
+    """The RunnableConfig a run executes with; identity comes from the run, never the client.
+
+    Args:
+        run: the `runs` row.
+        recursion_limit: the server's cap (`settings.recursion_limit`).
+    """
+    kwargs = run.get("kwargs") or {}
+    client = kwargs.get("config") or {}
+    thread_id = str(run["thread_id"])
+    configurable = {
+        **(client.get("configurable") or {}),
+        "thread_id": thread_id,
+        "user_id": run["owner_id"],
+        "tenant_id": run["tenant_id"],
+        # Tool permissions follow the caller's key, never a client-supplied value.
+        "role": kwargs.get("role") or "user",
+        # Who asked for what this run executes: a resume acts for the approval's requester.
+        "requester_id": kwargs.get("requester_id") or run["owner_id"],
+    }
+    metadata = {
+        **(client.get("metadata") or {}),
+        **(run.get("metadata") or {}),
+        "run_id": str(run["run_id"]),
+        "thread_id": thread_id,
+        "assistant_id": run["assistant_id"],
+        "graph_id": GRAPH_ID,
+        "user_id": run["owner_id"],
+        "tenant_id": run["tenant_id"],
+        "run_attempt": run.get("attempt", 1),
+    }
+    limit = client.get("recursion_limit")
+    config = RunnableConfig(
+        configurable=configurable,
+        metadata=metadata,
+        recursion_limit=min(int(limit), recursion_limit) if limit else recursion_limit,
+    )
+    if client.get("tags"):
+        config["tags"] = list(client["tags"])
+    if client.get("run_name"):
+        config["run_name"] = str(client["run_name"])
+    return config
+
+
+def build_context(run: dict[str, Any]) -> RunContext:
+    """The identity a run executes with (the graph's context), from the run, never the client.
+
+    A client's `context` body field is not used: every field of the context is identity.
+    """
+    kwargs = run.get("kwargs") or {}
+    return RunContext(
+        user_id=run["owner_id"],
+        tenant_id=run["tenant_id"],
+        role=kwargs.get("role") or "user",
+        requester_id=kwargs.get("requester_id") or run["owner_id"],
+    )
+
+
+def graph_input(kwargs: dict[str, Any]) -> Any:
+    """The first argument of `astream`: the input, a `Command`, or None (continue)."""
+    command = kwargs.get("command")
+    if not command:
+        return kwargs.get("input")
+    goto = command.get("goto")
+    if isinstance(goto, dict):
+        goto = Send(goto["node"], goto.get("input"))
+    elif isinstance(goto, list):
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+    return Command(
+        resume=command.get("resume"),
+        update=command.get("update"),
+        goto=goto if goto is not None else (),
+    )
+
+
+def final_values(state: StateSnapshot) -> dict[str, Any]:
+    """The thread's values with pending interrupts merged in, as `/wait` returns them."""
+    raw = to_jsonable(state.values)
+    values: dict[str, Any] = raw if isinstance(raw, dict) else {"values": raw}
+    if state.interrupts:
+        values["__interrupt__"] = [interrupt_json(i) for i in state.interrupts]
+    return values
+
+
+def thread_config(config: RunnableConfig) -> RunnableConfig:
+    """The config that reads the thread's latest state."""
+    return RunnableConfig(
+        configurable={"thread_id": (config.get("configurable") or {})["thread_id"]}
+    )
