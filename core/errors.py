@@ -17,8 +17,9 @@ StewardError                    base of every error Steward raises on purpose
 Each package's own failures subclass `StewardError` where they are raised (they keep the
 builtin base callers may already catch): `core.knowledge.index.KnowledgeIndexError` (index
 missing, mismatched or corrupt), `core.knowledge.ingest.IngestError`,
-`core.domain.types.RefundRefused`, `server.keys.NoApiKeys`, `evals.cases.DatasetError`, and the
-runs engine's refusals in `server/runs/`.
+`core.domain.types.RefundRefused`, `nodes.validate.AnswerInvalid`, `server.keys.NoApiKeys`,
+`server.runs.models.RunValidationError`, `server.runs.executor.ResumeConflict` and
+`evals.cases.DatasetError`. The mock provider (`mock_llm`, a testing tool) keeps its own.
 """
 
 from __future__ import annotations

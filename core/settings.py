@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     guard_refund_claims: bool = Field(default=True, validation_alias="STEWARD_GUARD_REFUND_CLAIMS")
     """Rewrite answers that claim a refund this turn did not execute."""
     default_role: str = Field(default="user", validation_alias="STEWARD_DEFAULT_ROLE")
-    """Role assumed when a run's config names none (`configurable.role`)."""
+    """Role assumed when a run's context names none (`RunContext.role`)."""
     role_tools: dict[str, list[str]] | None = Field(
         default=None, validation_alias="STEWARD_ROLE_TOOLS"
     )

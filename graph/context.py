@@ -1,10 +1,12 @@
 """The run's identity, passed to the nodes as LangGraph's runtime context (`context_schema`).
 
 Callers invoke the graph with `context=RunContext(...)`: the service from the API key and the
-`runs` row, `steward chat` and the evals with their own. Under `langgraph dev` (Studio) the
-context is the run's `context` body field, filtered to these fields; what it leaves out falls
+`runs` row (a client's `context` body field is ignored), `steward chat` and the evals with
+their own. Under `langgraph dev` (Studio), a development server without authentication,
+langgraph_api builds the context from the run's `context` body field (or, without one, from
+`config.configurable`), so there a client names its own identity; fields it leaves out fall
 back to the least privileged value. Nodes read identity only from here, never from
-`config["configurable"]` or from the state (both client-writable).
+`config["configurable"]` or from the state.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from pydantic import ValidationError
 
 from core.budget.budgets import BUDGET_EXCEEDED
+from core.errors import StewardError
 from core.guardrails.claims import unbacked_claims
 from core.guardrails.pii import redact_text
 from core.guardrails.provenance import executed_refunds
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-class AnswerInvalid(ValueError):
+class AnswerInvalid(StewardError, ValueError):
     """The model's final reply is not a valid FinalAnswer."""
 
 

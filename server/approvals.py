@@ -20,8 +20,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import DictRow
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
@@ -40,7 +39,7 @@ from server.schemas import ApprovalDecisionIn, EditedActionIn
 if TYPE_CHECKING:
     from langgraph.types import StateSnapshot
 
-    from core.db.pool import DbPool
+    from core.db.pool import Conn, DbPool
     from graph.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -62,8 +61,6 @@ _COLUMNS = (
     "approval_id, thread_id, run_id, tenant_id, requester_id, interrupt_id, action, context,"
     " status, decision, decided_by, decider_role, decided_at, comment, resume_run_id, created_at"
 )
-
-Conn = AsyncConnection[DictRow]
 
 
 class ApprovalRow(TypedDict):

@@ -82,9 +82,7 @@ def requires_role(*roles: Role) -> Guard:
 
 
 __all__ = [
-    "Principal",
     "PrincipalDep",
-    "Role",
     "authenticate",
     "presented_key",
     "provide_principal",

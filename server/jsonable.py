@@ -3,7 +3,8 @@
 One converter for everything the service writes (SSE data, run output, thread state, jsonb
 rows): `dumps` gives JSON text, `to_jsonable` plain JSON types, `interrupt_json` an interrupt
 as clients see it (`{value, id}` plus `response_schema` when the graph published one).
-Objects without a JSON form become their `repr` rather than failing; NUL characters become
+Objects without a JSON form become their `repr`, keys that are not strings their `str`, and
+non-finite floats `null`, rather than failing; NUL characters become
 U+FFFD, as Postgres `jsonb` cannot store them.
 """
 
@@ -13,6 +14,8 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -78,9 +81,25 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
+def _plain(obj: Any) -> Any:
+    """Plain JSON types for what orjson refuses: non-string keys, integers beyond 64 bits."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return _plain(_default(obj))
+
+
 def dumps(obj: Any) -> str:
     """Serialize a graph value to JSON text (see the module docstring for the rules)."""
-    text = orjson.dumps(obj, default=_default, option=_OPTIONS).decode()
+    try:
+        text = orjson.dumps(obj, default=_default, option=_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError: e.g. a tuple key, an integer beyond 64 bits
+        text = json.dumps(_plain(obj), ensure_ascii=False, allow_nan=False)
     return _NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 from uuid import UUID, uuid4
 
-from psycopg import AsyncConnection, sql
+from psycopg import sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -27,7 +27,7 @@ from core.identity import Principal
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from core.db.pool import DbPool
+    from core.db.pool import Conn, DbPool
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +50,6 @@ class ThreadRow(TypedDict):
     status: ThreadStatus
     created_at: datetime
     updated_at: datetime
-
-
-Conn = AsyncConnection[DictRow]
 
 
 def _scope(principal: Principal) -> tuple[sql.Composable, list[Any]]:

@@ -19,7 +19,7 @@ from rich.console import Console
 from graph.builder import DURABILITY
 from graph.context import RunContext
 from graph.observer import instrument_run_config
-from steward.runtime import Runtime
+from graph.runtime import Runtime
 
 Ask = Callable[[str], Awaitable[str]]
 

@@ -64,4 +64,4 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
             stop_observing()
 
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["open_runtime"]

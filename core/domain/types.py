@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypedDict
 
+from core.errors import StewardError
+
 ORDER_ID = re.compile(r"(?<![\w-])LS-\d{5}(?![\w-])", re.IGNORECASE)
 """How an order id is written (`LS-` and five digits), anywhere in a text."""
 
@@ -94,7 +96,7 @@ class RefundResult(TypedDict):
     approved_by: str | None
 
 
-class RefundRefused(Exception):
+class RefundRefused(StewardError):
     """The refund was refused by a business rule; the message is safe to show the model."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -113,14 +113,14 @@ _SCHEMA_CACHE: dict[int, GraphSchemaOut] = {}
 
 def _schemas_for(runtime: Runtime) -> GraphSchemaOut:
     builder = runtime.graph.builder
-    context = builder.context_schema
     return {
         "graph_id": GRAPH_ID,
         "input_schema": json_schema_of(builder.input_schema),
         "output_schema": json_schema_of(builder.output_schema),
         "state_schema": json_schema_of(builder.state_schema),
         "config_schema": {"title": f"{GRAPH_ID}_config", "type": "object", "properties": {}},
-        "context_schema": json_schema_of(context) if context is not None else None,
+        # The run context is identity the service sets from the API key, never the client's.
+        "context_schema": None,
     }
 
 

@@ -29,6 +29,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from core.db.pool import DbPool
+from core.errors import StewardError
 from graph.observer import instrument_run_config
 from server.decisions import expire_approval
 from server.jsonable import interrupt_json
@@ -54,7 +55,7 @@ MAX_DB_LOSS_ATTEMPTS = 10
 """A run that lost the database this many times ends with `error` instead of requeueing."""
 
 
-class ResumeConflict(Exception):
+class ResumeConflict(StewardError):
     """The interrupt a queued resume was bound to no longer waits (the thread moved on)."""
 
 

@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import StewardError
+
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -44,7 +46,7 @@ the graph reads none of them."""
 ALLOWED_CONFIG_KEYS = frozenset({"configurable", "tags", "metadata", "recursion_limit", "run_name"})
 
 
-class RunValidationError(ValueError):
+class RunValidationError(StewardError, ValueError):
     """The request body is not a run we can execute; `detail` says why (422)."""
 
     def __init__(self, detail: str) -> None:

@@ -17,10 +17,10 @@ from core.identity import Principal
 from graph.builder import DURABILITY, make_graph
 from graph.context import RunContext
 from graph.deps import Deps
+from graph.runtime import Runtime
 from server.errors import EXCEPTION_HANDLERS
 from server.routes.usage import ROUTES
 from steward.models import make_chat_model
-from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 

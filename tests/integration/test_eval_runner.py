@@ -19,8 +19,8 @@ from evals.evaluators import declines
 from evals.results import RunReport
 from evals.runner import EvalOptions, run_suite
 from evals.store import evaluator_means, recent_runs, save_run
+from graph.runtime import Runtime
 from steward.cli_eval import decide_as_approver
-from steward.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from core.domain.orders import PgOrderStore
 from graph.builder import DURABILITY
 from graph.context import RunContext
-from steward.runtime import Runtime
+from graph.runtime import Runtime
 from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration

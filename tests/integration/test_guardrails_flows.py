@@ -26,7 +26,7 @@ from core.guardrails.serde import RedactingSerializer
 from core.knowledge.types import RetrievedChunk
 from graph.builder import DURABILITY, make_graph
 from graph.deps import Deps
-from steward.runtime import Runtime
+from graph.runtime import Runtime
 from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration

@@ -44,8 +44,8 @@ from core.observability.langsmith import flush_langsmith, reset_langsmith
 from core.observability.logging import reset_logging
 from graph.builder import DURABILITY
 from graph.observer import instrument_run_config
+from graph.runtime import Runtime
 from server.observability import ObservabilityMiddleware, metrics_endpoint, request_id_of
-from steward.runtime import Runtime
 from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration

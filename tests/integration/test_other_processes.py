@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from core.domain.orders import PgOrderStore
 from core.settings import Settings
 from graph.builder import DURABILITY
-from steward.runtime import Runtime
+from graph.runtime import Runtime
 from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration

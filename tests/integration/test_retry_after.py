@@ -17,7 +17,7 @@ import pytest
 from graph.builder import DURABILITY, make_graph
 from graph.checkpointer import make_checkpointer
 from graph.retry import llm_retry_policy, policy_backoff
-from steward.runtime import Runtime
+from graph.runtime import Runtime
 from tests.run_context import context_for
 
 pytestmark = pytest.mark.integration

@@ -18,13 +18,13 @@ import psycopg
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from graph.runtime import Runtime
 from mock_llm.process import MockLLM
 from server.runs import repo
 from server.runs.invocation import build_config, build_context
 from server.runs.recovery import STEP_EVENTS, step_events
 from server.runs.service import RunService
 from server.runs.worker import RunWorker
-from steward.runtime import Runtime
 from tests.integration.test_runs_engine import (  # noqa: F401 - fixtures
     ALICE,
     MIA,

@@ -28,6 +28,7 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.identity import Principal
 from core.settings import Settings
 from graph.checkpointer import make_checkpointer
+from graph.runtime import Runtime
 from mock_llm.process import MockLLM
 from server import threads_repo
 from server.runs import repo
@@ -35,7 +36,7 @@ from server.runs.invocation import build_config, build_context
 from server.runs.models import parse_run_create
 from server.runs.service import RunService
 from server.runs.worker import RunWorker, WorkerConfig
-from steward.runtime import Runtime, open_runtime
+from steward.runtime import open_runtime
 from tests.fixtures_db import create_database, drop_database
 
 pytestmark = pytest.mark.integration
