@@ -123,14 +123,19 @@ async def mark_thread_busy(conn: Conn, thread_id: UUID, metadata_patch: str) -> 
     )
 
 
-async def settle_thread_status(conn: Conn, thread_id: UUID, status: str) -> None:
-    """Set the thread's status after a run, or `busy` while another run is still active."""
-    await conn.execute(
+async def settle_thread_status(conn: Conn, thread_id: UUID, status: str) -> DictRow | None:
+    """Set the thread's status after a run, or `busy` while another run is still active.
+
+    Returns the updated row (the columns of `get_thread`), None when the thread is gone.
+    """
+    cur = await conn.execute(
         "UPDATE threads SET updated_at = now(), status = CASE WHEN EXISTS ("
         "  SELECT 1 FROM runs WHERE thread_id = %(t)s AND status IN ('pending', 'running'))"
-        " THEN 'busy' ELSE %(s)s END WHERE thread_id = %(t)s",
+        " THEN 'busy' ELSE %(s)s END WHERE thread_id = %(t)s"
+        " RETURNING thread_id, tenant_id, owner_id, status, metadata",
         {"t": thread_id, "s": status},
     )
+    return await cur.fetchone()
 
 
 async def delete_thread_row(conn: Conn, thread_id: UUID) -> None:

@@ -28,21 +28,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from core.placeholders import PLACEHOLDERS
+
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
 # tldextract (used by Presidio's e-mail recognizer) must not fetch the public suffix list.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
-PLACEHOLDERS: dict[str, str] = {
-    "EMAIL_ADDRESS": "[EMAIL]",
-    "PHONE_NUMBER": "[PHONE]",
-    "CREDIT_CARD": "[CARD]",
-    "IBAN_CODE": "[IBAN]",
-    "US_SSN": "[SSN]",
-    "SECRET": "[SECRET]",
-}
-"""What replaces each entity type in redacted text."""
 
 MIN_SCORE: dict[str, float] = {"PHONE_NUMBER": 0.4}
 """Per-entity minimum confidence; Presidio scores phone matches 0.4 without NER context."""

@@ -3,6 +3,8 @@
 Defence in depth: the input filter keeps raw user text out of state, but log lines (our own,
 LangChain's, the OpenAI client's DEBUG request dumps) and trace payloads can still carry it.
 Everything that leaves the process through logs or LangSmith passes through `redact_text`.
+The placeholders are those of the guardrails (`core.placeholders` says why there are two
+engines).
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core.placeholders import CARD, EMAIL, PHONE, SECRET, SSN
+
 # Every pattern starts with a literal or a small character class, and runs only when a cheap
 # substring test says it can match: masking ~200 kB of LangSmith payload per run must stay
 # cheap (see bench/observability_overhead.py).
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _KEYS: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("stw_", re.compile(r"stw_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"), "[api-key]"),  # Steward
-    ("sk-", re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[api-key]"),  # OpenAI
-    ("lsv2_", re.compile(r"lsv2_[A-Za-z0-9_]{16,}"), "[api-key]"),  # LangSmith
+    ("stw_", re.compile(r"stw_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"), SECRET),  # Steward
+    ("sk-", re.compile(r"sk-[A-Za-z0-9_-]{16,}"), SECRET),  # OpenAI
+    ("lsv2_", re.compile(r"lsv2_[A-Za-z0-9_]{16,}"), SECRET),  # LangSmith
     (
         "eyJ",
         re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-        "[token]",
+        SECRET,
     ),  # JWT
 )
 _BEARER = re.compile(r"\b[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._~+/=-]{12,}")
@@ -36,7 +40,7 @@ _NUMBERS = re.compile(
     # check on purpose: a mistyped card number is still personal data.
     r"|(?P<card>(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-]))"
 )
-_REPLACEMENTS = {"ssn": "[ssn]", "phone": "[phone]", "card": "[card]"}
+_REPLACEMENTS = {"ssn": SSN, "phone": PHONE, "card": CARD}
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -60,7 +64,8 @@ SENSITIVE_KEYS = frozenset(
 )
 """Mapping keys whose values are replaced wholesale (compared case-insensitively)."""
 
-REDACTED = "[redacted]"
+REDACTED = SECRET
+"""What replaces the value of a sensitive key."""
 _MAX_DEPTH = 8
 _MIN_MATCH = 6
 """No pattern matches fewer characters (`a@b.co`): shorter strings skip the regex."""
@@ -80,7 +85,7 @@ def _mask_emails(text: str) -> str:
         if start == match.start():
             continue  # "@handle.io" without a local part is not an address
         pieces.append(text[last:start])
-        pieces.append("[email]")
+        pieces.append(EMAIL)
         last = match.end()
     if not pieces:
         return text
@@ -99,7 +104,7 @@ def _mask_keys(text: str) -> str:
 
             text = pattern.sub(replace, text)
     if "earer" in text or "EARER" in text:
-        text = _BEARER.sub("Bearer [token]", text)
+        text = _BEARER.sub(f"Bearer {SECRET}", text)
     return text
 
 
@@ -129,7 +134,8 @@ def redact_text(text: str) -> str:
         text: any string (a log message, a rendered exception, a prompt).
 
     Returns:
-        The string with every match replaced by a placeholder such as `[email]`.
+        The string with every match replaced by its placeholder (`core.placeholders`),
+        such as `[EMAIL]`.
     """
     if len(text) < _MIN_MATCH:
         return text

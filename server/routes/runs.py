@@ -37,6 +37,10 @@ from server.runs.service import RunService
 from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event
 
 WAIT_KEEPALIVE = b"\n"
+RUN_DELETED = dumps(
+    {"__error__": {"error": "RunDeleted", "message": "the run was rolled back or deleted"}}
+)
+"""What `/wait` returns when the run disappeared (rolled back, its thread deleted)."""
 """Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 RUN_FIELDS = frozenset(Run.model_fields)
@@ -125,15 +129,10 @@ async def _result(
                     continue
                 status, output = item
                 if status == "deleted":
-                    output = {
-                        "__error__": {
-                            "error": "RunDeleted",
-                            "message": "the run was rolled back or deleted",
-                        }
-                    }
+                    output = RUN_DELETED
                 elif output is None:  # cancelled before it started: the thread's values
-                    output = await service.current_values(uuid.UUID(str(run.thread_id)))
-                yield dumps(output).encode()
+                    output = await service.current_output(uuid.UUID(str(run.thread_id)))
+                yield output.encode()  # stored as JSON text by the run's end, sent as it is
         finished = True
     finally:
         _after_response(

@@ -53,6 +53,9 @@ class EventHub:
     def __init__(self, database_url: str | None) -> None:
         self._url = database_url
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        """Per run, the waiters woken by any news (stream tailers)."""
+        self._end_waiters: dict[str, set[asyncio.Event]] = {}
+        """Per run, the waiters woken only when its status may have changed (`/wait`)."""
         self._runs_callbacks: list[Callable[[], None]] = []
         self._cancel_callbacks: list[Callable[[str, str], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -89,22 +92,34 @@ class EventHub:
         """Call `callback(run_id, action)` when a run's cancellation is requested."""
         self._cancel_callbacks.append(callback)
 
-    def subscribe(self, run_id: str) -> asyncio.Event:
-        """Return an event set whenever run `run_id` has news; `unsubscribe` it after use."""
+    def subscribe(self, run_id: str, *, ends_only: bool = False) -> asyncio.Event:
+        """Return an event set whenever run `run_id` has news; `unsubscribe` it after use.
+
+        Args:
+            run_id: the run.
+            ends_only: set only when the run's status may have changed, not on new events.
+        """
         event = asyncio.Event()
-        self._waiters.setdefault(run_id, set()).add(event)
+        (self._end_waiters if ends_only else self._waiters).setdefault(run_id, set()).add(event)
         return event
 
     def unsubscribe(self, run_id: str, event: asyncio.Event) -> None:
         """Forget a waiter returned by `subscribe`."""
-        waiters = self._waiters.get(run_id)
-        if waiters is not None:
-            waiters.discard(event)
-            if not waiters:
-                del self._waiters[run_id]
+        for table in (self._waiters, self._end_waiters):
+            waiters = table.get(run_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del table[run_id]
 
     def wake(self, run_id: str) -> None:
-        """Wake the local waiters of one run (also used by the local worker directly)."""
+        """Wake every local waiter of one run: its status may have changed."""
+        self.wake_events(run_id)
+        for event in self._end_waiters.get(run_id, ()):
+            event.set()
+
+    def wake_events(self, run_id: str) -> None:
+        """Wake the local stream tailers of one run: it has new events."""
         for event in self._waiters.get(run_id, ()):
             event.set()
 
@@ -114,13 +129,17 @@ class EventHub:
         return POLL_INTERVAL_S if self.listening else DEGRADED_POLL_INTERVAL_S
 
     def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+        for table in (self._waiters, self._end_waiters):
+            for waiters in table.values():
+                for event in waiters:
+                    event.set()
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == repo.EVENTS_CHANNEL:
-            self.wake(payload)
+            if payload.endswith(repo.EVENTS_ONLY):
+                self.wake_events(payload.removesuffix(repo.EVENTS_ONLY))
+            else:
+                self.wake(payload)
         elif channel == repo.RUNS_CHANNEL:
             for callback in self._runs_callbacks:
                 callback()
@@ -236,7 +255,9 @@ class EventWriter:
                 async with self._pool.connection() as conn, conn.transaction():
                     ok = await repo.insert_events(conn, self.run_id, events, fence=self._fence)
                     if ok:
-                        await repo.notify(conn, repo.EVENTS_CHANNEL, str(self.run_id))
+                        await repo.notify(
+                            conn, repo.EVENTS_CHANNEL, f"{self.run_id}{repo.EVENTS_ONLY}"
+                        )
             except (psycopg.Error, OSError):
                 # Keep them for the next attempt (or the final transaction).
                 self._buffer[:0] = events
@@ -248,7 +269,7 @@ class EventWriter:
                 if self._on_lost is not None:
                     self._on_lost()
                 return
-            self._hub.wake(str(self.run_id))
+            self._hub.wake_events(str(self.run_id))
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when the writer is closing."""
@@ -327,13 +348,15 @@ async def tail(
 
 async def wait_until_done(
     pool: DbPool, hub: EventHub, run_id: uuid.UUID
-) -> AsyncGenerator[tuple[str, Any] | None]:
+) -> AsyncGenerator[tuple[str, str | None] | None]:
     """Yield `None` on every idle poll interval, then `(status, output)` once the run ended.
 
-    Yields `("deleted", None)` if the run disappears (rolled back) before ending.
+    `output` is the JSON text the run's end stored (None: it ended before it started).
+    Yields `("deleted", None)` if the run disappears (rolled back) before ending. The run's
+    row is read again only when its status may have changed, not on every batch of events.
     """
     key = str(run_id)
-    waiter = hub.subscribe(key)
+    waiter = hub.subscribe(key, ends_only=True)
     away = False  # the database was unreachable (logged once)
     try:
         while True:

@@ -40,7 +40,7 @@ from server.runs.handle import DB_ERRORS, RunHandle, lost_database, while_leased
 from server.runs.invocation import (
     build_config,
     build_context,
-    final_values,
+    final_output,
     graph_input,
     thread_config,
 )
@@ -213,15 +213,16 @@ class RunExecutor:
             await self.finisher.failed(run, graph, config, writer, fence, exc)
             return
         paused = bool(state.interrupts) or bool(state.next)
+        interrupts = [interrupt_json(i) for i in state.interrupts]
         await self.finisher.finish(
             run,
             writer,
             fence,
             status="interrupted" if paused else "success",
-            output=final_values(state),
+            output=final_output(state, interrupts),
             error=None,
             thread_status="interrupted" if paused else "idle",
-            interrupts=[interrupt_json(i) for i in state.interrupts],
+            interrupts=interrupts,
             state=state,
         )
 

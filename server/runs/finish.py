@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
-from core.db.pool import DbPool
+from core.db.pool import Conn, DbPool
 from server import threads_repo
 from server.approvals import sync_pending
 from server.jsonable import dumps, interrupt_json
@@ -32,7 +32,7 @@ from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, EventWriter
 from server.runs.handle import RunHandle, while_leased
-from server.runs.invocation import build_config, final_values, thread_config
+from server.runs.invocation import build_config, final_output, thread_config
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class RunFinisher:
             writer,
             fence,
             status="error",
-            output={"__error__": error},
+            output=dumps({"__error__": error}),
             error=error,
             thread_status=thread_status,
             interrupts=[interrupt_json(i) for i in state.interrupts] if state else None,
@@ -102,7 +102,7 @@ class RunFinisher:
         fence: tuple[str, int],
         *,
         status: str,
-        output: dict[str, Any],
+        output: str,
         error: dict[str, Any] | None,
         thread_status: str,
         interrupts: list[dict[str, Any]] | None,
@@ -110,8 +110,8 @@ class RunFinisher:
     ) -> None:
         """Commit the final status, the remaining events, the thread status and the queue.
 
-        `interrupts` are the thread's waiting interrupts now (None: unknown, the queue is
-        left as it is).
+        `output` is the JSON text `/wait` returns; `interrupts` are the thread's waiting
+        interrupts now (None: unknown, the queue is left as it is).
         """
         await writer.close()
         run_id: uuid.UUID = run["run_id"]
@@ -145,7 +145,7 @@ class RunFinisher:
         fence: tuple[str, int],
         *,
         status: str,
-        output: dict[str, Any],
+        output: str,
         error: dict[str, Any] | None,
         thread_status: str,
         interrupts: list[dict[str, Any]] | None,
@@ -160,25 +160,14 @@ class RunFinisher:
                 run_id,
                 fence=fence,
                 status=status,
-                output=dumps(output),
+                output=output,
                 error=dumps(error) if error is not None else None,
             )
             if row is None:
                 log.warning("run %s: no longer held by this worker; result dropped", run_id)
                 return False
             await repo.insert_events(conn, run_id, events)
-            await threads_repo.settle_thread_status(conn, run["thread_id"], thread_status)
-            if interrupts is not None:
-                thread = await threads_repo.get_thread(conn, run["thread_id"])
-                await sync_pending(
-                    conn,
-                    run=dict(row),
-                    thread=dict(thread or {}),
-                    interrupts=interrupts,
-                    state=state,
-                )
-            await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
-            await repo.notify(conn, repo.RUNS_CHANNEL)
+            await _settle(conn, row, thread_status, interrupts, state)
         return True
 
     async def cancelled(
@@ -211,15 +200,16 @@ class RunFinisher:
             await self._rollback(run, graph, writer, fence, config)
         elif action == "interrupt":
             state = await graph.aget_state(thread_config(config))
+            interrupts = [interrupt_json(i) for i in state.interrupts]
             await self.finish(
                 run,
                 writer,
                 fence,
                 status="interrupted",
-                output=final_values(state),
+                output=final_output(state, interrupts),
                 error=None,
                 thread_status="interrupted" if state.interrupts else "idle",
-                interrupts=[interrupt_json(i) for i in state.interrupts],
+                interrupts=interrupts,
                 state=state,
             )
         else:
@@ -269,19 +259,7 @@ class RunFinisher:
                 return
             await repo.delete_run_checkpoints(conn, thread_id, run_id, drop_resume=is_resume)
             await repo.delete_run(conn, run_id)
-            await threads_repo.settle_thread_status(
-                conn, thread_id, "interrupted" if waiting else "idle"
-            )
-            thread = await threads_repo.get_thread(conn, thread_id)
-            await sync_pending(
-                conn,
-                run=dict(held),
-                thread=dict(thread or {}),
-                interrupts=waiting,
-                state=before_state,
-            )
-            await repo.notify(conn, repo.EVENTS_CHANNEL, str(run_id))
-            await repo.notify(conn, repo.RUNS_CHANNEL)
+            await _settle(conn, held, "interrupted" if waiting else "idle", waiting, before_state)
         self.hub.wake(str(run_id))
         log.info("run %s: rolled back", run_id)
 
@@ -308,3 +286,24 @@ class RunFinisher:
             log.info("run %s: released for another worker", run_id)
         else:
             log.warning("run %s: no longer held by this worker; not released", run_id)
+
+
+async def _settle(
+    conn: Conn,
+    run: Mapping[str, Any],
+    thread_status: str,
+    interrupts: list[dict[str, Any]] | None,
+    state: StateSnapshot | None,
+) -> None:
+    """After a run's row changed: the thread's status, the approval queue, the notifications.
+
+    Inside the run's final transaction, with the thread row locked. `interrupts` None leaves
+    the queue as it is (the waiting interrupts are unknown).
+    """
+    thread = await threads_repo.settle_thread_status(conn, run["thread_id"], thread_status)
+    if interrupts is not None:
+        await sync_pending(
+            conn, run=dict(run), thread=dict(thread or {}), interrupts=interrupts, state=state
+        )
+    await repo.notify(conn, repo.EVENTS_CHANNEL, str(run["run_id"]))
+    await repo.notify(conn, repo.RUNS_CHANNEL)

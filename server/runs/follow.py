@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, Collection
-from typing import Any
 
 from core.errors import Unprocessable
 from graph.runtime import Runtime
@@ -46,6 +45,6 @@ class RunFollower:
         """Follow a run's events (see `server.runs.events.tail`)."""
         return tail(self.pool, self.hub, run_id, after_seq=after_seq, events=names)
 
-    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, Any] | None]:
+    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, str | None] | None]:
         """Wait for a run's end (see `server.runs.events.wait_until_done`)."""
         return wait_until_done(self.pool, self.hub, run_id)

@@ -7,13 +7,14 @@ from the client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Send, StateSnapshot
 
 from graph.context import RunContext
-from server.jsonable import interrupt_json, to_jsonable
+from server.jsonable import dumps, interrupt_json
 from server.runs.models import GRAPH_ID
 
 
@@ -92,13 +93,23 @@ def graph_input(kwargs: dict[str, Any]) -> Any:
     )
 
 
-def final_values(state: StateSnapshot) -> dict[str, Any]:
-    """The thread's values with pending interrupts merged in, as `/wait` returns them."""
-    raw = to_jsonable(state.values)
-    values: dict[str, Any] = raw if isinstance(raw, dict) else {"values": raw}
+def final_output(state: StateSnapshot, interrupts: list[dict[str, Any]] | None = None) -> str:
+    """The thread's values with pending interrupts merged in, as the JSON `/wait` returns.
+
+    Serialised once here; the run row stores this text and `/wait` sends it as it is.
+
+    Args:
+        state: the thread's state.
+        interrupts: `state.interrupts` already converted with `interrupt_json`, if at hand.
+    """
+    values: dict[str, Any] = (
+        dict(state.values) if isinstance(state.values, Mapping) else {"values": state.values}
+    )
     if state.interrupts:
-        values["__interrupt__"] = [interrupt_json(i) for i in state.interrupts]
-    return values
+        values["__interrupt__"] = (
+            interrupts if interrupts is not None else [interrupt_json(i) for i in state.interrupts]
+        )
+    return dumps(values)
 
 
 def thread_config(config: RunnableConfig) -> RunnableConfig:

@@ -13,7 +13,7 @@ from core.identity import Principal
 from graph.runtime import Runtime
 from server import threads_repo
 from server.runs import repo
-from server.runs.invocation import final_values
+from server.runs.invocation import final_output
 from server.runs.models import ACTIVE_STATUSES, Run
 
 
@@ -113,7 +113,7 @@ class RunQueries:
         async with self.pool.connection() as conn:
             await repo.delete_run(conn, row["run_id"])
 
-    async def current_values(self, thread_id: uuid.UUID) -> dict[str, Any]:
-        """The thread's latest values with pending interrupts merged in."""
+    async def current_output(self, thread_id: uuid.UUID) -> str:
+        """The thread's latest values with pending interrupts merged in, as JSON text."""
         state = await self.graph.aget_state(thread_config(thread_id))
-        return final_values(state)
+        return final_output(state)

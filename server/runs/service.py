@@ -95,9 +95,9 @@ class RunService:
         """Delete a finished run (409 while it is pending or running)."""
         await self._queries.delete(principal, thread_id, run_id)
 
-    async def current_values(self, thread_id: uuid.UUID) -> dict[str, Any]:
-        """The thread's latest values with pending interrupts merged in."""
-        return await self._queries.current_values(thread_id)
+    async def current_output(self, thread_id: uuid.UUID) -> str:
+        """The thread's latest values with pending interrupts merged in, as JSON text."""
+        return await self._queries.current_output(thread_id)
 
     async def cancel(
         self,
@@ -139,7 +139,7 @@ class RunService:
         """Follow a run's events (see `server.runs.events.tail`)."""
         return self._follower.events(run_id, after_seq=after_seq, names=names)
 
-    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, Any] | None]:
+    def outcome(self, run_id: uuid.UUID) -> AsyncGenerator[tuple[str, str | None] | None]:
         """Wait for a run's end (see `server.runs.events.wait_until_done`)."""
         return self._follower.outcome(run_id)
 

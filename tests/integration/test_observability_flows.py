@@ -405,7 +405,7 @@ async def test_otlp_and_langsmith_deliver_a_refund_flow_to_a_capture_server(
     assert child["extra"]["metadata"]["thread_id"] == thread
     # The LangSmith client masks PII before sending (the input reached it, masked).
     assert EMAIL.encode() not in raw
-    assert b"[email]" in raw
+    assert b"[EMAIL]" in raw
 
 
 async def test_metrics_endpoint_exposes_the_series_after_a_refund_flow(
@@ -567,7 +567,7 @@ async def test_no_log_line_contains_the_raw_pii_of_the_input(
     for raw in (EMAIL, CARD, CARD.replace(" ", "")):
         assert raw not in text, f"raw PII {raw!r} in the logs"
     [started] = [line for line in lines if line["event"] == "run started"]
-    assert "[email]" in started["input_preview"] and "[card]" in started["input_preview"]
+    assert "[EMAIL]" in started["input_preview"] and "[CARD]" in started["input_preview"]
     run_lines = [line for line in lines if line["logger"] == "steward.run"]
     assert all(line["run_id"] == "pii-run" and line["tenant_id"] == "acme" for line in run_lines)
     assert {line["event"] for line in run_lines} >= {

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
+import orjson
 import psycopg
 import pytest
 import pytest_asyncio
@@ -32,6 +33,7 @@ from graph.runtime import Runtime
 from mock_llm.process import MockLLM
 from server import threads_repo
 from server.runs import repo
+from server.runs.events import EventHub
 from server.runs.invocation import build_config, build_context
 from server.runs.models import parse_run_create
 from server.runs.service import RunService
@@ -279,7 +281,8 @@ async def test_worker_runs_a_queue_in_order_and_records_events(
     assert await thread_status(rt, tid) == "idle"
     async with rt.pool.connection() as conn:
         out = await repo.get_output(conn, uuid.UUID(second.run_id))
-    assert out is not None and out[1]["response"]["sources"]
+    assert out is not None and out[1] is not None
+    assert orjson.loads(out[1])["response"]["sources"]
 
 
 async def test_expired_lease_is_taken_over_from_the_last_checkpoint(
@@ -672,3 +675,27 @@ async def test_several_savers_lift_the_instance_lock(engine_db: str, clean: None
             overlap[savers] = _DelayedCursor.most_in_flight
     assert overlap[1] == 1, overlap
     assert overlap[4] > 1, overlap
+
+
+async def test_a_waiter_on_a_runs_end_sleeps_through_its_event_batches(
+    rt: Runtime, engine_db: str
+) -> None:
+    """Event batches wake stream tailers; only a status change wakes `/wait` (issue 10)."""
+    hub = EventHub(engine_db)
+    await hub.start()
+    run_id = str(uuid.uuid4())
+    tailer, waiter = hub.subscribe(run_id), hub.subscribe(run_id, ends_only=True)
+    try:
+        async with rt.pool.connection() as conn:
+            await repo.notify(conn, repo.EVENTS_CHANNEL, f"{run_id}{repo.EVENTS_ONLY}")
+        await asyncio.wait_for(tailer.wait(), timeout=10)
+        assert not waiter.is_set()  # the same notification was dispatched to both
+        tailer.clear()
+        async with rt.pool.connection() as conn:
+            await repo.notify(conn, repo.EVENTS_CHANNEL, run_id)
+        await asyncio.wait_for(waiter.wait(), timeout=10)
+        await asyncio.wait_for(tailer.wait(), timeout=10)
+    finally:
+        hub.unsubscribe(run_id, tailer)
+        hub.unsubscribe(run_id, waiter)
+        await hub.stop()

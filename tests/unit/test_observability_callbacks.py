@@ -483,7 +483,7 @@ def test_denial_reasons_map_to_fixed_codes() -> None:
 def test_describe_input_masks_and_truncates_the_preview() -> None:
     kind, summary = describe_input(ask("mail jane@example.com " + "x" * 500))
     assert kind == "input" and summary["input_chars"] == 522
-    assert summary["input_preview"].startswith("mail [email] x")
+    assert summary["input_preview"].startswith("mail [EMAIL] x")
     assert len(summary["input_preview"]) <= 200
     assert describe_input(None) == ("continue", {})
     assert describe_input(Command(resume={"decisions": [{"type": "reject"}]})) == (

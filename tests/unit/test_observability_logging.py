@@ -60,27 +60,27 @@ def fx_json_logs() -> Iterator[Captured]:
 @pytest.mark.parametrize(
     ("raw", "masked"),
     [
-        (f"mail {EMAIL} now", "mail [email] now"),
-        (f"card {CARD}.", "card [card]."),
-        (f"card {CARD_DASHED}", "card [card]"),
-        (f"card {CARD_PLAIN}", "card [card]"),
-        ("amex 3782 822463 10005", "amex [card]"),
-        ("ssn 078-05-1120", "ssn [ssn]"),
-        ("call +1 415 555 0100 today", "call [phone] today"),
-        ("key stw_0a1b2c3d_abcdefghijklmnopqrstuvwxyz012345", "key [api-key]"),
-        ("sk-proj-abcdefghijklmnop1234", "[api-key]"),
-        ("lsv2_pt_0123456789abcdef0123456789", "[api-key]"),
-        ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: Bearer [token]"),
+        (f"mail {EMAIL} now", "mail [EMAIL] now"),
+        (f"card {CARD}.", "card [CARD]."),
+        (f"card {CARD_DASHED}", "card [CARD]"),
+        (f"card {CARD_PLAIN}", "card [CARD]"),
+        ("amex 3782 822463 10005", "amex [CARD]"),
+        ("ssn 078-05-1120", "ssn [SSN]"),
+        ("call +1 415 555 0100 today", "call [PHONE] today"),
+        ("key stw_0a1b2c3d_abcdefghijklmnopqrstuvwxyz012345", "key [SECRET]"),
+        ("sk-proj-abcdefghijklmnop1234", "[SECRET]"),
+        ("lsv2_pt_0123456789abcdef0123456789", "[SECRET]"),
+        ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: Bearer [SECRET]"),
         (
             "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
-            "jwt [token]",
+            "jwt [SECRET]",
         ),
-        ("a@b.co and c.d+x@mail.example.org.", "[email] and [email]."),
+        ("a@b.co and c.d+x@mail.example.org.", "[EMAIL] and [EMAIL]."),
         (
             "due 2026-09-15, card 4111111111111111, ssn 078-05-1120",
-            "due 2026-09-15, card [card], ssn [ssn]",
+            "due 2026-09-15, card [CARD], ssn [SSN]",
         ),
-        ("(4111 1111 1111 1111)", "([card])"),
+        ("(4111 1111 1111 1111)", "([CARD])"),
     ],
 )
 def test_redact_text_masks_pii_and_secrets(raw: str, masked: str) -> None:
@@ -120,11 +120,11 @@ def test_redact_mapping_masks_nested_values_and_sensitive_keys() -> None:
             "obj": Opaque(),
         }
     )
-    assert out["event"] == "user [email]"
-    assert out["nested"] == {"cards": ["[card]", ["x", "[card]"]], "n": 3, "ok": True, "none": None}
-    assert out["Authorization"] == "[redacted]" and out["api_key"] == "[redacted]"
+    assert out["event"] == "user [EMAIL]"
+    assert out["nested"] == {"cards": ["[CARD]", ["x", "[CARD]"]], "n": 3, "ok": True, "none": None}
+    assert out["Authorization"] == "[SECRET]" and out["api_key"] == "[SECRET]"
     assert out["input_tokens"] == 12, "token counts are not secrets"
-    assert out["obj"] == "Opaque([email])"
+    assert out["obj"] == "Opaque([EMAIL])"
 
 
 def test_redact_value_is_bounded_on_deep_structures() -> None:
@@ -227,10 +227,10 @@ def test_pii_is_masked_in_message_extra_args_and_tracebacks(json_logs: Captured)
         assert raw not in text
     lines = json_logs.lines()
     assert len(lines) == 4
-    assert "[email]" in lines[0]["event"] and "[card]" in lines[0]["event"]
-    assert lines[1]["text"] == "card [card]" and lines[1]["nested"] == {"e": "[email]"}
+    assert "[EMAIL]" in lines[0]["event"] and "[CARD]" in lines[0]["event"]
+    assert lines[1]["text"] == "card [CARD]" and lines[1]["nested"] == {"e": "[EMAIL]"}
     assert lines[2]["error_type"] == "ValueError"
-    assert "Traceback" in lines[2]["exception"] and "[card]" in lines[2]["exception"]
+    assert "Traceback" in lines[2]["exception"] and "[CARD]" in lines[2]["exception"]
 
 
 def test_console_format_is_human_readable_and_omits_unknown_ids() -> None:
@@ -246,7 +246,7 @@ def test_console_format_is_human_readable_and_omits_unknown_ids() -> None:
         root.setLevel(level)
     line = stream.getvalue().strip()
     assert not line.startswith("{")
-    assert "hello" in line and "run_id=run-7" in line and "k=[email]" in line
+    assert "hello" in line and "run_id=run-7" in line and "k=[EMAIL]" in line
     assert "thread_id" not in line, "unknown ids are left out of console lines"
 
 

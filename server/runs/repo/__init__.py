@@ -7,7 +7,13 @@ LangGraph's tables), `housekeeping` and `channels` (NOTIFY). Thread rows belong 
 """
 
 from core.db.pool import Conn
-from server.runs.repo.channels import CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, notify
+from server.runs.repo.channels import (
+    CANCEL_CHANNEL,
+    EVENTS_CHANNEL,
+    EVENTS_ONLY,
+    RUNS_CHANNEL,
+    notify,
+)
 from server.runs.repo.checkpoints import delete_run_checkpoints, latest_checkpoint_not_of
 from server.runs.repo.events import (
     EventRow,
@@ -45,6 +51,7 @@ from server.runs.repo.runs import (
 __all__ = [
     "CANCEL_CHANNEL",
     "EVENTS_CHANNEL",
+    "EVENTS_ONLY",
     "RUNS_CHANNEL",
     "RUN_COLUMNS",
     "Conn",

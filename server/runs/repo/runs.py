@@ -7,7 +7,6 @@ callers compose them inside one `conn.transaction()` where atomicity matters.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from psycopg.rows import DictRow
 
@@ -116,9 +115,11 @@ async def get_run(conn: Conn, run_id: uuid.UUID, *, lock: bool = False) -> DictR
     return await cur.fetchone()
 
 
-async def get_output(conn: Conn, run_id: uuid.UUID) -> tuple[str, Any] | None:
-    """Return `(status, output)` of a run, or None when it no longer exists."""
-    cur = await conn.execute("SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
+async def get_output(conn: Conn, run_id: uuid.UUID) -> tuple[str, str | None] | None:
+    """Return `(status, output as JSON text)` of a run, or None when it no longer exists."""
+    cur = await conn.execute(
+        "SELECT status, output::text AS output FROM runs WHERE run_id = %s", (run_id,)
+    )
     row = await cur.fetchone()
     return None if row is None else (row["status"], row["output"])
 
