@@ -3,6 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+TEST_WORKERS ?= 2
 
 .PHONY: help install run chat test eval lint typecheck unit integration bench fuzz chaos clean
 
@@ -37,7 +38,7 @@ unit: $(STAMP)  ## Fast tests, no services
 	$(BIN)/pytest tests/unit
 
 test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval gate
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/python -m tests.run_eval_gate --no-progress
 
 eval: $(STAMP)  ## Offline evals against the mock provider, compared with the baseline

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         default=2.0, gt=0, validation_alias="STEWARD_DB_POOL_TIMEOUT_S"
     )
     """How long a request waits for a database connection before its 503 (runs retry)."""
+    db_startup_timeout_s: float = Field(
+        default=120.0, gt=0, validation_alias="STEWARD_DB_STARTUP_TIMEOUT_S"
+    )
+    """How long start-up waits out an unreachable database before the process exits."""
     db_prepare_threshold: int | None = Field(
         default=0, validation_alias="STEWARD_DB_PREPARE_THRESHOLD"
     )

@@ -11,7 +11,9 @@ back to the least privileged value. Nodes read identity only from here, never fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from langgraph.runtime import Runtime
 
@@ -50,3 +52,16 @@ def thread_id_of(runtime: Runtime[RunContext] | None) -> str | None:
     """The thread the run checkpoints to (LangGraph's execution info; None: not persisted)."""
     info = runtime.execution_info if runtime is not None else None
     return str(info.thread_id) if info is not None and info.thread_id else None
+
+
+def run_id_of(runtime: Runtime[RunContext] | None, config: Mapping[str, Any]) -> str | None:
+    """The run's id: the service's (`metadata.run_id`), else LangGraph's invocation id.
+
+    An id, not identity: it names the usage ledger's rows and the traces of one run.
+    """
+    metadata: Mapping[str, Any] = config.get("metadata") or {}
+    run_id = metadata.get("run_id")
+    if not run_id:
+        info = runtime.execution_info if runtime is not None else None
+        run_id = info.run_id if info is not None else config.get("run_id")
+    return str(run_id) if run_id else None

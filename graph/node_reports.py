@@ -1,16 +1,19 @@
-"""What a node changed in the state's records, turned into logs, metrics and span events.
+"""What our nodes report in their outputs, turned into logs, metrics and span events.
 
-The nodes say what happened with fixed codes and records of the state's schema
-(`graph.state`), and this module compares a node's output with its input; it never asks
-which node ran:
-- `refusal`: the reason code of a refused turn;
-- `retrieved`: chunks the input did not hold were found (ids and scores);
-- `plan`: a tool call the input did not hold got its verdict (a denial carries its `code`);
-  a call held for a person was released (`approval.decision`) or denied (a reviewer's
+The nodes say what happened with fixed codes and records, and this module only reads them:
+- input_filter: `refusal`, the reason code of a refused turn;
+- retrieve: `retrieved`, the chunks found (ids and scores);
+- guard_tools: `plan`, one verdict per tool call; a denial carries its `code`;
+- approval: `plan` again, held calls released (`approval.decision`) or denied (a reviewer's
   rejection, code `rejected`, or edited arguments the rules deny);
-- `actions`: the audit records of tool calls appended, by `status`; `response`.
+- every node: `actions`, the audit records of tool calls by `status`, and `response`.
 Metric labels stay small, closed sets: tool names are the registered tools, denial codes the
 ones the dashboards know, anything else `other`.
+
+Which node wrote a `plan` matters (a new verdict and a released approval look alike when a
+provider reuses or omits tool-call ids), so the reader keys on the node names, which are
+public already (metric labels, streamed `updates`, Studio's graph). A comparison of input and
+output instead was tried and lost verdicts on reused ids.
 """
 
 from __future__ import annotations
@@ -28,17 +31,13 @@ from graph.tools import TOOLS
 
 log = logging.getLogger("steward.run")
 
+RETRIEVE, GUARD_TOOLS, APPROVAL = "retrieve", "guard_tools", "approval"
+"""The nodes whose `retrieved` and `plan` outputs are reported (run_tools writes them too)."""
+
 GUARD_DENIAL_LABELS = frozenset(
     {"tool_not_allowed", "invalid_json", "invalid_arguments", "tool_call_limit", "policy"}
 )
 """Denial codes counted under their own `reason` label; the others count as `other`."""
-
-
-def chunk_ids(chunks: Any) -> frozenset[str]:
-    """The ids of a `retrieved` list (empty for anything else)."""
-    if not isinstance(chunks, list):
-        return frozenset()
-    return frozenset(str(c.get("id")) for c in chunks if isinstance(c, Mapping))
 
 
 def tool_label(name: str) -> str:
@@ -77,18 +76,14 @@ class NodeReports:
             node.run.refusal = refusal
             m.GUARDRAIL_BLOCKS.labels(stage="input", reason=refusal).inc()
             log.warning("input blocked", extra=self._extra(node=node.name, reason_code=refusal))
-        retrieved = outputs.get("retrieved")
-        if isinstance(retrieved, list):
-            found = [
-                c
-                for c in retrieved
-                if isinstance(c, Mapping) and str(c.get("id")) not in node.retrieved_in
-            ]
-            if found:
-                self._retrieval_hits(node, found)
+        if node.name == RETRIEVE and isinstance(outputs.get("retrieved"), list):
+            self._retrieval_hits(node, outputs["retrieved"])
         plan = outputs.get("plan")
         if isinstance(plan, list):
-            self._plan_changes(node, [c for c in plan if isinstance(c, Mapping)])
+            if node.name == GUARD_TOOLS:
+                self._tool_verdicts(node, plan)
+            elif node.name == APPROVAL:
+                self._approval_decisions(node, plan)
         actions = outputs.get("actions")
         if isinstance(actions, list):
             self._tool_outcomes(node, actions[node.actions_in :])
@@ -103,7 +98,7 @@ class NodeReports:
         ]
         for call in pending:
             m.APPROVAL_REQUESTS.labels(tool=tool_label(str(call.get("name")))).inc()
-        if pending:
+        if pending or node.name == APPROVAL:
             log.info(
                 "approval requested",
                 extra=self._extra(
@@ -113,25 +108,21 @@ class NodeReports:
                 ),
             )
 
-    def _retrieval_hits(self, node: NodeCall, chunks: list[Mapping[str, Any]]) -> None:
+    def _retrieval_hits(self, node: NodeCall, chunks: list[Any]) -> None:
         hits = [
             {"id": str(c.get("id")), "score": round(float(c.get("score") or 0.0), 4)}
             for c in chunks
+            if isinstance(c, Mapping)
         ]
         m.RETRIEVAL_HITS.observe(len(hits))
         log.info("retrieval hits", extra=self._extra(count=len(hits), hits=hits))
         if node.span is not None:
             node.span.set_attribute("steward.retrieval.hits", [str(h["id"]) for h in hits])
 
-    def _plan_changes(self, node: NodeCall, plan: list[Mapping[str, Any]]) -> None:
-        """New calls got their verdict; held calls were released or denied."""
-        before = {str(c.get("call_id")): c for c in node.plan_in}
-        new = [c for c in plan if str(c.get("call_id")) not in before]
-        self._tool_verdicts(node, new)
-        self._approval_decisions(plan, before)
-
-    def _tool_verdicts(self, node: NodeCall, plan: list[Mapping[str, Any]]) -> None:
+    def _tool_verdicts(self, node: NodeCall, plan: list[Any]) -> None:
         for call in plan:
+            if not isinstance(call, Mapping):
+                continue
             tool, verdict = str(call.get("name")), str(call.get("verdict"))
             reason = str(call.get("reason") or "")
             log.info(
@@ -153,10 +144,11 @@ class NodeReports:
                     },
                 )
 
-    def _approval_decisions(
-        self, plan: list[Mapping[str, Any]], before: Mapping[str, Mapping[str, Any]]
-    ) -> None:
+    def _approval_decisions(self, node: NodeCall, plan: list[Any]) -> None:
+        before = {str(c.get("call_id")): c for c in node.plan_in}
         for call in plan:
+            if not isinstance(call, Mapping):
+                continue
             previous = before.get(str(call.get("call_id")))
             if previous is None or previous.get("verdict") != "approve":
                 continue
@@ -218,4 +210,4 @@ class NodeReports:
                 )
 
 
-__all__ = ["GUARD_DENIAL_LABELS", "NodeReports", "chunk_ids", "tool_label"]
+__all__ = ["GUARD_DENIAL_LABELS", "NodeReports", "tool_label"]

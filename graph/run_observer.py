@@ -28,7 +28,7 @@ from core.observability import metrics as m
 from core.observability.spans import mark_error, now_ns, start_agent_span, start_child_span
 from core.observability.tracing import get_tracer
 from graph.model_calls import ModelCalls
-from graph.node_reports import NodeReports, chunk_ids
+from graph.node_reports import NodeReports
 from graph.run_input import describe_input
 from graph.run_records import NodeCall, RunCall
 from graph.run_summary import report_run_end
@@ -182,7 +182,6 @@ class RunObserver(BaseCallbackHandler):
             span=span,
             actions_in=len(state.get("actions") or []),
             plan_in=list(state.get("plan") or []),
-            retrieved_in=chunk_ids(state.get("retrieved")),
         )
 
     def on_chain_end(

@@ -38,8 +38,6 @@ class NodeCall:
     span: Span | None
     actions_in: int
     plan_in: list[Mapping[str, Any]]
-    retrieved_in: frozenset[str]
-    """The ids of the chunks the input state held."""
 
 
 @dataclass(eq=False)

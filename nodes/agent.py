@@ -32,7 +32,7 @@ from core.budget.prices import cost_usd
 from core.budget.routing import escalation
 from core.errors import ProviderError
 from core.knowledge.types import RetrievedChunk
-from graph.context import RunContext, context_of, thread_id_of
+from graph.context import RunContext, context_of, run_id_of, thread_id_of
 from graph.deps import Deps, model_name_of
 from graph.prompts import CONTEXT_CHUNK, NO_CONTEXT, SYSTEM_PROMPT
 from graph.retry import llm_retry_policy, parse_retry_after, retry_after_wait
@@ -99,14 +99,14 @@ def payer_of(
 ) -> Payer:
     """Who the call is charged to: the run's tenant and user, its thread and its run id.
 
-    The run id follows `Payer.from_config` (the service's run, else the config's, else
-    `fallback_run_id`); identity comes from the run's context only.
+    Identity comes from the run's context only; the run id is `graph.context.run_id_of`, else
+    `fallback_run_id` (the turn id).
     """
     return Payer(
         tenant_id=context.tenant_id or DEFAULT_TENANT,
         user_id=context.user_id or ANONYMOUS_USER,
         thread_id=thread_id_of(runtime),
-        run_id=Payer.from_config(config, fallback_run_id=fallback_run_id).run_id,
+        run_id=run_id_of(runtime, config) or fallback_run_id,
     )
 
 

@@ -26,6 +26,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from core.db.outage import through_outages
 from core.observability.metrics import approvals_pending_loop
 from core.settings import Settings, get_settings
 from graph.runtime import Runtime
@@ -105,11 +106,14 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings, **dict(runtime_overrides)) as runtime:
             key_store = KeyStore(runtime.pool)
-            await ensure_dev_key(key_store, settings)
+            wait = settings.db_startup_timeout_s
+            await through_outages(
+                lambda: ensure_dev_key(key_store, settings), what="the dev key", timeout_s=wait
+            )
             app.state.runtime = runtime
             app.state.key_store = key_store
             app.state.threads_repo = ThreadsRepo(runtime.pool, runtime.checkpointer)
-            await _warm_up(runtime)
+            await through_outages(lambda: _warm_up(runtime), what="warm-up", timeout_s=wait)
             bb = _activate_blockbuster() if settings.blockbuster else None
             worker = RunWorker(runtime, settings)
             await worker.start()

@@ -11,6 +11,7 @@ from typing import Any
 from core.budget.ledger import PgUsageLedger
 from core.db.embedded import resolve_database_url
 from core.db.migrate import migrate
+from core.db.outage import through_outages
 from core.db.pool import open_pool
 from core.domain.orders import PgOrderStore
 from core.guardrails.serde import warm_up as warm_up_redaction
@@ -34,9 +35,14 @@ async def open_runtime(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
     """
     url = await asyncio.to_thread(resolve_database_url, settings)
     async with open_pool(url, settings) as pool:
-        await migrate(pool, url)
+        wait = settings.db_startup_timeout_s
+        await through_outages(lambda: migrate(pool, url), what="migrations", timeout_s=wait)
         # The database enforces the threshold; the service only tells it which one.
-        await PgOrderStore(pool).set_approval_threshold(settings.refund_approval_threshold)
+        await through_outages(
+            lambda: PgOrderStore(pool).set_approval_threshold(settings.refund_approval_threshold),
+            what="the approval threshold",
+            timeout_s=wait,
+        )
         retriever = overrides.pop("retriever", None) or await asyncio.to_thread(
             load_retriever, settings
         )

@@ -57,14 +57,19 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_serve(env: dict[str, str], log_path: Path, *, ready_within: float = 120.0) -> Served:
-    """Start `steward serve` on a free port and wait until `/readyz` answers 200."""
+def spawn_serve(env: dict[str, str], log_path: Path) -> Served:
+    """Start `steward serve` on a free port; do not wait for it."""
     port = free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             serve_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    served = Served(f"http://127.0.0.1:{port}", proc, log_path)
+    return Served(f"http://127.0.0.1:{port}", proc, log_path)
+
+
+def start_serve(env: dict[str, str], log_path: Path, *, ready_within: float = 120.0) -> Served:
+    """Start `steward serve` on a free port and wait until `/readyz` answers 200."""
+    served = spawn_serve(env, log_path)
     try:
         _wait_ready(served, ready_within)
     except BaseException:

@@ -7,10 +7,9 @@ spend (settled costs plus live reservations) plus the call's reservation would e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from core.settings import Settings
 
@@ -46,35 +45,12 @@ class BudgetLimits:
 
 @dataclass(frozen=True, slots=True)
 class Payer:
-    """Who a model call is charged to (from the run's config; ids only, never user text)."""
+    """Who a model call is charged to (ids from the run's context, never user text)."""
 
     tenant_id: str
     user_id: str
     thread_id: str | None
     run_id: str | None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, fallback_run_id: str | None) -> Payer:
-        """Read `configurable.{tenant_id,user_id,thread_id}` and the run id.
-
-        The run id is `metadata.run_id` (the service's run), else `configurable.run_id`, else
-        the config's own `run_id`, else `fallback_run_id` (the turn id).
-        """
-        configurable: Mapping[str, Any] = config.get("configurable") or {}
-        metadata: Mapping[str, Any] = config.get("metadata") or {}
-        run_id = (
-            metadata.get("run_id")
-            or configurable.get("run_id")
-            or config.get("run_id")
-            or fallback_run_id
-        )
-        thread = configurable.get("thread_id")
-        return cls(
-            tenant_id=str(configurable.get("tenant_id") or DEFAULT_TENANT),
-            user_id=str(configurable.get("user_id") or ANONYMOUS_USER),
-            thread_id=str(thread) if thread else None,
-            run_id=str(run_id) if run_id else None,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,7 @@ def create_pool(url: str, settings: Settings, *, timeout: float | None = None) -
 async def open_pool(url: str, settings: Settings) -> AsyncIterator[DbPool]:
     """Open the pool (waiting for `min_size` connections) and close it on exit."""
     pool = create_pool(url, settings)
-    await pool.open(wait=True, timeout=30.0)
+    await pool.open(wait=True, timeout=settings.db_startup_timeout_s)
     logger.info(
         "database pool open: %s (min=%d, max=%d, timeout=%.1fs)",
         redact_url(url),

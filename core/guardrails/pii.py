@@ -41,28 +41,6 @@ MIN_SCORE: dict[str, float] = {"PHONE_NUMBER": 0.4}
 """Per-entity minimum confidence; Presidio scores phone matches 0.4 without NER context."""
 DEFAULT_MIN_SCORE = 0.5
 
-_DETECT_SECRETS_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("aws", "AWSKeyDetector"),
-    ("azure_storage_key", "AzureStorageKeyDetector"),
-    ("basic_auth", "BasicAuthDetector"),
-    ("discord", "DiscordBotTokenDetector"),
-    ("github_token", "GitHubTokenDetector"),
-    ("gitlab_token", "GitLabTokenDetector"),
-    ("jwt", "JwtTokenDetector"),
-    ("mailchimp", "MailchimpDetector"),
-    ("npm", "NpmDetector"),
-    ("openai", "OpenAIDetector"),
-    ("private_key", "PrivateKeyDetector"),
-    ("pypi_token", "PypiTokenDetector"),
-    ("sendgrid", "SendGridDetector"),
-    ("slack", "SlackDetector"),
-    ("square_oauth", "SquareOAuthDetector"),
-    ("stripe", "StripeDetector"),
-    ("telegram_token", "TelegramBotTokenDetector"),
-    ("twilio", "TwilioKeyDetector"),
-)
-"""detect-secrets plugins whose patterns are specific token formats (few false positives)."""
-
 _OWN_SECRET_PATTERNS: tuple[tuple[str, str], ...] = (
     ("steward_key", r"\bstw_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"),
     ("langsmith_key", r"\blsv2_[A-Za-z0-9_]{16,}"),
@@ -113,18 +91,58 @@ def _looks_secret(value: str) -> bool:
     return len(value) >= 12 or any(not ch.isalpha() for ch in value)
 
 
+def _detect_secrets_plugins() -> tuple[Any, ...]:
+    """detect-secrets plugins whose patterns are specific token formats (few false positives)."""
+    from detect_secrets.plugins.aws import AWSKeyDetector
+    from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+    from detect_secrets.plugins.basic_auth import BasicAuthDetector
+    from detect_secrets.plugins.discord import DiscordBotTokenDetector
+    from detect_secrets.plugins.github_token import GitHubTokenDetector
+    from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
+    from detect_secrets.plugins.jwt import JwtTokenDetector
+    from detect_secrets.plugins.mailchimp import MailchimpDetector
+    from detect_secrets.plugins.npm import NpmDetector
+    from detect_secrets.plugins.openai import OpenAIDetector
+    from detect_secrets.plugins.private_key import PrivateKeyDetector
+    from detect_secrets.plugins.pypi_token import PypiTokenDetector
+    from detect_secrets.plugins.sendgrid import SendGridDetector
+    from detect_secrets.plugins.slack import SlackDetector
+    from detect_secrets.plugins.square_oauth import SquareOAuthDetector
+    from detect_secrets.plugins.stripe import StripeDetector
+    from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
+    from detect_secrets.plugins.twilio import TwilioKeyDetector
+
+    return (
+        AWSKeyDetector,
+        AzureStorageKeyDetector,
+        BasicAuthDetector,
+        DiscordBotTokenDetector,
+        GitHubTokenDetector,
+        GitLabTokenDetector,
+        JwtTokenDetector,
+        MailchimpDetector,
+        NpmDetector,
+        OpenAIDetector,
+        PrivateKeyDetector,
+        PypiTokenDetector,
+        SendGridDetector,
+        SlackDetector,
+        SquareOAuthDetector,
+        StripeDetector,
+        TelegramBotTokenDetector,
+        TwilioKeyDetector,
+    )
+
+
 def _secret_recognizers() -> list[Any]:
     """Presidio recognizers for the `SECRET` entity (detect-secrets formats and ours)."""
-    import importlib
-
     from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 
     patterns: list[Pattern] = []
-    for module, name in _DETECT_SECRETS_PLUGINS:
-        detector = getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), name)
+    for detector in _detect_secrets_plugins():
         for i, regex in enumerate(detector.denylist):
             flags = "(?i)" if regex.flags & re.IGNORECASE else ""
-            patterns.append(Pattern(f"{module}_{i}", flags + regex.pattern, 0.9))
+            patterns.append(Pattern(f"{detector.__name__}_{i}", flags + regex.pattern, 0.9))
     for name, regex in _OWN_SECRET_PATTERNS:
         patterns.append(Pattern(name, regex, 0.9))
     formats = PatternRecognizer(

@@ -37,11 +37,11 @@ from server.runs.service import RunService
 from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event
 
 WAIT_KEEPALIVE = b"\n"
+"""Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""
 RUN_DELETED = dumps(
     {"__error__": {"error": "RunDeleted", "message": "the run was rolled back or deleted"}}
 )
 """What `/wait` returns when the run disappeared (rolled back, its thread deleted)."""
-"""Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 RUN_FIELDS = frozenset(Run.model_fields)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import PoolTimeout
 
+from core.db.outage import connection_lost
 from core.db.pool import DbPool
 from server.jsonable import dumps
 from server.runs import repo
@@ -33,18 +33,6 @@ POLL_INTERVAL_S = 1.0
 DEGRADED_POLL_INTERVAL_S = 0.25
 """Poll interval while the LISTEN connection is down."""
 TAIL_BATCH = 500
-CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-"""Connection exceptions and server shutdowns: transient, the database comes back."""
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """True when `exc` means the database is (for now) unreachable, not a broken query."""
-    if isinstance(exc, PoolTimeout | OSError):
-        return True
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    state = exc.sqlstate
-    return state is None or state.startswith(CONNECTION_SQLSTATES)
 
 
 class EventHub:

@@ -28,6 +28,7 @@ from langgraph.errors import GraphDrained
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
+from core.db.outage import lost_database
 from core.db.pool import DbPool
 from core.errors import StewardError
 from graph.observer import instrument_run_config
@@ -36,7 +37,7 @@ from server.jsonable import interrupt_json
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 from server.runs.finish import RunFinisher
-from server.runs.handle import DB_ERRORS, RunHandle, lost_database, while_leased
+from server.runs.handle import DB_ERRORS, RunHandle, while_leased
 from server.runs.invocation import (
     build_config,
     build_context,

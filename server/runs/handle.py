@@ -30,24 +30,6 @@ LEASE_MARGIN_S = 1.0
 """Retrying a write stops this long before the lease (as last renewed) would expire."""
 
 
-def lost_database(exc: BaseException) -> bool:
-    """True when `exc` (or what it was raised from) means the database was unreachable.
-
-    `TimeoutError` is an `OSError` too, but a graph's timeout (a slow provider) is a real
-    failure, not a database outage.
-    """
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, psycopg.OperationalError):
-            return True
-        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
-            return True
-        seen = seen.__cause__
-    return False
-
-
 @dataclass(eq=False)
 class RunHandle:
     """A run executing in this process: how to cancel or drain it."""

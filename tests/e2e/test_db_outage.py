@@ -28,7 +28,7 @@ from core.settings import Settings
 from mock_llm.process import MockLLM
 from server.keys import KeyStore
 from tests.fixtures_db import create_database, drop_database
-from tests.serve_helpers import Served, service_env, start_serve
+from tests.serve_helpers import Served, service_env, spawn_serve, start_serve, until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -321,3 +321,72 @@ async def test_runs_in_flight_survive_a_database_outage(
         await watchdog.stop()
         await http.aclose()
         proxy.restore()
+
+
+async def test_a_replica_started_during_an_outage_waits_for_the_database(
+    outage_db: str,
+    proxy: TcpProxy,
+    steward_home: Path,
+    mock_llm: MockLLM,
+    tmp_path: Path,
+) -> None:
+    """A deploy or a failover restarts Postgres while a replica starts: it waits, then serves.
+
+    The database is away when the process starts, comes back, and goes away again as soon as
+    the pool has opened (migrations, the approval threshold, the dev key and the warm-up
+    follow). The replica must neither exit nor need a restart.
+    """
+    env = service_env(
+        DATABASE_URL=via_proxy(outage_db, proxy.port),
+        STEWARD_HOME=str(steward_home),
+        OPENAI_BASE_URL=mock_llm.base_url,
+        OPENAI_API_KEY="test-key",
+        STEWARD_DB_POOL_TIMEOUT_S=str(POOL_TIMEOUT_S),
+    )
+    proxy.cut()
+    served = spawn_serve(env, tmp_path / "server.log")
+    process = served.process
+
+    async def log_text() -> str:
+        assert process.poll() is None, f"steward serve exited:\n{served.log()[-6000:]}"
+        return served.log()
+
+    try:
+        await until(
+            log_text,
+            lambda t: "error connecting" in t,
+            within=START_TIMEOUT_S,
+            what="the pool tries the unreachable database",
+            interval=0.2,
+        )
+        proxy.restore()
+        await until(
+            log_text,
+            lambda t: "database pool open" in t,
+            within=START_TIMEOUT_S,
+            what="the pool opens once the database is back",
+            interval=0.02,
+        )
+        proxy.cut()
+        await asyncio.sleep(6.0)
+        assert process.poll() is None, f"exited during the outage:\n{served.log()[-6000:]}"
+        proxy.restore()
+
+        async def ready() -> int:
+            await log_text()
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                try:
+                    return (await http.get(f"{served.url}/readyz")).status_code
+                except httpx.HTTPError:
+                    return 0
+
+        await until(
+            ready,
+            lambda code: code == 200,
+            within=START_TIMEOUT_S,
+            what="ready once the database is back",
+            interval=0.25,
+        )
+    finally:
+        proxy.restore()
+        served.stop()

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from core.budget.budgets import BudgetLimits, Payer, ScopeSpend
+from core.budget.budgets import BudgetLimits, ScopeSpend
 from core.budget.estimates import encoding_name, estimate_call, output_tokens_of
 from core.budget.prices import FALLBACK_PRICE, cost_usd, price_for
 from core.budget.routing import escalation, route_turn
@@ -69,24 +69,6 @@ def test_limits_and_remaining() -> None:
     assert limits.thread is None and limits.user_day == Decimal(5)
     assert ScopeSpend("user_day", Decimal(6), Decimal(5)).remaining_usd == 0
     assert ScopeSpend("thread", Decimal(6), None).remaining_usd is None
-
-
-def test_payer_comes_from_the_config_never_from_text() -> None:
-    payer = Payer.from_config(
-        {
-            "configurable": {"thread_id": "t", "user_id": "u", "tenant_id": "acme"},
-            "metadata": {"run_id": "r"},
-        },
-        fallback_run_id="turn",
-    )
-    assert payer == Payer(tenant_id="acme", user_id="u", thread_id="t", run_id="r")
-    anon = Payer.from_config({}, fallback_run_id="turn")
-    assert (anon.tenant_id, anon.user_id, anon.thread_id, anon.run_id) == (
-        "default",
-        "anonymous",
-        None,
-        "turn",
-    )
 
 
 @pytest.mark.parametrize(

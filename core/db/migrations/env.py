@@ -3,12 +3,10 @@
 `core.db.migrate.run_migrations` passes an open connection (holding the migration
 advisory lock) in `config.attributes["connection"]`. Run by the `alembic` CLI instead
 (`alembic -c core/db/alembic.ini ...`), it connects to `sqlalchemy.url` or, when that is
-empty, to `DATABASE_URL`.
+empty, to `DATABASE_URL` (read through `core.settings`).
 """
 
 from __future__ import annotations
-
-import os
 
 from alembic import context
 from sqlalchemy import create_engine
@@ -16,12 +14,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from core.db.migrate import to_sqlalchemy_url
+from core.settings import get_settings
 
 config = context.config
 
 
 def _url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
+    url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
     if not url:
         raise RuntimeError("set DATABASE_URL (or sqlalchemy.url) to run migrations")
     return to_sqlalchemy_url(url)
