@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from core.jsonable import pg_text, to_jsonable
 from evals.results import RunReport
 
 if TYPE_CHECKING:
@@ -28,17 +29,6 @@ _INSERT_SCORE = """
 """
 
 
-def _pg_safe(value: Any) -> Any:
-    """Replace NUL characters, which Postgres text and jsonb cannot hold."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_pg_safe(k): _pg_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_pg_safe(v) for v in value]
-    return value
-
-
 async def save_run(pool: DbPool, report: RunReport) -> None:
     """Write the run, its case results (with traces) and every score in one transaction."""
     run = report.run
@@ -49,18 +39,26 @@ async def save_run(pool: DbPool, report: RunReport) -> None:
             c.dataset,
             c.category,
             c.passed,
-            _pg_safe(c.error),
+            pg_text(c.error),
             round(c.latency_s * 1000),
             c.input_tokens,
             c.output_tokens,
             None if c.cost_usd is None else Decimal(f"{c.cost_usd:.8f}"),
             c.trace.thread_id if c.trace else None,
-            Jsonb(_pg_safe(c.trace.model_dump(mode="json"))) if c.trace else None,
+            Jsonb(to_jsonable(c.trace)) if c.trace else None,
         )
         for c in report.cases
     ]
     score_rows = [
-        (run.run_id, c.case_id, s.name, s.score, s.passed, s.value, _pg_safe(s.comment))
+        (
+            run.run_id,
+            c.case_id,
+            s.name,
+            s.score,
+            s.passed,
+            s.value,
+            pg_text(s.comment),
+        )
         for c in report.cases
         for s in c.scores.values()
     ]

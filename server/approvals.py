@@ -27,13 +27,13 @@ from pydantic import ValidationError
 from core.domain.types import action_hash
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.identity import Principal
+from core.jsonable import to_jsonable
 from server.decisions import (
     clear_releases,
     expire_approval,
     is_approval_request,
     released_a_refund,
 )
-from server.jsonable import to_jsonable
 from server.schemas import ApprovalDecisionIn, EditedActionIn
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-r"""Server-sent events as langgraph-api writes them (the JSON is server.jsonable's).
+r"""Server-sent events as langgraph-api writes them (the JSON is core.jsonable's).
 
 Wire format (what `langgraph_sdk.sse.SSEDecoder` reads)::
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.jsonable import dumps
+from core.jsonable import dumps
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 """An SSE comment: keeps proxies from closing an idle stream; ignored by clients."""

@@ -1,7 +1,7 @@
 """LangGraph objects → the JSON the SDK, Studio and agent-chat-ui expect.
 
 `thread_state(snapshot)` gives a ThreadState (`values, next, checkpoint, metadata, created_at,
-parent_checkpoint, tasks, interrupts`), with values converted by server.jsonable (messages
+parent_checkpoint, tasks, interrupts`), with values converted by core.jsonable (messages
 become their `model_dump()` dicts: `{"type": "human", "content": ..., "id": ...}`).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
-from server.jsonable import interrupt_json, to_jsonable
+from core.jsonable import interrupt_json, to_jsonable
 from server.schemas import CheckpointOut, InterruptOut, ThreadOut, ThreadStateOut, ThreadTaskOut
 from server.threads_repo import ThreadRow
 

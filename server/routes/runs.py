@@ -21,9 +21,9 @@ from litestar.types import ControllerRouterHandler
 
 from core.errors import Unprocessable
 from core.identity import Principal
+from core.jsonable import dumps
 from graph.runtime import Runtime
 from server.edge import MAX_OFFSET, MAX_PAGE
-from server.jsonable import dumps
 from server.runs.background import spawn_background
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,

@@ -20,11 +20,11 @@ from psycopg.rows import DictRow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.guardrails.serde import redact_user_input
 from core.identity import Principal
+from core.jsonable import dumps
 from graph.runtime import Runtime
 from server import threads_repo
 from server.approvals import record_pending, reopen_unstarted_resume
 from server.decisions import BoundResume, bind_resume, is_approval_request
-from server.jsonable import dumps
 from server.runs import repo
 from server.runs.admission import (
     check_budget,

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 
 from core.db.outage import connection_lost
 from core.db.pool import DbPool
-from server.jsonable import dumps
+from core.jsonable import dumps
 from server.runs import repo
 from server.runs.models import TERMINAL_STATUSES
 

@@ -31,9 +31,9 @@ from langgraph.types import StateSnapshot
 from core.db.outage import lost_database
 from core.db.pool import DbPool
 from core.errors import StewardError
+from core.jsonable import interrupt_json
 from graph.observer import instrument_run_config
 from server.decisions import expire_approval
-from server.jsonable import interrupt_json
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 from server.runs.finish import RunFinisher

@@ -25,9 +25,9 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from core.db.pool import Conn, DbPool
+from core.jsonable import dumps, interrupt_json
 from server import threads_repo
 from server.approvals import sync_pending
-from server.jsonable import dumps, interrupt_json
 from server.runs import repo
 from server.runs.conflicts import retry_conflicts
 from server.runs.events import EventHub, EventWriter

@@ -13,8 +13,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Send, StateSnapshot
 
+from core.jsonable import dumps, interrupt_json
 from graph.context import RunContext
-from server.jsonable import dumps, interrupt_json
 from server.runs.models import GRAPH_ID
 
 

@@ -31,7 +31,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
-from server.jsonable import dumps
+from core.jsonable import dumps
 
 STEP_EVENTS = frozenset({"updates", "values"})
 """The event names rebuilt from checkpoints."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from server.jsonable import dumps, to_jsonable
+from core.jsonable import dumps, to_jsonable
 
 
 def test_tuple_keys_become_strings() -> None:

@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.types import Interrupt
 from langgraph_sdk.sse import BytesLineDecoder, SSEDecoder
 
-from server.jsonable import dumps, to_jsonable
+from core.jsonable import dumps, to_jsonable
 from server.runs.models import RunValidationError, parse_run_create
 from server.sse import HEARTBEAT, format_event, format_json_event
 

@@ -1,11 +1,11 @@
 """JSON for graph values: messages, interrupts, commands, pydantic models, Decimals, ...
 
-One converter for everything the service writes (SSE data, run output, thread state, jsonb
-rows): `dumps` gives JSON text, `to_jsonable` plain JSON types, `interrupt_json` an interrupt
-as clients see it (`{value, id}` plus `response_schema` when the graph published one).
-Objects without a JSON form become their `repr`, keys that are not strings their `str`, and
-non-finite floats `null`, rather than failing; NUL characters become
-U+FFFD, as Postgres `jsonb` cannot store them.
+One converter for everything the service and the evals write (SSE data, run output, thread
+state, jsonb rows): `dumps` gives JSON text, `to_jsonable` plain JSON types, `interrupt_json`
+an interrupt as clients see it (`{value, id}` plus `response_schema` when the graph published
+one), `pg_text` a string for a text column. Objects without a JSON form become their `repr`,
+keys that are not strings their `str`, and non-finite floats `null`, rather than failing; NUL
+characters become U+FFFD, as Postgres cannot store them.
 """
 
 from __future__ import annotations
@@ -108,6 +108,11 @@ def to_jsonable(obj: Any) -> Any:
     return orjson.loads(dumps(obj))
 
 
+def pg_text(text: str | None) -> str | None:
+    """`text` as a Postgres text column can hold it: NUL characters become U+FFFD."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
 def interrupt_json(value: Interrupt) -> dict[str, Any]:
     """`{value, id}` plus `response_schema` (JSON schema) when the graph published one.
 
@@ -116,4 +121,4 @@ def interrupt_json(value: Interrupt) -> dict[str, Any]:
     return cast("dict[str, Any]", to_jsonable(_interrupt(value)))
 
 
-__all__ = ["dumps", "interrupt_json", "to_jsonable"]
+__all__ = ["dumps", "interrupt_json", "pg_text", "to_jsonable"]
