@@ -40,6 +40,7 @@ from server.rate_limit import rate_limit_config
 from server.routes import foundation_routes
 from server.routes.deps import (
     provide_key_store,
+    provide_run_service,
     provide_runtime,
     provide_settings,
     provide_threads_repo,
@@ -47,6 +48,8 @@ from server.routes.deps import (
 from server.routes.meta import STEWARD_VERSION
 from server.routes.runs import ROUTES as RUNS_ROUTES
 from server.routes.usage import ROUTES as USAGE_ROUTES
+from server.runs.background import drain_background
+from server.runs.service import RunService
 from server.runs.worker import RunWorker
 from server.threads_repo import ThreadsRepo
 
@@ -118,6 +121,7 @@ def create_app(
             worker = RunWorker(runtime, settings)
             await worker.start()
             app.state.worker = worker
+            app.state.run_service = RunService(runtime, worker.hub)
             drain.on_begin(worker.stop_claiming)
             gauge = asyncio.create_task(approvals_pending_loop(runtime.pool))
             logger.info("steward service ready (%s)", settings.env)
@@ -125,10 +129,12 @@ def create_app(
                 yield
             finally:
                 gauge.cancel()
+                await drain_background(timeout_s=5.0)
                 await worker.stop()
                 if bb is not None:
                     bb.deactivate()
                 app.state.runtime = None
+                app.state.run_service = None
 
     route_handlers: list[Any] = [
         *foundation_routes(),
@@ -151,6 +157,7 @@ def create_app(
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "threads_repo": Provide(provide_threads_repo, sync_to_thread=False),
+            "run_service": Provide(provide_run_service, sync_to_thread=False),
             "key_store": Provide(provide_key_store, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

@@ -31,8 +31,8 @@ from server.approvals import (
 from server.auth import PrincipalDep, requires_role
 from server.edge import MAX_OFFSET
 from server.routes.deps import RuntimeDep
+from server.runs.create import RunCreator
 from server.runs.models import CommandBody, RunCreate
-from server.runs.service import RunService
 from server.schemas import ApprovalDecisionIn
 
 
@@ -121,7 +121,7 @@ async def decide_approval(
         multitask_strategy="reject",
         metadata={"approval_id": str(approval_id)},
     )
-    run = await RunService(runtime).create(
+    run = await RunCreator(runtime).create(
         principal,
         row["thread_id"],
         body,

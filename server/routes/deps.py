@@ -1,7 +1,8 @@
 """The app-wide dependency providers the route handlers use.
 
 Dependencies registered app-wide by `server.app.create_app` (any handler may ask for them):
-`principal` (401 without a valid key), `runtime`, `settings`, `threads_repo`, `key_store`.
+`principal` (401 without a valid key), `runtime`, `run_service`, `settings`, `threads_repo`,
+`key_store`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core.errors import Unavailable
 from core.settings import Settings
 from graph.runtime import Runtime
 from server.keys import KeyStore
+from server.runs.service import RunService
 from server.threads_repo import ThreadsRepo
 
 RuntimeDep: TypeAlias = NamedDependency[Runtime]
@@ -37,6 +39,14 @@ def provide_settings(state: State) -> Settings:
     return settings
 
 
+def provide_run_service(state: State) -> RunService:
+    """Dependency `run_service`: the runs engine, woken by this process's run worker."""
+    service: RunService | None = state.get("run_service")
+    if service is None:
+        raise Unavailable("service is starting")
+    return service
+
+
 def provide_threads_repo(state: State) -> ThreadsRepo:
     """Dependency `threads_repo`."""
     repo: ThreadsRepo | None = state.get("threads_repo")
@@ -57,6 +67,7 @@ __all__ = [
     "RuntimeDep",
     "ThreadsRepoDep",
     "provide_key_store",
+    "provide_run_service",
     "provide_runtime",
     "provide_settings",
     "provide_threads_repo",

@@ -22,7 +22,6 @@ from litestar.types import ControllerRouterHandler
 from core.errors import Unprocessable
 from core.identity import Principal
 from core.jsonable import dumps
-from graph.runtime import Runtime
 from server.edge import MAX_OFFSET, MAX_PAGE
 from server.runs.background import spawn_background
 from server.runs.models import (
@@ -199,10 +198,10 @@ def _created(run: Run) -> Response[dict[str, Any]]:
 
 @post("/threads/{thread_id:str}/runs", status_code=200, summary="Create a background run")
 async def create_run(
-    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Response[dict[str, Any]]:
     """Queue a run on a thread; returns it `pending` (`Content-Location` names it)."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=False)
     return _created(
         await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
@@ -211,10 +210,10 @@ async def create_run(
 
 @post("/threads/{thread_id:str}/runs/stream", status_code=200, summary="Create a run, stream it")
 async def stream_run(
-    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
     """Queue a run and stream its events as SSE (first event `metadata`)."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=False)
     run = await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=False)
@@ -222,10 +221,10 @@ async def stream_run(
 
 @post("/threads/{thread_id:str}/runs/wait", status_code=200, summary="Create a run, wait for it")
 async def wait_run(
-    thread_id: str, principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
     """Queue a run and answer its final values (`__interrupt__` / `__error__` merged in)."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=False)
     run = await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=False)
@@ -235,7 +234,7 @@ async def wait_run(
 async def list_runs(
     thread_id: str,
     principal: Principal,
-    runtime: Runtime,
+    run_service: RunService,
     limit: int = Parameter(default=10, ge=1, le=MAX_PAGE),
     offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
@@ -247,7 +246,7 @@ async def list_runs(
     unknown = sorted(set(fields) - RUN_FIELDS)
     if unknown:
         raise Unprocessable(f"select: unknown field(s) {', '.join(unknown)}")
-    runs = await RunService(runtime).list_runs(
+    runs = await run_service.list_runs(
         principal, thread_id, limit=limit, offset=offset, status=status
     )
     out = [r.public() for r in runs]
@@ -258,22 +257,26 @@ async def list_runs(
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}", summary="Get a run")
 async def get_run(
-    thread_id: str, run_id: str, principal: Principal, runtime: Runtime
+    thread_id: str, run_id: str, principal: Principal, run_service: RunService
 ) -> dict[str, Any]:
     """One run of a thread."""
-    return (await RunService(runtime).get(principal, thread_id, run_id)).public()
+    return (await run_service.get(principal, thread_id, run_id)).public()
 
 
 @delete("/threads/{thread_id:str}/runs/{run_id:str}", status_code=204, summary="Delete a run")
-async def delete_run(thread_id: str, run_id: str, principal: Principal, runtime: Runtime) -> None:
+async def delete_run(
+    thread_id: str, run_id: str, principal: Principal, run_service: RunService
+) -> None:
     """Delete a finished run (409 while it is pending or running)."""
-    await RunService(runtime).delete(principal, thread_id, run_id)
+    await run_service.delete(principal, thread_id, run_id)
 
 
 @get("/threads/{thread_id:str}/runs/{run_id:str}/join", summary="Wait for a run's result")
-async def join_run(thread_id: str, run_id: str, principal: Principal, runtime: Runtime) -> Stream:
+async def join_run(
+    thread_id: str, run_id: str, principal: Principal, run_service: RunService
+) -> Stream:
     """Block until the run ends; answer its final values (whitespace keeps the line alive)."""
-    service = RunService(runtime)
+    service = run_service
     run = await service.get(principal, thread_id, run_id)
     return Stream(
         _result(service, run, cancel_on_disconnect=False, temporary=False),
@@ -286,13 +289,13 @@ async def join_stream(
     thread_id: str,
     run_id: str,
     principal: Principal,
-    runtime: Runtime,
+    run_service: RunService,
     request: Request[Any, Any, Any],
     stream_mode: list[str] | None = None,
     cancel_on_disconnect: bool = False,
 ) -> Stream:
     """Follow a run's events; `Last-Event-ID` replays the stored ones after that id."""
-    service = RunService(runtime)
+    service = run_service
     run = await service.get(principal, thread_id, run_id)
     modes = [m for m in (stream_mode or []) if m]
     unknown = sorted(set(modes) - set(SUPPORTED_STREAM_MODES))
@@ -326,18 +329,18 @@ async def cancel_run(
     thread_id: str,
     run_id: str,
     principal: Principal,
-    runtime: Runtime,
+    run_service: RunService,
     wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> None:
     """Cancel a pending or running run on whichever replica runs it (`wait=1`: until ended)."""
-    await RunService(runtime).cancel(principal, thread_id, run_id, action=action, wait=wait)
+    await run_service.cancel(principal, thread_id, run_id, action=action, wait=wait)
 
 
 @post("/runs/cancel", status_code=204, summary="Cancel several runs")
 async def cancel_runs(
     principal: Principal,
-    runtime: Runtime,
+    run_service: RunService,
     request: Request[Any, Any, Any],
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> None:
@@ -363,7 +366,7 @@ async def cancel_runs(
     thread_id = data.get("thread_id")
     if thread_id is not None:
         parse_uuid(str(thread_id), "thread")
-    await RunService(runtime).cancel_many(
+    await run_service.cancel_many(
         principal, thread_id=thread_id, run_ids=run_ids, status=status, action=action
     )
 
@@ -373,10 +376,10 @@ async def cancel_runs(
 
 @post("/runs", status_code=200, summary="Create a stateless background run")
 async def create_stateless_run(
-    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Response[dict[str, Any]]:
     """Queue a run on a temporary thread (deleted after it ends unless `on_completion=keep`)."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=True)
     return _created(
         await service.create(principal, None, body, idempotency_key=idempotency_key(request))
@@ -385,10 +388,10 @@ async def create_stateless_run(
 
 @post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
 async def stream_stateless_run(
-    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
     """Run on a temporary thread and stream the events as SSE."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=True)
     run = await service.create(principal, None, body, idempotency_key=idempotency_key(request))
     return _stream_response(service, run, body, temporary=True)
@@ -396,10 +399,10 @@ async def stream_stateless_run(
 
 @post("/runs/wait", status_code=200, summary="Create a stateless run, wait for it")
 async def wait_stateless_run(
-    principal: Principal, runtime: Runtime, request: Request[Any, Any, Any]
+    principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
     """Run on a temporary thread and answer the final values."""
-    service = RunService(runtime)
+    service = run_service
     body = await _body(request, stateless=True)
     run = await service.create(principal, None, body, idempotency_key=idempotency_key(request))
     return _wait_response(service, run, body, temporary=True)

@@ -12,7 +12,7 @@ from graph.runtime import Runtime
 from server import threads_repo
 from server.approvals import reopen_unstarted_resume
 from server.runs import repo
-from server.runs.events import hub_for, wait_until_done
+from server.runs.events import EventHub, wait_until_done
 from server.runs.models import ACTIVE_STATUSES, CancelAction
 from server.runs.queries import RunQueries, parse_uuid, thread_config
 
@@ -21,11 +21,13 @@ class RunCanceller:
     """Cancels runs the calling principal may see, on whichever replica executes them.
 
     Args:
-        runtime: the process runtime (pool, graph, notification hub).
+        runtime: the process runtime (pool, graph).
+        hub: wakes `cancel(wait=True)` when the run ended.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, hub: EventHub) -> None:
         self.runtime = runtime
+        self.hub = hub
         self.pool = runtime.pool
         self.graph = runtime.graph
         self.queries = RunQueries(runtime)
@@ -53,7 +55,7 @@ class RunCanceller:
             raise Conflict(f"run {run_id} already ended ({row['status']})")
         await self._cancel_rows([row], action)
         if wait:
-            async for item in wait_until_done(self.pool, hub_for(self.runtime), row["run_id"]):
+            async for item in wait_until_done(self.pool, self.hub, row["run_id"]):
                 if item is not None:
                     break
 

@@ -375,35 +375,9 @@ async def wait_until_done(
         hub.unsubscribe(key, waiter)
 
 
-_HUBS: dict[int, tuple[object, EventHub]] = {}
-
-
-def register_hub(owner: object, hub: EventHub) -> None:
-    """Make `hub` the one the API uses for `owner` (the process's Runtime)."""
-    _HUBS[id(owner)] = (owner, hub)
-
-
-def unregister_hub(owner: object) -> None:
-    """Forget the hub registered for `owner`."""
-    _HUBS.pop(id(owner), None)
-
-
-def hub_for(owner: object) -> EventHub:
-    """The hub registered for `owner`, or a polling-only one when no worker runs."""
-    found = _HUBS.get(id(owner))
-    if found is not None and found[0] is owner:
-        return found[1]
-    hub = EventHub(None)
-    _HUBS[id(owner)] = (owner, hub)
-    return hub
-
-
 __all__ = [
     "EventHub",
     "EventWriter",
-    "hub_for",
-    "register_hub",
     "tail",
-    "unregister_hub",
     "wait_until_done",
 ]

@@ -8,24 +8,21 @@ from collections.abc import AsyncGenerator, Collection
 from core.errors import Unprocessable
 from graph.runtime import Runtime
 from server.runs import repo
-from server.runs.events import EventHub, hub_for, tail, wait_until_done
+from server.runs.events import EventHub, tail, wait_until_done
 
 
 class RunFollower:
     """Streams and waits on runs, served by any replica from `run_events` and `runs`.
 
     Args:
-        runtime: the process runtime (its pool and notification hub).
+        runtime: the process runtime (its pool).
+        hub: wakes followers on NOTIFY (a polling-only hub when no worker runs here).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, hub: EventHub) -> None:
         self.runtime = runtime
         self.pool = runtime.pool
-
-    @property
-    def hub(self) -> EventHub:
-        """The process's notification hub (polling-only when no worker runs here)."""
-        return hub_for(self.runtime)
+        self.hub = hub
 
     async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int:
         """Where a joining stream starts: after `Last-Event-ID`, else at the live edge."""

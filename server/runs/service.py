@@ -29,19 +29,16 @@ class RunService:
 
     Args:
         runtime: the process runtime (pool, graph, checkpointer, settings).
+        hub: the process's notification hub (the run worker's); None polls instead.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, hub: EventHub | None = None) -> None:
         self.runtime = runtime
+        self.hub = hub if hub is not None else EventHub(None)
         self._creator = RunCreator(runtime)
         self._queries = RunQueries(runtime)
-        self._canceller = RunCanceller(runtime)
-        self._follower = RunFollower(runtime)
-
-    @property
-    def hub(self) -> EventHub:
-        """The process's notification hub (polling-only when no worker runs here)."""
-        return self._follower.hub
+        self._canceller = RunCanceller(runtime, self.hub)
+        self._follower = RunFollower(runtime, self.hub)
 
     async def create(
         self,

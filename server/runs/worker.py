@@ -40,7 +40,7 @@ from graph.checkpointer import make_checkpointer
 from graph.runtime import Runtime
 from server import threads_repo
 from server.runs import repo
-from server.runs.events import EventHub, register_hub, unregister_hub
+from server.runs.events import EventHub
 from server.runs.executor import Graph, RunExecutor
 from server.runs.handle import RunHandle
 
@@ -123,7 +123,6 @@ class RunWorker:
         self.hub.on_runs(self._wake.set)
         self.hub.on_cancel(self._on_cancel)
         await self.hub.start()
-        register_hub(self.runtime, self.hub)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="steward-run-claims"),
             asyncio.create_task(self._lease_loop(), name="steward-run-leases"),
@@ -167,7 +166,6 @@ class RunWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.hub.stop()
-        unregister_hub(self.runtime)
         log.info("run worker %s stopped", self.worker_id)
 
     # -- claiming
