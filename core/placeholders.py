@@ -6,7 +6,8 @@ Two engines mask text, for two jobs, and both write these placeholders:
   milliseconds per message are affordable.
 - `core.observability.redact` (a handful of guarded regular expressions) masks every log line
   and trace payload; it favours recall and must stay cheap at ~200 kB of payload per run
-  (bench/observability_overhead.py), so it cannot call Presidio.
+  (bench/observability_overhead.py), so it cannot call Presidio: on a 200-character line with
+  an address, a card and a phone number it takes 35 µs where Presidio takes 12.8 ms (370x).
 A reader of the state, a log line or a trace sees the same `[EMAIL]` for the same address.
 """
 
