@@ -13,6 +13,10 @@ interrupt is the checkpoint's pending interrupts. `step_events` rebuilds exactly
 `RunExecutor._stream` emitted for a run's checkpointed steps (tested against live streams);
 `missing_events` compares that with what is stored and returns the tail to append.
 
+A step whose writes died with the replica (its checkpoint was saved, they were not) keeps its
+`values` (the checkpoint's) and streams its update as `{name: None}`: what the task returned
+is not recorded anywhere else.
+
 Token chunks (`messages`), `custom` events, subgraph events (`updates|ns`) and the empty
 `__interrupt__` of an `interrupt_before/after` breakpoint are not rebuilt. The rebuild follows
 one task per step in order (Steward's graph); where the stored events are not a prefix of the
@@ -51,8 +55,11 @@ def _step(
             if not task.name.startswith("__"):  # LangGraph hides `__start__`
                 # A task that wrote no output channel streams as `{name: None}`.
                 events.append(("updates", {task.name: task.result or None}))
-    if wants_values and any(t.result for t in finished):
-        # `values` streams only when the step wrote an output channel.
+    # `values` streams only when the step wrote an output channel. LangGraph saves a task's
+    # writes beside the next checkpoint, not before it: a replica that died in between left
+    # the checkpoint without the writes, so a changed state says the step wrote too.
+    wrote = any(t.result for t in finished) or snapshot.values != parent.values
+    if wants_values and wrote:
         events.append(("values", snapshot.values))
     interrupts = [i for task in snapshot.tasks for i in task.interrupts]
     if interrupts:

@@ -222,6 +222,51 @@ async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_still_answ
     assert_complete(await events_of(rt, run.run_id), stored, rebuilt)
 
 
+async def test_a_run_whose_last_writes_died_with_its_replica_still_ends_with_its_values(
+    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chaos seed 9 under two test workers: the final checkpoint was saved, `finalize`'s writes
+    (saved beside it, not before it) were not, and no event was stored.
+
+    The rebuild cannot read `finalize`'s result from the writes; the stream must still end
+    with the final values, which the checkpoint holds.
+    """
+    service = RunService(rt)
+    tid = await new_thread(rt)
+    run = await service.create(ALICE, tid, body(input=QUESTION, stream_mode=BOTH))
+    async with rt.pool.connection() as conn:
+        row = await repo.claim_next(conn, "dead-replica", 0.5)
+    assert row is not None and str(row["run_id"]) == run.run_id
+    config = build_config(dict(row), rt.deps.settings.recursion_limit)
+    saver = cast("BaseCheckpointSaver[Any]", rt.graph.checkpointer)
+    real_writes = type(saver).aput_writes
+
+    async def losing_finalize(
+        self: Any, config: Any, writes: Any, task_id: str, task_path: str = ""
+    ) -> None:
+        if "finalize" in task_path:
+            return  # in flight when the replica died
+        await real_writes(self, config, writes, task_id, task_path)
+
+    monkeypatch.setattr(type(saver), "aput_writes", losing_finalize)
+    async for _ in rt.graph.astream(
+        QUESTION, config, context=build_context(dict(row)), durability="sync"
+    ):
+        pass
+    monkeypatch.setattr(type(saver), "aput_writes", real_writes)
+    state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
+    assert state.next == () and state.values.get("response")
+
+    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=1.5))
+    await worker.start()
+    try:
+        assert await wait_status(rt, run.run_id, {"success", "error"}, within=60) == "success"
+    finally:
+        await worker.stop()
+    stored, rebuilt = await stored_and_rebuilt(rt, tid, run.run_id, BOTH)
+    assert_complete(await events_of(rt, run.run_id), stored, rebuilt)
+
+
 async def test_a_takeover_at_an_interrupt_before_breakpoint_does_not_run_past_it(
     rt: Runtime, clean: None, mock_llm: MockLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
