@@ -1,19 +1,14 @@
-"""What our nodes report in their outputs, turned into logs, metrics and span events.
+"""What our nodes report, turned into logs, metrics and span events.
 
-The nodes say what happened with fixed codes and records, and this module only reads them:
-- input_filter: `refusal`, the reason code of a refused turn;
-- retrieve: `retrieved`, the chunks found (ids and scores);
-- guard_tools: `plan`, one verdict per tool call; a denial carries its `code`;
-- approval: `plan` again, held calls released (`approval.decision`) or denied (a reviewer's
-  rejection, code `rejected`, or edited arguments the rules deny);
-- every node: `actions`, the audit records of tool calls by `status`, and `response`.
-Metric labels stay small, closed sets: tool names are the registered tools, denial codes the
-ones the dashboards know, anything else `other`.
-
-Which node wrote a `plan` matters (a new verdict and a released approval look alike when a
-provider reuses or omits tool-call ids), so the reader keys on the node names, which are
-public already (metric labels, streamed `updates`, Studio's graph). A comparison of input and
-output instead was tried and lost verdicts on reused ids.
+Nodes say what happened with fixed codes and records, in two ways, and this module reads both:
+- their reports (`graph.reports`, custom callback events): `retrieval` (chunk ids and scores),
+  `tool_verdicts` (one verdict per tool call; a denial carries its `code`),
+  `approval_decisions` (what a person decided on each held call, and who);
+- fields of their state updates whose meaning does not depend on the node that wrote them:
+  `refusal` (the reason code of a refused turn), `actions` (the audit records of tool calls,
+  by `status`) and `response`.
+It never asks which node ran. Metric labels stay small, closed sets: tool names are the
+registered tools, denial codes the ones the dashboards know, anything else `other`.
 """
 
 from __future__ import annotations
@@ -31,13 +26,18 @@ from graph.tools import TOOLS
 
 log = logging.getLogger("steward.run")
 
-RETRIEVE, GUARD_TOOLS, APPROVAL = "retrieve", "guard_tools", "approval"
-"""The nodes whose `retrieved` and `plan` outputs are reported (run_tools writes them too)."""
-
 GUARD_DENIAL_LABELS = frozenset(
     {"tool_not_allowed", "invalid_json", "invalid_arguments", "tool_call_limit", "policy"}
 )
 """Denial codes counted under their own `reason` label; the others count as `other`."""
+
+
+DECISIONS = frozenset({"approve", "edit", "reject"})
+"""The decisions a person can make on a held call (metric label values)."""
+
+
+def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def tool_label(name: str) -> str:
@@ -76,20 +76,22 @@ class NodeReports:
             node.run.refusal = refusal
             m.GUARDRAIL_BLOCKS.labels(stage="input", reason=refusal).inc()
             log.warning("input blocked", extra=self._extra(node=node.name, reason_code=refusal))
-        if node.name == RETRIEVE and isinstance(outputs.get("retrieved"), list):
-            self._retrieval_hits(node, outputs["retrieved"])
-        plan = outputs.get("plan")
-        if isinstance(plan, list):
-            if node.name == GUARD_TOOLS:
-                self._tool_verdicts(node, plan)
-            elif node.name == APPROVAL:
-                self._approval_decisions(node, plan)
         actions = outputs.get("actions")
         if isinstance(actions, list):
             self._tool_outcomes(node, actions[node.actions_in :])
         response = outputs.get("response")
         if isinstance(response, Mapping):
             node.run.response = response
+
+    def read_report(self, node: NodeCall, report: Mapping[str, Any]) -> None:
+        """Report what `node` told the observer (`graph.reports`); unknown kinds are ignored."""
+        kind = report.get("kind")
+        if kind == "retrieval":
+            self._retrieval_hits(node, _mappings(report.get("hits")))
+        elif kind == "tool_verdicts":
+            self._tool_verdicts(node, _mappings(report.get("calls")))
+        elif kind == "approval_decisions":
+            self._approval_decisions(_mappings(report.get("decisions")))
 
     def approval_requested(self, node: NodeCall) -> None:
         """Report the calls `node` held for a person when it interrupted the run."""
@@ -98,7 +100,7 @@ class NodeReports:
         ]
         for call in pending:
             m.APPROVAL_REQUESTS.labels(tool=tool_label(str(call.get("name")))).inc()
-        if pending or node.name == APPROVAL:
+        if pending:
             log.info(
                 "approval requested",
                 extra=self._extra(
@@ -108,21 +110,14 @@ class NodeReports:
                 ),
             )
 
-    def _retrieval_hits(self, node: NodeCall, chunks: list[Any]) -> None:
-        hits = [
-            {"id": str(c.get("id")), "score": round(float(c.get("score") or 0.0), 4)}
-            for c in chunks
-            if isinstance(c, Mapping)
-        ]
+    def _retrieval_hits(self, node: NodeCall, hits: list[Mapping[str, Any]]) -> None:
         m.RETRIEVAL_HITS.observe(len(hits))
         log.info("retrieval hits", extra=self._extra(count=len(hits), hits=hits))
         if node.span is not None:
             node.span.set_attribute("steward.retrieval.hits", [str(h["id"]) for h in hits])
 
-    def _tool_verdicts(self, node: NodeCall, plan: list[Any]) -> None:
-        for call in plan:
-            if not isinstance(call, Mapping):
-                continue
+    def _tool_verdicts(self, node: NodeCall, calls: list[Mapping[str, Any]]) -> None:
+        for call in calls:
             tool, verdict = str(call.get("name")), str(call.get("verdict"))
             reason = str(call.get("reason") or "")
             log.info(
@@ -144,29 +139,17 @@ class NodeReports:
                     },
                 )
 
-    def _approval_decisions(self, node: NodeCall, plan: list[Any]) -> None:
-        before = {str(c.get("call_id")): c for c in node.plan_in}
-        for call in plan:
-            if not isinstance(call, Mapping):
-                continue
-            previous = before.get(str(call.get("call_id")))
-            if previous is None or previous.get("verdict") != "approve":
-                continue
-            approval = call.get("approval")
-            if isinstance(approval, Mapping) and previous.get("approval") is None:
-                decision, reviewer = str(approval.get("decision")), approval.get("reviewer")
-            elif call.get("verdict") == "deny":
-                decision, reviewer = "reject", None
-            else:
-                continue
+    def _approval_decisions(self, decisions: list[Mapping[str, Any]]) -> None:
+        for entry in decisions:
+            decision = m.bounded_label(str(entry.get("decision")), DECISIONS)
             m.APPROVAL_DECISIONS.labels(decision=decision).inc()
             log.info(
                 "approval applied",
                 extra=self._extra(
-                    tool=str(call.get("name")),
-                    call_id=call.get("call_id"),
+                    tool=str(entry.get("name")),
+                    call_id=entry.get("call_id"),
                     decision=decision,
-                    reviewer=reviewer,
+                    reviewer=entry.get("reviewer"),
                 ),
             )
 
@@ -210,4 +193,4 @@ class NodeReports:
                 )
 
 
-__all__ = ["GUARD_DENIAL_LABELS", "NodeReports", "tool_label"]
+__all__ = ["DECISIONS", "GUARD_DENIAL_LABELS", "NodeReports", "tool_label"]

@@ -29,6 +29,7 @@ from core.observability.spans import mark_error, now_ns, start_agent_span, start
 from core.observability.tracing import get_tracer
 from graph.model_calls import ModelCalls
 from graph.node_reports import NodeReports
+from graph.reports import REPORT
 from graph.run_input import describe_input
 from graph.run_records import NodeCall, RunCall
 from graph.run_summary import report_run_end
@@ -194,13 +195,10 @@ class RunObserver(BaseCallbackHandler):
     ) -> None:
         """Finish a node (and read what it did from its output) or the run."""
         with self._lock:
-            self._parents.pop(run_id, None)
-            node = self._nodes.pop(run_id, None)
+            node, run = self._pop(run_id)
             if node is not None:
                 self._end_node(node, outputs)
-                return
-            run = self._runs.pop(run_id, None)
-            if run is not None:
+            elif run is not None:
                 if isinstance(outputs, Mapping) and outputs.get("__interrupt__"):
                     run.interrupted = True
                 outcome = (
@@ -218,13 +216,10 @@ class RunObserver(BaseCallbackHandler):
     ) -> None:
         """Finish a node or the run that raised (interrupts are not errors)."""
         with self._lock:
-            self._parents.pop(run_id, None)
-            node = self._nodes.pop(run_id, None)
+            node, run = self._pop(run_id)
             if node is not None:
                 self._fail_node(node, error)
-                return
-            run = self._runs.pop(run_id, None)
-            if run is not None:
+            elif run is not None:
                 if isinstance(error, GraphInterrupt):
                     outcome = "interrupted"
                 elif isinstance(error, asyncio.CancelledError):
@@ -232,6 +227,30 @@ class RunObserver(BaseCallbackHandler):
                 else:
                     outcome = "error"
                 self._end_run(run, outcome, error)
+
+    def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A node's report (`graph.reports`): read it for the node that sent it."""
+        if name != REPORT or not isinstance(data, Mapping):
+            return
+        with self._lock:
+            owner = self._owner(run_id)
+            if isinstance(owner, NodeCall):
+                self._reports.read_report(owner, data)
+
+    def _pop(self, run_id: UUID) -> tuple[NodeCall | None, RunCall | None]:
+        """Forget the chain `run_id`: the node it was, else the run it was (else neither)."""
+        self._parents.pop(run_id, None)
+        node = self._nodes.pop(run_id, None)
+        return (node, None) if node is not None else (None, self._runs.pop(run_id, None))
 
     def _end_node(self, node: NodeCall, outputs: Any) -> None:
         seconds = time.perf_counter() - node.started

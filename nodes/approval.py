@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core.domain.types import Approval
 from graph.context import RunContext, context_of
 from graph.deps import Deps
+from graph.reports import report_approval_decisions
 from graph.schemas import (
     ActionRecord,
     ActionRequest,
@@ -110,7 +111,16 @@ def make_approval(deps: Deps) -> ContextNode:
         by_id: dict[str, PlannedCall] = {c["call_id"]: c for c in plan}
         messages: list[ToolMessage] = []
         records: list[ActionRecord] = []
+        decided: list[dict[str, Any]] = []
         for call, decision in zip(pending, decisions, strict=True):
+            decided.append(
+                {
+                    "name": call["name"],
+                    "call_id": call["call_id"],
+                    "decision": decision.type,
+                    "reviewer": reviewer,
+                }
+            )
             if isinstance(decision, RejectDecision):
                 by_id[call["call_id"]] = {
                     **call,
@@ -143,6 +153,7 @@ def make_approval(deps: Deps) -> ContextNode:
                     deps,
                 )
                 if judged["verdict"] == "deny":
+                    decided[-1]["decision"] = "reject"  # the rules deny the edited call
                     by_id[call["call_id"]] = judged
                     messages.append(denial_message(judged))
                     records.append(denial_record(judged))
@@ -165,6 +176,7 @@ def make_approval(deps: Deps) -> ContextNode:
             "approval decided",
             extra={"decisions": [d.type for d in decisions], "reviewer": reviewer},
         )
+        await report_approval_decisions(decided)
         return {
             "plan": [by_id[c["call_id"]] for c in plan],
             "messages": messages,

@@ -27,6 +27,7 @@ from core.guardrails.policy_rules import evaluate
 from core.guardrails.provenance import Provenance
 from graph.context import RunContext, context_of
 from graph.deps import Deps
+from graph.reports import report_tool_verdicts
 from graph.schemas import ActionRecord
 from graph.state import DenialCode, PlannedCall, State
 from graph.tools import TOOLS
@@ -248,6 +249,7 @@ def make_guard_tools(deps: Deps) -> ContextNode:
         denied = [c for c in plan if c["verdict"] == "deny"]
         for entry in denied:
             log.info("tool call denied", extra={"tool": entry["name"], "reason": entry["reason"]})
+        await report_tool_verdicts(plan)
         return {
             "plan": plan,
             "messages": [denial_message(c) for c in denied],

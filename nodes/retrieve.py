@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from graph.deps import Deps
+from graph.reports import report_retrieval
 from graph.state import State
 from nodes.messages import last_human, text_of
 from nodes.types import Node
@@ -18,6 +19,7 @@ def make_retrieve(deps: Deps) -> Node:
         message = last_human(state["messages"])
         query = text_of(message) if message is not None else ""
         chunks = await deps.retriever.search(query, k=deps.settings.retrieval_k)
+        await report_retrieval(chunks)
         return {"retrieved": chunks}
 
     return retrieve
