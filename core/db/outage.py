@@ -36,6 +36,25 @@ def connection_lost(exc: BaseException) -> bool:
     return state is None or state.startswith(CONNECTION_SQLSTATES)
 
 
+_REFUSALS = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
+"""What a server says when it refuses a role, a password or a database (libpq's messages
+carry no SQLSTATE for connection errors, so the text is all there is)."""
+
+
+def refused_by_server(exc: BaseException) -> bool:
+    """True when the server answered and refused the connection: a setting to fix.
+
+    A wrong password, an unknown role or database is not an outage to wait out.
+    """
+    text = str(exc)
+    return "FATAL:" in text and any(refusal in text for refusal in _REFUSALS)
+
+
 def lost_database(exc: BaseException) -> bool:
     """True when `exc` (or what it was raised from) means the database was unreachable.
 
@@ -58,7 +77,8 @@ async def through_outages(step: Callable[[], Awaitable[T]], *, what: str, timeou
     """Run a start-up `step`, again and again while the database is unreachable.
 
     A replica that starts while Postgres restarts (a deploy, a failover) waits for it instead
-    of exiting; after `timeout_s` the last error is raised and the start fails.
+    of exiting; after `timeout_s` the last error is raised and the start fails. A server that
+    refuses the credentials or the database fails the start at once (`refused_by_server`).
 
     Args:
         step: the work (it must be safe to repeat: migrations, idempotent upserts, reads).
@@ -71,11 +91,21 @@ async def through_outages(step: Callable[[], Awaitable[T]], *, what: str, timeou
         try:
             return await step()
         except Exception as exc:
-            if not lost_database(exc) or time.monotonic() + delay > deadline:
+            if (
+                refused_by_server(exc)
+                or not lost_database(exc)
+                or time.monotonic() + delay > deadline
+            ):
                 raise
             log.warning("start-up: %s: the database is unreachable (%s); retrying", what, exc)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 
 
-__all__ = ["CONNECTION_SQLSTATES", "connection_lost", "lost_database", "through_outages"]
+__all__ = [
+    "CONNECTION_SQLSTATES",
+    "connection_lost",
+    "lost_database",
+    "refused_by_server",
+    "through_outages",
+]

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
 from core.db.embedded import redact_url
+from core.db.outage import through_outages
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -107,9 +108,25 @@ def create_pool(url: str, settings: Settings, *, timeout: float | None = None) -
     )
 
 
+async def _reach(url: str) -> None:
+    """Connect once and close (the server is there and accepts these credentials)."""
+    conn = await AsyncConnection.connect(url, connect_timeout=KEEPALIVES["connect_timeout"])
+    await conn.close()
+
+
 @asynccontextmanager
 async def open_pool(url: str, settings: Settings) -> AsyncIterator[DbPool]:
-    """Open the pool (waiting for `min_size` connections) and close it on exit."""
+    """Open the pool (waiting for `min_size` connections) and close it on exit.
+
+    One connection is tried first: a server that refuses the role, password or database
+    fails the start at once with its own message; an unreachable one is waited for
+    (`STEWARD_DB_STARTUP_TIMEOUT_S`), and so is the pool's first `min_size` connections.
+    """
+    await through_outages(
+        lambda: _reach(url),
+        what="connecting to the database",
+        timeout_s=settings.db_startup_timeout_s,
+    )
     pool = create_pool(url, settings)
     await pool.open(wait=True, timeout=settings.db_startup_timeout_s)
     logger.info(

@@ -28,7 +28,7 @@ from core.settings import Settings
 from mock_llm.process import MockLLM
 from server.keys import KeyStore
 from tests.fixtures_db import create_database, drop_database
-from tests.serve_helpers import Served, service_env, spawn_serve, start_serve, until
+from tests.serve_helpers import Served, service_env, spawn_serve, start_serve, until, wait_exit
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -389,4 +389,26 @@ async def test_a_replica_started_during_an_outage_waits_for_the_database(
         )
     finally:
         proxy.restore()
+        served.stop()
+
+
+async def test_a_database_that_refuses_the_connection_fails_the_start_at_once(
+    pg_server_url: str, steward_home: Path, mock_llm: MockLLM, tmp_path: Path
+) -> None:
+    """A wrong database name is a setting to fix: no waiting out an "outage", its own message."""
+    missing = urlunsplit(urlsplit(pg_server_url)._replace(path="/steward_no_such_database"))
+    env = service_env(
+        DATABASE_URL=missing,
+        STEWARD_HOME=str(steward_home),
+        OPENAI_BASE_URL=mock_llm.base_url,
+        OPENAI_API_KEY="test-key",
+    )
+    served = spawn_serve(env, tmp_path / "server.log")
+    try:
+        # Well under STEWARD_DB_STARTUP_TIMEOUT_S (120 s): only the imports take time.
+        code = await wait_exit(served.process, within=90.0)
+        assert code not in (None, 0), f"still running or exited 0:\n{served.log()[-4000:]}"
+        assert 'database "steward_no_such_database" does not exist' in served.log()
+        assert "retrying" not in served.log() and "error connecting" not in served.log()
+    finally:
         served.stop()
