@@ -3,8 +3,10 @@
 A node calls one of the `report_*` functions; LangChain hands the event to every callback
 handler of the run (`on_custom_event(REPORT, data)`), and `graph.run_observer` turns it into
 logs, metrics and span events. Reports carry ids, codes and scores, never user text. They do
-not enter the state or any LangGraph stream mode a client asks for (`values`, `updates`,
-`messages`, `custom`); a node invoked outside a run (no callbacks) reports nothing.
+not enter the state or the stream modes `steward serve` offers (`values`, `updates`,
+`messages`, `custom`); `astream_events` consumers see them as `on_custom_event` (the
+`events` mode of `langgraph dev`). A node invoked outside a run (no callbacks) reports
+nothing.
 """
 
 from __future__ import annotations

@@ -42,8 +42,10 @@ _REFUSALS = (
     "no pg_hba.conf entry",
     "permission denied",
 )
-"""What a server says when it refuses a role, a password or a database (libpq's messages
-carry no SQLSTATE for connection errors, so the text is all there is)."""
+"""What a server says when it refuses a role, a password or a database. libpq gives errors
+raised while connecting no SQLSTATE, so the text is all there is; a server whose
+`lc_messages` is not English is not recognised, and its refusal is waited out like an
+outage until `STEWARD_DB_STARTUP_TIMEOUT_S`."""
 
 
 def refused_by_server(exc: BaseException) -> bool:
@@ -73,6 +75,21 @@ def lost_database(exc: BaseException) -> bool:
     return False
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """`connection_lost` for `exc` or what it was raised from (an Alembic error wraps psycopg's).
+
+    A bare `OSError` does not count: at start-up that is a file (the dev key's, the index).
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, psycopg.OperationalError) and connection_lost(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 async def through_outages(step: Callable[[], Awaitable[T]], *, what: str, timeout_s: float) -> T:
     """Run a start-up `step`, again and again while the database is unreachable.
 
@@ -93,7 +110,7 @@ async def through_outages(step: Callable[[], Awaitable[T]], *, what: str, timeou
         except Exception as exc:
             if (
                 refused_by_server(exc)
-                or not lost_database(exc)
+                or not _unreachable(exc)
                 or time.monotonic() + delay > deadline
             ):
                 raise

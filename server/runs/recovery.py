@@ -58,8 +58,7 @@ def _step(
     # `values` streams only when the step wrote an output channel. LangGraph saves a task's
     # writes beside the next checkpoint, not before it: a replica that died in between left
     # the checkpoint without the writes, so a changed state says the step wrote too.
-    wrote = any(t.result for t in finished) or snapshot.values != parent.values
-    if wants_values and wrote:
+    if wants_values and (any(t.result for t in finished) or snapshot.values != parent.values):
         events.append(("values", snapshot.values))
     interrupts = [i for task in snapshot.tasks for i in task.interrupts]
     if interrupts:

@@ -354,7 +354,7 @@ async def test_a_replica_started_during_an_outage_waits_for_the_database(
     try:
         await until(
             log_text,
-            lambda t: "error connecting" in t,
+            lambda t: "the database is unreachable" in t,
             within=START_TIMEOUT_S,
             what="the pool tries the unreachable database",
             interval=0.2,
