@@ -1,14 +1,19 @@
-"""Request bodies (pydantic, unknown fields rejected) and response shapes of the foundation routes.
+"""Request bodies and response shapes of the foundation routes.
 
-Shapes follow what `langgraph-sdk` 0.4.x sends and reads; fields we do not implement (`ttl`,
-`supersteps`, `extract`, thread `values` filters) are refused with 422 instead of being
-silently ignored.
+Shapes follow what `langgraph-sdk` (Python 0.4.x, JS) sends and reads. The bodies of the
+LangGraph API (`_SdkBody`) validate their known fields strictly and ignore, with a log line,
+fields they do not know, as the LangGraph server does: a field a newer SDK adds must not
+break every call. Fields of the LangGraph API this server does not implement (`ttl`,
+`supersteps`, thread `values` filters) are refused with 422 and the reason. Steward's own
+approval bodies refuse unknown fields (a typo there is a mistake, not a newer client).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, ClassVar, Literal, NotRequired, TypedDict
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -29,14 +34,41 @@ JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
 
 
+log = logging.getLogger(__name__)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _SdkBody(BaseModel):
+    """A LangGraph API body: unknown fields ignored and logged, `unsupported` ones refused."""
+
+    model_config = ConfigDict(extra="ignore")
+    unsupported: ClassVar[Mapping[str, str]] = {}
+    """Fields of the LangGraph API this server refuses, with the reason (422)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, why in cls.unsupported.items():
+            if data.get(key) is not None:
+                raise ValueError(f"{key}: {why}")
+        unknown = sorted(str(k) for k in data if k not in cls.model_fields)
+        if unknown:
+            log.info(
+                "request body: ignored fields this server does not know",
+                extra={"body": cls.__name__, "fields": unknown[:20]},
+            )
+        return data
 
 
 # --- requests -------------------------------------------------------------------------------
 
 
-class CheckpointIn(_Body):
+class CheckpointIn(_SdkBody):
     """A checkpoint reference as the SDK sends it."""
 
     thread_id: str | None = Field(default=None, description="Ignored: the path's thread wins.")
@@ -49,8 +81,13 @@ class CheckpointIn(_Body):
     checkpoint_map: dict[str, Any] | None = Field(default=None, description="Subgraph ids.")
 
 
-class ThreadCreate(_Body):
+class ThreadCreate(_SdkBody):
     """Body of `POST /threads`."""
+
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "ttl": "thread time-to-live is not supported (threads live until deleted)",
+        "supersteps": "creating a thread from supersteps is not supported",
+    }
 
     thread_id: UUID | None = Field(default=None, description="Client-chosen id (UUID).")
     metadata: dict[str, Any] | None = Field(
@@ -61,15 +98,19 @@ class ThreadCreate(_Body):
     )
 
 
-class ThreadPatch(_Body):
+class ThreadPatch(_SdkBody):
     """Body of `PATCH /threads/{thread_id}`: metadata keys to merge."""
+
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "ttl": "thread time-to-live is not supported (threads live until deleted)"
+    }
 
     metadata: dict[str, Any] = Field(
         description="Merged into the thread's metadata.", examples=[{"priority": "high"}]
     )
 
 
-class ThreadSearch(_Body):
+class ThreadSearch(_SdkBody):
     """Body of `POST /threads/search`."""
 
     metadata: dict[str, Any] | None = Field(default=None, description="jsonb containment filter.")
@@ -85,7 +126,7 @@ class ThreadSearch(_Body):
     select: list[str] | None = Field(default=None, description="Only these top-level fields.")
 
 
-class ThreadCount(_Body):
+class ThreadCount(_SdkBody):
     """Body of `POST /threads/count`."""
 
     metadata: dict[str, Any] | None = Field(default=None, description="jsonb containment filter.")
@@ -93,7 +134,7 @@ class ThreadCount(_Body):
     status: ThreadStatusName | None = Field(default=None, description="Only this status.")
 
 
-class StateAtCheckpoint(_Body):
+class StateAtCheckpoint(_SdkBody):
     """Body of `POST /threads/{thread_id}/state/checkpoint`."""
 
     checkpoint: CheckpointIn = Field(description="Which checkpoint to read.")
@@ -101,7 +142,7 @@ class StateAtCheckpoint(_Body):
     select: list[str] | None = Field(default=None, description="Ignored.")
 
 
-class StateUpdate(_Body):
+class StateUpdate(_SdkBody):
     """Body of `POST /threads/{thread_id}/state` (update_state)."""
 
     values: dict[str, Any] | None = Field(
@@ -114,19 +155,21 @@ class StateUpdate(_Body):
     checkpoint_id: str | None = Field(default=None, description="Deprecated form of checkpoint.")
 
 
-class HistoryRequest(_Body):
+class HistoryRequest(_SdkBody):
     """Body of `POST /threads/{thread_id}/history`."""
 
     limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="At most this many states.")
-    before: str | CheckpointIn | dict[str, Any] | None = Field(
-        default=None, description="Only states older than this checkpoint (id or object)."
+    before: str | dict[str, Any] | None = Field(
+        default=None,
+        description="Only states older than this checkpoint: its id, a checkpoint object or a"
+        " config (`{configurable: {checkpoint_id}}`).",
     )
     metadata: dict[str, Any] | None = Field(default=None, description="Checkpoint metadata filter.")
     checkpoint: CheckpointIn | None = Field(default=None, description="Start from here.")
     select: list[str] | None = Field(default=None, description="Ignored.")
 
 
-class AssistantSearch(_Body):
+class AssistantSearch(_SdkBody):
     """Body of `POST /assistants/search`."""
 
     metadata: dict[str, Any] | None = Field(
@@ -143,7 +186,7 @@ class AssistantSearch(_Body):
     select: list[str] | None = Field(default=None, description="Only these top-level fields.")
 
 
-class AssistantCount(_Body):
+class AssistantCount(_SdkBody):
     """Body of `POST /assistants/count`."""
 
     metadata: dict[str, Any] | None = Field(default=None, description="Containment filter.")

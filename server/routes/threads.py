@@ -72,15 +72,11 @@ def graph_config(
     return {"configurable": configurable}
 
 
-def _before_config(
-    thread_id: UUID, before: str | CheckpointIn | dict[str, Any] | None
-) -> RunnableConfig | None:
+def _before_config(thread_id: UUID, before: str | dict[str, Any] | None) -> RunnableConfig | None:
     if before is None:
         return None
     if isinstance(before, str):
         cid: Any = before
-    elif isinstance(before, CheckpointIn):
-        cid = before.checkpoint_id
     else:
         cid = (before.get("configurable") or before).get("checkpoint_id")
     if not isinstance(cid, str) or not cid:

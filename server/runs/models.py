@@ -1,7 +1,13 @@
-"""Run DTOs: the request body (`RunCreate`, validated strictly) and the `Run` response."""
+"""Run DTOs: the request body (`RunCreate`) and the `Run` response.
+
+A run body's known fields are validated strictly; fields this server does not know are
+ignored and logged, as the LangGraph server does (a field a newer SDK adds must not break
+every call); fields of the LangGraph API it does not implement are refused with the reason.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -9,6 +15,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import StewardError
+
+log = logging.getLogger(__name__)
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
@@ -128,10 +136,12 @@ def _detail(exc: ValidationError) -> str:
 
 
 def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
-    """Validate a run body, refusing unknown or unsupported fields with a clear message.
+    """Validate a run body; refuse what we cannot honour with a clear message.
 
-    The SDK sends some fields on every call (`stream_subgraphs`, `stream_resumable`, `None`s
-    are dropped); those are accepted. Fields we cannot honour fail instead of being ignored.
+    `None`s are dropped (the SDK sends them). Unknown fields, at the top and inside `command`
+    and `checkpoint`, are ignored and logged. With both `input` and `command`, the command
+    wins and the input is ignored, as the LangGraph server does (agent-chat-ui resumes with
+    `{"input": {}, "command": {"resume": ...}}`). Fields we know but cannot honour fail.
 
     Args:
         body: the decoded JSON body.
@@ -143,6 +153,13 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
     if not isinstance(body, dict):
         raise RunValidationError("the request body must be a JSON object")
     data = {k: v for k, v in body.items() if v is not None}
+    ignored = _drop_unknown(data, RunCreate, "")
+    for key, model in (("command", CommandBody), ("checkpoint", CheckpointRef)):
+        if isinstance(data.get(key), dict):
+            data[key] = dict(data[key])
+            ignored += _drop_unknown(data[key], model, f"{key}.")
+    if ignored:
+        log.info("run body: ignored fields this server does not know", extra={"fields": ignored})
     unsupported = {
         "webhook": "webhooks are not supported",
         "langsmith_tracer": "LangSmith tracing is not supported",
@@ -191,7 +208,7 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
     except ValidationError as exc:
         raise RunValidationError(_detail(exc)) from exc
     if run.input is not None and run.command is not None:
-        raise RunValidationError("send either input or command, not both")
+        run = run.model_copy(update={"input": None})  # the command wins
     if run.command is not None and all(
         v is None for v in (run.command.resume, run.command.update, run.command.goto)
     ):
@@ -201,6 +218,18 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
     if not run.stream_mode:
         raise RunValidationError("stream_mode: at least one mode is required")
     return run
+
+
+_KNOWN_ELSEWHERE = frozenset({"webhook", "langsmith_tracer", "feedback_keys", "checkpoint_during"})
+"""Run fields of the LangGraph API handled (refused or checked) before validation."""
+
+
+def _drop_unknown(data: dict[str, Any], model: type[BaseModel], prefix: str) -> list[str]:
+    """Remove the keys `model` does not declare from `data`; return them (with `prefix`)."""
+    unknown = [k for k in data if k not in model.model_fields and k not in _KNOWN_ELSEWHERE]
+    for key in unknown:
+        del data[key]
+    return [f"{prefix}{k}" for k in sorted(map(str, unknown))][:20]
 
 
 class Run(BaseModel):

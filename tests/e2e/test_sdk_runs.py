@@ -348,3 +348,70 @@ async def test_refund_over_threshold_needs_an_approver(
     with pytest.raises(ConflictError):  # nothing left to resume
         await approver.runs.create(tid, "agent", command=APPROVE)
     assert len(await refunds_for(db_pool, tid)) == 1
+
+
+def agent_chat_ui_resume(thread_state: dict[str, Any], decision: dict[str, Any]) -> Any:
+    """The body agent-chat-ui's `thread.submit({}, {command: {resume: {decisions}}})` posts.
+
+    Plus a field no server knows yet: a newer SDK's addition must not break the call.
+    """
+    return {
+        "input": {},
+        "command": {"resume": {"decisions": [decision]}},
+        "stream_mode": ["messages-tuple", "values", "custom"],
+        "stream_subgraphs": True,
+        "stream_resumable": True,
+        "on_disconnect": "cancel",
+        "checkpoint": thread_state["checkpoint"],
+        "assistant_id": "agent",
+        "a_field_from_a_newer_sdk": {"x": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ask", "decision", "refunded"),
+    [
+        ("Refund $520 on LS-10009 please.", {"type": "approve"}, [52000]),
+        (
+            "Refund $600 on LS-10017 please.",
+            {
+                "type": "edit",
+                "edited_action": {
+                    "name": "issue_refund",
+                    "args": {"order_id": "LS-10017", "amount": "510.00", "reason": "partial"},
+                },
+            },
+            [51000],
+        ),
+        ("Refund $600 on LS-10017 please.", {"type": "reject", "message": "not eligible"}, []),
+    ],
+    ids=["approve", "edit", "reject"],
+)
+async def test_agent_chat_ui_resume_body_answers_the_approval(
+    server: RunningServer,
+    alice: LangGraphClient,
+    tenant: str,
+    db_pool: DbPool,
+    ask: str,
+    decision: dict[str, Any],
+    refunded: list[int],
+) -> None:
+    """Its `input: {}` beside the `command` is ignored (the command wins), as the reference does."""
+    tid = (await alice.threads.create())["thread_id"]
+    question: Any = {"messages": [{"role": "user", "content": ask}]}
+    out = await alice.runs.wait(tid, "agent", input=question)
+    assert isinstance(out, dict) and out["__interrupt__"]
+    approver_key = await server.keys("mia", tenant, "approver")
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"x-api-key": approver_key}, timeout=60
+    ) as http:
+        state = (await http.get(f"/threads/{tid}/state")).json()
+        response = await http.post(
+            f"/threads/{tid}/runs/stream", json=agent_chat_ui_resume(state, decision)
+        )
+        assert response.status_code == 200, response.text
+        assert "event: values" in response.text and "event: error" not in response.text
+        after = (await http.get(f"/threads/{tid}/state")).json()
+    assert not after["interrupts"] and after["values"]["response"]
+    assert [r["amount_cents"] for r in await refunds_for(db_pool, tid)] == refunded
+    assert (await alice.threads.get(tid))["status"] == "idle"

@@ -124,10 +124,7 @@ def test_sdk_defaults_are_accepted() -> None:
         ({"stream_mode": ["nonsense"]}, "stream_mode"),
         ({"stream_mode": []}, "at least one"),
         ({"multitask_strategy": "later"}, "multitask_strategy"),
-        ({"surprise": 1}, "surprise: unknown field"),
-        ({"input": {}, "command": {"resume": 1}}, "either input or command"),
         ({"command": {}}, "needs resume, update or goto"),
-        ({"command": {"resume": 1, "oops": 2}}, "command.oops"),
         ({"on_completion": "keep"}, "stateless"),
         ({"after_seconds": -1}, "after_seconds"),
         ([], "JSON object"),
@@ -137,6 +134,34 @@ def test_unsupported_or_invalid_fields_fail_clearly(body: Any, fragment: str) ->
     with pytest.raises(RunValidationError) as info:
         parse_run_create(body, stateless=False)
     assert fragment in info.value.detail
+
+
+def test_fields_a_newer_client_may_send_are_ignored_known_ones_still_checked() -> None:
+    run = parse_run_create(
+        {
+            "surprise": 1,
+            "command": {"resume": 1, "oops": 2},
+            "checkpoint": {"checkpoint_id": "c1", "later": True},
+        },
+        stateless=False,
+    )
+    assert run.command is not None and run.command.resume == 1
+    assert run.checkpoint is not None and run.checkpoint.checkpoint_id == "c1"
+    with pytest.raises(RunValidationError, match="multitask_strategy"):
+        parse_run_create({"surprise": 1, "multitask_strategy": "later"}, stateless=False)
+
+
+def test_a_command_wins_over_an_input_as_agent_chat_ui_sends_them() -> None:
+    run = parse_run_create(
+        {
+            "input": {},
+            "command": {"resume": {"decisions": [{"type": "approve"}]}},
+            "stream_mode": ["messages-tuple", "values", "custom"],
+            "on_disconnect": "cancel",
+        },
+        stateless=False,
+    )
+    assert run.input is None and run.is_resume
 
 
 def test_stateless_only_and_thread_only_fields() -> None:
