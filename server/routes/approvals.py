@@ -129,7 +129,7 @@ async def decide_approval(
         decision_comment=decision.comment,
     )
     decided = await store.get(principal, approval_id)
-    return decided, run.model_dump(mode="json")
+    return decided, run.public()
 
 
 class ApprovalsController(Controller):

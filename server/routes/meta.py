@@ -78,6 +78,13 @@ async def readyz(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
     return Response({"status": "ready", "database": "ok", "index": "loaded"})
 
 
-META_ROUTES = [ok, healthz, info, readyz]
+@get("/openapi.json", include_in_schema=False, sync_to_thread=False)
+def openapi_json(request: Request[Any, Any, State]) -> dict[str, Any]:
+    """The OpenAPI document where the LangGraph server serves it (also at `/docs/openapi.json`)."""
+    schema: dict[str, Any] = request.app.openapi_schema.to_schema()
+    return schema
+
+
+META_ROUTES = [ok, healthz, info, readyz, openapi_json]
 
 __all__ = ["META_ROUTES", "STEWARD_VERSION"]

@@ -333,7 +333,10 @@ async def cancel_run(
     wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> None:
-    """Cancel a pending or running run on whichever replica runs it (`wait=1`: until ended)."""
+    """Cancel a pending or running run on whichever replica runs it (`wait=1`: until ended).
+
+    404 when the run is missing or has already ended, as the LangGraph server answers.
+    """
     await run_service.cancel(principal, thread_id, run_id, action=action, wait=wait)
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from core.errors import Conflict, Unprocessable
+from core.errors import NotFound, Unprocessable
 from core.identity import Principal
 from graph.runtime import Runtime
 from server import threads_repo
@@ -47,12 +47,12 @@ class RunCanceller:
         and the checkpoints it wrote. With `wait`, return once the run has ended.
 
         Raises:
-            NotFound: the run is missing or invisible.
-            Conflict: the run already ended.
+            NotFound: the run is missing, invisible, or already ended.
         """
         row = await self.queries.get_row(principal, thread_id, run_id)
         if row["status"] not in ACTIVE_STATUSES:
-            raise Conflict(f"run {run_id} already ended ({row['status']})")
+            # As the LangGraph server answers: no active run by that id (404).
+            raise NotFound(f"run {run_id} is not active: it already ended ({row['status']})")
         await self._cancel_rows([row], action)
         if wait:
             async for item in wait_until_done(self.pool, self.hub, row["run_id"]):

@@ -220,6 +220,9 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
     return run
 
 
+PUBLIC_KWARGS = frozenset(RunCreate.model_fields)
+"""The `kwargs` keys a client sees: the run body's fields."""
+
 _KNOWN_ELSEWHERE = frozenset({"webhook", "langsmith_tracer", "feedback_keys", "checkpoint_during"})
 """Run fields of the LangGraph API handled (refused or checked) before validation."""
 
@@ -263,8 +266,15 @@ class Run(BaseModel):
         )
 
     def public(self) -> dict[str, Any]:
-        """The JSON body returned to clients."""
-        return self.model_dump(mode="json")
+        """The JSON body returned to clients.
+
+        `kwargs` keeps what the client sent (the fields of `RunCreate`); what the server
+        records beside it (who sent it, their role, the request and trace ids, the approval
+        a resume is bound to) stays internal.
+        """
+        out = self.model_dump(mode="json")
+        out["kwargs"] = {k: v for k, v in out["kwargs"].items() if k in PUBLIC_KWARGS}
+        return out
 
 
 __all__ = [

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
@@ -312,8 +312,20 @@ async def test_cancel(alice: LangGraphClient, mock: MockLLM) -> None:
     assert (await alice.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     assert (await alice.runs.get(tid, queued["run_id"]))["status"] == "interrupted"
     assert (await alice.threads.get(tid))["status"] != "busy"
-    with pytest.raises(ConflictError):
+    with pytest.raises(NotFoundError):  # as the LangGraph server: no active run by that id
         await alice.runs.cancel(tid, run["run_id"])
+
+
+async def test_a_runs_kwargs_are_what_the_client_sent(alice: LangGraphClient) -> None:
+    """Who sent it, their role and the request's trace ids stay on the server."""
+    tid = (await alice.threads.create())["thread_id"]
+    run = await alice.runs.create(tid, "agent", input=QUESTION, stream_mode=["values"])
+    for seen in (run, await alice.runs.get(tid, run["run_id"]), *await alice.runs.list(tid)):
+        kwargs = cast("dict[str, Any]", seen)["kwargs"]  # the SDK's Run type omits it
+        assert kwargs["input"] == QUESTION and kwargs["stream_mode"] == ["values"]
+        leaked = {"role", "user_id", "requester_id", "traceparent", "request_id", "temporary"}
+        assert not leaked & set(kwargs), kwargs
+    await alice.runs.join(tid, run["run_id"])
 
 
 # --------------------------------------------------------------------------- approvals

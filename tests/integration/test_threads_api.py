@@ -42,6 +42,7 @@ async def test_meta_routes(server: RunningServer) -> None:
         assert docs.status_code == 200
         spec = (await http.get("/docs/openapi.json")).json()
         assert "/threads/search" in spec["paths"]
+        assert (await http.get("/openapi.json")).json() == spec  # where langgraph-api has it
 
 
 async def test_assistants(server: RunningServer, tenant: str) -> None:
