@@ -280,10 +280,15 @@ class ThreadOut(TypedDict):
     thread_id: str
     created_at: datetime
     updated_at: datetime
+    state_updated_at: datetime | str
+    """When its state last changed: the latest checkpoint's time (its row's `updated_at` where
+    the state is not loaded, e.g. a search that selects no `values`)."""
     metadata: dict[str, Any]
     status: str
     values: Any
     interrupts: dict[str, list[InterruptOut]]
+    config: dict[str, Any]
+    """Always `{}`: a run's config belongs to the run (`Run.kwargs.config`)."""
 
 
 class StateUpdateOut(TypedDict):

@@ -89,10 +89,13 @@ def thread_json(row: ThreadRow, snapshot: StateSnapshot | None) -> ThreadOut:
         "thread_id": str(row["thread_id"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "state_updated_at": (snapshot.created_at if snapshot is not None else None)
+        or row["updated_at"],
         "metadata": row["metadata"],
         "status": row["status"],
         "values": to_jsonable(snapshot.values) if snapshot is not None else None,
         "interrupts": interrupts_by_task(snapshot) if snapshot is not None else {},
+        "config": {},
     }
 
 

@@ -48,6 +48,11 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
     types = [m["type"] for m in state["values"]["messages"]]
     assert types[0] == "human" and types[-1] == "ai"
     assert state["next"] == [] and state["tasks"] == []
+
+    # Fields the JS SDK's Thread type requires (`state_updated_at`) or reads (`config`).
+    got = await client.threads.get(tid)
+    assert got["state_updated_at"] == state["created_at"] and got["config"] == {}  # type: ignore[typeddict-item]
+    assert thread["state_updated_at"] and thread["config"] == {}  # type: ignore[typeddict-item]
     assert state["checkpoint"]["thread_id"] == tid
 
     history = await client.threads.get_history(tid, limit=5)
