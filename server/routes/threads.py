@@ -19,6 +19,7 @@ from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.identity import Principal
 from graph.runtime import Runtime
 from server.auth import PrincipalDep
+from server.edge import MAX_PAGE
 from server.routes.deps import RuntimeDep, ThreadsRepoDep
 from server.runs.guards import PROTECTED_NODES, MessageLimits, check_node, check_state_values
 from server.schemas import (
@@ -35,7 +36,7 @@ from server.schemas import (
     ThreadStateOut,
 )
 from server.state_view import checkpoint_of, thread_json, thread_state
-from server.threads_repo import ThreadRow
+from server.threads_repo import ThreadRow, ThreadsRepo
 
 logger = logging.getLogger(__name__)
 
@@ -293,18 +294,42 @@ class ThreadsController(Controller):
         data: JSONBody[HistoryRequest],
     ) -> list[ThreadStateOut]:
         """Return up to `limit` past states, newest first."""
-        tid = parse_thread_id(thread_id)
-        await threads_repo.require_visible(principal, tid)
-        config = graph_config(principal, tid, data.checkpoint)
-        return [
-            thread_state(s)
-            async for s in runtime.graph.aget_state_history(
-                config,
-                filter=data.metadata,
-                before=_before_config(tid, data.before),
-                limit=data.limit,
-            )
-        ]
+        return await _history(principal, threads_repo, runtime, thread_id, data)
+
+    @get("/{thread_id:str}/history", operation_id="GetThreadHistoryByQuery", status_code=200)
+    async def history_by_query(
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 10,
+        before: Annotated[str | None, QueryParameter(description="A checkpoint id.")] = None,
+    ) -> list[ThreadStateOut]:
+        """`GET` form of the history (the SDKs call it): `limit` and `before` as parameters."""
+        data = HistoryRequest(limit=limit, before=before)
+        return await _history(principal, threads_repo, runtime, thread_id, data)
+
+
+async def _history(
+    principal: Principal,
+    threads_repo: ThreadsRepo,
+    runtime: Runtime,
+    thread_id: str,
+    data: HistoryRequest,
+) -> list[ThreadStateOut]:
+    tid = parse_thread_id(thread_id)
+    await threads_repo.require_visible(principal, tid)
+    config = graph_config(principal, tid, data.checkpoint)
+    return [
+        thread_state(s)
+        async for s in runtime.graph.aget_state_history(
+            config,
+            filter=data.metadata,
+            before=_before_config(tid, data.before),
+            limit=data.limit,
+        )
+    ]
 
 
 async def _state_at(runtime: Runtime, config: RunnableConfig, subgraphs: bool) -> ThreadStateOut:

@@ -193,6 +193,17 @@ async def test_state_update_and_history(server: RunningServer, tenant: str) -> N
         tid, before={"configurable": {"checkpoint_id": second_id}}
     )
     assert older[0]["checkpoint"]["checkpoint_id"] == first_id
+    # The GET form some SDK calls use: the same states, `limit` and `before` as parameters.
+    key = await server.keys("ada", tenant, "admin")
+    async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key}) as http:
+        by_get = (await http.get(f"/threads/{tid}/history")).json()
+        assert [h["checkpoint"]["checkpoint_id"] for h in by_get] == ids
+        page = await http.get(f"/threads/{tid}/history", params={"limit": 1, "before": second_id})
+        assert [h["checkpoint"]["checkpoint_id"] for h in page.json()] == [first_id]
+        assert (await http.get(f"/threads/{tid}/history", params={"limit": 0})).status_code == 422
+        other = await server.keys("eve", f"other-{tenant}", "admin")
+        hidden = await http.get(f"/threads/{tid}/history", headers={"x-api-key": other})
+        assert hidden.status_code == 404
 
     thread = await client.threads.get(tid)
     assert [m["content"] for m in thread["values"]["messages"]] == ["hello", "hi there"]
