@@ -264,9 +264,12 @@ class ThreadsRepo:
         """
         scope, params = _scope(principal)
         query = sql.SQL(
-            "DELETE FROM threads WHERE thread_id = %s AND {scope} AND status <> 'busy'"
+            "DELETE FROM threads WHERE thread_id = %s AND {scope} AND NOT EXISTS ("
+            " SELECT 1 FROM runs WHERE runs.thread_id = threads.thread_id"
+            " AND runs.status IN ('pending', 'running'))"
         ).format(scope=scope)
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
+            await lock_thread(conn, thread_id)  # lock order: thread row first
             cur = await conn.execute(query, [thread_id, *params])
             deleted = cur.rowcount > 0
         if not deleted:

@@ -5,6 +5,7 @@ for role `user`, of another owner) answers 404 exactly like a missing one.
 """
 
 import asyncio
+import contextlib
 import logging
 from typing import Annotated, Any, TypeAlias
 from uuid import UUID
@@ -22,6 +23,7 @@ from server.auth import PrincipalDep
 from server.edge import MAX_PAGE
 from server.routes.deps import RuntimeDep, ThreadsRepoDep
 from server.runs.guards import PROTECTED_NODES, MessageLimits, check_node, check_state_values
+from server.runs.service import RunService
 from server.schemas import (
     CheckpointIn,
     HistoryRequest,
@@ -39,6 +41,9 @@ from server.state_view import checkpoint_of, thread_json, thread_state
 from server.threads_repo import ThreadRow, ThreadsRepo
 
 logger = logging.getLogger(__name__)
+
+DELETE_ATTEMPTS = 3
+"""Rounds of cancel-then-delete before a thread that keeps receiving runs answers 409."""
 
 Subgraphs: TypeAlias = Annotated[bool, QueryParameter(description="Include subgraph states.")]
 _VALUES_UNSUPPORTED = "filtering threads by `values` is not supported; filter by `metadata`"
@@ -186,10 +191,31 @@ class ThreadsController(Controller):
 
     @delete("/{thread_id:str}", operation_id="DeleteThread", status_code=204)
     async def delete_thread(
-        self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, thread_id: FromPath[str]
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        run_service: RunService,
+        thread_id: FromPath[str],
     ) -> None:
-        """Delete the thread, its runs and its checkpoints (409 while a run is active)."""
-        await threads_repo.delete(principal, parse_thread_id(thread_id))
+        """Delete the thread, its runs and its checkpoints; active runs are cancelled first.
+
+        As the LangGraph server does: its pending and running runs are cancelled (`interrupt`,
+        so what they executed stays recorded) and waited for, then the thread goes. 409 only
+        when new runs keep arriving while it is being deleted.
+        """
+        tid = parse_thread_id(thread_id)
+        await threads_repo.require_visible(principal, tid)
+        for _ in range(DELETE_ATTEMPTS):
+            for status in ("running", "pending"):
+                for run in await run_service.list_runs(principal, tid, status=status, limit=100):
+                    with contextlib.suppress(NotFound):  # it ended meanwhile
+                        await run_service.cancel(principal, tid, run.run_id, wait=True)
+            try:
+                await threads_repo.delete(principal, tid)
+                return
+            except Conflict:
+                continue  # a run arrived meanwhile
+        raise Conflict(f"thread {tid} keeps receiving runs; try deleting it again")
 
     @get("/{thread_id:str}/state", operation_id="GetThreadState")
     async def get_state(

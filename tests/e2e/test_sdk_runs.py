@@ -427,3 +427,23 @@ async def test_agent_chat_ui_resume_body_answers_the_approval(
     assert not after["interrupts"] and after["values"]["response"]
     assert [r["amount_cents"] for r in await refunds_for(db_pool, tid)] == refunded
     assert (await alice.threads.get(tid))["status"] == "idle"
+
+
+async def test_deleting_a_busy_thread_cancels_its_runs_first(
+    alice: LangGraphClient, mock: MockLLM, db_pool: DbPool
+) -> None:
+    """As the LangGraph server: 204, the runs are cancelled, the thread and its runs are gone."""
+    tid = (await alice.threads.create())["thread_id"]
+    running = await start_slow_run(alice, mock, tid)
+    queued = await alice.runs.create(tid, "agent", input=QUESTION)
+    assert (await alice.threads.get(tid))["status"] == "busy"
+    await alice.threads.delete(tid)
+    with pytest.raises(NotFoundError):
+        await alice.threads.get(tid)
+    async with db_pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM runs WHERE run_id = ANY(%s)",
+            ([uuid.UUID(running["run_id"]), uuid.UUID(queued["run_id"])],),
+        )
+        row = await cur.fetchone()
+    assert row is not None and row["n"] == 0
