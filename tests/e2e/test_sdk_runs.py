@@ -447,3 +447,30 @@ async def test_deleting_a_busy_thread_cancels_its_runs_first(
         )
         row = await cur.fetchone()
     assert row is not None and row["n"] == 0
+
+
+async def test_an_interrupt_is_the_same_object_in_wait_stream_state_and_thread(
+    alice: LangGraphClient,
+) -> None:
+    """`{value, id, response_schema}` everywhere a client meets the pending approval."""
+    waited_tid = (await alice.threads.create())["thread_id"]
+    out = await alice.runs.wait(waited_tid, "agent", input=BIG_REFUND)
+    assert isinstance(out, dict)
+    [from_wait] = out["__interrupt__"]
+    assert from_wait["response_schema"]["properties"]["decisions"]
+
+    tid = (await alice.threads.create())["thread_id"]
+    streamed = [
+        part.data
+        async for part in alice.runs.stream(
+            tid, "agent", input=BIG_REFUND, stream_mode=["updates", "values"]
+        )
+        if part.event in ("updates", "values") and "__interrupt__" in (part.data or {})
+    ]
+    assert len(streamed) == 2  # the `updates` and the final `values`
+    [from_updates], [from_values] = (p["__interrupt__"] for p in streamed)
+    [from_state] = (await alice.threads.get_state(tid))["interrupts"]
+    [[from_thread]] = (await alice.threads.get(tid))["interrupts"].values()
+    assert from_updates == from_values == from_state == from_thread
+    assert set(from_state) == {"value", "id", "response_schema"}
+    assert from_state["response_schema"] == from_wait["response_schema"]
