@@ -32,6 +32,18 @@ JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 """An integer field that refuses `true`, `1.0` and `"1"`."""
 
 ThreadStatusName = Literal["idle", "busy", "interrupted", "error"]
+ThreadField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "status",
+    "values",
+    "interrupts",
+    "config",
+]
+"""The top-level fields of a Thread (`ThreadOut`), what `select` may name."""
 
 
 log = logging.getLogger(__name__)
@@ -119,11 +131,13 @@ class ThreadSearch(_SdkBody):
     status: ThreadStatusName | None = Field(default=None, description="Only this status.")
     limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="Page size.")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip.")
-    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = Field(
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] = Field(
         default="created_at", description="Sort column."
     )
     sort_order: Literal["asc", "desc"] = Field(default="desc", description="Sort direction.")
-    select: list[str] | None = Field(default=None, description="Only these top-level fields.")
+    select: list[ThreadField] | None = Field(
+        default=None, description="Only these top-level fields (an unknown one is a 422)."
+    )
 
 
 class ThreadCount(_SdkBody):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, get_args
 from uuid import UUID, uuid4
 
 from psycopg import sql
@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 THREAD_STATUSES: tuple[ThreadStatus, ...] = ("idle", "busy", "interrupted", "error")
-SortBy = Literal["thread_id", "status", "created_at", "updated_at"]
+SortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
+"""`state_updated_at` sorts by the row's `updated_at`, which every run's end and every state
+update set (so does a metadata patch): the thread's state time is not a column."""
 SortOrder = Literal["asc", "desc"]
 IfExists = Literal["raise", "do_nothing"]
 
@@ -291,14 +293,15 @@ class ThreadsRepo:
         sort_order: SortOrder = "desc",
     ) -> list[ThreadRow]:
         """List visible threads matching every filter (metadata by jsonb containment)."""
-        if sort_by not in ("thread_id", "status", "created_at", "updated_at"):
+        if sort_by not in get_args(SortBy):
             raise ValueError(f"cannot sort by {sort_by!r}")
+        column = "updated_at" if sort_by == "state_updated_at" else sort_by
         where, params = _filters(principal, metadata, ids, status)
         direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
         query = sql.SQL(
             "SELECT {cols} FROM threads WHERE {where}"
             " ORDER BY {sort} {dir}, thread_id {dir} LIMIT %s OFFSET %s"
-        ).format(cols=sql.SQL(_COLUMNS), where=where, sort=sql.Identifier(sort_by), dir=direction)
+        ).format(cols=sql.SQL(_COLUMNS), where=where, sort=sql.Identifier(column), dir=direction)
         async with self._pool.connection() as conn:
             cur = await conn.execute(query, [*params, limit, offset])
             rows = await cur.fetchall()

@@ -7,6 +7,7 @@ for role `user`, of another owner) answers 404 exactly like a missing one.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
@@ -102,7 +103,7 @@ async def load_thread(runtime: Runtime, row: ThreadRow) -> ThreadOut:
     return thread_json(row, await latest_snapshot(runtime, row["thread_id"]))
 
 
-def _select(thread: ThreadOut, select: list[str] | None) -> dict[str, Any]:
+def _select(thread: ThreadOut, select: Sequence[str] | None) -> dict[str, Any]:
     data = dict(thread)
     return {k: data[k] for k in select if k in data} if select else data
 

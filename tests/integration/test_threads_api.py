@@ -146,6 +146,12 @@ async def test_search_and_count(server: RunningServer, tenant: str) -> None:
     assert len(await client.threads.search(status="idle")) == 5
     selected = await client.threads.search(limit=1, select=["thread_id", "metadata"])
     assert set(selected[0]) == {"thread_id", "metadata"}
+    with pytest.raises(UnprocessableEntityError):  # a typo is named, not silently dropped
+        await client.threads.search(select=["thread_id", "metdata"])  # type: ignore[list-item]
+    # The JS SDK's `sortBy: "state_updated_at"`: a thread patched last comes first.
+    await client.threads.update(created[2]["thread_id"], metadata={"touched": True})
+    recent = await client.threads.search(limit=1, sort_by="state_updated_at")
+    assert recent[0]["thread_id"] == created[2]["thread_id"]
 
 
 async def test_state_update_and_history(server: RunningServer, tenant: str) -> None:
