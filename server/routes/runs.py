@@ -324,6 +324,62 @@ async def join_stream(
     )
 
 
+THREAD_STREAM_MODES = frozenset({"run_modes"})
+"""The thread stream modes served: the joined run's events in its own modes."""
+
+
+@get("/threads/{thread_id:str}/stream", summary="Join a thread's current run")
+async def join_thread_stream(
+    thread_id: str,
+    principal: Principal,
+    run_service: RunService,
+    request: Request[Any, Any, Any],
+    stream_mode: list[str] | None = None,
+) -> Stream:
+    """`joinStream`: follow the thread's current run, in the modes it was started with.
+
+    The current run is the running one, else the oldest pending one, else the latest. The
+    stream ends with that run (the LangGraph server keeps a thread's stream open for the runs
+    that follow; reconnect to follow the next). A thread without runs answers an empty
+    stream. Only the `run_modes` thread mode is served (`lifecycle` and `state_update`: 422).
+    `Last-Event-ID` replays that run's stored events after that id.
+    """
+    unknown = sorted(set(stream_mode or []) - THREAD_STREAM_MODES)
+    if unknown:
+        raise Unprocessable(
+            f"stream_mode: thread stream mode(s) {', '.join(unknown)} not served; served: run_modes"
+        )
+    run = await _current_run(run_service, principal, thread_id)
+    if run is None:
+        return Stream(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
+    after = await run_service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
+    return Stream(
+        _sse(
+            run_service,
+            run,
+            after_seq=after,
+            resumable=bool(run.kwargs.get("stream_resumable")),
+            names=None,
+            cancel_on_disconnect=False,
+            temporary=False,
+        ),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "Content-Location": _run_url(run)},
+    )
+
+
+async def _current_run(service: RunService, principal: Principal, thread_id: str) -> Run | None:
+    """The thread's running run, else its oldest pending one, else its latest (404: hidden)."""
+    running = await service.list_runs(principal, thread_id, limit=1, status="running")
+    if running:
+        return running[0]
+    pending = await service.list_runs(principal, thread_id, limit=MAX_PAGE, status="pending")
+    if pending:
+        return pending[-1]  # newest first: the last is the oldest
+    latest = await service.list_runs(principal, thread_id, limit=1)
+    return latest[0] if latest else None
+
+
 @post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=204, summary="Cancel a run")
 async def cancel_run(
     thread_id: str,
@@ -420,6 +476,7 @@ ROUTES: list[ControllerRouterHandler] = [
     delete_run,
     join_run,
     join_stream,
+    join_thread_stream,
     cancel_run,
     cancel_runs,
     create_stateless_run,

@@ -474,3 +474,23 @@ async def test_an_interrupt_is_the_same_object_in_wait_stream_state_and_thread(
     assert from_updates == from_values == from_state == from_thread
     assert set(from_state) == {"value", "id", "response_schema"}
     assert from_state["response_schema"] == from_wait["response_schema"]
+
+
+async def test_join_stream_follows_the_threads_current_run_to_its_end(
+    server: RunningServer, alice: LangGraphClient, mock: MockLLM, tenant: str
+) -> None:
+    """The SDKs' `threads.join_stream` / `joinStream`: the running run's events from now on."""
+    tid = (await alice.threads.create())["thread_id"]
+    assert [p async for p in await alice.threads.join_stream(tid)] == []  # no run yet: nothing
+    run = await start_slow_run(alice, mock, tid)
+    parts = [p async for p in await alice.threads.join_stream(tid)]
+    assert parts and parts[-1].event == "values"
+    assert parts[-1].data["response"]["answer"]
+    assert (await alice.runs.get(tid, run["run_id"]))["status"] == "success"
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        _ = [p async for p in await alice.threads.join_stream(tid, stream_mode="lifecycle")]
+    assert refused.value.response.status_code == 422
+    outsider = server.client(await server.keys("eve", f"other-{tenant}", "user"))
+    with pytest.raises(httpx.HTTPStatusError) as hidden:
+        _ = [p async for p in await outsider.threads.join_stream(tid)]
+    assert hidden.value.response.status_code == 404
