@@ -445,6 +445,41 @@ async def create_stateless_run(
     )
 
 
+MAX_BATCH = 100
+"""Most runs one `POST /runs/batch` creates."""
+
+
+@post("/runs/batch", status_code=200, summary="Create a batch of stateless background runs")
+async def create_stateless_batch(
+    principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
+) -> list[dict[str, Any]]:
+    """Queue up to 100 stateless runs (`runs.create_batch`); answers them in order.
+
+    Every item is validated before any is created (422 names the item). Items are created in
+    order; a refusal while creating (a spent budget, say) answers that error, and the runs
+    created before it stay queued. An item naming a `thread_id` is refused: a batch creates
+    stateless runs, as the SDKs document.
+    """
+    raw = await request.body()
+    try:
+        items = orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"malformed JSON body: {exc}") from None
+    if not isinstance(items, list) or not items:
+        raise Unprocessable("the body must be a non-empty JSON array of run bodies")
+    if len(items) > MAX_BATCH:
+        raise Unprocessable(f"a batch holds at most {MAX_BATCH} runs, got {len(items)}")
+    bodies: list[RunCreate] = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("thread_id") is not None:
+            raise Unprocessable(f"item {i}: thread_id: a batch creates stateless runs")
+        try:
+            bodies.append(parse_run_create(item, stateless=True))
+        except RunValidationError as exc:
+            raise Unprocessable(f"item {i}: {exc.detail}") from None
+    return [(await run_service.create(principal, None, body)).public() for body in bodies]
+
+
 @post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
 async def stream_stateless_run(
     principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
@@ -480,6 +515,7 @@ ROUTES: list[ControllerRouterHandler] = [
     cancel_run,
     cancel_runs,
     create_stateless_run,
+    create_stateless_batch,
     stream_stateless_run,
     wait_stateless_run,
 ]

@@ -494,3 +494,29 @@ async def test_join_stream_follows_the_threads_current_run_to_its_end(
     with pytest.raises(httpx.HTTPStatusError) as hidden:
         _ = [p async for p in await outsider.threads.join_stream(tid)]
     assert hidden.value.response.status_code == 404
+
+
+async def test_create_batch_queues_stateless_runs_in_order(
+    server: RunningServer, alice: LangGraphClient
+) -> None:
+    """`runs.create_batch`: every item validated first, the runs answered in order."""
+    payloads: Any = [
+        {"assistant_id": "agent", "input": QUESTION, "on_completion": "keep"},
+        {"assistant_id": "agent", "input": QUESTION, "on_completion": "keep", "metadata": {"n": 2}},
+    ]
+    runs = await alice.runs.create_batch(payloads)
+    assert [(r["metadata"] or {}).get("n") for r in runs] == [None, 2]
+    assert len({r["thread_id"] for r in runs}) == 2  # each on its own temporary thread
+    for run in runs:
+        out = await alice.runs.join(str(run["thread_id"]), run["run_id"])
+        assert isinstance(out, dict) and out["response"]["answer"]
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"x-api-key": await server.keys("alice", "t-batch")}
+    ) as http:
+        bad = await http.post("/runs/batch", json=[payloads[0], {"stream_mode": ["nonsense"]}])
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("item 1:")
+        on_thread = await http.post("/runs/batch", json=[{**payloads[0], "thread_id": "t"}])
+        assert on_thread.status_code == 422 and "stateless" in on_thread.json()["detail"]
+        assert (await http.post("/runs/batch", json=[])).status_code == 422
+        too_many = await http.post("/runs/batch", json=[payloads[0]] * 101)
+        assert too_many.status_code == 422
