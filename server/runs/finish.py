@@ -208,7 +208,9 @@ class RunFinisher:
                 status="interrupted",
                 output=final_output(state, interrupts),
                 error=None,
-                thread_status="interrupted" if state.interrupts else "idle",
+                # As the LangGraph server: a run stopped by `interrupt` leaves its thread
+                # `interrupted`, and `input: null` continues it from where it stopped.
+                thread_status="interrupted",
                 interrupts=interrupts,
                 state=state,
             )

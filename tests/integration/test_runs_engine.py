@@ -431,12 +431,18 @@ async def test_cancel_interrupt_stops_a_running_run(
     await service.cancel(ALICE, tid, run_id, action="interrupt", wait=True)
     assert time.monotonic() - started < 5
     assert await status_of(rt, run_id) == "interrupted"
-    assert await thread_status(rt, tid) == "idle"
+    assert await thread_status(rt, tid) == "interrupted"  # as the LangGraph server
     with pytest.raises(NotFound):  # it ended: no active run by that id
         await service.cancel(ALICE, tid, run_id)
     # The checkpoints it wrote are kept: the thread holds the question.
     state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
     assert [m.type for m in state.values["messages"]] == ["human"]
+    # `input: null` continues it from where it stopped, and answers the question once.
+    again = await service.create(ALICE, tid, body())
+    assert await wait_status(rt, again.run_id, {"success", "error"}, within=60) == "success"
+    state = await rt.graph.aget_state({"configurable": {"thread_id": str(tid)}})
+    assert [m.type for m in state.values["messages"]] == ["human", "ai"]
+    assert await thread_status(rt, tid) == "idle"
 
 
 async def test_cancel_rollback_deletes_the_run_and_its_checkpoints(
