@@ -308,6 +308,26 @@ async def join_stream(
         if modes
         else None
     )
+    return await _follow(
+        service,
+        run,
+        request,
+        names=names,
+        cancel_on_disconnect=cancel_on_disconnect,
+        headers={"Location": f"{_run_url(run)}/stream"},
+    )
+
+
+async def _follow(
+    service: RunService,
+    run: Run,
+    request: Request[Any, Any, Any],
+    *,
+    names: frozenset[str] | None,
+    cancel_on_disconnect: bool,
+    headers: dict[str, str],
+) -> Stream:
+    """An existing run's events from the live edge, or after `Last-Event-ID`, as SSE."""
     after = await service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
     return Stream(
         _sse(
@@ -320,7 +340,7 @@ async def join_stream(
             temporary=False,
         ),
         media_type="text/event-stream",
-        headers={**SSE_HEADERS, "Location": f"{_run_url(run)}/stream"},
+        headers={**SSE_HEADERS, **headers},
     )
 
 
@@ -352,19 +372,13 @@ async def join_thread_stream(
     run = await _current_run(run_service, principal, thread_id)
     if run is None:
         return Stream(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
-    after = await run_service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
-    return Stream(
-        _sse(
-            run_service,
-            run,
-            after_seq=after,
-            resumable=bool(run.kwargs.get("stream_resumable")),
-            names=None,
-            cancel_on_disconnect=False,
-            temporary=False,
-        ),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "Content-Location": _run_url(run)},
+    return await _follow(
+        run_service,
+        run,
+        request,
+        names=None,
+        cancel_on_disconnect=False,
+        headers={"Content-Location": _run_url(run)},
     )
 
 
