@@ -50,6 +50,7 @@ from server.runs.models import (
     RunCreate,
 )
 from server.runs.queries import RunQueries, thread_config
+from server.runs.resolve import RESOLVED_COMMENT, is_resolve, resolution
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,12 @@ class RunCreator:
         config = client_config(body, tid, principal, self.recursion_limit)
         check_nodes(self.graph, body)
         command = body.command
-        steers = command is not None and (command.update is not None or command.goto is not None)
+        resolving = is_resolve(command)
+        steers = (
+            command is not None
+            and not resolving
+            and (command.update is not None or command.goto is not None)
+        )
         if steers and not principal.is_admin:
             raise Forbidden("command.update and command.goto require role admin")
         limits = MessageLimits.of(self.runtime.deps.settings)
@@ -142,7 +148,7 @@ class RunCreator:
             check_command(command.update, command.goto, limits)
         if body.input is not None:
             check_input(body.input, limits)
-        if not body.is_resume:  # a decision on held work is never blocked by the budget
+        if not (body.is_resume or resolving):  # a decision on held work is never blocked
             await check_budget(self.runtime, principal, None if stateless else str(tid))
         digest = request_digest(body)
         key = idempotency_key or (None if stateless else message_key(tid, body.input))
@@ -162,6 +168,10 @@ class RunCreator:
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise Conflict(f"the state of thread {tid} cannot be read: {exc}") from exc
             await self._check_fork(tid, body, state)
+        if resolving:
+            body = body.model_copy(update={"command": resolution(principal, state)})
+            command = body.command
+            decision_comment = decision_comment or RESOLVED_COMMENT
 
         run_id = uuid.uuid4()
         kwargs = run_kwargs(body, config, principal, stateless)

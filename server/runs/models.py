@@ -22,15 +22,21 @@ RunStatus = Literal["pending", "running", "success", "error", "timeout", "interr
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 CancelAction = Literal["interrupt", "rollback"]
 StreamMode = Literal[
-    "values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints"
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "events",
+    "custom",
+    "debug",
+    "tasks",
+    "checkpoints",
 ]
 
 ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "running"})
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "error", "timeout", "interrupted"})
 SUPPORTED_STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
 UNSUPPORTED_STREAM_MODES: dict[str, str] = {
-    "messages": "use 'messages-tuple'",
-    "events": "astream_events payloads are not served",
     "tools": "not served",
     "lifecycle": "not served",
 }

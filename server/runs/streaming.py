@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
+from langchain_core.messages import BaseMessage, BaseMessageChunk, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
 from graph.context import RunContext
+from graph.reports import REPORT
 from server.runs.events import EventWriter
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
@@ -32,22 +35,27 @@ async def stream_graph(
     """
     requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
     skip_replayed_values = continuing and "values" in requested
-    modes = {"messages" if m == "messages-tuple" else m for m in requested}
+    modes = {_GRAPH_MODE.get(m, m) for m in requested} - {"events"}
     wants_updates = "updates" in requested
     if "values" not in requested and not wants_updates:
         modes.add("updates")  # interrupts are always surfaced (as `values` events)
     subgraphs = bool(kwargs.get("stream_subgraphs"))
-    async for part in graph.astream(
-        todo,
-        config,
-        stream_mode=cast(Any, sorted(modes)),
-        durability="sync",
-        subgraphs=subgraphs,
-        interrupt_before=kwargs.get("interrupt_before"),
-        interrupt_after=kwargs.get("interrupt_after"),
-        control=control,
-        context=context,
-    ):
+    options: dict[str, Any] = {
+        "stream_mode": sorted(modes),
+        "durability": "sync",
+        "subgraphs": subgraphs,
+        "interrupt_before": kwargs.get("interrupt_before"),
+        "interrupt_after": kwargs.get("interrupt_after"),
+        "control": control,
+        "context": context,
+    }
+    legacy = LegacyMessages() if "messages" in requested else None
+    parts = (
+        _event_parts(graph, todo, config, options, writer)
+        if "events" in requested
+        else graph.astream(todo, config, **options)
+    )
+    async for part in parts:
         if subgraphs:
             namespace, mode, data = part
         else:
@@ -64,4 +72,94 @@ async def stream_graph(
             if isinstance(data, dict) and "__interrupt__" in data:
                 writer.emit("values" + suffix, {"__interrupt__": data["__interrupt__"]})
             continue
+        if mode == "messages" and legacy is not None:
+            for event, payload in legacy.events(data):
+                writer.emit(event + suffix, payload)
+            continue
         writer.emit(mode + suffix, list(data) if mode == "messages" else data)
+
+
+_GRAPH_MODE = {"messages-tuple": "messages"}
+"""Client stream modes LangGraph calls by another name."""
+
+
+class LegacyMessages:
+    """The `messages` mode as langgraph-api sends it, from LangGraph's message tuples.
+
+    The first chunk of a message id sends `messages/metadata` `{id: {"metadata": ...}}`;
+    every chunk then sends `messages/partial` with the message accumulated so far, and a
+    whole message (a node's output, not a token) sends `messages/complete`.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, BaseMessage] = {}
+
+    def events(self, data: Any) -> list[tuple[str, Any]]:
+        """The events for one `(message, metadata)` tuple."""
+        message, metadata = data
+        if not isinstance(message, BaseMessage):
+            return []
+        key = message.id or f"run-{len(self._seen)}"
+        out: list[tuple[str, Any]] = []
+        earlier = self._seen.get(key)
+        if earlier is None:
+            out.append(("messages/metadata", {key: {"metadata": metadata}}))
+            current = message
+        elif isinstance(earlier, BaseMessageChunk) and isinstance(message, BaseMessageChunk):
+            current = earlier + message
+        else:
+            current = message
+        self._seen[key] = current
+        if isinstance(current, BaseMessageChunk):
+            out.append(("messages/partial", [current]))
+        else:
+            out.append(("messages/complete", [current]))
+        return out
+
+
+HIDDEN_EVENTS = frozenset({REPORT})
+"""Custom callback events that stay inside the service (the nodes' reports)."""
+WITHHELD = "[system prompt withheld]"
+
+
+async def _event_parts(
+    graph: Graph,
+    todo: Any,
+    config: RunnableConfig,
+    options: dict[str, Any],
+    writer: EventWriter,
+) -> AsyncIterator[Any]:
+    """Stream with `astream_events`: emit each event as `events`, yield the graph's parts.
+
+    The root's `on_chain_stream` events carry the stream-mode parts, which the caller turns
+    into their own events, as langgraph-api does. The nodes' reports and events tagged
+    `langsmith:hidden` are not sent, and system prompts in model inputs are withheld.
+    """
+    async for event in graph.astream_events(todo, config, version="v2", **options):
+        if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+            yield event["data"]["chunk"]
+            continue
+        if event.get("name") in HIDDEN_EVENTS or "langsmith:hidden" in (event.get("tags") or []):
+            continue
+        writer.emit("events", _withhold_system_prompts(event))
+
+
+def _withhold_system_prompts(event: Any) -> Any:
+    """The event with the content of system messages in a model's input replaced."""
+    if event["event"] not in ("on_chat_model_start", "on_llm_start"):
+        return event
+    data = dict(event.get("data") or {})
+    inputs = data.get("input")
+    if isinstance(inputs, dict) and isinstance(inputs.get("messages"), list):
+        batches = [
+            [_withheld(m) for m in batch] if isinstance(batch, list) else batch
+            for batch in inputs["messages"]
+        ]
+        data["input"] = {**inputs, "messages": batches}
+    return {**event, "data": data}
+
+
+def _withheld(message: Any) -> Any:
+    if isinstance(message, SystemMessage):
+        return message.model_copy(update={"content": WITHHELD})
+    return message

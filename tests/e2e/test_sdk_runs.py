@@ -186,7 +186,7 @@ async def test_bad_bodies_are_refused_clearly(alice: LangGraphClient) -> None:
         await alice.runs.create(tid, "agent", input=QUESTION, webhook="http://example.com/h")
     assert "webhook" in info.value.response.json()["detail"]
     with pytest.raises(UnprocessableEntityError):
-        await alice.runs.create(tid, "agent", input=QUESTION, stream_mode="events")
+        await alice.runs.create(tid, "agent", input=QUESTION, stream_mode=cast(Any, "tools"))
     with pytest.raises(UnprocessableEntityError):
         await alice.runs.create(tid, "agent", input=QUESTION, interrupt_before=["nope"])
     with pytest.raises(UnprocessableEntityError):

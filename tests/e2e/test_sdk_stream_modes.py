@@ -1,0 +1,100 @@
+"""The `messages` (legacy) and `events` stream modes, as langgraph-api sends them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from langgraph_sdk.client import LangGraphClient
+
+from mock_llm.process import MockLLM
+
+if TYPE_CHECKING:
+    from tests.fixtures_server import RunningServer
+
+pytest_plugins = ["tests.fixtures_server"]
+pytestmark = pytest.mark.e2e
+
+QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
+
+
+@pytest.fixture(name="alice")
+async def fx_alice(server: RunningServer) -> LangGraphClient:
+    return server.client(await server.keys("alice", f"t-{uuid.uuid4().hex[:8]}", "user"))
+
+
+async def test_messages_mode_sends_metadata_then_growing_partials(
+    alice: LangGraphClient, mock_llm_clean: MockLLM
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    parts = [
+        p
+        async for p in alice.runs.stream(
+            tid, "agent", input=QUESTION, stream_mode=["messages", "values"]
+        )
+    ]
+    names = [p.event for p in parts]
+    assert "messages" not in names, "the tuple form is `messages-tuple`'s"
+    assert {"messages/metadata", "messages/partial"} <= set(names)
+    first_seen: dict[str, int] = {}
+    partials: dict[str, list[str]] = {}
+    for i, part in enumerate(parts):
+        if part.event == "messages/metadata":
+            [(message_id, body)] = part.data.items()
+            assert message_id not in first_seen, "metadata once per message"
+            assert body["metadata"]["langgraph_node"]
+            first_seen[message_id] = i
+        elif part.event in ("messages/partial", "messages/complete"):
+            [message] = part.data
+            assert first_seen[message["id"]] < i, "metadata comes first"
+            partials.setdefault(message["id"], []).append(message["content"])
+    for contents in partials.values():  # each partial holds the message so far
+        assert all(b.startswith(a) for a, b in itertools.pairwise(contents))
+    answer = [p.data for p in parts if p.event == "values"][-1]["response"]["answer"]
+    assert any(answer in c[-1] or c[-1] in answer for c in partials.values() if c[-1])
+    assert (await alice.runs.list(tid))[0]["status"] == "success"
+
+
+async def test_events_mode_sends_langchain_events_without_internals(
+    alice: LangGraphClient, mock_llm_clean: MockLLM
+) -> None:
+    """Reports stay inside; the system prompt is withheld from model-start events."""
+    tid = (await alice.threads.create())["thread_id"]
+    parts = [
+        p
+        async for p in alice.runs.stream(
+            tid, "agent", input=QUESTION, stream_mode=["events", "values"]
+        )
+    ]
+    events = [p.data for p in parts if p.event == "events"]
+    kinds = {e["event"] for e in events}
+    assert {"on_chain_start", "on_chain_end", "on_chat_model_start"} <= kinds
+    assert any(e["event"] == "on_chat_model_stream" for e in events)
+    assert all(e["name"] != "steward.report" for e in events)
+    assert [p for p in parts if p.event == "values"][-1].data["response"]["sources"]
+    system_prompts = [
+        m["content"]
+        for request in await mock_llm_clean.requests()
+        for m in request["messages"]
+        if m["role"] == "system"
+    ]
+    assert system_prompts, "the model got a system prompt"
+    wire = json.dumps(events)
+    for prompt in system_prompts:
+        assert prompt[:80] not in wire
+    assert "[system prompt withheld]" in wire
+    assert (await alice.runs.list(tid))[0]["status"] == "success"
+
+
+async def test_events_mode_alone_still_ends_with_the_interrupt(
+    alice: LangGraphClient, mock_llm_clean: MockLLM
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    big: Any = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
+    parts = [p async for p in alice.runs.stream(tid, "agent", input=big, stream_mode="events")]
+    interrupts = [p.data for p in parts if p.event == "values" and "__interrupt__" in p.data]
+    assert interrupts and interrupts[-1]["__interrupt__"][0]["response_schema"]
+    assert (await alice.threads.get(tid))["status"] == "interrupted"
