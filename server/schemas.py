@@ -294,7 +294,7 @@ class ThreadOut(TypedDict):
     thread_id: str
     created_at: datetime
     updated_at: datetime
-    state_updated_at: datetime | str
+    state_updated_at: datetime
     """When its state last changed: the latest checkpoint's time (its row's `updated_at` where
     the state is not loaded, e.g. a search that selects no `values`)."""
     metadata: dict[str, Any]

@@ -7,6 +7,7 @@ become their `model_dump()` dicts: `{"type": "human", "content": ..., "id": ...}
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -83,14 +84,20 @@ def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[InterruptOut]]
     }
 
 
+def _checkpoint_time(snapshot: StateSnapshot | None) -> datetime | None:
+    """The latest checkpoint's time as a datetime, so it serialises like the row's times."""
+    if snapshot is None or not snapshot.created_at:
+        return None
+    return datetime.fromisoformat(snapshot.created_at)
+
+
 def thread_json(row: ThreadRow, snapshot: StateSnapshot | None) -> ThreadOut:
     """A Thread: the row plus `values` and `interrupts` of the latest state (if loaded)."""
     return {
         "thread_id": str(row["thread_id"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
-        "state_updated_at": (snapshot.created_at if snapshot is not None else None)
-        or row["updated_at"],
+        "state_updated_at": _checkpoint_time(snapshot) or row["updated_at"],
         "metadata": row["metadata"],
         "status": row["status"],
         "values": to_jsonable(snapshot.values) if snapshot is not None else None,

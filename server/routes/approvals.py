@@ -1,6 +1,7 @@
 """The approval queue API (approver and admin only; 403 for users, 404 across tenants).
 
-- `GET /approvals`: pending first; filters `status`, `tenant` (admins), `older_than`,
+- `GET /approvals`: pending first; filters `status`, `tenant` (only your own: another
+  tenant or `*` is 403, for admins too), `older_than`,
   `newer_than`, `limit`, `offset`.
 - `GET /approvals/{approval_id}`: the proposed action, the conversation context (last
   messages, this turn's policy citations, the requester), the orders it touches (status,
@@ -148,7 +149,8 @@ class ApprovalsController(Controller):
             ApprovalStatus | None, QueryParameter(description="Only this status.")
         ] = None,
         tenant: Annotated[
-            str | None, QueryParameter(description="Admins: another tenant, or `*` for all.")
+            str | None,
+            QueryParameter(description="Your own tenant only; another tenant or `*` answers 403."),
         ] = None,
         older_than: Annotated[
             datetime | None, QueryParameter(description="Created before (ISO 8601).")

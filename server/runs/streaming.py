@@ -13,6 +13,7 @@ from langgraph.runtime import RunControl
 from graph.context import RunContext
 from graph.reports import REPORT
 from server.runs.events import EventWriter
+from server.runs.models import RESERVED_CONFIGURABLE
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -76,11 +77,34 @@ async def stream_graph(
             for event, payload in legacy.events(data):
                 writer.emit(event + suffix, payload)
             continue
+        if mode in ("checkpoints", "debug"):
+            data = _without_identity(data)
         writer.emit(mode + suffix, list(data) if mode == "messages" else data)
 
 
 _GRAPH_MODE = {"messages-tuple": "messages"}
 """Client stream modes LangGraph calls by another name."""
+
+SERVER_IDENTITY = RESERVED_CONFIGURABLE - {"thread_id"}
+"""The identity keys the server sets in a run's `configurable`: not part of any public object."""
+
+
+def _without_identity(data: Any) -> Any:
+    """A `checkpoints`/`debug` payload with the server's identity keys out of its configs."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key in ("config", "parent_config"):
+        config = out.get(key)
+        if isinstance(config, dict) and isinstance(config.get("configurable"), dict):
+            configurable = config["configurable"]
+            out[key] = {
+                **config,
+                "configurable": {k: v for k, v in configurable.items() if k not in SERVER_IDENTITY},
+            }
+    if isinstance(out.get("payload"), dict):
+        out["payload"] = _without_identity(out["payload"])
+    return out
 
 
 class LegacyMessages:

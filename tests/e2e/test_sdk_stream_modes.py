@@ -98,3 +98,30 @@ async def test_events_mode_alone_still_ends_with_the_interrupt(
     interrupts = [p.data for p in parts if p.event == "values" and "__interrupt__" in p.data]
     assert interrupts and interrupts[-1]["__interrupt__"][0]["response_schema"]
     assert (await alice.threads.get(tid))["status"] == "interrupted"
+
+
+async def test_checkpoint_and_debug_events_carry_no_server_identity(
+    alice: LangGraphClient, mock_llm_clean: MockLLM
+) -> None:
+    tid = (await alice.threads.create())["thread_id"]
+    parts = [
+        p
+        async for p in alice.runs.stream(
+            tid, "agent", input=QUESTION, stream_mode=["checkpoints", "debug"]
+        )
+    ]
+    checkpoints = [p.data for p in parts if p.event == "checkpoints"]
+    debug = [
+        p.data["payload"] for p in parts if p.event == "debug" and p.data["type"] == "checkpoint"
+    ]
+    assert checkpoints and debug
+    for payload in [*checkpoints, *debug]:
+        for config in (payload["config"], payload["parent_config"]):
+            if config is None:
+                continue
+            configurable = config["configurable"]
+            assert configurable["thread_id"] == tid and configurable["checkpoint_id"]
+            leaked = {"user_id", "tenant_id", "role", "requester_id"} & set(configurable)
+            assert not leaked, f"server identity in a public event: {leaked}"
+    raw = json.dumps([p.data for p in parts])
+    assert '"role"' not in raw and "requester_id" not in raw

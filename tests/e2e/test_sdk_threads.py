@@ -6,6 +6,7 @@ Drives `steward serve` (blockbuster active) with the mock LLM and the real index
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -51,7 +52,10 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
 
     # Fields the JS SDK's Thread type requires (`state_updated_at`) or reads (`config`).
     got = await client.threads.get(tid)
-    assert got["state_updated_at"] == state["created_at"] and got["config"] == {}  # type: ignore[typeddict-item]
+    stamp: str = got["state_updated_at"]  # type: ignore[typeddict-item]
+    assert datetime.fromisoformat(stamp) == datetime.fromisoformat(state["created_at"])
+    assert stamp.endswith("Z") and got["created_at"].endswith("Z"), "one format for all times"
+    assert got["config"] == {}
     assert thread["state_updated_at"] and thread["config"] == {}  # type: ignore[typeddict-item]
     assert state["checkpoint"]["thread_id"] == tid
 

@@ -178,6 +178,7 @@ async def test_reject_and_invalid_edits(
     assert (await admin.get("/approvals", newer_than="2999-01-01T00:00:00Z")).json() == []
     assert (await admin.get("/approvals", older_than="2999-01-01T00:00:00Z")).json()
     assert (await admin.get("/approvals", tenant="nobody-else")).status_code == 403
+    assert (await admin.get("/approvals", tenant="*")).status_code == 403
     approver = Api(server, await server.keys("paula", tenant, "approver"))
     assert (await approver.get("/approvals", tenant="nobody-else")).status_code == 403
     assert (await admin.get("/approvals", status="bogus")).status_code == 422

@@ -96,12 +96,17 @@ async def test_other_tenants_threads_are_invisible(server: RunningServer) -> Non
 
     await _all_routes_404(bob, tid, checkpoint_id)
     await _all_routes_404(b_admin, tid, checkpoint_id)
+    # A taken id is 409 whoever holds it: the answer is the one its owner gets, so a create
+    # tells another tenant only what any create must (the id is not free), nothing of the thread.
+    with pytest.raises(ConflictError) as own:
+        await alice.threads.create(thread_id=tid)
     for client in (bob, b_admin):
         assert await client.threads.search(metadata={"marker": "a-only"}) == []
         assert await client.threads.search(ids=[tid]) == []
         assert await client.threads.count(metadata={"marker": "a-only"}) == 0
-        with pytest.raises(ConflictError):
+        with pytest.raises(ConflictError) as foreign:
             await client.threads.create(thread_id=tid)
+        assert foreign.value.response.json() == own.value.response.json()
         with pytest.raises(ConflictError):
             await client.threads.create(thread_id=tid, if_exists="do_nothing")
 
