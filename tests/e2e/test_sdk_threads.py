@@ -51,8 +51,8 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
     assert state["next"] == [] and state["tasks"] == []
 
     # Fields the JS SDK's Thread type requires (`state_updated_at`) or reads (`config`).
-    got = await client.threads.get(tid)
-    stamp: str = got["state_updated_at"]  # type: ignore[typeddict-item]
+    got: dict[str, Any] = dict(await client.threads.get(tid))  # the SDK types times as datetime
+    stamp: str = got["state_updated_at"]
     assert datetime.fromisoformat(stamp) == datetime.fromisoformat(state["created_at"])
     assert stamp.endswith("Z") and got["created_at"].endswith("Z"), "one format for all times"
     assert got["config"] == {}
