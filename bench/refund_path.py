@@ -49,8 +49,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from http_load import stop_process  # bench/ is on sys.path when run as a script
 from scratch_db import scratch_database
+from servers import stop_process  # bench/ is on sys.path when run as a script
 
 from mock_llm.process import free_port, running_mock_llm
 

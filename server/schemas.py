@@ -140,6 +140,19 @@ class ThreadSearch(_SdkBody):
     )
 
 
+class ThreadPrune(_SdkBody):
+    """Body of `POST /threads/prune`."""
+
+    thread_ids: list[UUID] = Field(
+        min_length=1, max_length=MAX_PAGE, description="The threads to prune."
+    )
+    strategy: Literal["delete", "keep_latest"] = Field(
+        default="delete",
+        description="`delete`: the threads go (their runs are cancelled first, as on DELETE);"
+        " `keep_latest`: only each thread's latest checkpoint stays.",
+    )
+
+
 class ThreadCount(_SdkBody):
     """Body of `POST /threads/count`."""
 
@@ -286,6 +299,10 @@ class ThreadStateOut(TypedDict):
     parent_checkpoint: CheckpointOut | None
     tasks: list[ThreadTaskOut]
     interrupts: list[InterruptOut]
+    checkpoint_id: str | None
+    """Deprecated in the LangGraph API (`checkpoint.checkpoint_id`), still sent."""
+    parent_checkpoint_id: str | None
+    """Deprecated in the LangGraph API (`parent_checkpoint.checkpoint_id`), still sent."""
 
 
 class ThreadOut(TypedDict):

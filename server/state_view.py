@@ -63,15 +63,20 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStateOut:
                 "result": to_jsonable(task.result),
             }
         )
+    checkpoint = checkpoint_of(snapshot.config)
+    parent = checkpoint_of(snapshot.parent_config)
     return {
         "values": to_jsonable(snapshot.values),
         "next": list(snapshot.next),
         "tasks": tasks,
         "metadata": to_jsonable(snapshot.metadata or {}),
         "created_at": snapshot.created_at,
-        "checkpoint": checkpoint_of(snapshot.config),
-        "parent_checkpoint": checkpoint_of(snapshot.parent_config),
+        "checkpoint": checkpoint,
+        "parent_checkpoint": parent,
         "interrupts": [_interrupt_out(i) for i in snapshot.interrupts],
+        # The deprecated flat ids langgraph-api still sends (older clients read them).
+        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
     }
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, get_args
 from uuid import UUID, uuid4
 
-from psycopg import sql
+from psycopg import errors, sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -279,6 +279,68 @@ class ThreadsRepo:
             raise Conflict(f"thread {thread_id} is busy: cancel its runs before deleting it")
         if self._checkpointer is not None:
             await self._checkpointer.adelete_thread(str(thread_id))
+
+    async def copy(self, principal: Principal, thread_id: UUID) -> ThreadRow:
+        """Copy a thread (metadata, status, every checkpoint) to a new id the caller owns.
+
+        Runs, approvals and refunds are not copied: they are records of what happened on the
+        source. The row is written first and removed again if the checkpoints fail to copy.
+
+        Raises:
+            NotFound: missing or not visible.
+            Conflict: the thread is busy (its state is moving), or interrupted: its pending
+                action belongs to the source's approval, and a copy would hold it without one.
+        """
+        source = await self.require_visible(principal, thread_id)
+        if source["status"] in ("busy", "interrupted"):
+            raise Conflict(
+                f"thread {thread_id} is {source['status']}: a thread can be copied when it is"
+                " idle or failed (a pending approval belongs to its own thread)"
+            )
+        target = uuid4()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"INSERT INTO threads (thread_id, tenant_id, owner_id, metadata, status)"  # noqa: S608
+                f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+                (
+                    target,
+                    principal.tenant_id,
+                    principal.user_id,
+                    Jsonb(source["metadata"]),
+                    source["status"],
+                ),
+            )
+            row = cast(ThreadRow, await cur.fetchone())
+        if self._checkpointer is None:
+            return row
+        try:
+            await self._checkpointer.acopy_thread(str(thread_id), str(target))
+        except BaseException:
+            async with self._pool.connection() as conn:
+                await delete_thread_row(conn, target)
+            raise
+        return row
+
+    async def prune_history(self, principal: Principal, thread_ids: list[UUID]) -> int:
+        """Keep only the latest checkpoint of each visible, not busy thread; return how many.
+
+        Threads the caller may not see are skipped like missing ones (not counted); a busy
+        thread is skipped too, its state is still moving.
+        """
+        scope, params = _scope(principal)
+        query = sql.SQL(
+            "SELECT thread_id FROM threads WHERE thread_id = ANY(%s) AND {scope}"
+            " AND status <> 'busy'"
+        ).format(scope=scope)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, [list(thread_ids), *params])
+            ids = [str(r["thread_id"]) for r in await cur.fetchall()]
+        if ids and self._checkpointer is not None:
+            try:
+                await self._checkpointer.aprune(ids, strategy="keep_latest")
+            except (errors.SerializationFailure, errors.DeadlockDetected):
+                raise Conflict("another prune or run changed these threads; try again") from None
+        return len(ids)
 
     async def search(
         self,

@@ -33,7 +33,7 @@ from server.runs.models import (
 )
 from server.runs.queries import parse_uuid
 from server.runs.service import RunService
-from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event
+from server.sse import HEARTBEAT, HEARTBEAT_INTERVAL_S, format_event, format_json_event
 
 WAIT_KEEPALIVE = b"\n"
 """Sent every `HEARTBEAT_INTERVAL_S` while `/wait` and `/join` block (JSON ignores it)."""
@@ -85,11 +85,14 @@ async def _sse(
     names: frozenset[str] | None,
     cancel_on_disconnect: bool,
     temporary: bool,
+    lead: bytes = b"",
 ) -> AsyncIterator[bytes]:
     run_id = uuid.UUID(run.run_id)
     finished = False
     last = time.monotonic()
     try:
+        if lead:
+            yield lead
         async with aclosing(service.events(run_id, after_seq=after_seq, names=names)) as events:
             async for item in events:
                 now = time.monotonic()
@@ -327,8 +330,20 @@ async def _follow(
     cancel_on_disconnect: bool,
     headers: dict[str, str],
 ) -> Stream:
-    """An existing run's events from the live edge, or after `Last-Event-ID`, as SSE."""
-    after = await service.start_seq(uuid.UUID(run.run_id), request.headers.get("last-event-id"))
+    """An existing run's events from the live edge, or after `Last-Event-ID`, as SSE.
+
+    A stream joined at the live edge of a run that has started begins, like every run stream,
+    with a `metadata` event (run id, attempt); it carries no `id`, so a reconnect's
+    `Last-Event-ID` still names the last stored event.
+    """
+    last_event_id = request.headers.get("last-event-id")
+    after = await service.start_seq(uuid.UUID(run.run_id), last_event_id)
+    joined_late = not (last_event_id or "").strip() and after >= 0
+    lead = (
+        format_json_event("metadata", {"run_id": run.run_id, "attempt": run.attempt})
+        if joined_late and (names is None or "metadata" in names)
+        else b""
+    )
     return Stream(
         _sse(
             service,
@@ -338,6 +353,7 @@ async def _follow(
             names=names,
             cancel_on_disconnect=cancel_on_disconnect,
             temporary=False,
+            lead=lead,
         ),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, **headers},

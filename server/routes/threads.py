@@ -1,4 +1,4 @@
-"""Threads: create/get/patch/delete/search/count, state (latest, at a checkpoint), update, history.
+"""Threads: CRUD, copy, prune, search, count; state (latest, at a checkpoint), update, history.
 
 Every route resolves the thread through `ThreadsRepo` first, so a thread of another tenant (or,
 for role `user`, of another owner) answers 404 exactly like a missing one.
@@ -35,6 +35,7 @@ from server.schemas import (
     ThreadCreate,
     ThreadOut,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
     ThreadStateOut,
 )
@@ -106,6 +107,29 @@ async def load_thread(runtime: Runtime, row: ThreadRow) -> ThreadOut:
 def _select(thread: ThreadOut, select: Sequence[str] | None) -> dict[str, Any]:
     data = dict(thread)
     return {k: data[k] for k in select if k in data} if select else data
+
+
+async def delete_with_runs(
+    principal: Principal, threads_repo: ThreadsRepo, run_service: RunService, tid: UUID
+) -> None:
+    """Cancel the thread's active runs (and wait for them), then delete it.
+
+    Raises:
+        NotFound: missing or not visible.
+        Conflict: new runs kept arriving for `DELETE_ATTEMPTS` rounds.
+    """
+    await threads_repo.require_visible(principal, tid)
+    for _ in range(DELETE_ATTEMPTS):
+        for status in ("running", "pending"):
+            for run in await run_service.list_runs(principal, tid, status=status, limit=100):
+                with contextlib.suppress(NotFound):  # it ended meanwhile
+                    await run_service.cancel(principal, tid, run.run_id, wait=True)
+        try:
+            await threads_repo.delete(principal, tid)
+            return
+        except Conflict:
+            continue  # a run arrived meanwhile
+    raise Conflict(f"thread {tid} keeps receiving runs; try deleting it again")
 
 
 class ThreadsController(Controller):
@@ -204,19 +228,46 @@ class ThreadsController(Controller):
         so what they executed stays recorded) and waited for, then the thread goes. 409 only
         when new runs keep arriving while it is being deleted.
         """
-        tid = parse_thread_id(thread_id)
-        await threads_repo.require_visible(principal, tid)
-        for _ in range(DELETE_ATTEMPTS):
-            for status in ("running", "pending"):
-                for run in await run_service.list_runs(principal, tid, status=status, limit=100):
-                    with contextlib.suppress(NotFound):  # it ended meanwhile
-                        await run_service.cancel(principal, tid, run.run_id, wait=True)
-            try:
-                await threads_repo.delete(principal, tid)
-                return
-            except Conflict:
-                continue  # a run arrived meanwhile
-        raise Conflict(f"thread {tid} keeps receiving runs; try deleting it again")
+        await delete_with_runs(principal, threads_repo, run_service, parse_thread_id(thread_id))
+
+    @post("/{thread_id:str}/copy", operation_id="CopyThread", status_code=200)
+    async def copy_thread(
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        runtime: RuntimeDep,
+        thread_id: FromPath[str],
+    ) -> ThreadOut:
+        """Copy an idle (or failed) thread and its checkpoints to a new thread the caller owns.
+
+        Runs, approvals and refunds stay with the source. A busy or interrupted thread answers
+        409: a pending approval belongs to its own thread.
+        """
+        row = await threads_repo.copy(principal, parse_thread_id(thread_id))
+        return await load_thread(runtime, row)
+
+    @post("/prune", operation_id="PruneThreads", status_code=200)
+    async def prune_threads(
+        self,
+        principal: PrincipalDep,
+        threads_repo: ThreadsRepoDep,
+        run_service: RunService,
+        data: JSONBody[ThreadPrune],
+    ) -> dict[str, int]:
+        """Delete threads, or keep only their latest checkpoint; answers `pruned_count`.
+
+        Threads the caller may not see are skipped like missing ones; `keep_latest` also skips
+        busy threads.
+        """
+        ids = list(dict.fromkeys(data.thread_ids))
+        if data.strategy == "keep_latest":
+            return {"pruned_count": await threads_repo.prune_history(principal, ids)}
+        pruned = 0
+        for tid in ids:
+            with contextlib.suppress(NotFound):
+                await delete_with_runs(principal, threads_repo, run_service, tid)
+                pruned += 1
+        return {"pruned_count": pruned}
 
     @get("/{thread_id:str}/state", operation_id="GetThreadState")
     async def get_state(

@@ -484,6 +484,10 @@ async def test_join_stream_follows_the_threads_current_run_to_its_end(
     assert [p async for p in await alice.threads.join_stream(tid)] == []  # no run yet: nothing
     run = await start_slow_run(alice, mock, tid)
     parts = [p async for p in await alice.threads.join_stream(tid)]
+    # Joined after the run began: its `metadata` leads, without an id (a reconnect's
+    # Last-Event-ID still names the last stored event).
+    assert parts[0].event == "metadata" and parts[0].data["run_id"] == run["run_id"]
+    assert parts[0].id is None and [p.event for p in parts].count("metadata") == 1
     assert parts and parts[-1].event == "values"
     assert parts[-1].data["response"]["answer"]
     assert (await alice.runs.get(tid, run["run_id"]))["status"] == "success"

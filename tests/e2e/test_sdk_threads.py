@@ -58,6 +58,9 @@ async def test_chat_ui_thread_lifecycle(server: RunningServer, mock_llm_clean: A
     assert got["config"] == {}
     assert thread["state_updated_at"] and thread["config"] == {}  # type: ignore[typeddict-item]
     assert state["checkpoint"]["thread_id"] == tid
+    flat: dict[str, Any] = dict(state)  # the deprecated flat ids langgraph-api still sends
+    assert flat["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
+    assert flat["parent_checkpoint_id"] == state["parent_checkpoint"]["checkpoint_id"]
 
     history = await client.threads.get_history(tid, limit=5)
     assert len(history) == 5
