@@ -23,7 +23,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from core.db.outage import through_outages
@@ -36,6 +36,7 @@ from server.edge import EdgeValidationMiddleware
 from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
+from server.openapi import DOCS_PATH, docs_assets_router, drop_validation_400, swagger_plugin
 from server.rate_limit import rate_limit_config
 from server.routes import foundation_routes
 from server.routes.deps import (
@@ -141,9 +142,10 @@ def create_app(
         *RUNS_ROUTES,
         *USAGE_ROUTES,
         metrics_endpoint,
+        docs_assets_router(),
     ]
 
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
         middleware=[
@@ -177,8 +179,10 @@ def create_app(
             title="Steward",
             version=STEWARD_VERSION,
             description="LangGraph Server API subset and approval queue of the Steward agent.",
-            path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+            path=DOCS_PATH,
+            # Swagger UI from local files (server.openapi); no other UI (Redoc, Scalar, ...):
+            # Litestar's plugins for those load their assets from a CDN.
+            render_plugins=[swagger_plugin(), JsonRenderPlugin()],
             components=Components(
                 security_schemes={
                     "ApiKey": SecurityScheme(
@@ -191,6 +195,8 @@ def create_app(
         logging_config=None,  # core.observability.logging configures logging (CLI start)
         debug=False,
     )
+    drop_validation_400(app.openapi_schema)
+    return app
 
 
 __all__ = ["RuntimeOpener", "create_app"]

@@ -31,6 +31,7 @@ from server.approvals import (
 )
 from server.auth import PrincipalDep, requires_role
 from server.edge import MAX_OFFSET
+from server.openapi import api_errors
 from server.routes.deps import RuntimeDep
 from server.runs.create import RunCreator
 from server.runs.models import CommandBody, RunCreate
@@ -140,7 +141,7 @@ class ApprovalsController(Controller):
     tags = ["approvals"]
     guards = [requires_role("approver", "admin")]
 
-    @get("/", operation_id="ListApprovals")
+    @get("/", operation_id="ListApprovals", responses=api_errors(403))
     async def list_approvals(
         self,
         principal: PrincipalDep,
@@ -175,7 +176,7 @@ class ApprovalsController(Controller):
         )
         return [approval_json(r) for r in rows]
 
-    @get("/{approval_id:str}", operation_id="GetApproval")
+    @get("/{approval_id:str}", operation_id="GetApproval", responses=api_errors(403, 404))
     async def get_approval(
         self, principal: PrincipalDep, runtime: RuntimeDep, approval_id: FromPath[str]
     ) -> dict[str, Any]:
@@ -186,7 +187,12 @@ class ApprovalsController(Controller):
         out["orders"] = await orders_of(runtime, row)
         return out
 
-    @post("/{approval_id:str}/decision", operation_id="DecideApproval", status_code=200)
+    @post(
+        "/{approval_id:str}/decision",
+        operation_id="DecideApproval",
+        status_code=200,
+        responses=api_errors(403, 404, 409, body=True),
+    )
     async def decide(
         self,
         principal: PrincipalDep,

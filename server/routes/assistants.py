@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from core.errors import Forbidden, NotFound
 from graph.runtime import Runtime
 from server.auth import PrincipalDep
+from server.openapi import api_errors
 from server.routes.deps import RuntimeDep
 from server.schemas import AssistantCount, AssistantOut, AssistantSearch, GraphSchemaOut
 
@@ -149,7 +150,12 @@ class AssistantsController(Controller):
     path = "/assistants"
     tags = ["assistants"]
 
-    @post("/", operation_id="CreateAssistant", status_code=200)
+    @post(
+        "/",
+        operation_id="CreateAssistant",
+        status_code=200,
+        responses=api_errors(403, 404, body=True),
+    )
     async def create_assistant(
         self, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
     ) -> AssistantOut:
@@ -160,7 +166,12 @@ class AssistantsController(Controller):
             raise NotFound(f"graph {graph_id!r} not found (this server serves {GRAPH_ID!r})")
         raise Forbidden(_READ_ONLY)
 
-    @post("/search", operation_id="SearchAssistants", status_code=200)
+    @post(
+        "/search",
+        operation_id="SearchAssistants",
+        status_code=200,
+        responses=api_errors(body=True),
+    )
     async def search(
         self, principal: PrincipalDep, data: JSONBody[AssistantSearch]
     ) -> list[dict[str, Any]]:
@@ -171,13 +182,15 @@ class AssistantsController(Controller):
         ]
         return [_select(a, data.select) for a in found[data.offset : data.offset + data.limit]]
 
-    @post("/count", operation_id="CountAssistants", status_code=200)
+    @post(
+        "/count", operation_id="CountAssistants", status_code=200, responses=api_errors(body=True)
+    )
     async def count(self, principal: PrincipalDep, data: JSONBody[AssistantCount]) -> int:
         """Count assistants matching metadata, graph id and name."""
         del principal
         return int(_matches(SYSTEM_ASSISTANT, data.metadata, data.graph_id, data.name))
 
-    @get("/{assistant_id:str}", operation_id="GetAssistant")
+    @get("/{assistant_id:str}", operation_id="GetAssistant", responses=api_errors(404))
     async def get_assistant(
         self, principal: PrincipalDep, assistant_id: AssistantId
     ) -> AssistantOut:
@@ -185,7 +198,7 @@ class AssistantsController(Controller):
         del principal
         return resolve_assistant(assistant_id)
 
-    @patch("/{assistant_id:str}", operation_id="PatchAssistant")
+    @patch("/{assistant_id:str}", operation_id="PatchAssistant", responses=api_errors(403, 404))
     async def patch_assistant(
         self, principal: PrincipalDep, assistant_id: AssistantId
     ) -> AssistantOut:
@@ -194,14 +207,19 @@ class AssistantsController(Controller):
         resolve_assistant(assistant_id)
         raise Forbidden(_READ_ONLY)
 
-    @delete("/{assistant_id:str}", operation_id="DeleteAssistant", status_code=204)
+    @delete(
+        "/{assistant_id:str}",
+        operation_id="DeleteAssistant",
+        status_code=204,
+        responses=api_errors(403, 404),
+    )
     async def delete_assistant(self, principal: PrincipalDep, assistant_id: AssistantId) -> None:
         """Refuse: assistants are read-only (403; 404 for an unknown id)."""
         del principal
         resolve_assistant(assistant_id)
         raise Forbidden(_READ_ONLY)
 
-    @get("/{assistant_id:str}/graph", operation_id="GetAssistantGraph")
+    @get("/{assistant_id:str}/graph", operation_id="GetAssistantGraph", responses=api_errors(404))
     async def get_graph(
         self,
         principal: PrincipalDep,
@@ -216,7 +234,11 @@ class AssistantsController(Controller):
         resolve_assistant(assistant_id)
         return cast(dict[str, Any], runtime.graph.get_graph(xray=xray).to_json())
 
-    @get("/{assistant_id:str}/schemas", operation_id="GetAssistantSchemas")
+    @get(
+        "/{assistant_id:str}/schemas",
+        operation_id="GetAssistantSchemas",
+        responses=api_errors(404),
+    )
     async def get_schemas(
         self, principal: PrincipalDep, runtime: RuntimeDep, assistant_id: AssistantId
     ) -> GraphSchemaOut:
@@ -225,7 +247,11 @@ class AssistantsController(Controller):
         resolve_assistant(assistant_id)
         return graph_schemas(runtime)
 
-    @get("/{assistant_id:str}/subgraphs", operation_id="GetAssistantSubgraphs")
+    @get(
+        "/{assistant_id:str}/subgraphs",
+        operation_id="GetAssistantSubgraphs",
+        responses=api_errors(404),
+    )
     async def get_subgraphs(
         self, principal: PrincipalDep, assistant_id: AssistantId, recurse: Recurse = False
     ) -> dict[str, Any]:
@@ -237,6 +263,7 @@ class AssistantsController(Controller):
     @get(
         "/{assistant_id:str}/subgraphs/{namespace:str}",
         operation_id="GetAssistantSubgraphsByNamespace",
+        responses=api_errors(404),
     )
     async def get_subgraphs_in(
         self,
@@ -250,7 +277,12 @@ class AssistantsController(Controller):
         resolve_assistant(assistant_id)
         return {}
 
-    @post("/{assistant_id:str}/versions", operation_id="ListAssistantVersions", status_code=200)
+    @post(
+        "/{assistant_id:str}/versions",
+        operation_id="ListAssistantVersions",
+        status_code=200,
+        responses=api_errors(404),
+    )
     async def versions(
         self, principal: PrincipalDep, assistant_id: AssistantId
     ) -> list[AssistantOut]:
@@ -258,7 +290,12 @@ class AssistantsController(Controller):
         del principal
         return [resolve_assistant(assistant_id)]
 
-    @post("/{assistant_id:str}/latest", operation_id="SetLatestAssistantVersion", status_code=200)
+    @post(
+        "/{assistant_id:str}/latest",
+        operation_id="SetLatestAssistantVersion",
+        status_code=200,
+        responses=api_errors(404),
+    )
     async def latest(
         self, principal: PrincipalDep, assistant_id: AssistantId
     ) -> Response[AssistantOut]:

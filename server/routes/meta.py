@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from graph.runtime import Runtime
 from server.drain import Drain
 from server.errors import detail_response
+from server.openapi import EDGE, errors
 
 
 def _steward_version() -> str:
@@ -23,19 +24,31 @@ STEWARD_VERSION = _steward_version()
 READY_TIMEOUT_S = 2.0
 
 
-@get("/ok", operation_id="Ok", tags=["meta"], summary="Ok")
+@get("/ok", operation_id="Ok", tags=["meta"], summary="Ok", responses=errors(*EDGE))
 async def ok() -> dict[str, bool]:
     """Answer `{"ok": true}` (langgraph-api's liveness route)."""
     return {"ok": True}
 
 
-@get("/healthz", operation_id="Healthz", tags=["meta"], summary="Liveness")
+@get(
+    "/healthz",
+    operation_id="Healthz",
+    tags=["meta"],
+    summary="Liveness",
+    responses=errors(*EDGE),
+)
 async def healthz() -> dict[str, str]:
     """Answer 200 while the process serves requests; never touches the database."""
     return {"status": "alive"}
 
 
-@get("/info", operation_id="Info", tags=["meta"], summary="Server information")
+@get(
+    "/info",
+    operation_id="Info",
+    tags=["meta"],
+    summary="Server information",
+    responses=errors(*EDGE, 429),
+)
 async def info() -> dict[str, Any]:
     """Describe the server like langgraph-api's `/info` (agent-chat-ui calls it)."""
     return {
@@ -51,7 +64,13 @@ async def info() -> dict[str, Any]:
     }
 
 
-@get("/readyz", operation_id="Readyz", tags=["meta"], summary="Readiness")
+@get(
+    "/readyz",
+    operation_id="Readyz",
+    tags=["meta"],
+    summary="Readiness",
+    responses=errors(*EDGE, 503),
+)
 async def readyz(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
     """Answer 200 when the database answers and the runtime (with its index) is open, else 503.
 

@@ -23,6 +23,7 @@ from core.errors import Unprocessable
 from core.identity import Principal
 from core.jsonable import dumps
 from server.edge import MAX_OFFSET, MAX_PAGE
+from server.openapi import api_errors
 from server.runs.background import spawn_background
 from server.runs.models import (
     SUPPORTED_STREAM_MODES,
@@ -42,6 +43,10 @@ RUN_DELETED = dumps(
 )
 """What `/wait` returns when the run disappeared (rolled back, its thread deleted)."""
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+CREATE_ERRORS = api_errors(403, 404, 409, body=True)
+"""What creating a run can answer (`RunCreator.create`): 403 steering without role admin or
+resuming an approval without role approver, 404 unknown thread or assistant, 409 busy thread
+or nothing to resume, 422 invalid body, 429 budget spent (and the rate limit)."""
 RUN_FIELDS = frozenset(Run.model_fields)
 
 
@@ -199,7 +204,12 @@ def _created(run: Run) -> Response[dict[str, Any]]:
 # --------------------------------------------------------------------------- stateful
 
 
-@post("/threads/{thread_id:str}/runs", status_code=200, summary="Create a background run")
+@post(
+    "/threads/{thread_id:str}/runs",
+    status_code=200,
+    summary="Create a background run",
+    responses=CREATE_ERRORS,
+)
 async def create_run(
     thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Response[dict[str, Any]]:
@@ -211,7 +221,12 @@ async def create_run(
     )
 
 
-@post("/threads/{thread_id:str}/runs/stream", status_code=200, summary="Create a run, stream it")
+@post(
+    "/threads/{thread_id:str}/runs/stream",
+    status_code=200,
+    summary="Create a run, stream it",
+    responses=CREATE_ERRORS,
+)
 async def stream_run(
     thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
@@ -222,7 +237,12 @@ async def stream_run(
     return _stream_response(service, run, body, temporary=False)
 
 
-@post("/threads/{thread_id:str}/runs/wait", status_code=200, summary="Create a run, wait for it")
+@post(
+    "/threads/{thread_id:str}/runs/wait",
+    status_code=200,
+    summary="Create a run, wait for it",
+    responses=CREATE_ERRORS,
+)
 async def wait_run(
     thread_id: str, principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
@@ -233,7 +253,7 @@ async def wait_run(
     return _wait_response(service, run, body, temporary=False)
 
 
-@get("/threads/{thread_id:str}/runs", summary="List a thread's runs")
+@get("/threads/{thread_id:str}/runs", summary="List a thread's runs", responses=api_errors(404))
 async def list_runs(
     thread_id: str,
     principal: Principal,
@@ -258,7 +278,7 @@ async def list_runs(
     return out
 
 
-@get("/threads/{thread_id:str}/runs/{run_id:str}", summary="Get a run")
+@get("/threads/{thread_id:str}/runs/{run_id:str}", summary="Get a run", responses=api_errors(404))
 async def get_run(
     thread_id: str, run_id: str, principal: Principal, run_service: RunService
 ) -> dict[str, Any]:
@@ -266,7 +286,12 @@ async def get_run(
     return (await run_service.get(principal, thread_id, run_id)).public()
 
 
-@delete("/threads/{thread_id:str}/runs/{run_id:str}", status_code=204, summary="Delete a run")
+@delete(
+    "/threads/{thread_id:str}/runs/{run_id:str}",
+    status_code=204,
+    summary="Delete a run",
+    responses=api_errors(404, 409),
+)
 async def delete_run(
     thread_id: str, run_id: str, principal: Principal, run_service: RunService
 ) -> None:
@@ -274,7 +299,11 @@ async def delete_run(
     await run_service.delete(principal, thread_id, run_id)
 
 
-@get("/threads/{thread_id:str}/runs/{run_id:str}/join", summary="Wait for a run's result")
+@get(
+    "/threads/{thread_id:str}/runs/{run_id:str}/join",
+    summary="Wait for a run's result",
+    responses=api_errors(404),
+)
 async def join_run(
     thread_id: str, run_id: str, principal: Principal, run_service: RunService
 ) -> Stream:
@@ -287,7 +316,11 @@ async def join_run(
     )
 
 
-@get("/threads/{thread_id:str}/runs/{run_id:str}/stream", summary="Join a run's stream")
+@get(
+    "/threads/{thread_id:str}/runs/{run_id:str}/stream",
+    summary="Join a run's stream",
+    responses=api_errors(404),
+)
 async def join_stream(
     thread_id: str,
     run_id: str,
@@ -364,7 +397,11 @@ THREAD_STREAM_MODES = frozenset({"run_modes"})
 """The thread stream modes served: the joined run's events in its own modes."""
 
 
-@get("/threads/{thread_id:str}/stream", summary="Join a thread's current run")
+@get(
+    "/threads/{thread_id:str}/stream",
+    summary="Join a thread's current run",
+    responses=api_errors(404),
+)
 async def join_thread_stream(
     thread_id: str,
     principal: Principal,
@@ -410,7 +447,12 @@ async def _current_run(service: RunService, principal: Principal, thread_id: str
     return latest[0] if latest else None
 
 
-@post("/threads/{thread_id:str}/runs/{run_id:str}/cancel", status_code=204, summary="Cancel a run")
+@post(
+    "/threads/{thread_id:str}/runs/{run_id:str}/cancel",
+    status_code=204,
+    summary="Cancel a run",
+    responses=api_errors(404),
+)
 async def cancel_run(
     thread_id: str,
     run_id: str,
@@ -426,7 +468,12 @@ async def cancel_run(
     await run_service.cancel(principal, thread_id, run_id, action=action, wait=wait)
 
 
-@post("/runs/cancel", status_code=204, summary="Cancel several runs")
+@post(
+    "/runs/cancel",
+    status_code=204,
+    summary="Cancel several runs",
+    responses=api_errors(404, body=True),
+)
 async def cancel_runs(
     principal: Principal,
     run_service: RunService,
@@ -463,7 +510,12 @@ async def cancel_runs(
 # --------------------------------------------------------------------------- stateless
 
 
-@post("/runs", status_code=200, summary="Create a stateless background run")
+@post(
+    "/runs",
+    status_code=200,
+    summary="Create a stateless background run",
+    responses=CREATE_ERRORS,
+)
 async def create_stateless_run(
     principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Response[dict[str, Any]]:
@@ -479,7 +531,12 @@ MAX_BATCH = 100
 """Most runs one `POST /runs/batch` creates."""
 
 
-@post("/runs/batch", status_code=200, summary="Create a batch of stateless background runs")
+@post(
+    "/runs/batch",
+    status_code=200,
+    summary="Create a batch of stateless background runs",
+    responses=CREATE_ERRORS,
+)
 async def create_stateless_batch(
     principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> list[dict[str, Any]]:
@@ -510,7 +567,12 @@ async def create_stateless_batch(
     return [(await run_service.create(principal, None, body)).public() for body in bodies]
 
 
-@post("/runs/stream", status_code=200, summary="Create a stateless run, stream it")
+@post(
+    "/runs/stream",
+    status_code=200,
+    summary="Create a stateless run, stream it",
+    responses=CREATE_ERRORS,
+)
 async def stream_stateless_run(
     principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:
@@ -521,7 +583,12 @@ async def stream_stateless_run(
     return _stream_response(service, run, body, temporary=True)
 
 
-@post("/runs/wait", status_code=200, summary="Create a stateless run, wait for it")
+@post(
+    "/runs/wait",
+    status_code=200,
+    summary="Create a stateless run, wait for it",
+    responses=CREATE_ERRORS,
+)
 async def wait_stateless_run(
     principal: Principal, run_service: RunService, request: Request[Any, Any, Any]
 ) -> Stream:

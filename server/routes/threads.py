@@ -22,6 +22,7 @@ from core.identity import Principal
 from graph.runtime import Runtime
 from server.auth import PrincipalDep
 from server.edge import MAX_PAGE
+from server.openapi import api_errors
 from server.routes.deps import RuntimeDep, ThreadsRepoDep
 from server.runs.guards import PROTECTED_NODES, MessageLimits, check_node, check_state_values
 from server.runs.service import RunService
@@ -138,7 +139,7 @@ class ThreadsController(Controller):
     path = "/threads"
     tags = ["threads"]
 
-    @post("/", operation_id="CreateThread", status_code=200)
+    @post("/", operation_id="CreateThread", status_code=200, responses=api_errors(409, body=True))
     async def create_thread(
         self,
         principal: PrincipalDep,
@@ -150,7 +151,7 @@ class ThreadsController(Controller):
         row = await threads_repo.create(principal, data.thread_id, data.metadata, data.if_exists)
         return await load_thread(runtime, row)
 
-    @post("/search", operation_id="SearchThreads", status_code=200)
+    @post("/search", operation_id="SearchThreads", status_code=200, responses=api_errors(body=True))
     async def search_threads(
         self,
         principal: PrincipalDep,
@@ -178,7 +179,7 @@ class ThreadsController(Controller):
             threads = [thread_json(r, None) for r in rows]
         return [_select(t, data.select) for t in threads]
 
-    @post("/count", operation_id="CountThreads", status_code=200)
+    @post("/count", operation_id="CountThreads", status_code=200, responses=api_errors(body=True))
     async def count_threads(
         self, principal: PrincipalDep, threads_repo: ThreadsRepoDep, data: JSONBody[ThreadCount]
     ) -> int:
@@ -187,7 +188,7 @@ class ThreadsController(Controller):
             raise Unprocessable(_VALUES_UNSUPPORTED)
         return await threads_repo.count(principal, metadata=data.metadata, status=data.status)
 
-    @get("/{thread_id:str}", operation_id="GetThread")
+    @get("/{thread_id:str}", operation_id="GetThread", responses=api_errors(404))
     async def get_thread(
         self,
         principal: PrincipalDep,
@@ -199,7 +200,7 @@ class ThreadsController(Controller):
         row = await threads_repo.require_visible(principal, parse_thread_id(thread_id))
         return await load_thread(runtime, row)
 
-    @patch("/{thread_id:str}", operation_id="PatchThread")
+    @patch("/{thread_id:str}", operation_id="PatchThread", responses=api_errors(404, body=True))
     async def patch_thread(
         self,
         principal: PrincipalDep,
@@ -214,7 +215,12 @@ class ThreadsController(Controller):
         )
         return await load_thread(runtime, row)
 
-    @delete("/{thread_id:str}", operation_id="DeleteThread", status_code=204)
+    @delete(
+        "/{thread_id:str}",
+        operation_id="DeleteThread",
+        status_code=204,
+        responses=api_errors(404, 409),
+    )
     async def delete_thread(
         self,
         principal: PrincipalDep,
@@ -269,7 +275,7 @@ class ThreadsController(Controller):
                 pruned += 1
         return {"pruned_count": pruned}
 
-    @get("/{thread_id:str}/state", operation_id="GetThreadState")
+    @get("/{thread_id:str}/state", operation_id="GetThreadState", responses=api_errors(404))
     async def get_state(
         self,
         principal: PrincipalDep,
@@ -284,7 +290,11 @@ class ThreadsController(Controller):
         snapshot = await runtime.graph.aget_state(graph_config(principal, tid), subgraphs=subgraphs)
         return thread_state(snapshot)
 
-    @get("/{thread_id:str}/state/{checkpoint_id:str}", operation_id="GetThreadStateAt")
+    @get(
+        "/{thread_id:str}/state/{checkpoint_id:str}",
+        operation_id="GetThreadStateAt",
+        responses=api_errors(404),
+    )
     async def get_state_at(
         self,
         principal: PrincipalDep,
@@ -300,7 +310,12 @@ class ThreadsController(Controller):
         config = graph_config(principal, tid, checkpoint_id=checkpoint_id)
         return await _state_at(runtime, config, subgraphs)
 
-    @post("/{thread_id:str}/state/checkpoint", operation_id="PostThreadStateAt", status_code=200)
+    @post(
+        "/{thread_id:str}/state/checkpoint",
+        operation_id="PostThreadStateAt",
+        status_code=200,
+        responses=api_errors(404, body=True),
+    )
     async def post_state_at(
         self,
         principal: PrincipalDep,
@@ -315,7 +330,12 @@ class ThreadsController(Controller):
         config = graph_config(principal, tid, data.checkpoint)
         return await _state_at(runtime, config, data.subgraphs)
 
-    @post("/{thread_id:str}/state", operation_id="UpdateThreadState", status_code=200)
+    @post(
+        "/{thread_id:str}/state",
+        operation_id="UpdateThreadState",
+        status_code=200,
+        responses=api_errors(403, 404, 409, body=True),
+    )
     async def update_state(
         self,
         principal: PrincipalDep,
@@ -362,7 +382,12 @@ class ThreadsController(Controller):
         await threads_repo.set_status(tid, "interrupted" if snapshot.interrupts else "idle")
         return {"checkpoint": checkpoint_of(new_config)}
 
-    @post("/{thread_id:str}/history", operation_id="GetThreadHistory", status_code=200)
+    @post(
+        "/{thread_id:str}/history",
+        operation_id="GetThreadHistory",
+        status_code=200,
+        responses=api_errors(404, body=True),
+    )
     async def history(
         self,
         principal: PrincipalDep,
@@ -374,7 +399,12 @@ class ThreadsController(Controller):
         """Return up to `limit` past states, newest first."""
         return await _history(principal, threads_repo, runtime, thread_id, data)
 
-    @get("/{thread_id:str}/history", operation_id="GetThreadHistoryByQuery", status_code=200)
+    @get(
+        "/{thread_id:str}/history",
+        operation_id="GetThreadHistoryByQuery",
+        status_code=200,
+        responses=api_errors(404),
+    )
     async def history_by_query(
         self,
         principal: PrincipalDep,

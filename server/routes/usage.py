@@ -18,6 +18,7 @@ from core.budget.budgets import Payer
 from core.budget.ledger import PgUsageLedger
 from core.errors import Forbidden
 from server.auth import PrincipalDep
+from server.openapi import api_errors
 from server.routes.deps import RuntimeDep
 
 Period = Literal["day", "month"]
@@ -49,7 +50,13 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@get("/usage", operation_id="GetUsage", tags=["usage"], summary="LLM usage and budgets")
+@get(
+    "/usage",
+    operation_id="GetUsage",
+    tags=["usage"],
+    summary="LLM usage and budgets",
+    responses=api_errors(403),
+)
 async def get_usage(
     principal: PrincipalDep,
     runtime: RuntimeDep,

@@ -1,9 +1,11 @@
-"""Schemathesis over the served OpenAPI schema (`/docs/openapi.json`): no input is a 5xx.
+"""Schemathesis over the served OpenAPI schema (`/docs/openapi.json`): no 5xx, no surprise.
 
 Every operation of the schema gets generated requests (valid and invalid bodies, parameters and
-paths) against the real `steward serve` with an admin key; the only check is "not a server
-error". The run-creation routes read their body themselves (no body schema in OpenAPI), so
-their bodies are fuzzed from `RunCreate`'s JSON schema with hypothesis-jsonschema.
+paths) against the real `steward serve` with an admin key; the checks are "not a server
+error" and schemathesis's `status_code_conformance` (every status answered is documented for
+its operation; the undocumented ones are collected and listed at the end). The run-creation
+routes read their body themselves (no body schema in OpenAPI), so their bodies are fuzzed from
+`RunCreate`'s JSON schema with hypothesis-jsonschema.
 
 Bounded for CI: `STEWARD_FUZZ_EXAMPLES` examples per operation and generation mode (positive:
 schema-valid requests; negative: requests that violate the schema), default 3, about 90 s on
@@ -29,6 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from hypothesis_jsonschema import from_schema
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import status_code_conformance
 
 from server.runs.models import RunCreate
 
@@ -41,6 +45,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = int(os.environ.get("STEWARD_FUZZ_EXAMPLES", "3"))
 STATS: Counter[str] = Counter()
 SERVER_ERRORS: list[str] = []
+UNDOCUMENTED: set[str] = set()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,6 +56,7 @@ def _report() -> Iterator[None]:
     print(
         f"\nschemathesis: {STATS['cases']} cases over {operations} operations, "
         f"{STATS['run_bodies']} fuzzed run bodies, {len(SERVER_ERRORS)} server errors, "
+        f"{len(UNDOCUMENTED)} undocumented statuses, "
         f"{time.monotonic() - started:.1f}s"
     )
 
@@ -60,7 +66,9 @@ async def fx_admin_key(server: RunningServer) -> str:
     return await server.keys("fuzz-admin", f"t-fuzz-{uuid.uuid4().hex[:8]}", "admin")
 
 
-def test_no_server_error_for_any_generated_request(admin_key: str, server: RunningServer) -> None:
+def test_no_server_error_nor_undocumented_status_for_any_generated_request(
+    admin_key: str, server: RunningServer
+) -> None:
     api = schemathesis.openapi.from_url(f"{server.url}/docs/openapi.json")
     # An Err has no ok(): a schema that fails to load fails the test here.
     operations = [result.ok() for result in api.get_all_operations()]  # type: ignore[union-attr]
@@ -85,6 +93,10 @@ def test_no_server_error_for_any_generated_request(admin_key: str, server: Runni
             assert response.status_code < 500, (
                 f"{response.status_code} for {case.as_curl_command()}\n{response.text[:2000]}"
             )
+            try:
+                case.validate_response(response, checks=[status_code_conformance])
+            except FailureGroup:  # collected, so that one run lists them all
+                UNDOCUMENTED.add(f"{case.method} {case.path} -> {response.status_code}")
 
         try:
             one()
@@ -92,6 +104,7 @@ def test_no_server_error_for_any_generated_request(admin_key: str, server: Runni
             # No request can violate an operation without parameters or body (negative mode).
             assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label
     assert SERVER_ERRORS == []
+    assert sorted(UNDOCUMENTED) == [], "statuses answered but not documented"
 
 
 @settings(
