@@ -236,7 +236,12 @@ class ThreadsController(Controller):
         """
         await delete_with_runs(principal, threads_repo, run_service, parse_thread_id(thread_id))
 
-    @post("/{thread_id:str}/copy", operation_id="CopyThread", status_code=200)
+    @post(
+        "/{thread_id:str}/copy",
+        operation_id="CopyThread",
+        status_code=200,
+        responses=api_errors(404, 409),
+    )
     async def copy_thread(
         self,
         principal: PrincipalDep,
@@ -252,7 +257,9 @@ class ThreadsController(Controller):
         row = await threads_repo.copy(principal, parse_thread_id(thread_id))
         return await load_thread(runtime, row)
 
-    @post("/prune", operation_id="PruneThreads", status_code=200)
+    @post(
+        "/prune", operation_id="PruneThreads", status_code=200, responses=api_errors(409, body=True)
+    )
     async def prune_threads(
         self,
         principal: PrincipalDep,
