@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -397,8 +398,8 @@ def compare(ours: dict[str, Any] | None, ref: dict[str, Any] | None) -> str:
     if ours.get("shape") == ref.get("shape"):
         return "same"
     a, b = ours.get("shape"), ref.get("shape")
-    if isinstance(a, dict) and isinstance(b, dict):
-        a, b = a.get("item"), b.get("item")
+    if isinstance(a, dict) and isinstance(b, dict) and "item" in a and "item" in b:
+        a, b = a["item"], b["item"]
     if isinstance(a, list) and isinstance(b, list):
         plus = sorted(set(a) - set(b))
         minus = sorted(set(b) - set(a))
@@ -418,6 +419,13 @@ def table(title: str, steward: dict[str, Any], reference: dict[str, Any]) -> str
         ours, ref = steward.get(name), reference.get(name)
         lines.append(f"| {name} | {cell(ref)} | {cell(ours)} | {compare(ours, ref)} |")
     return "\n".join(lines)
+
+
+def seed_orders(env: dict[str, str]) -> None:
+    """The demo orders both servers refund from (one database)."""
+    subprocess.run(
+        [sys.executable, "-m", "steward", "seed"], cwd=ROOT, env=env, check=True, timeout=120
+    )
 
 
 async def probe_server(server: Server, keys: tuple[str, str]) -> tuple[dict[str, Any], Any]:
@@ -458,6 +466,7 @@ async def main() -> str:
             with running_mock_llm(latency_ms=MOCK_LATENCY_MS) as mock:
                 env = base_env(db_url, home, mock.base_url)
                 user_key = await asyncio.to_thread(create_key, env, "pat", "user", "parity")
+                await asyncio.to_thread(seed_orders, env)
                 approver_key = await asyncio.to_thread(create_key, env, "mia", "approver", "parity")
                 for name in ("steward", "langgraph"):
                     with running_server(name, env, work, user_key, "WARNING", None) as server:
