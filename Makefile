@@ -4,8 +4,10 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 TEST_WORKERS ?= 2
+JS_DIR := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install run chat test eval lint typecheck unit integration bench fuzz chaos clean
+.PHONY: help install js-deps run chat test eval lint typecheck unit integration bench fuzz chaos clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -16,7 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## Create .venv and install Steward with its dev tools
+install: $(STAMP) js-deps  ## Create .venv and install Steward with its dev tools (and the JS SDK suite's)
+
+# Without npm, outside CI: say so and go on (tests/e2e/test_js_sdk.py then skips).
+$(JS_STAMP): $(JS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "npm ci in $(JS_DIR)" && cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error \
+	    && touch node_modules/.installed; \
+	elif [ "$$CI" = true ]; then \
+	  echo "npm is not installed: the JS SDK suite (tests/js) needs Node 20+" >&2; exit 1; \
+	else \
+	  echo "npm is not installed: skipping tests/js's dependencies (its e2e test will skip)"; \
+	fi
+
+js-deps: $(JS_STAMP)  ## npm ci for the JS SDK e2e suite (tests/js), again when its lockfile changes
 
 run: $(STAMP)  ## Start the HTTP service on 127.0.0.1:8080 (indexes and seeds on first start)
 	$(BIN)/steward serve
@@ -37,7 +52,7 @@ typecheck: $(STAMP)  ## mypy: --strict on our packages, a relaxed profile on tes
 unit: $(STAMP)  ## Fast tests, no services
 	$(BIN)/pytest tests/unit
 
-test: lint typecheck  ## Lint, type-check, run the whole test suite and the eval gate
+test: lint typecheck js-deps  ## Lint, type-check, run the whole test suite and the eval gate
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/python -m tests.run_eval_gate --no-progress
 
@@ -53,4 +68,4 @@ bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph
 	$(BIN)/python bench/graph_overhead.py
 
 clean:  ## Remove the virtualenv and local data
-	rm -rf $(VENV) .steward .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .steward .mypy_cache .ruff_cache .pytest_cache $(JS_DIR)/node_modules

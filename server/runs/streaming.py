@@ -50,7 +50,10 @@ async def stream_graph(
         "control": control,
         "context": context,
     }
-    legacy = LegacyMessages() if "messages" in requested else None
+    # As langgraph-api: with both, `messages-tuple` wins and the legacy events are not sent.
+    legacy = (
+        LegacyMessages() if "messages" in requested and "messages-tuple" not in requested else None
+    )
     parts = (
         _event_parts(graph, todo, config, options, writer)
         if "events" in requested
