@@ -108,8 +108,7 @@ test("threads.updateState: admins only", async () => {
   );
 });
 
-const NO_COPY = "POST /threads/{id}/copy is not implemented by Steward";
-test("threads.copy", { todo: NO_COPY }, async () => {
+test("threads.copy", async () => {
   const { thread_id } = await sdk.threads.create({ metadata: { copied: "yes" } });
   await sdk.runs.wait(thread_id, ASSISTANT, { input: QUESTION });
   const copy = await sdk.threads.copy(thread_id);
@@ -118,6 +117,21 @@ test("threads.copy", { todo: NO_COPY }, async () => {
   const state = await sdk.threads.getState(copy.thread_id);
   assert.equal(state.values.messages.length, 2);
   await rejectsWith(outsider().threads.copy(thread_id), 404);
+  await rejectsWith(peer().threads.copy(thread_id), 404);
+});
+
+test("threads.prune keeps the latest checkpoint, or deletes", async () => {
+  const { thread_id } = await sdk.threads.create();
+  await sdk.runs.wait(thread_id, ASSISTANT, { input: QUESTION });
+  const theirs = await outsider().threads.create();
+  assert.ok((await sdk.threads.getHistory(thread_id, { limit: 50 })).length > 1);
+  const kept = await sdk.threads.prune([thread_id, theirs.thread_id], { strategy: "keep_latest" });
+  assert.deepEqual(kept, { pruned_count: 1 });
+  assert.equal((await sdk.threads.getHistory(thread_id, { limit: 50 })).length, 1);
+  const deleted = await sdk.threads.prune([thread_id, theirs.thread_id]);
+  assert.deepEqual(deleted, { pruned_count: 1 });
+  await rejectsWith(sdk.threads.get(thread_id), 404);
+  assert.equal((await outsider().threads.get(theirs.thread_id)).thread_id, theirs.thread_id);
 });
 
 test("threads.delete removes the thread and its runs", async () => {
