@@ -196,6 +196,54 @@ class HistoryRequest(_SdkBody):
     select: list[str] | None = Field(default=None, description="Ignored.")
 
 
+class AssistantCreate(_SdkBody):
+    """Body of `POST /assistants`: version 1 of an assistant of the tenant."""
+
+    graph_id: str = Field(description="The graph; this server serves `agent`.")
+    assistant_id: UUID | None = Field(default=None, description="Client-chosen id (UUID).")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="Run config defaults (`configurable`, `tags`, `metadata`, ...).",
+        examples=[{"configurable": {"tone": "brief"}}],
+    )
+    context: dict[str, Any] | None = Field(default=None, description="Run context defaults.")
+    metadata: dict[str, Any] | None = Field(default=None, description="Free-form metadata.")
+    if_exists: Literal["raise", "do_nothing"] = Field(
+        default="raise", description="`raise` → 409 if the id exists; `do_nothing` → return it."
+    )
+    name: str | None = Field(default=None, max_length=1000, description="Defaults to Untitled.")
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class AssistantPatch(_SdkBody):
+    """Body of `PATCH /assistants/{assistant_id}`: a new version from the latest one."""
+
+    graph_id: str | None = Field(default=None, description="The graph; only `agent`.")
+    config: dict[str, Any] | None = Field(default=None, description="Replaces the config.")
+    context: dict[str, Any] | None = Field(default=None, description="Replaces the context.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Merged into the metadata (top-level keys replaced)."
+    )
+    name: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class AssistantVersionsSearch(_SdkBody):
+    """Body of `POST /assistants/{assistant_id}/versions`."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="Containment filter.")
+    limit: JsonInt = Field(default=10, ge=1, le=MAX_PAGE, description="Page size.")
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Rows to skip.")
+
+
+class AssistantLatest(_SdkBody):
+    """Body of `POST /assistants/{assistant_id}/latest`."""
+
+    version: JsonInt = Field(
+        ge=1, le=2**31 - 1, description="The stored version to make the latest."
+    )
+
+
 class AssistantSearch(_SdkBody):
     """Body of `POST /assistants/search`."""
 
@@ -329,7 +377,7 @@ class StateUpdateOut(TypedDict):
 
 
 class AssistantOut(TypedDict):
-    """An assistant (we serve one system assistant per graph)."""
+    """An assistant: the system one, or a version of one of the tenant's."""
 
     assistant_id: str
     graph_id: str
@@ -357,8 +405,12 @@ class GraphSchemaOut(TypedDict):
 __all__ = [
     "ApprovalDecisionIn",
     "AssistantCount",
+    "AssistantCreate",
+    "AssistantLatest",
     "AssistantOut",
+    "AssistantPatch",
     "AssistantSearch",
+    "AssistantVersionsSearch",
     "CheckpointIn",
     "CheckpointOut",
     "EditedActionIn",

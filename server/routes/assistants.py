@@ -1,72 +1,92 @@
-"""Assistants: one read-only system assistant per graph (`agent`), as langgraph-api creates.
+"""Assistants: the read-only system assistant and the tenant's versioned assistants.
 
-Its id is `uuid5(6ba7b821-9dad-11d1-80b4-00c04fd430c8, "agent")`; `agent` (the graph name) is
-accepted wherever an assistant id is. Creating, changing or deleting assistants answers 403
-(404 for an unknown graph): the service serves a fixed graph.
+The system assistant (`agent`; id `uuid5(6ba7b821-9dad-11d1-80b4-00c04fd430c8, "agent")`) is
+visible to every key and cannot be changed (403). Each tenant may add assistants of the
+graph `agent`: configurations a run names by `assistant_id`, whose `config` and `context`
+are merged under the run's own (`server.runs.admission.with_assistant`). Every update writes
+a new version; `/latest` makes a stored version the one runs use.
+
+Who may do what: every key of a tenant reads its assistants (and the system one) and runs
+with them; only role `admin` creates, updates, deletes them or sets their latest version,
+since an assistant is shared by the whole tenant. Another tenant's assistant is a 404 for
+every role. A config may not name identity (`configurable.user_id`, `tenant_id`, `role`,
+`requester_id`, `thread_id`, nor the same keys in `context`): 422.
 """
 
 import logging
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeAlias, cast, get_type_hints, is_typeddict
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from pydantic import TypeAdapter
 
-from core.errors import Forbidden, NotFound
+from core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from core.identity import Principal
 from graph.runtime import Runtime
+from server.assistants_repo import (
+    ASSISTANT_ID,
+    GRAPH_ID,
+    SYSTEM_ASSISTANT,
+    AssistantRow,
+    AssistantsRepo,
+    AssistantVersionRow,
+    is_system,
+)
 from server.auth import PrincipalDep
 from server.openapi import api_errors
-from server.routes.deps import RuntimeDep
-from server.schemas import AssistantCount, AssistantOut, AssistantSearch, GraphSchemaOut
+from server.routes.deps import RuntimeDep, ThreadsRepoDep
+from server.runs.admission import check_assistant_config
+from server.schemas import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantLatest,
+    AssistantOut,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersionsSearch,
+    GraphSchemaOut,
+)
 
 logger = logging.getLogger(__name__)
 
-GRAPH_ID = "agent"
-SYSTEM_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
-ASSISTANT_ID = str(uuid.uuid5(SYSTEM_NAMESPACE, GRAPH_ID))
-_CREATED_AT = datetime(2025, 1, 1, tzinfo=UTC)
+DEFAULT_NAME = "Untitled"
+"""The name of an assistant created without one, as langgraph-api names it."""
 
-SYSTEM_ASSISTANT: AssistantOut = {
-    "assistant_id": ASSISTANT_ID,
-    "graph_id": GRAPH_ID,
-    "config": {},
-    "context": {},
-    "metadata": {"created_by": "system"},
-    "version": 1,
-    "name": GRAPH_ID,
-    "description": "Steward support agent: policy answers, order look-ups, approved refunds.",
-    "created_at": _CREATED_AT,
-    "updated_at": _CREATED_AT,
-}
+_READ_ONLY = (
+    f"the system assistant {ASSISTANT_ID} ({GRAPH_ID!r}) is read-only; create an assistant of "
+    f"graph {GRAPH_ID!r} (role admin) to change its configuration"
+)
 
 
-def resolve_assistant(assistant_id: str) -> AssistantOut:
-    """Return the assistant for an id or graph name.
-
-    Raises:
-        NotFound: anything but the system assistant's id or `agent`.
-    """
-    if assistant_id in (ASSISTANT_ID, GRAPH_ID):
-        return SYSTEM_ASSISTANT
-    raise NotFound(f"assistant {assistant_id!r} not found (this server serves {GRAPH_ID!r})")
+def _check_graph(graph_id: str | None) -> None:
+    if graph_id is not None and graph_id != GRAPH_ID:
+        raise NotFound(f"graph {graph_id!r} not found (this server serves {GRAPH_ID!r})")
 
 
-def _matches(
-    a: AssistantOut,
-    metadata: JSONBody[dict[str, Any]] | None,
-    graph_id: str | None,
-    name: str | None,
-) -> bool:
-    if graph_id is not None and graph_id != a["graph_id"]:
-        return False
-    if name is not None and name.lower() not in a["name"].lower():
-        return False
-    return not metadata or all(a["metadata"].get(k) == v for k, v in metadata.items())
+def _check_writer(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden(
+            f"role {principal.role!r} may not change assistants; they are shared by the "
+            "tenant and need role admin"
+        )
 
 
-def _select(a: AssistantOut, select: list[str] | None) -> dict[str, Any]:
+def _check_metadata(metadata: dict[str, Any] | None) -> None:
+    if metadata and metadata.get("created_by") == "system":
+        raise Unprocessable(
+            "metadata.created_by: 'system' marks the system assistant (Studio looks for it)"
+        )
+
+
+async def _writable(repo: AssistantsRepo, principal: Principal, assistant_id: str) -> None:
+    """404 for another tenant's or a missing assistant, 403 for the system one or a non-admin."""
+    if is_system(assistant_id):
+        raise Forbidden(_READ_ONLY)
+    await repo.get(principal, assistant_id)
+    _check_writer(principal)
+
+
+def _select(a: AssistantRow, select: list[str] | None) -> dict[str, Any]:
     data = dict(a)
     return {k: data[k] for k in select if k in data} if select else data
 
@@ -138,14 +158,13 @@ AssistantId: TypeAlias = Annotated[
 ]
 Recurse: TypeAlias = Annotated[bool, QueryParameter(description="Include nested subgraphs.")]
 
-_READ_ONLY = (
-    "assistants are read-only on this server: use the system assistant "
-    f"{ASSISTANT_ID} (or the graph name {GRAPH_ID!r})"
-)
+
+def _repo(runtime: Runtime) -> AssistantsRepo:
+    return AssistantsRepo(runtime.pool)
 
 
 class AssistantsController(Controller):
-    """The system assistant: search, count, get, graph, schemas, subgraphs."""
+    """Assistants: create, search, count, get, update, delete, versions, graph, schemas."""
 
     path = "/assistants"
     tags = ["assistants"]
@@ -154,17 +173,33 @@ class AssistantsController(Controller):
         "/",
         operation_id="CreateAssistant",
         status_code=200,
-        responses=api_errors(403, 404, body=True),
+        responses=api_errors(403, 404, 409, body=True),
     )
     async def create_assistant(
-        self, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
+        self, principal: PrincipalDep, runtime: RuntimeDep, data: JSONBody[AssistantCreate]
     ) -> AssistantOut:
-        """Refuse: 404 for an unknown `graph_id`, 403 otherwise (assistants are fixed)."""
-        del principal
-        graph_id = data.get("graph_id")
-        if graph_id is not None and graph_id != GRAPH_ID:
-            raise NotFound(f"graph {graph_id!r} not found (this server serves {GRAPH_ID!r})")
-        raise Forbidden(_READ_ONLY)
+        """Create version 1 of an assistant of the caller's tenant (role admin).
+
+        404 for a graph other than `agent`, 409 for a taken id (unless `if_exists` is
+        `do_nothing`: the existing one is returned), 422 for a config naming identity.
+        """
+        _check_graph(data.graph_id)
+        _check_writer(principal)
+        _check_metadata(data.metadata)
+        config, context = check_assistant_config(
+            data.config, data.context, int(runtime.deps.settings.recursion_limit)
+        )
+        return await _repo(runtime).create(
+            principal,
+            assistant_id=data.assistant_id,
+            graph_id=data.graph_id,
+            config=config,
+            context=context,
+            metadata=data.metadata or {},
+            name=data.name or DEFAULT_NAME,
+            description=data.description,
+            if_exists=data.if_exists,
+        )
 
     @post(
         "/search",
@@ -173,51 +208,123 @@ class AssistantsController(Controller):
         responses=api_errors(body=True),
     )
     async def search(
-        self, principal: PrincipalDep, data: JSONBody[AssistantSearch]
-    ) -> list[dict[str, Any]]:
-        """List assistants matching metadata, graph id and name."""
-        del principal
-        found = [
-            a for a in (SYSTEM_ASSISTANT,) if _matches(a, data.metadata, data.graph_id, data.name)
-        ]
-        return [_select(a, data.select) for a in found[data.offset : data.offset + data.limit]]
+        self, principal: PrincipalDep, runtime: RuntimeDep, data: JSONBody[AssistantSearch]
+    ) -> Response[list[dict[str, Any]]]:
+        """List the system assistant and the tenant's, matching metadata, graph id and name.
+
+        Newest first by default; `X-Pagination-Next` carries the next offset when more follow.
+        """
+        found, more = await _repo(runtime).search(
+            principal,
+            metadata=data.metadata,
+            graph_id=data.graph_id,
+            name=data.name,
+            limit=data.limit,
+            offset=data.offset,
+            sort_by=data.sort_by,
+            sort_order=data.sort_order,
+        )
+        headers = {"X-Pagination-Next": str(data.offset + data.limit)} if more else {}
+        return Response([_select(a, data.select) for a in found], headers=headers)
 
     @post(
         "/count", operation_id="CountAssistants", status_code=200, responses=api_errors(body=True)
     )
-    async def count(self, principal: PrincipalDep, data: JSONBody[AssistantCount]) -> int:
-        """Count assistants matching metadata, graph id and name."""
-        del principal
-        return int(_matches(SYSTEM_ASSISTANT, data.metadata, data.graph_id, data.name))
+    async def count(
+        self, principal: PrincipalDep, runtime: RuntimeDep, data: JSONBody[AssistantCount]
+    ) -> int:
+        """Count the visible assistants matching metadata, graph id and name."""
+        return await _repo(runtime).count(
+            principal, metadata=data.metadata, graph_id=data.graph_id, name=data.name
+        )
 
     @get("/{assistant_id:str}", operation_id="GetAssistant", responses=api_errors(404))
     async def get_assistant(
-        self, principal: PrincipalDep, assistant_id: AssistantId
+        self, principal: PrincipalDep, runtime: RuntimeDep, assistant_id: AssistantId
     ) -> AssistantOut:
-        """Return the assistant by id or graph name."""
-        del principal
-        return resolve_assistant(assistant_id)
+        """Return the assistant (its latest version) by id, or the system one by `agent`."""
+        return await _repo(runtime).get(principal, assistant_id)
 
-    @patch("/{assistant_id:str}", operation_id="PatchAssistant", responses=api_errors(403, 404))
+    @patch(
+        "/{assistant_id:str}",
+        operation_id="PatchAssistant",
+        responses=api_errors(403, 404, body=True),
+    )
     async def patch_assistant(
-        self, principal: PrincipalDep, assistant_id: AssistantId
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        assistant_id: AssistantId,
+        data: JSONBody[AssistantPatch],
     ) -> AssistantOut:
-        """Refuse: assistants are read-only (403; 404 for an unknown id)."""
-        del principal
-        resolve_assistant(assistant_id)
-        raise Forbidden(_READ_ONLY)
+        """Write a new version from the latest one and make it the latest (role admin).
+
+        Omitted fields are kept, `config` and `context` replace, `metadata` is merged.
+        403 for the system assistant, 404 for another tenant's.
+        """
+        repo = _repo(runtime)
+        await _writable(repo, principal, assistant_id)
+        _check_graph(data.graph_id)
+        _check_metadata(data.metadata)
+        config, context = check_assistant_config(
+            data.config, data.context, int(runtime.deps.settings.recursion_limit)
+        )
+        return await repo.update(
+            principal,
+            assistant_id,
+            graph_id=data.graph_id,
+            config=config if data.config is not None else None,
+            context=context if data.context is not None else None,
+            metadata=data.metadata,
+            name=data.name,
+            description=data.description,
+        )
 
     @delete(
         "/{assistant_id:str}",
         operation_id="DeleteAssistant",
         status_code=204,
-        responses=api_errors(403, 404),
+        responses=api_errors(403, 404, 409),
     )
-    async def delete_assistant(self, principal: PrincipalDep, assistant_id: AssistantId) -> None:
-        """Refuse: assistants are read-only (403; 404 for an unknown id)."""
-        del principal
-        resolve_assistant(assistant_id)
-        raise Forbidden(_READ_ONLY)
+    async def delete_assistant(
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        threads_repo: ThreadsRepoDep,
+        assistant_id: AssistantId,
+        delete_threads: Annotated[
+            bool,
+            QueryParameter(description="Also delete the threads whose runs used it."),
+        ] = False,
+    ) -> None:
+        """Delete the assistant and its versions (role admin; 403 for the system one).
+
+        With `delete_threads=true` the tenant's threads whose metadata names the assistant
+        go first; a busy one answers 409 and the assistant stays.
+        """
+        repo = _repo(runtime)
+        await _writable(repo, principal, assistant_id)
+        if delete_threads:
+            busy = 0
+            offset = 0
+            while True:
+                rows = await threads_repo.search(
+                    principal, metadata={"assistant_id": assistant_id}, limit=100, offset=offset
+                )
+                for row in rows:
+                    try:
+                        await threads_repo.delete(principal, row["thread_id"])
+                    except Conflict:
+                        busy += 1
+                if len(rows) < 100:
+                    break
+                offset = busy
+            if busy:
+                raise Conflict(
+                    f"{busy} thread(s) of assistant {assistant_id} are busy: cancel their runs "
+                    "first; the assistant was not deleted"
+                )
+        await repo.delete(principal, assistant_id)
 
     @get("/{assistant_id:str}/graph", operation_id="GetAssistantGraph", responses=api_errors(404))
     async def get_graph(
@@ -230,8 +337,7 @@ class AssistantsController(Controller):
         ] = False,
     ) -> dict[str, Any]:
         """Return the graph's nodes and edges (drawable by Studio)."""
-        del principal
-        resolve_assistant(assistant_id)
+        await _repo(runtime).get(principal, assistant_id)
         return cast(dict[str, Any], runtime.graph.get_graph(xray=xray).to_json())
 
     @get(
@@ -243,8 +349,7 @@ class AssistantsController(Controller):
         self, principal: PrincipalDep, runtime: RuntimeDep, assistant_id: AssistantId
     ) -> GraphSchemaOut:
         """Return the input, output, state, config and context JSON schemas."""
-        del principal
-        resolve_assistant(assistant_id)
+        await _repo(runtime).get(principal, assistant_id)
         return graph_schemas(runtime)
 
     @get(
@@ -253,11 +358,15 @@ class AssistantsController(Controller):
         responses=api_errors(404),
     )
     async def get_subgraphs(
-        self, principal: PrincipalDep, assistant_id: AssistantId, recurse: Recurse = False
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        assistant_id: AssistantId,
+        recurse: Recurse = False,
     ) -> dict[str, Any]:
         """Return the graph's subgraphs: none."""
-        del principal, recurse
-        resolve_assistant(assistant_id)
+        del recurse
+        await _repo(runtime).get(principal, assistant_id)
         return {}
 
     @get(
@@ -268,40 +377,54 @@ class AssistantsController(Controller):
     async def get_subgraphs_in(
         self,
         principal: PrincipalDep,
+        runtime: RuntimeDep,
         assistant_id: AssistantId,
         namespace: FromPath[str],
         recurse: Recurse = False,
     ) -> dict[str, Any]:
         """Return the subgraphs under a namespace: none."""
-        del principal, recurse, namespace
-        resolve_assistant(assistant_id)
+        del recurse, namespace
+        await _repo(runtime).get(principal, assistant_id)
         return {}
 
     @post(
         "/{assistant_id:str}/versions",
         operation_id="ListAssistantVersions",
         status_code=200,
-        responses=api_errors(404),
+        responses=api_errors(404, body=True),
     )
     async def versions(
-        self, principal: PrincipalDep, assistant_id: AssistantId
-    ) -> list[AssistantOut]:
-        """Return the assistant's versions: the only one."""
-        del principal
-        return [resolve_assistant(assistant_id)]
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        assistant_id: AssistantId,
+        data: JSONBody[AssistantVersionsSearch],
+    ) -> list[AssistantVersionRow]:
+        """Return the assistant's versions, newest first, filtered by metadata."""
+        return await _repo(runtime).versions(
+            principal, assistant_id, metadata=data.metadata, limit=data.limit, offset=data.offset
+        )
 
     @post(
         "/{assistant_id:str}/latest",
         operation_id="SetLatestAssistantVersion",
         status_code=200,
-        responses=api_errors(404),
+        responses=api_errors(403, 404, body=True),
     )
     async def latest(
-        self, principal: PrincipalDep, assistant_id: AssistantId
-    ) -> Response[AssistantOut]:
-        """Return the assistant (version 1 is always the latest)."""
-        del principal
-        return Response(resolve_assistant(assistant_id))
+        self,
+        principal: PrincipalDep,
+        runtime: RuntimeDep,
+        assistant_id: AssistantId,
+        data: JSONBody[AssistantLatest],
+    ) -> AssistantOut:
+        """Make a stored version the latest, the one new runs use (role admin).
+
+        403 for the system assistant, 404 for a missing version or another tenant's.
+        """
+        repo = _repo(runtime)
+        await _writable(repo, principal, assistant_id)
+        return await repo.set_latest(principal, assistant_id, data.version)
 
 
 __all__ = [
@@ -311,5 +434,4 @@ __all__ = [
     "AssistantsController",
     "graph_schemas",
     "json_schema_of",
-    "resolve_assistant",
 ]

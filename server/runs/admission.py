@@ -20,6 +20,7 @@ from core.identity import Principal
 from core.observability.logging import current_request_id
 from core.observability.tracing import current_traceparent
 from graph.runtime import Runtime
+from server.assistants_repo import AssistantRow
 from server.runs.models import (
     ALLOWED_CONFIG_KEYS,
     CHECKPOINT_CONFIGURABLE,
@@ -74,11 +75,19 @@ def thread_uuid(thread_id: str | uuid.UUID | None, body: RunCreate) -> uuid.UUID
         raise NotFound(f"thread {thread_id} not found") from None
 
 
-def client_config(
-    body: RunCreate, thread_id: uuid.UUID, principal: Principal, recursion_limit: int
+def _check_config(
+    config: dict[str, Any], recursion_limit: int, *, identity: dict[str, str] | None
 ) -> dict[str, Any]:
-    """Validate the client's config; identity keys are the server's, never the client's."""
-    config = dict(body.config or {})
+    """The checks a run's and an assistant's config share; returns the cleaned config.
+
+    Args:
+        config: the config to check (copied, not changed).
+        recursion_limit: the server's cap.
+        identity: the server's own identity values (a run's): a reserved key equal to its
+            value is dropped, any other is refused. None (an assistant's config, shared by a
+            tenant): any reserved key is refused.
+    """
+    config = dict(config)
     unknown = sorted(set(config) - ALLOWED_CONFIG_KEYS)
     if unknown:
         raise Unprocessable(
@@ -88,20 +97,19 @@ def client_config(
     if not isinstance(config.get("configurable") or {}, dict):
         raise Unprocessable("config.configurable must be an object")
     configurable = dict(config.get("configurable") or {})
-    own = {
-        "thread_id": str(thread_id),
-        "user_id": principal.user_id,
-        "tenant_id": principal.tenant_id,
-        "role": principal.role,
-        "requester_id": principal.user_id,
-    }
     for key in RESERVED_CONFIGURABLE:
-        if key in configurable:
-            if str(configurable[key]) != own[key]:
-                raise Unprocessable(
-                    f"config.configurable.{key} is set by the server and cannot be chosen"
-                )
-            del configurable[key]
+        if key not in configurable:
+            continue
+        if identity is None:
+            raise Unprocessable(
+                f"config.configurable.{key} is identity the server sets from each run's API "
+                "key; an assistant cannot set it"
+            )
+        if str(configurable[key]) != identity[key]:
+            raise Unprocessable(
+                f"config.configurable.{key} is set by the server and cannot be chosen"
+            )
+        del configurable[key]
     for key in list(configurable):
         if key.startswith("__") or key in CHECKPOINT_CONFIGURABLE:
             raise Unprocessable(
@@ -127,6 +135,67 @@ def client_config(
     else:
         config.pop("configurable", None)
     return config
+
+
+def client_config(
+    body: RunCreate, thread_id: uuid.UUID, principal: Principal, recursion_limit: int
+) -> dict[str, Any]:
+    """Validate the client's config; identity keys are the server's, never the client's."""
+    own = {
+        "thread_id": str(thread_id),
+        "user_id": principal.user_id,
+        "tenant_id": principal.tenant_id,
+        "role": principal.role,
+        "requester_id": principal.user_id,
+    }
+    return _check_config(dict(body.config or {}), recursion_limit, identity=own)
+
+
+CONTEXT_IDENTITY = RESERVED_CONFIGURABLE | {"assistant_id", "graph_id", "run_id"}
+"""Context keys an assistant may not set: the run context is identity the server sets."""
+
+
+def check_assistant_config(
+    config: Any, context: Any, recursion_limit: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate an assistant's config and context (create and update); return them cleaned.
+
+    An assistant is shared by its tenant, so it may name no identity at all: no reserved
+    `configurable` key (whatever its value) and no identity key in `context`.
+
+    Raises:
+        Unprocessable: not objects, an unsupported or reserved key, a bad value.
+    """
+    if config is not None and not isinstance(config, dict):
+        raise Unprocessable("config must be an object")
+    if context is not None and not isinstance(context, dict):
+        raise Unprocessable("context must be an object")
+    clean = _check_config(dict(config or {}), recursion_limit, identity=None)
+    forged = sorted(CONTEXT_IDENTITY & set(context or {}))
+    if forged:
+        raise Unprocessable(
+            f"context.{forged[0]} is identity the server sets from each run's API key; an "
+            "assistant cannot set it"
+        )
+    return clean, dict(context or {})
+
+
+def with_assistant(
+    config: dict[str, Any], context: dict[str, Any] | None, assistant: AssistantRow
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A run's config and context over its assistant's: the run's own values win.
+
+    `configurable` and `metadata` are merged key by key; `tags`, `recursion_limit` and
+    `run_name` are the run's when it sets them, else the assistant's.
+    """
+    base = assistant["config"] or {}
+    merged = {**base, **config}
+    for key in ("configurable", "metadata"):
+        both = {**(base.get(key) or {}), **(config.get(key) or {})}
+        if both:
+            merged[key] = both
+    ctx = {**(assistant["context"] or {}), **(context or {})}
+    return merged, (ctx or context)
 
 
 def check_nodes(graph: Graph, body: RunCreate) -> None:

@@ -24,6 +24,7 @@ from core.jsonable import dumps
 from graph.runtime import Runtime
 from server import threads_repo
 from server.approvals import record_pending, reopen_unstarted_resume
+from server.assistants_repo import AssistantsRepo
 from server.decisions import BoundResume, bind_resume, is_approval_request
 from server.runs import repo
 from server.runs.admission import (
@@ -33,6 +34,7 @@ from server.runs.admission import (
     run_kwargs,
     state_config,
     thread_uuid,
+    with_assistant,
 )
 from server.runs.conflicts import retry_conflicts
 from server.runs.guards import (
@@ -43,12 +45,7 @@ from server.runs.guards import (
     message_key,
     request_digest,
 )
-from server.runs.models import (
-    ASSISTANT_ID,
-    GRAPH_ID,
-    Run,
-    RunCreate,
-)
+from server.runs.models import Run, RunCreate
 from server.runs.queries import RunQueries, thread_config
 from server.runs.resolve import RESOLVED_COMMENT, is_resolve, resolution
 
@@ -77,6 +74,7 @@ class RunCreator:
         self.graph = runtime.graph
         self.recursion_limit = int(runtime.deps.settings.recursion_limit)
         self.queries = RunQueries(runtime)
+        self.assistants = AssistantsRepo(runtime.pool)
 
     async def create(
         self,
@@ -119,7 +117,8 @@ class RunCreator:
         a run of it failed) is answered with its first run.
 
         Raises:
-            NotFound: the thread or assistant does not exist or is not visible.
+            NotFound: the thread or assistant does not exist or is not visible (another
+                tenant's assistant included).
             Conflict: `multitask_strategy="reject"` and the thread is busy, or a resume with
                 nothing (or something already decided) to resume.
             Forbidden: a user resuming an approval, a requester approving their own request,
@@ -129,10 +128,12 @@ class RunCreator:
             TooManyRequests: a budget of the caller (user/day, tenant/month, thread) is spent.
         """
         stateless = thread_id is None
-        if body.assistant_id not in (GRAPH_ID, ASSISTANT_ID):
-            raise NotFound(f"assistant {body.assistant_id} not found")
+        assistant = await self.assistants.get(principal, body.assistant_id)
         tid = uuid.uuid4() if stateless else thread_uuid(thread_id, body)
         config = client_config(body, tid, principal, self.recursion_limit)
+        # The assistant's latest version is copied into the run: a later update or delete of
+        # the assistant does not change a run already created.
+        config, context = with_assistant(config, body.context, assistant)
         check_nodes(self.graph, body)
         command = body.command
         resolving = is_resolve(command)
@@ -175,10 +176,14 @@ class RunCreator:
 
         run_id = uuid.uuid4()
         kwargs = run_kwargs(body, config, principal, stateless)
+        kwargs["context"] = context
+        kwargs["assistant_version"] = assistant["version"]
         if kwargs["input"] is not None:
             # The runs table and its events are data at rest too: store no raw PII.
             kwargs["input"] = await asyncio.to_thread(redact_user_input, kwargs["input"])
-        patch = orjson.dumps({"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID}).decode()
+        patch = orjson.dumps(
+            {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+        ).decode()
         cancels: list[dict[str, Any]] = []
         async with self.pool.connection() as conn, conn.transaction():
             thread = await threads_repo.get_thread(conn, tid, lock=True)
@@ -237,7 +242,7 @@ class RunCreator:
                 thread_id=tid,
                 tenant_id=principal.tenant_id,
                 owner_id=principal.user_id,
-                assistant_id=ASSISTANT_ID,
+                assistant_id=assistant["assistant_id"],
                 kwargs=dumps(kwargs),
                 metadata=dumps(body.metadata or {}),
                 multitask_strategy=body.multitask_strategy,

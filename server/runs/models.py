@@ -8,13 +8,13 @@ every call); fields of the LangGraph API it does not implement are refused with 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import StewardError
+from server.assistants_repo import ASSISTANT_ID, GRAPH_ID
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ UNSUPPORTED_STREAM_MODES: dict[str, str] = {
     "tools": "not served",
     "lifecycle": "not served",
 }
-
-GRAPH_ID = "agent"
-"""The one graph this service serves."""
-SYSTEM_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
-ASSISTANT_ID = str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, GRAPH_ID))
-"""The system assistant's id, as langgraph-api derives it from the graph id."""
 
 RESERVED_CONFIGURABLE = frozenset({"thread_id", "user_id", "tenant_id", "role", "requester_id"})
 """Identity keys of `config.configurable`: the server sets them from the API key and the run.

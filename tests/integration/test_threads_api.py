@@ -62,8 +62,11 @@ async def test_assistants(server: RunningServer, tenant: str) -> None:
     assert await client.assistants.get_subgraphs("agent") == {}
     with pytest.raises(NotFoundError):
         await client.assistants.get(str(uuid.uuid4()))
-    with pytest.raises(PermissionDeniedError) as denied:
+    with pytest.raises(PermissionDeniedError) as denied:  # a user key: writes need admin
         await client.assistants.create(graph_id="agent")
+    assert "role admin" in denied.value.response.json()["detail"]
+    with pytest.raises(PermissionDeniedError) as denied:
+        await client.assistants.update("agent", metadata={"a": 1})
     assert "read-only" in denied.value.response.json()["detail"]
 
 
