@@ -8,9 +8,9 @@ multitask calls arrive). For each call the table gives both servers' outcome: th
 the key, `-` only the reference does).
 
 Steward needs identities: the calls run as a `user` key; resumes and "mark as resolved" run as
-an `approver` of the same tenant (the reference has no roles). When the JS suite's packages
-are installed (`make js-deps`), `bench/sdk_parity.mjs` runs the same way with
-`@langchain/langgraph-sdk` and its rows are added.
+an `approver` of the same tenant, assistant writes as its `admin` (the reference has no roles).
+When the JS suite's packages are installed (`make js-deps`), `bench/sdk_parity.mjs` runs the
+same calls with `@langchain/langgraph-sdk` and its table is added.
 
 Usage: python bench/sdk_parity.py [--out bench/results/sdk_parity.md]
 Needs Postgres (STEWARD_BENCH_PG, default postgresql://root@127.0.0.1:5432/postgres).
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -61,10 +60,11 @@ JS_MODULES = ROOT / "tests" / "js" / "node_modules"
 
 @dataclass
 class Clients:
-    """The clients one server's calls use: a user's, an approver's, raw HTTP for both."""
+    """The clients one server's calls use: a user's, an approver's, an admin's; raw HTTP."""
 
     user: LangGraphClient
     approver: LangGraphClient
+    admin: LangGraphClient
     base_url: str
     user_headers: dict[str, str]
     approver_headers: dict[str, str]
@@ -103,8 +103,10 @@ async def events_of(parts: AsyncIterator[Any], limit_s: float = 60.0) -> Exact:
         async for part in parts:
             names.add(part.event.split("|")[0])
 
-    with contextlib.suppress(TimeoutError):
+    try:
         await asyncio.wait_for(collect(), limit_s)
+    except TimeoutError:
+        return Exact({"events": sorted(names), "ended": False})  # still open when cut
     return Exact(sorted(names))
 
 
@@ -202,6 +204,10 @@ def probes() -> list[tuple[str, Probe]]:
     async def cancel_interrupt(c: Clients, s: dict[str, Any]) -> Any:
         tid = (await c.user.threads.create())["thread_id"]
         run = await c.user.runs.create(tid, "agent", input=QUESTION)
+        for _ in range(100):  # langgraph dev starts a run 0.5-1 s after it is created
+            if (await c.user.runs.get(tid, run["run_id"]))["status"] != "pending":
+                break
+            await asyncio.sleep(0.05)
         await c.user.runs.cancel(tid, run["run_id"], wait=True, action="interrupt")
         return Exact({"thread_status": (await c.user.threads.get(tid))["status"]})
 
@@ -249,7 +255,7 @@ def probes() -> list[tuple[str, Probe]]:
         return Exact({"next": after["next"], "interrupts": len(after["interrupts"])})
 
     async def create_assistant(c: Clients, s: dict[str, Any]) -> Any:
-        assistant = await c.user.assistants.create(
+        assistant = await c.admin.assistants.create(
             graph_id="agent", config={"configurable": {"tone": "brief"}}, name="parity"
         )
         s["aid"] = assistant["assistant_id"]
@@ -261,20 +267,20 @@ def probes() -> list[tuple[str, Probe]]:
         return str(s["aid"])
 
     async def update_assistant(c: Clients, s: dict[str, Any]) -> Any:
-        return await c.user.assistants.update(await need_assistant(c, s), metadata={"v": 2})
+        return await c.admin.assistants.update(await need_assistant(c, s), metadata={"v": 2})
 
     async def assistant_versions(c: Clients, s: dict[str, Any]) -> Any:
         return await c.user.assistants.get_versions(await need_assistant(c, s))
 
     async def set_latest(c: Clients, s: dict[str, Any]) -> Any:
-        return await c.user.assistants.set_latest(await need_assistant(c, s), 1)
+        return await c.admin.assistants.set_latest(await need_assistant(c, s), 1)
 
     async def run_with_assistant(c: Clients, s: dict[str, Any]) -> Any:
         tid = (await c.user.threads.create())["thread_id"]
         return await c.user.runs.wait(tid, await need_assistant(c, s), input=QUESTION)
 
     async def delete_assistant(c: Clients, s: dict[str, Any]) -> Any:
-        return await c.user.assistants.delete(await need_assistant(c, s))
+        return await c.admin.assistants.delete(await need_assistant(c, s))
 
     async def system_assistant(c: Clients, s: dict[str, Any]) -> Any:
         [system] = await c.user.assistants.search(metadata={"created_by": "system"})
@@ -288,12 +294,12 @@ def probes() -> list[tuple[str, Probe]]:
         ("assistants.get_schemas", lambda c, s: c.user.assistants.get_schemas(s["system"])),
         ("assistants.get_subgraphs", lambda c, s: c.user.assistants.get_subgraphs(s["system"])),
         ("assistants.count", lambda c, s: c.user.assistants.count(graph_id="agent")),
-        ("assistants.create", create_assistant),
-        ("assistants.update", update_assistant),
+        ("assistants.create (admin)", create_assistant),
+        ("assistants.update (admin)", update_assistant),
         ("assistants.get_versions", assistant_versions),
-        ("assistants.set_latest", set_latest),
+        ("assistants.set_latest (admin)", set_latest),
         ("runs.wait(created assistant)", run_with_assistant),
-        ("assistants.delete", delete_assistant),
+        ("assistants.delete (admin)", delete_assistant),
         ("threads.create", create_thread),
         ("threads.get", lambda c, s: c.user.threads.get(s["tid"])),
         ("threads.update", lambda c, s: c.user.threads.update(s["tid"], metadata={"k": "v"})),
@@ -323,7 +329,7 @@ def probes() -> list[tuple[str, Probe]]:
         ("threads.copy", lambda c, s: c.user.threads.copy(s["tid"])),
         ("threads.prune", lambda c, s: c.user.threads.prune([s["tid"]])),
         ("runs.cancel(finished run)", cancel_finished),
-        ("runs.cancel(action=interrupt)", cancel_interrupt),
+        ("runs.cancel(interrupt, once running)", cancel_interrupt),
         ("runs.create(multitask reject, busy)", multitask_reject),
         ("threads.delete(busy)", delete_busy),
         (
@@ -361,7 +367,7 @@ async def run_probes(c: Clients) -> dict[str, dict[str, Any]]:
     return results
 
 
-def run_js(server: Server, headers: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+def run_js(server: Server, keys: tuple[str, str, str]) -> dict[str, Any]:
     """The JS SDK probe's results (`{call: outcome}`), or {} without node and the packages."""
     node = shutil.which("node")
     if node is None or not JS_MODULES.exists() or not JS_PROBE.exists():
@@ -369,9 +375,10 @@ def run_js(server: Server, headers: tuple[dict[str, str], dict[str, str]]) -> di
     env = {
         **os.environ,
         "PARITY_URL": server.base_url,
-        "PARITY_USER_KEY": headers[0].get("x-api-key", ""),
-        "PARITY_APPROVER_KEY": headers[1].get("x-api-key", ""),
-        "NODE_PATH": str(JS_MODULES),
+        "PARITY_USER_KEY": keys[0],
+        "PARITY_APPROVER_KEY": keys[1],
+        "PARITY_ADMIN_KEY": keys[2],
+        "PARITY_MODULES": str(JS_MODULES),
     }
     out = subprocess.run(
         [node, str(JS_PROBE)], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -428,20 +435,21 @@ def seed_orders(env: dict[str, str]) -> None:
     )
 
 
-async def probe_server(server: Server, keys: tuple[str, str]) -> tuple[dict[str, Any], Any]:
-    if server.name == "steward":
-        user_h, appr_h = {"x-api-key": keys[0]}, {"x-api-key": keys[1]}
-    else:
-        user_h, appr_h = {}, {}
+async def probe_server(server: Server, keys: tuple[str, str, str]) -> tuple[dict[str, Any], Any]:
+    if server.name != "steward":
+        keys = ("", "", "")  # the reference has no identities
+    user_h = {"x-api-key": keys[0]} if keys[0] else {}
+    appr_h = {"x-api-key": keys[1]} if keys[1] else {}
     clients = Clients(
-        user=get_client(url=server.base_url, api_key=user_h.get("x-api-key")),
-        approver=get_client(url=server.base_url, api_key=appr_h.get("x-api-key")),
+        user=get_client(url=server.base_url, api_key=keys[0] or None),
+        approver=get_client(url=server.base_url, api_key=keys[1] or None),
+        admin=get_client(url=server.base_url, api_key=keys[2] or None),
         base_url=server.base_url,
         user_headers=user_h,
         approver_headers=appr_h,
     )
     python = await run_probes(clients)
-    js = await asyncio.to_thread(run_js, server, (user_h, appr_h))
+    js = await asyncio.to_thread(run_js, server, keys)
     return python, js
 
 
@@ -468,10 +476,13 @@ async def main() -> str:
                 user_key = await asyncio.to_thread(create_key, env, "pat", "user", "parity")
                 await asyncio.to_thread(seed_orders, env)
                 approver_key = await asyncio.to_thread(create_key, env, "mia", "approver", "parity")
+                admin_key = await asyncio.to_thread(create_key, env, "ada", "admin", "parity")
                 for name in ("steward", "langgraph"):
                     with running_server(name, env, work, user_key, "WARNING", None) as server:
                         print(f"{name} ready in {server.startup_s:.1f}s", flush=True)
-                        results[name] = await probe_server(server, (user_key, approver_key))
+                        results[name] = await probe_server(
+                            server, (user_key, approver_key, admin_key)
+                        )
     (steward_py, steward_js), (ref_py, ref_js) = results["steward"], results["langgraph"]
     report = [table("Python SDK (langgraph-sdk)", steward_py, ref_py)]
     if steward_js and ref_js:
