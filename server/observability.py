@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from core.errors import Refused
 from core.observability.logging import bind_log_context, unbind_log_context
 from core.observability.metrics import (
     HTTP_REQUEST_SECONDS,
@@ -38,6 +39,7 @@ from core.observability.metrics import (
     render_metrics,
 )
 from core.observability.tracing import get_tracer
+from server.errors import status_of
 
 log = logging.getLogger("steward.http")
 
@@ -125,6 +127,7 @@ class ObservabilityMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send_with_id)
         except BaseException as exc:
             error = exc
+            status_code = answered_status(exc)  # what the outer exception handler will send
             raise
         finally:
             seconds = time.perf_counter() - started
@@ -133,7 +136,7 @@ class ObservabilityMiddleware(ASGIMiddleware):
                 method=method, route=route, status=str(status_code)
             ).observe(seconds)
             level = logging.DEBUG if route in self._quiet else logging.INFO
-            if error is not None:
+            if status_code >= 500:
                 level = logging.ERROR
             if log.isEnabledFor(level):
                 log.log(
@@ -150,9 +153,9 @@ class ObservabilityMiddleware(ASGIMiddleware):
                 )
             if span is not None:
                 span.set_attribute("http.response.status_code", status_code)
-                if error is not None:
+                if error is not None and status_code >= 500:
                     span.record_exception(error)
-                if status_code >= 500 or error is not None:
+                if status_code >= 500:
                     span.set_status(Status(StatusCode.ERROR))
                 span.end()
             if otel_token is not None:
@@ -160,15 +163,26 @@ class ObservabilityMiddleware(ASGIMiddleware):
             unbind_log_context(log_tokens)
 
 
+def answered_status(exc: BaseException) -> int:
+    """The status a request that raised `exc` is answered with (`server.errors`' mapping)."""
+    if isinstance(exc, Refused):
+        return status_of(exc)
+    code = getattr(exc, "status_code", None)  # Litestar's HTTPException and its kin
+    return code if isinstance(code, int) else 500
+
+
 @get(
     "/metrics",
     include_in_schema=False,
-    sync_to_thread=False,
+    sync_to_thread=True,
     opt={"exclude_from_auth": True},
     name="metrics",
 )
 def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
+    """Prometheus exposition (OpenMetrics when the scraper asks for it).
+
+    In a worker thread: the process collector reads `/proc`, which would block the loop.
+    """
     body, content_type = render_metrics(request.headers.get("accept"))
     if content_type.startswith("text/"):  # Litestar appends the charset to text/* itself
         content_type = "; ".join(

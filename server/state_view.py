@@ -13,6 +13,7 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Interrupt, StateSnapshot
 
+from core.identity import without_identity
 from core.jsonable import interrupt_json, to_jsonable
 from server.schemas import CheckpointOut, InterruptOut, ThreadOut, ThreadStateOut, ThreadTaskOut
 from server.threads_repo import ThreadRow
@@ -69,7 +70,7 @@ def thread_state(snapshot: StateSnapshot) -> ThreadStateOut:
         "values": to_jsonable(snapshot.values),
         "next": list(snapshot.next),
         "tasks": tasks,
-        "metadata": to_jsonable(snapshot.metadata or {}),
+        "metadata": to_jsonable(without_identity(snapshot.metadata or {})),
         "created_at": snapshot.created_at,
         "checkpoint": checkpoint,
         "parent_checkpoint": parent,

@@ -210,8 +210,7 @@ class RunCreator:
             if (
                 body.input is None
                 and command is None
-                and not stateless
-                and thread["status"] not in ("interrupted", "error")
+                and (stateless or thread["status"] not in ("interrupted", "error"))
             ):
                 raise Unprocessable(
                     "input: send at least one new user message; `input: null` only continues "

@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk, SystemMessage
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
+from core.identity import without_identity
 from graph.context import RunContext
 from graph.reports import REPORT
 from server.runs.events import EventWriter
-from server.runs.models import RESERVED_CONFIGURABLE
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -76,6 +77,8 @@ async def stream_graph(
             if isinstance(data, dict) and "__interrupt__" in data:
                 writer.emit("values" + suffix, {"__interrupt__": data["__interrupt__"]})
             continue
+        if mode == "messages":
+            data = _message_without_identity(data)
         if mode == "messages" and legacy is not None:
             for event, payload in legacy.events(data):
                 writer.emit(event + suffix, payload)
@@ -88,26 +91,31 @@ async def stream_graph(
 _GRAPH_MODE = {"messages-tuple": "messages"}
 """Client stream modes LangGraph calls by another name."""
 
-SERVER_IDENTITY = RESERVED_CONFIGURABLE - {"thread_id"}
-"""The identity keys the server sets in a run's `configurable`: not part of any public object."""
-
 
 def _without_identity(data: Any) -> Any:
-    """A `checkpoints`/`debug` payload with the server's identity keys out of its configs."""
+    """A `checkpoints`/`debug` payload without the server-set identity (`SERVER_SET_KEYS`).
+
+    Cleaned: its configs' `configurable` and its checkpoint `metadata`.
+    """
     if not isinstance(data, dict):
         return data
     out = dict(data)
     for key in ("config", "parent_config"):
         config = out.get(key)
         if isinstance(config, dict) and isinstance(config.get("configurable"), dict):
-            configurable = config["configurable"]
-            out[key] = {
-                **config,
-                "configurable": {k: v for k, v in configurable.items() if k not in SERVER_IDENTITY},
-            }
+            out[key] = {**config, "configurable": without_identity(config["configurable"])}
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = without_identity(out["metadata"])
     if isinstance(out.get("payload"), dict):
         out["payload"] = _without_identity(out["payload"])
     return out
+
+
+def _message_without_identity(data: Any) -> Any:
+    """A `(message, metadata)` tuple of the `messages` graph mode with clean metadata."""
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[1], dict):
+        return (data[0], without_identity(data[1]))
+    return data
 
 
 class LegacyMessages:
@@ -160,7 +168,7 @@ async def _event_parts(
 
     The root's `on_chain_stream` events carry the stream-mode parts, which the caller turns
     into their own events, as langgraph-api does. The nodes' reports and events tagged
-    `langsmith:hidden` are not sent, and system prompts in model inputs are withheld.
+    `langsmith:hidden` are not sent; the others go out as `_public_event` makes them.
     """
     async for event in graph.astream_events(todo, config, version="v2", **options):
         if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
@@ -168,25 +176,36 @@ async def _event_parts(
             continue
         if event.get("name") in HIDDEN_EVENTS or "langsmith:hidden" in (event.get("tags") or []):
             continue
-        writer.emit("events", _withhold_system_prompts(event))
+        writer.emit("events", _public_event(event))
 
 
-def _withhold_system_prompts(event: Any) -> Any:
-    """The event with the content of system messages in a model's input replaced."""
-    if event["event"] not in ("on_chat_model_start", "on_llm_start"):
-        return event
-    data = dict(event.get("data") or {})
-    inputs = data.get("input")
-    if isinstance(inputs, dict) and isinstance(inputs.get("messages"), list):
-        batches = [
-            [_withheld(m) for m in batch] if isinstance(batch, list) else batch
-            for batch in inputs["messages"]
-        ]
-        data["input"] = {**inputs, "messages": batches}
-    return {**event, "data": data}
+def _public_event(event: Any) -> Any:
+    """An `astream_events` event as a client may see it.
+
+    System messages anywhere in its data (a model's input is repeated in `on_chat_model_end`,
+    a prompt's output holds it too) read `WITHHELD`; the metadata loses the server-set
+    identity and the tags the service adds for its own traces (`tenant:<id>`).
+    """
+    out = {**event, "data": _withheld(event.get("data") or {})}
+    if isinstance(event.get("metadata"), dict):
+        out["metadata"] = without_identity(event["metadata"])
+    if event.get("tags"):
+        out["tags"] = [t for t in event["tags"] if not str(t).startswith("tenant:")]
+    return out
 
 
-def _withheld(message: Any) -> Any:
-    if isinstance(message, SystemMessage):
-        return message.model_copy(update={"content": WITHHELD})
-    return message
+def _withheld(value: Any) -> Any:
+    """`value` with the content of every system message in it replaced by `WITHHELD`."""
+    if isinstance(value, SystemMessage):
+        return value.model_copy(update={"content": WITHHELD})
+    if isinstance(value, BaseMessage):
+        return value
+    if isinstance(value, PromptValue):
+        return [_withheld(m) for m in value.to_messages()]
+    if isinstance(value, dict):
+        if value.get("type") == "system" or value.get("role") == "system":
+            return {**value, "content": WITHHELD}
+        return {k: _withheld(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_withheld(v) for v in value]
+    return value

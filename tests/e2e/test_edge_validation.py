@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 if TYPE_CHECKING:
+    from core.db.pool import DbPool
     from tests.fixtures_server import RunningServer
 
 pytest_plugins = ["tests.fixtures_server"]
@@ -302,6 +303,44 @@ async def test_run_input_the_graph_would_refuse_never_starts(
     if route == "thread":
         runs = (await http.get(f"/threads/{tid}/runs")).json()
         assert runs == [], "no run was created"
+
+
+@pytest.mark.parametrize("route", ["/runs", "/runs/wait", "/runs/stream"])
+@pytest.mark.parametrize("body", [{}, {"input": None}, {"from_a_newer_sdk": 1}])
+async def test_a_stateless_run_without_input_is_refused_before_it_exists(
+    server: RunningServer, db_pool: DbPool, route: str, body: dict[str, Any]
+) -> None:
+    """A stateless thread is new: nothing to continue, so no input is a 422, not a failed run."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    key = await server.keys("edge-user", tenant)
+    async with httpx.AsyncClient(base_url=server.url, headers={"x-api-key": key}) as http:
+        _expect(await http.post(route, json={"assistant_id": "agent", **body}), 422, "input")
+    async with db_pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM runs WHERE tenant_id = %s", (tenant,))
+        row = await cur.fetchone()
+    assert row is not None and row["n"] == 0, "no run was created"
+
+
+def _answered_500(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("steward_http_request_duration_seconds_count") and 'status="500"' in line
+    )
+
+
+async def test_a_refused_request_is_logged_and_measured_with_its_own_status(
+    server: RunningServer, http: httpx.AsyncClient, tid: str
+) -> None:
+    """The edge's 422 (raised below the request log) is logged and counted as 422, not 500."""
+    logged, counted = (
+        server.log().count("status=500"),
+        _answered_500((await http.get("/metrics")).text),
+    )
+    for path in ("/approvals?limit=%00", "/usage?x=%00", f"/threads/{tid}/runs?limit=%00"):
+        assert (await http.get(path)).status_code == 422
+    assert _answered_500((await http.get("/metrics")).text) == counted
+    assert server.log().count("status=500") == logged
 
 
 async def test_longest_accepted_message_runs(

@@ -19,6 +19,9 @@ pytest_plugins = ["tests.fixtures_server"]
 pytestmark = pytest.mark.e2e
 
 QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
+BIG_REFUND: Any = {"messages": [{"role": "user", "content": "Refund $600 on LS-10017 please."}]}
+APPROVE: Any = {"decisions": [{"type": "approve"}]}
+IDENTITY = {"user_id", "tenant_id", "role", "requester_id"}
 
 
 @pytest.fixture(name="alice")
@@ -61,7 +64,8 @@ async def test_messages_mode_sends_metadata_then_growing_partials(
 async def test_events_mode_sends_langchain_events_without_internals(
     alice: LangGraphClient, mock_llm_clean: MockLLM
 ) -> None:
-    """Reports stay inside; the system prompt is withheld from model-start events."""
+    """Reports stay inside; the system prompt is withheld from every event (a model's end
+    event repeats its input)."""
     tid = (await alice.threads.create())["thread_id"]
     parts = [
         p
@@ -84,8 +88,10 @@ async def test_events_mode_sends_langchain_events_without_internals(
     assert system_prompts, "the model got a system prompt"
     wire = json.dumps(events)
     for prompt in system_prompts:
-        assert prompt[:80] not in wire
-    assert "[system prompt withheld]" in wire
+        assert json.dumps(prompt[:80])[1:-1] not in wire  # as it reads inside JSON
+    assert "You are Steward" in system_prompts[0] and "You are Steward" not in wire
+    withheld = [e["event"] for e in events if "[system prompt withheld]" in json.dumps(e["data"])]
+    assert {"on_chat_model_start", "on_chat_model_end"} <= set(withheld)
     assert (await alice.runs.list(tid))[0]["status"] == "success"
 
 
@@ -98,6 +104,45 @@ async def test_events_mode_alone_still_ends_with_the_interrupt(
     interrupts = [p.data for p in parts if p.event == "values" and "__interrupt__" in p.data]
     assert interrupts and interrupts[-1]["__interrupt__"][0]["response_schema"]
     assert (await alice.threads.get(tid))["status"] == "interrupted"
+
+
+async def test_no_public_object_carries_the_server_set_identity(
+    server: RunningServer, mock_llm_clean: MockLLM
+) -> None:
+    """The identity the server sets for a run (user, tenant, role, requester) is for its logs
+    and traces: not in checkpoint and debug events, messages and events metadata, state or
+    history. (The graph's own `approval` value names its reviewer, as the approval does.)"""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    pat = server.client(await server.keys("pat", tenant, "user"))
+    mia = server.client(await server.keys("mia", tenant, "approver"))
+    tid = (await pat.threads.create())["thread_id"]
+    held: Any = await pat.runs.wait(tid, "agent", input=BIG_REFUND)
+    assert held["__interrupt__"]
+    modes: Any = ["checkpoints", "debug", "messages-tuple", "events", "values"]
+    parts = [
+        p
+        async for p in mia.runs.stream(tid, "agent", command={"resume": APPROVE}, stream_mode=modes)
+    ]
+    assert {"checkpoints", "debug", "messages", "events"} <= {p.event for p in parts}
+    checkpoint_payloads = [p.data for p in parts if p.event == "checkpoints"] + [
+        p.data["payload"] for p in parts if p.event == "debug" and p.data["type"] == "checkpoint"
+    ]
+    for payload in checkpoint_payloads:
+        for config in (payload["config"], payload["parent_config"]):
+            if config is not None:
+                assert config["configurable"]["thread_id"] == tid
+                assert not IDENTITY & set(config["configurable"])
+        assert not IDENTITY & set(payload["metadata"])
+    for part in parts:
+        if part.event == "messages":
+            assert not IDENTITY & set(part.data[1])
+        if part.event == "events":
+            assert not IDENTITY & set(part.data.get("metadata") or {})
+            assert not [t for t in part.data.get("tags") or [] if t.startswith("tenant:")]
+    history = await pat.threads.get_history(tid, limit=50)
+    state = await pat.threads.get_state(tid)
+    for snapshot in [state, *history]:
+        assert not IDENTITY & set(snapshot["metadata"] or {}), snapshot["metadata"]
 
 
 async def test_checkpoint_and_debug_events_carry_no_server_identity(
