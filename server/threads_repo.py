@@ -288,14 +288,15 @@ class ThreadsRepo:
 
         Raises:
             NotFound: missing or not visible.
-            Conflict: the thread is busy (its state is moving), or interrupted: its pending
-                action belongs to the source's approval, and a copy would hold it without one.
+            Conflict: the thread is not idle. Busy: its state is moving. Interrupted: its
+                pending action belongs to the source's approval. Failed: its last step can be
+                retried (`input: null`), and a copy would retry it a second time elsewhere.
         """
         source = await self.require_visible(principal, thread_id)
-        if source["status"] in ("busy", "interrupted"):
+        if source["status"] != "idle":
             raise Conflict(
-                f"thread {thread_id} is {source['status']}: a thread can be copied when it is"
-                " idle or failed (a pending approval belongs to its own thread)"
+                f"thread {thread_id} is {source['status']}: only an idle thread can be copied"
+                " (a waiting approval or a failed step to retry belongs to its own thread)"
             )
         target = uuid4()
         async with self._pool.connection() as conn:

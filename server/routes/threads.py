@@ -249,10 +249,10 @@ class ThreadsController(Controller):
         runtime: RuntimeDep,
         thread_id: FromPath[str],
     ) -> ThreadOut:
-        """Copy an idle (or failed) thread and its checkpoints to a new thread the caller owns.
+        """Copy an idle thread and its checkpoints to a new thread the caller owns.
 
-        Runs, approvals and refunds stay with the source. A busy or interrupted thread answers
-        409: a pending approval belongs to its own thread.
+        Runs, approvals and refunds stay with the source. A busy, interrupted or failed thread
+        answers 409: a waiting approval, or a failed step to retry, belongs to its own thread.
         """
         row = await threads_repo.copy(principal, parse_thread_id(thread_id))
         return await load_thread(runtime, row)

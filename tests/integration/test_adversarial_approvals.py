@@ -71,6 +71,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     consumes,
     invariant,
+    multiple,
     rule,
     run_state_machine_as_test,
 )
@@ -836,6 +837,62 @@ class AdversarialApprovals(RuleBasedStateMachine):
         """
         body = {"assistant_id": "agent", "command": {"resume": self.resume_payload(thread, kind)}}
         self.twice(mode, actor, "POST", f"/threads/{thread.thread_id}/runs/wait", body)
+
+    def chat_ui_body(self, thread: ThreadRef, command: dict[str, Any]) -> dict[str, Any]:
+        """What agent-chat-ui's `thread.submit({}, {command})` posts (`input: {}` included)."""
+        state = self.admin_state(thread.tenant, thread.thread_id) or {}
+        return {
+            "assistant_id": "agent",
+            "input": {},
+            "command": command,
+            "stream_mode": ["messages-tuple", "values", "custom"],
+            "stream_subgraphs": True,
+            "on_disconnect": "cancel",
+            "checkpoint": state.get("checkpoint"),
+        }
+
+    @rule(
+        thread=threads,
+        actor=actors,
+        kind=st.sampled_from(RESUMES),
+        mode=st.sampled_from(["once", "sequential", "concurrent"]),
+    )
+    def resume_as_agent_chat_ui(
+        self, thread: ThreadRef, actor: Actor, kind: str, mode: str
+    ) -> None:
+        """agent-chat-ui's approve/edit/reject: a streamed run whose `command` wins over `input`."""
+        body = self.chat_ui_body(thread, {"resume": self.resume_payload(thread, kind)})
+        self.twice(mode, actor, "POST", f"/threads/{thread.thread_id}/runs/stream", body)
+
+    @rule(
+        thread=threads,
+        actor=actors,
+        mode=st.sampled_from(["once", "sequential", "concurrent"]),
+    )
+    def mark_as_resolved(self, thread: ThreadRef, actor: Actor, mode: str) -> None:
+        """agent-chat-ui's "Mark as resolved" (`goto: "__end__"`): rejects what is held."""
+        body = self.chat_ui_body(thread, {"goto": "__end__"})
+        self.twice(mode, actor, "POST", f"/threads/{thread.thread_id}/runs/stream", body)
+
+    @rule(target=threads, thread=threads, actor=actors)
+    def copy_the_thread(self, thread: ThreadRef, actor: Actor) -> Any:
+        """Anyone copies a thread; a copy is a new thread of theirs, with no request on it yet.
+
+        Invariants 1-3 then hold for the copy too: it inherits no approval, so nothing held
+        or failed on the source may execute on it.
+        """
+        r = self.call(actor, "POST", f"/threads/{thread.thread_id}/copy")
+        if r.status_code != 200:
+            return multiple()
+        return ThreadRef(r.json()["thread_id"], actor)
+
+    @rule(thread=threads, actor=actors, strategy=st.sampled_from(["keep_latest", "delete"]))
+    def prune_threads(self, thread: ThreadRef, actor: Actor, strategy: str) -> None:
+        """Anyone prunes a thread's history (or the thread): only their own visible ones go."""
+        body = {"thread_ids": [thread.thread_id], "strategy": strategy}
+        r = self.call(actor, "POST", "/threads/prune", body)
+        if r.status_code == 200:
+            assert r.json()["pruned_count"] <= int(can_see(actor, thread)), r.text
 
     @rule(
         thread=threads,
