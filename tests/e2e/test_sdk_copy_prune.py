@@ -9,6 +9,7 @@ import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
 from core.db.pool import DbPool
+from core.settings import Settings
 from mock_llm.process import MockLLM
 
 if TYPE_CHECKING:
@@ -85,12 +86,25 @@ async def test_copy_is_scoped_and_refuses_a_thread_waiting_for_approval(
     assert out["__interrupt__"]
     with pytest.raises(ConflictError, match="interrupted"):
         await alice.threads.copy(held)
+
+    # A failed thread continues with `input: null`: its step is retried on it, not on a copy.
+    failed = (await alice.threads.create())["thread_id"]
+    fail_run: Any = {
+        "kind": "status",
+        "status": 500,
+        "count": Settings.model_fields["llm_max_attempts"].default,
+    }
+    await mock_llm_clean.add_faults([fail_run])
+    await alice.runs.wait(failed, "agent", input=said("Where is LS-10001?"), raise_error=False)
+    assert (await alice.threads.get(failed))["status"] == "error"
+    with pytest.raises(ConflictError, match="error"):
+        await alice.threads.copy(failed)
     async with db_pool.connection() as conn:
         cur = await conn.execute(
             "SELECT count(*) AS n FROM threads WHERE tenant_id = %s", (tenant,)
         )
         row = await cur.fetchone()
-    assert row is not None and row["n"] == 2, "no thread was left behind by the refusals"
+    assert row is not None and row["n"] == 3, "no thread was left behind by the refusals"
 
 
 async def test_prune_keeps_the_latest_state_or_deletes_and_skips_what_is_not_yours(
