@@ -81,8 +81,11 @@ SYSTEM_ASSISTANT: AssistantRow = {
 
 
 def is_system(assistant_id: str) -> bool:
-    """True for the system assistant's id or the graph name."""
-    return assistant_id in (ASSISTANT_ID, GRAPH_ID)
+    """True for the system assistant's id (in any spelling `uuid.UUID` reads) or graph name."""
+    if assistant_id == GRAPH_ID:
+        return True
+    parsed = _uuid(assistant_id)
+    return parsed is not None and str(parsed) == ASSISTANT_ID
 
 
 def _uuid(assistant_id: str) -> uuid.UUID | None:

@@ -46,6 +46,7 @@ from server.schemas import (
     AssistantVersionsSearch,
     GraphSchemaOut,
 )
+from server.threads_repo import ThreadRow, ThreadsRepo
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,44 @@ def _check_writer(principal: Principal) -> None:
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> None:
-    if metadata and metadata.get("created_by") == "system":
+    if metadata and "created_by" in metadata and "system" in str(metadata["created_by"]).lower():
         raise Unprocessable(
             "metadata.created_by: 'system' marks the system assistant (Studio looks for it)"
         )
+
+
+async def _delete_threads_of(
+    principal: Principal, threads_repo: ThreadsRepo, assistant_id: str
+) -> None:
+    """Delete the caller's visible threads that ran `assistant_id`; 409 first if one is busy.
+
+    Every thread is listed before any goes, so a busy one refuses the whole delete; a thread
+    that turns busy in between still answers 409, naming how many were deleted already.
+    """
+    rows: list[ThreadRow] = []
+    while True:
+        page = await threads_repo.search(
+            principal, metadata={"assistant_id": assistant_id}, limit=100, offset=len(rows)
+        )
+        rows += page
+        if len(page) < 100:
+            break
+    busy = [r for r in rows if r["status"] == "busy"]
+    if busy:
+        raise Conflict(
+            f"{len(busy)} thread(s) of assistant {assistant_id} are busy: cancel their runs "
+            "first; nothing was deleted"
+        )
+    for done, row in enumerate(rows):
+        try:
+            await threads_repo.delete(principal, row["thread_id"])
+        except NotFound:
+            continue  # deleted meanwhile
+        except Conflict:
+            raise Conflict(
+                f"thread {row['thread_id']} of assistant {assistant_id} became busy: {done} "
+                "of its threads were deleted, the assistant was not; cancel its runs and retry"
+            ) from None
 
 
 async def _writable(repo: AssistantsRepo, principal: Principal, assistant_id: str) -> None:
@@ -305,25 +340,8 @@ class AssistantsController(Controller):
         repo = _repo(runtime)
         await _writable(repo, principal, assistant_id)
         if delete_threads:
-            busy = 0
-            offset = 0
-            while True:
-                rows = await threads_repo.search(
-                    principal, metadata={"assistant_id": assistant_id}, limit=100, offset=offset
-                )
-                for row in rows:
-                    try:
-                        await threads_repo.delete(principal, row["thread_id"])
-                    except Conflict:
-                        busy += 1
-                if len(rows) < 100:
-                    break
-                offset = busy
-            if busy:
-                raise Conflict(
-                    f"{busy} thread(s) of assistant {assistant_id} are busy: cancel their runs "
-                    "first; the assistant was not deleted"
-                )
+            canonical = (await repo.get(principal, assistant_id))["assistant_id"]
+            await _delete_threads_of(principal, threads_repo, canonical)
         await repo.delete(principal, assistant_id)
 
     @get("/{assistant_id:str}/graph", operation_id="GetAssistantGraph", responses=api_errors(404))

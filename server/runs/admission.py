@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from core.budget.budgets import Payer
 from core.budget.ledger import PgUsageLedger
 from core.errors import NotFound, TooManyRequests, Unprocessable
-from core.identity import Principal
+from core.identity import SERVER_SET_KEYS, Principal
 from core.observability.logging import current_request_id
 from core.observability.tracing import current_traceparent
 from graph.runtime import Runtime
@@ -75,6 +75,11 @@ def thread_uuid(thread_id: str | uuid.UUID | None, body: RunCreate) -> uuid.UUID
         raise NotFound(f"thread {thread_id} not found") from None
 
 
+MAX_TAGS = 64
+"""Tags per run or assistant config: each one goes to every trace span of the run."""
+MAX_TAG_CHARS = 200
+
+
 def _check_config(
     config: dict[str, Any], recursion_limit: int, *, identity: dict[str, str] | None
 ) -> dict[str, Any]:
@@ -126,10 +131,22 @@ def _check_config(
         raise Unprocessable("config.run_name must be a string")
     if config.get("metadata") is not None and not isinstance(config["metadata"], dict):
         raise Unprocessable("config.metadata must be an object")
-    if config.get("tags") is not None and not (
-        isinstance(config["tags"], list) and all(isinstance(t, str) for t in config["tags"])
+    for key in sorted(SERVER_SET_KEYS & set(config.get("metadata") or {})):
+        if identity is None or str(config["metadata"][key]) != identity[key]:
+            raise Unprocessable(
+                f"config.metadata.{key} is identity the server records from each run's API "
+                "key and cannot be chosen"
+            )
+    tags = config.get("tags")
+    if tags is not None and not (
+        isinstance(tags, list)
+        and len(tags) <= MAX_TAGS
+        and all(isinstance(t, str) and len(t) <= MAX_TAG_CHARS for t in tags)
     ):
-        raise Unprocessable("config.tags must be a list of strings")
+        raise Unprocessable(
+            f"config.tags must be a list of at most {MAX_TAGS} strings of at most "
+            f"{MAX_TAG_CHARS} characters"
+        )
     if configurable:
         config["configurable"] = configurable
     else:

@@ -13,6 +13,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Send, StateSnapshot
 
+from core.identity import without_identity
 from core.jsonable import dumps, interrupt_json
 from graph.context import RunContext
 from server.runs.models import GRAPH_ID
@@ -39,14 +40,18 @@ def build_config(run: dict[str, Any], recursion_limit: int) -> RunnableConfig:
         "requester_id": kwargs.get("requester_id") or run["owner_id"],
     }
     metadata = {
-        **(client.get("metadata") or {}),
-        **(run.get("metadata") or {}),
+        # Client metadata never names who acts: LangGraph keeps a metadata key over the
+        # configurable one it would copy into every checkpoint's metadata.
+        **without_identity(client.get("metadata") or {}),
+        **without_identity(run.get("metadata") or {}),
         "run_id": str(run["run_id"]),
         "thread_id": thread_id,
         "assistant_id": run["assistant_id"],
         "graph_id": GRAPH_ID,
         "user_id": run["owner_id"],
         "tenant_id": run["tenant_id"],
+        "role": configurable["role"],
+        "requester_id": configurable["requester_id"],
         "run_attempt": run.get("attempt", 1),
     }
     limit = client.get("recursion_limit")
