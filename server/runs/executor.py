@@ -146,8 +146,12 @@ class RunExecutor:
         )
         writer.start()
         try:
+            handle.armed = True
             if run.get("cancel_action"):
                 await self.finisher.cancelled(run, graph, writer, fence, run["cancel_action"])
+                return
+            if handle.reason is not None:  # cancelled between the claim and arming
+                await self.finisher.cancelled(run, graph, writer, fence, handle.reason)
                 return
             await self._execute(run, graph, handle, writer, fence)
         except asyncio.CancelledError:

@@ -45,6 +45,11 @@ class RunHandle:
     """Set once the graph has finished; cancellation no longer applies."""
     finishing_since: float | None = None
     """`time.monotonic()` when the run started finishing (the worker bounds how long)."""
+    armed: bool = False
+    """Set by the executor once a cancellation can be recorded (its event log is open).
+    Before that a cancel only notes its reason, which the executor acts on when it arms: a
+    task cancelled before it ran a line would end without recording anything, and the run
+    would wait out its lease."""
     lease_until: float = field(default_factory=lambda: time.monotonic() + 30.0)
     """Until when (monotonic) the lease is surely ours: set at the claim and at every
     successful renewal, from the time before the statement was sent."""
@@ -71,7 +76,8 @@ class RunHandle:
         if self.finishing and not force:
             return
         self.reason = reason
-        self.task.cancel()
+        if self.armed or force:
+            self.task.cancel()
 
     def drain(self) -> None:
         """Ask the graph to stop at the next step boundary (graceful shutdown)."""

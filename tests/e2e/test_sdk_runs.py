@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from langgraph_sdk.errors import (
     PermissionDeniedError,
     UnprocessableEntityError,
 )
+from langgraph_sdk.schema import CancelAction
 
 from core.db.pool import DbPool
 from core.settings import Settings
@@ -314,6 +316,29 @@ async def test_cancel(alice: LangGraphClient, mock: MockLLM) -> None:
     assert (await alice.threads.get(tid))["status"] != "busy"
     with pytest.raises(NotFoundError):  # as the LangGraph server: no active run by that id
         await alice.runs.cancel(tid, run["run_id"])
+
+
+@pytest.mark.parametrize("action", ["interrupt", "rollback"])
+async def test_a_run_cancelled_as_it_is_claimed_ends_at_once(
+    alice: LangGraphClient, action: CancelAction
+) -> None:
+    """A cancel that lands between the claim and the start still ends the run, well inside
+    its 30 s lease (it used to end only when the lease expired and another attempt ran)."""
+
+    async def create_then_cancel() -> None:
+        tid = (await alice.threads.create())["thread_id"]
+        run = await alice.runs.create(tid, "agent", input=QUESTION)
+        with contextlib.suppress(NotFoundError):  # it may have finished already
+            await alice.runs.cancel(tid, run["run_id"], action=action)
+        try:
+            await asyncio.wait_for(alice.runs.join(tid, run["run_id"]), timeout=15)
+        except httpx.HTTPStatusError as gone:
+            assert gone.response.status_code == 404 and action == "rollback", gone
+            # only a rollback deletes the run it cancels
+        assert (await alice.threads.get(tid))["status"] != "busy"
+
+    # Many at once: a busy worker widens the gap between a claim and the run's start.
+    await asyncio.gather(*(create_then_cancel() for _ in range(30)))
 
 
 async def test_a_runs_kwargs_are_what_the_client_sent(alice: LangGraphClient) -> None:
