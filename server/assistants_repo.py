@@ -37,21 +37,6 @@ SortOrder = Literal["asc", "desc"]
 IfExists = Literal["raise", "do_nothing"]
 
 
-class AssistantRow(TypedDict):
-    """An assistant as the API shows it (`langgraph_sdk.schema.Assistant`)."""
-
-    assistant_id: str
-    graph_id: str
-    config: dict[str, Any]
-    context: dict[str, Any]
-    metadata: dict[str, Any]
-    version: int
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
 class AssistantVersionRow(TypedDict):
     """One version of an assistant (`langgraph_sdk.schema.AssistantVersion`)."""
 
@@ -64,6 +49,12 @@ class AssistantVersionRow(TypedDict):
     name: str
     description: str | None
     created_at: datetime
+
+
+class AssistantRow(AssistantVersionRow):
+    """An assistant as the API shows it (`langgraph_sdk.schema.Assistant`): latest version."""
+
+    updated_at: datetime
 
 
 SYSTEM_ASSISTANT: AssistantRow = {

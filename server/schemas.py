@@ -18,6 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from server.assistants_repo import AssistantRow as AssistantOut
 from server.edge import MAX_OFFSET, MAX_PAGE
 
 
@@ -374,21 +375,6 @@ class StateUpdateOut(TypedDict):
     """Answer of update_state: the new checkpoint."""
 
     checkpoint: CheckpointOut | None
-
-
-class AssistantOut(TypedDict):
-    """An assistant: the system one, or a version of one of the tenant's."""
-
-    assistant_id: str
-    graph_id: str
-    config: dict[str, Any]
-    context: dict[str, Any]
-    metadata: dict[str, Any]
-    version: int
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class GraphSchemaOut(TypedDict):
