@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import sql
+from psycopg import AsyncCursor, sql
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from core.guardrails.serde import RedactingSerializer
@@ -15,7 +18,33 @@ THREAD_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
 
 class StewardSaver(AsyncPostgresSaver):
-    """AsyncPostgresSaver plus `acopy_thread`, which the Postgres saver leaves unimplemented."""
+    """AsyncPostgresSaver without its instance lock, plus `acopy_thread`.
+
+    The parent serialises every statement of the process through one `asyncio.Lock`
+    (langgraph #7259), which only a saver on a single shared connection needs. On a pool each
+    cursor has its own connection, so runs and API reads checkpoint concurrently, and one slow
+    write (a lock wait, a slow disk) no longer stalls every other thread's reads.
+    """
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        if not isinstance(self.conn, AsyncConnectionPool):
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.conn.connection() as conn:
+            if pipeline and self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif pipeline:
+                async with (
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and pending write of a thread to another, atomically.

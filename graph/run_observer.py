@@ -21,7 +21,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
-from langgraph.errors import GraphBubbleUp, GraphInterrupt
+from langgraph.errors import GraphBubbleUp, GraphDrained, GraphInterrupt
 from opentelemetry.trace import Tracer
 
 from core.observability import metrics as m
@@ -222,8 +222,8 @@ class RunObserver(BaseCallbackHandler):
             elif run is not None:
                 if isinstance(error, GraphInterrupt):
                     outcome = "interrupted"
-                elif isinstance(error, asyncio.CancelledError):
-                    outcome = "cancelled"
+                elif isinstance(error, asyncio.CancelledError | GraphDrained):
+                    outcome = "cancelled"  # stopped at once, or at a step boundary
                 else:
                     outcome = "error"
                 self._end_run(run, outcome, error)

@@ -60,6 +60,8 @@ class ToolSpec:
     name: str
     description: str
     args_model: type[BaseModel]
+    side_effect: bool = False
+    """True for a tool that changes the world (a refund), not only reads it."""
 
     def openai_schema(self) -> dict[str, Any]:
         """Return the OpenAI function-tool definition offered to the model."""
@@ -92,6 +94,7 @@ TOOLS: Mapping[str, ToolSpec] = {
                 "the approval threshold are held until a manager approves them."
             ),
             args_model=IssueRefundArgs,
+            side_effect=True,
         ),
     )
 }

@@ -18,6 +18,7 @@ from core.errors import InvariantViolated
 from core.knowledge.types import RetrievedChunk
 from graph.context import RunContext, context_of, thread_id_of
 from graph.deps import Deps
+from graph.run_control import begin_side_effect
 from graph.schemas import ActionRecord
 from graph.state import PlannedCall, State
 from graph.tools import TOOLS
@@ -129,6 +130,8 @@ def make_run_tools(deps: Deps) -> ConfigContextNode:
         for call in state.get("plan", []):
             if call["verdict"] != "allow":
                 continue
+            if TOOLS[call["name"]].side_effect:
+                begin_side_effect(runtime)  # a cancel now waits for this step's checkpoint
             outcome = await execute(call, deps, origin)
             retrieved.extend(outcome.chunks)
             messages.append(

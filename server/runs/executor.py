@@ -37,7 +37,12 @@ from server.decisions import expire_approval
 from server.runs import repo
 from server.runs.events import EventHub, EventWriter
 from server.runs.finish import RunFinisher
-from server.runs.handle import DB_ERRORS, RunHandle, while_leased
+from server.runs.handle import (
+    COOPERATIVE_AFTER_SIDE_EFFECT,
+    DB_ERRORS,
+    RunHandle,
+    while_leased,
+)
 from server.runs.invocation import (
     build_config,
     build_context,
@@ -200,7 +205,10 @@ class RunExecutor:
             )
         except GraphDrained:
             handle.start_finishing()
-            await self.finisher.release(run, writer, fence)
+            if handle.reason in COOPERATIVE_AFTER_SIDE_EFFECT:  # a cancel after a side effect
+                await self.finisher.cancelled(run, graph, writer, fence, handle.reason)
+            else:
+                await self.finisher.release(run, writer, fence)
             return
         except Exception as exc:  # noqa: BLE001 - every failure ends the run with `error`
             handle.start_finishing()

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
-from langgraph.runtime import RunControl
+
+from graph.run_control import SideEffectControl
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, OSError)
 """What "the database is unreachable" looks like (PoolTimeout is an OperationalError)."""
 MAX_DB_LOSS_ATTEMPTS = 10
 """A run that lost the database this many times ends with `error` instead of requeueing."""
+COOPERATIVE_AFTER_SIDE_EFFECT = frozenset({"interrupt", "rollback"})
+"""Cancel reasons that wait for the step boundary once the run has begun a side effect (a lost
+lease does not: the next attempt repeats the step, and refunds are idempotent per tool call)."""
 LEASE_MARGIN_S = 1.0
 """Retrying a write stops this long before the lease (as last renewed) would expire."""
 
@@ -37,7 +41,7 @@ class RunHandle:
     run_id: uuid.UUID
     thread_id: uuid.UUID
     attempt: int
-    control: RunControl = field(default_factory=RunControl)
+    control: SideEffectControl = field(default_factory=SideEffectControl)
     task: asyncio.Task[None] | None = None
     reason: str | None = None
     """Why the task was cancelled: interrupt, rollback, lease_lost, stalled or shutdown."""
@@ -68,16 +72,23 @@ class RunHandle:
     def cancel(self, reason: str, *, force: bool = False) -> None:
         """Cancel the run's task (the first reason wins; ignored once it is finishing).
 
-        `force` cancels a finishing run too (one stuck recording its end: the worker stopped
-        renewing its lease, and the reaper gives it to another attempt).
+        A run that has begun a side effect is not cancelled but drained for `interrupt` and
+        `rollback`: it stops at the next step boundary, once the step that recorded the side
+        effect is checkpointed (`graph.run_control`). `force` cancels a finishing run too (one
+        stuck recording its end: the worker stopped renewing its lease, and the reaper gives it
+        to another attempt).
         """
         if self.task is None or self.task.done() or self.reason is not None:
             return
         if self.finishing and not force:
             return
         self.reason = reason
-        if self.armed or force:
-            self.task.cancel()
+        if not (self.armed or force):
+            return
+        if reason in COOPERATIVE_AFTER_SIDE_EFFECT and self.control.side_effect_begun:
+            self.control.request_drain(reason)
+            return
+        self.task.cancel()
 
     def drain(self) -> None:
         """Ask the graph to stop at the next step boundary (graceful shutdown)."""

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from core.domain.orders import PgOrderStore
+from tests.db_faults import held_checkpoints_after_refund
 
 if TYPE_CHECKING:
     from core.db.pool import DbPool
@@ -57,6 +58,10 @@ class Actor:
                 return dict(mine[0])
             await asyncio.sleep(0.1)
         raise AssertionError(f"no pending approval on {tid}")
+
+    async def pending_list(self) -> list[dict[str, Any]]:
+        response = await self.call("GET", "/approvals", params={"status": "pending"})
+        return list(response.json())
 
     async def settle(self, tid: str) -> None:
         for _ in range(300):
@@ -342,6 +347,39 @@ async def test_a_rollback_of_a_resume_keeps_the_decision_and_the_queue_consisten
         assert row["refund_id"] in history
     approval = (await paula.call("GET", "/approvals", params={"status": "pending"})).json()
     assert all(a["thread_id"] != tid for a in approval)
+
+
+@pytest.mark.parametrize("stop", ["rollback", "interrupt", "cancel"])
+async def test_a_stop_landing_between_a_refund_and_its_checkpoint_keeps_the_refund(
+    cast: dict[str, Actor],
+    database_url: str,
+    db_pool: DbPool,
+    orders: PgOrderStore,
+    mock_llm_clean: Any,
+    stop: str,
+) -> None:
+    """The refund is committed, the step that records it is not yet: a stop must wait for it."""
+    alice, paula = cast["alice"], cast["paula"]
+    tid = await alice.thread()
+    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
+    await paula.pending(tid)
+    async with held_checkpoints_after_refund(database_url, tid) as held:
+        resume = await paula.call("POST", f"/threads/{tid}/runs", APPROVE)
+        await held.until_blocked()  # the refund is committed, its checkpoint waits
+        assert len(await refunds(db_pool, "LS-10007")) == 1
+        if stop == "cancel":
+            run_id = resume.json()["run_id"]
+            path = f"/threads/{tid}/runs/{run_id}/cancel"
+            await paula.call("POST", path, params={"action": "rollback"})
+        else:
+            body = ask("Never mind, what is the return window?") | {"multitask_strategy": stop}
+            assert (await alice.call("POST", f"/threads/{tid}/runs", body)).status_code == 200
+        await held.while_blocked(seconds=2.0)  # long enough for a cancel to land
+    await alice.settle(tid)
+    [row] = await refunds(db_pool, "LS-10007")
+    history = str((await alice.call("GET", f"/threads/{tid}/state")).json()["values"])
+    assert row["refund_id"] in history
+    assert all(a["thread_id"] != tid for a in await paula.pending_list())
 
 
 async def test_an_edit_releases_exactly_the_edited_refund(

@@ -1,0 +1,85 @@
+"""Faults injected in the real database: a write that waits until the test lets it through.
+
+A test holds an advisory lock; a trigger makes the chosen writes wait for it, as a slow disk or
+a lock held by another transaction would. Nothing in the product is patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+
+
+class HeldWrites:
+    """Writes waiting on the test's advisory lock (released when the context exits)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], key: int) -> None:
+        self.conn = conn
+        self.key = key
+
+    async def blocked(self) -> int:
+        """How many sessions wait on the lock now."""
+        cur = await self.conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = %s",
+            (self.key,),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def until_blocked(self) -> None:
+        """Return once a held write waits (fail after a minute)."""
+        for _ in range(3000):
+            if await self.blocked():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("no write waited on the held lock within a minute")
+
+    async def while_blocked(self, seconds: float) -> None:
+        """Keep the writes held for `seconds` (the writer may give up meanwhile)."""
+        await asyncio.sleep(seconds)
+
+
+@asynccontextmanager
+async def held_checkpoints_after_refund(
+    database_url: str, thread_id: str
+) -> AsyncIterator[HeldWrites]:
+    """Hold every checkpoint write of `thread_id` made once the thread has a refund."""
+    key = random.randint(1, 2**31 - 1)
+    name = sql.Identifier(f"steward_test_hold_{uuid.uuid4().hex[:12]}")
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    body = sql.SQL(
+        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF EXISTS (SELECT 1 FROM refunds WHERE thread_id = NEW.thread_id) THEN "
+        "PERFORM pg_advisory_xact_lock_shared({key}); END IF; RETURN NEW; END $$"
+    ).format(name=name, key=sql.Literal(key))
+    await conn.execute(body)
+    for table in CHECKPOINT_TABLES:
+        await conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
+                "WHEN (NEW.thread_id = {tid}) EXECUTE FUNCTION {name}()"
+            ).format(name=name, table=sql.Identifier(table), tid=sql.Literal(thread_id))
+        )
+    try:
+        yield HeldWrites(conn, key)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        for table in CHECKPOINT_TABLES:
+            await conn.execute(
+                sql.SQL("DROP TRIGGER {name} ON {table}").format(
+                    name=name, table=sql.Identifier(table)
+                )
+            )
+        await conn.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
+        await conn.close()
