@@ -161,8 +161,8 @@ class ThreadsRepo:
         thread_id: UUID | None = None,
         metadata: dict[str, Any] | None = None,
         if_exists: IfExists = "raise",
-    ) -> ThreadRow:
-        """Create a thread owned by the principal.
+    ) -> tuple[ThreadRow, bool]:
+        """Create a thread owned by the principal; return it and whether this call created it.
 
         With `if_exists="do_nothing"` an existing thread visible to the principal is returned
         unchanged.
@@ -180,11 +180,11 @@ class ThreadsRepo:
             )
             row = await cur.fetchone()
         if row is not None:
-            return cast(ThreadRow, row)
+            return cast(ThreadRow, row), True
         if if_exists == "do_nothing":
             existing = await self.get_visible(principal, thread_id)
             if existing is not None:
-                return existing
+                return existing, False
         raise Conflict(f"thread {thread_id} already exists")
 
     async def get_visible(

@@ -148,7 +148,11 @@ class ThreadsController(Controller):
         data: JSONBody[ThreadCreate],
     ) -> ThreadOut:
         """Create a thread owned by the caller (409 if the id exists, unless `do_nothing`)."""
-        row = await threads_repo.create(principal, data.thread_id, data.metadata, data.if_exists)
+        row, created = await threads_repo.create(
+            principal, data.thread_id, data.metadata, data.if_exists
+        )
+        if created:  # nothing is checkpointed yet: there is no state to read
+            return {**thread_json(row, None), "values": {}}
         return await load_thread(runtime, row)
 
     @post("/search", operation_id="SearchThreads", status_code=200, responses=api_errors(body=True))

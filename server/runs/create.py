@@ -162,7 +162,10 @@ class RunCreator:
                 return self._replayed(earlier, digest, tid, stateless)
 
         state = None
-        if not stateless:
+        forking = body.start_checkpoint is not None and bool(body.start_checkpoint.checkpoint_id)
+        if not stateless and (body.is_resume or resolving or forking):
+            # Only a resume, a resolution or a fork needs the state before the run exists
+            # (a new input starts from the latest checkpoint, which the graph reads anyway).
             await self.queries.require_visible(principal, tid, missing_ok=True)
             try:
                 state = await self.graph.aget_state(state_config(tid, body))
@@ -175,7 +178,9 @@ class RunCreator:
             decision_comment = decision_comment or RESOLVED_COMMENT
 
         run_id = uuid.uuid4()
-        kwargs = run_kwargs(body, config, principal, stateless)
+        kwargs = run_kwargs(
+            body, config, principal, stateless, durability=self.runtime.deps.settings.run_durability
+        )
         kwargs["context"] = context
         kwargs["assistant_version"] = assistant["version"]
         if kwargs["input"] is not None:
