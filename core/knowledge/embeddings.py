@@ -51,6 +51,10 @@ class Embedder(Protocol):
         """Return a `(dim,)` float32 unit vector."""
         ...
 
+    def embed_queries(self, texts: list[str]) -> FloatArray:
+        """Embed several queries at once; row i is `embed_query(texts[i])`."""
+        ...
+
 
 def normalize_rows(vectors: Any, dim: int) -> FloatArray:
     """Return `vectors` as a C-contiguous float32 `(n, dim)` array with unit-length rows.
@@ -154,6 +158,10 @@ class LocalEmbedder:
         """Embed one query; returns a `(384,)` float32 unit vector."""
         return self._encode([text]).reshape(-1)
 
+    def embed_queries(self, texts: list[str]) -> FloatArray:
+        """Embed queries in one forward pass; returns an `(n, 384)` array."""
+        return self.embed_documents(texts)
+
 
 class OpenAIEmbedder:
     """Embeddings from any OpenAI-compatible `/v1/embeddings` endpoint (incl. the mock server)."""
@@ -204,6 +212,10 @@ class OpenAIEmbedder:
     def embed_query(self, text: str) -> FloatArray:
         """Embed one query; returns a `(dim,)` float32 unit vector."""
         return normalize_rows([self._client.embed_query(text)], self.dim).reshape(-1)
+
+    def embed_queries(self, texts: list[str]) -> FloatArray:
+        """Embed queries in one request; returns an `(n, dim)` array."""
+        return self.embed_documents(texts)
 
 
 def make_embedder(settings: Settings) -> Embedder:

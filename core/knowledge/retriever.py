@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from core.knowledge.batching import Batcher
 from core.knowledge.embeddings import Embedder, make_embedder
 from core.knowledge.index import KnowledgeIndex
 from core.knowledge.types import RetrievedChunk
@@ -14,31 +15,45 @@ if TYPE_CHECKING:
 
 
 class FaissRetriever:
-    """Embeds the query and searches the knowledge index, off the event loop."""
+    """Embeds the query and searches the knowledge index, off the event loop.
+
+    Concurrent searches share one embedding pass (`core.knowledge.batching`).
+    """
 
     def __init__(self, index: KnowledgeIndex, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
+        self._batcher: Batcher[tuple[str, int], list[RetrievedChunk]] = Batcher(self._search_many)
 
     def search_sync(self, query: str, *, k: int) -> list[RetrievedChunk]:
         """Blocking search: return up to `k` chunks for `query`, best first."""
         if k <= 0 or not query.strip() or len(self.index) == 0:
             return []
-        vector = self.embedder.embed_query(query)
-        return [
-            RetrievedChunk(
-                id=chunk.id,
-                source=chunk.source,
-                title=chunk.title,
-                text=chunk.text,
-                score=float(score),
-            )
-            for chunk, score in self.index.search(vector, k)
-        ]
+        return self._search_many([(query, k)])[0]
+
+    def _search_many(self, queries: list[tuple[str, int]]) -> list[list[RetrievedChunk]]:
+        """Blocking: embed every query in one pass, then search each."""
+        results: list[list[RetrievedChunk]] = [[] for _ in queries]
+        todo = [i for i, (q, k) in enumerate(queries) if k > 0 and q.strip()]
+        if not todo or len(self.index) == 0:
+            return results
+        vectors = self.embedder.embed_queries([queries[i][0] for i in todo])
+        for i, vector in zip(todo, vectors, strict=True):
+            results[i] = [
+                RetrievedChunk(
+                    id=chunk.id,
+                    source=chunk.source,
+                    title=chunk.title,
+                    text=chunk.text,
+                    score=float(score),
+                )
+                for chunk, score in self.index.search(vector, queries[i][1])
+            ]
+        return results
 
     async def search(self, query: str, *, k: int) -> list[RetrievedChunk]:
         """Return up to `k` chunks for `query`, best first, without blocking the loop."""
-        return await asyncio.to_thread(self.search_sync, query, k=k)
+        return await self._batcher.submit((query, k))
 
     async def warmup(self) -> None:
         """Load the embedding model now (in a thread) instead of on the first query."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ class HashingEmbedder:
         self.documents_embedded = 0
         self.calls = 0
         self.query_threads: list[int] = []
+        self.query_passes: list[int] = []
 
     def _vector(self, text: str) -> npt.NDArray[np.float32]:
         vec = np.zeros(self.dim, dtype=np.float32)
@@ -52,8 +54,12 @@ class HashingEmbedder:
         return np.stack([self._vector(t) for t in texts]).astype(np.float32)
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        return np.asarray(self.embed_queries([text])[0], dtype=np.float32)
+
+    def embed_queries(self, texts: list[str]) -> npt.NDArray[np.float32]:
         self.query_threads.append(threading.get_ident())
-        return self._vector(text)
+        self.query_passes.append(len(texts))
+        return np.stack([self._vector(t) for t in texts]).astype(np.float32)
 
 
 DOCS = {
@@ -290,3 +296,20 @@ def test_load_retriever_and_make_embedder_use_settings(corpus: Path, tmp_path: P
     remote = make_embedder(Settings(embeddings="openai", openai_base_url="http://127.0.0.1:9/v1"))
     assert isinstance(remote, OpenAIEmbedder)
     assert (remote.name, remote.dim) == ("openai:text-embedding-3-small", 1536)
+
+
+async def test_concurrent_searches_share_embedding_passes_and_get_their_own_results(
+    corpus: Path, index_dir: Path
+) -> None:
+    embedder = HashingEmbedder()
+    ingest([corpus], index_dir, embedder, progress=False)
+    retriever = FaissRetriever(KnowledgeIndex.load(index_dir, embedder=embedder), embedder)
+    questions = [f"{topic} question {i}" for i in range(8) for topic in ("refund", "shipping")]
+    alone = [await retriever.search(q, k=2) for q in questions]
+    embedder.query_passes.clear()
+
+    together = await asyncio.gather(*(retriever.search(q, k=2) for q in questions))
+
+    assert together == alone
+    assert sum(embedder.query_passes) == len(questions)
+    assert len(embedder.query_passes) < len(questions)
