@@ -1,8 +1,9 @@
-"""AsyncPostgresSaver's instance lock (langgraph #7259): one saver vs several on one pool.
+"""AsyncPostgresSaver's instance lock (langgraph #7259) against StewardSaver, which drops it.
 
-Runs/s of a 3-step graph (durability "sync") at concurrency 1, 4 and 16, with one saver and
-with four savers sharing the same pool (what RunWorker does), in the same run; prints the
-ratio four/one. `--rtt-ms` adds a round trip to every statement, as a database across a
+Runs/s of a 3-step graph (durability "sync") at concurrency 1, 4 and 16, with LangGraph's
+saver (one statement at a time per instance) and with StewardSaver (one connection per cursor
+from the pool), on the same pool, in the same run; prints the ratio steward/langgraph.
+`--rtt-ms` adds a round trip to every statement, as a database across a
 network would. Needs Postgres (STEWARD_BENCH_PG, default postgresql://root@127.0.0.1/postgres).
 """
 
@@ -13,8 +14,10 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, TypedDict, cast
 
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
 from psycopg import AsyncCursor
 from psycopg.rows import dict_row
@@ -23,6 +26,7 @@ from scratch_db import scratch_database  # bench/ is on sys.path when run as a s
 
 from core.db.migrate import migrate
 from core.db.pool import DbPool
+from core.guardrails.serde import RedactingSerializer
 from graph.checkpointer import make_checkpointer
 
 RTT_S = 0.0
@@ -83,20 +87,25 @@ async def main(args: argparse.Namespace) -> None:
     ):
         await pool.open(wait=True)
         await migrate(cast("DbPool", pool), url)  # the dict_row factory is in `kwargs`
-        results: dict[tuple[int, int], list[float]] = {}
+        results: dict[tuple[str, int], list[float]] = {}
+        shared = cast("DbPool", pool)
+        savers: dict[str, Callable[[], AsyncPostgresSaver]] = {
+            "langgraph": lambda: AsyncPostgresSaver(shared, serde=RedactingSerializer()),
+            "steward": lambda: make_checkpointer(shared),
+        }
         for _ in range(args.repeats):
-            for savers in (1, 4):
-                graphs = [tiny_graph(make_checkpointer(pool)) for _ in range(savers)]
+            for name, saver in savers.items():
+                graph = tiny_graph(saver())
                 for concurrency in (1, 4, 16):
                     total = 20 if concurrency == 1 else 64
-                    rps = await runs_per_second(graphs, concurrency, total)
-                    results.setdefault((savers, concurrency), []).append(rps)
+                    rps = await runs_per_second([graph], concurrency, total)
+                    results.setdefault((name, concurrency), []).append(rps)
     median = {key: statistics.median(v) for key, v in results.items()}
     print(f"rtt {args.rtt_ms} ms, median of {args.repeats} repeats (runs/s)")
-    print(f"{'concurrency':>11} {'1 saver':>9} {'4 savers':>9} {'4 / 1':>7}")
+    print(f"{'concurrency':>11} {'langgraph':>10} {'steward':>9} {'ratio':>7}")
     for concurrency in (1, 4, 16):
-        one, four = median[(1, concurrency)], median[(4, concurrency)]
-        print(f"{concurrency:>11} {one:>9.1f} {four:>9.1f} {four / one:>7.2f}")
+        lg, st = median[("langgraph", concurrency)], median[("steward", concurrency)]
+        print(f"{concurrency:>11} {lg:>10.1f} {st:>9.1f} {st / lg:>7.2f}")
 
 
 if __name__ == "__main__":

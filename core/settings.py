@@ -178,10 +178,13 @@ class Settings(BaseSettings):
     """Claim attempts happen at least this often even without a notification."""
     run_max_attempts: int = Field(default=3, ge=1, validation_alias="STEWARD_RUN_MAX_ATTEMPTS")
     """A run whose lease expired this many times (its replica died) ends with `error`."""
-    run_graph_instances: int = Field(
-        default=4, ge=1, validation_alias="STEWARD_RUN_GRAPH_INSTANCES"
+    run_durability: Literal["sync", "async", "exit"] = Field(
+        default="async", validation_alias="STEWARD_RUN_DURABILITY"
     )
-    """Compiled graphs (each with its own checkpointer) a replica spreads its runs over."""
+    """How runs checkpoint when the client does not say (`durability` of a run): `async`
+    (LangGraph Platform's default) saves every step in the background, `sync` before the next
+    step starts, `exit` only at interrupts and at the end. Whatever the mode, the checkpoint a
+    side effect follows from is saved before it runs (`graph.run_control`)."""
 
     # Logs, traces and the test harness (core.observability, server.app).
     log_format: Literal["json", "console"] | None = Field(

@@ -34,8 +34,10 @@ from nodes.run_tools import make_run_tools
 from nodes.validate import make_validate
 
 DURABILITY: Durability = "sync"
-"""Every step is persisted before the next starts: run_tools, the only node with side effects,
-therefore never runs before the decision that released it (approval) is in Postgres."""
+"""How in-process callers (`steward chat`, the evals) run: every step is persisted before the
+next starts, so run_tools, the only node with side effects, never runs before the decision
+that released it is in Postgres. The service takes each run's durability and, when steps are
+not durable, stops before a side effect to save that decision first (`graph.run_control`)."""
 
 
 def add_edges(builder: StateGraph[State, RunContext, InputState, State]) -> None:

@@ -16,6 +16,7 @@ from core.domain.types import Approval
 from graph.context import RunContext, context_of
 from graph.deps import Deps
 from graph.reports import report_approval_decisions
+from graph.run_control import checkpoint_before_side_effects
 from graph.schemas import (
     ActionRecord,
     ActionRequest,
@@ -177,8 +178,10 @@ def make_approval(deps: Deps) -> ContextNode:
             extra={"decisions": [d.type for d in decisions], "reviewer": reviewer},
         )
         await report_approval_decisions(decided)
+        released = [by_id[c["call_id"]] for c in plan]
+        checkpoint_before_side_effects(runtime, released)
         return {
-            "plan": [by_id[c["call_id"]] for c in plan],
+            "plan": released,
             "messages": messages,
             "actions": [*state.get("actions", []), *records],
         }

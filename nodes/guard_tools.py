@@ -28,6 +28,7 @@ from core.guardrails.provenance import Provenance
 from graph.context import RunContext, context_of
 from graph.deps import Deps
 from graph.reports import report_tool_verdicts
+from graph.run_control import checkpoint_before_side_effects
 from graph.schemas import ActionRecord
 from graph.state import DenialCode, PlannedCall, State
 from graph.tools import TOOLS
@@ -250,6 +251,7 @@ def make_guard_tools(deps: Deps) -> ContextNode:
         for entry in denied:
             log.info("tool call denied", extra={"tool": entry["name"], "reason": entry["reason"]})
         await report_tool_verdicts(plan)
+        checkpoint_before_side_effects(runtime, plan)
         return {
             "plan": plan,
             "messages": [denial_message(c) for c in denied],

@@ -83,3 +83,58 @@ async def held_checkpoints_after_refund(
             )
         await conn.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
         await conn.close()
+
+
+class RefundWitness:
+    """What the database held when each refund was inserted."""
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], table: sql.Identifier
+    ) -> None:
+        self.conn = conn
+        self.table = table
+
+    async def checkpoints_at(self, refund_id: str) -> int:
+        """How many checkpoints the refund's thread had when the refund was inserted."""
+        cur = await self.conn.execute(
+            sql.SQL("SELECT checkpoints FROM {table} WHERE refund_id = %s").format(
+                table=self.table
+            ),
+            (refund_id,),
+        )
+        row = await cur.fetchone()
+        assert row is not None, f"refund {refund_id} was not witnessed"
+        return int(row[0])
+
+
+@asynccontextmanager
+async def refund_witness(database_url: str) -> AsyncIterator[RefundWitness]:
+    """Record, inside each refund's own insert, how many checkpoints its thread had then."""
+    suffix = uuid.uuid4().hex[:12]
+    table = sql.Identifier(f"steward_test_witness_{suffix}")
+    name = sql.Identifier(f"steward_test_witness_fn_{suffix}")
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await conn.execute(
+        sql.SQL("CREATE TABLE {table} (refund_id uuid PRIMARY KEY, checkpoints int)").format(
+            table=table
+        )
+    )
+    await conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO {table} SELECT NEW.refund_id, count(*) FROM checkpoints "
+            "WHERE thread_id = NEW.thread_id; RETURN NEW; END $$"
+        ).format(name=name, table=table)
+    )
+    await conn.execute(
+        sql.SQL(
+            "CREATE TRIGGER {name} AFTER INSERT ON refunds FOR EACH ROW EXECUTE FUNCTION {name}()"
+        ).format(name=name)
+    )
+    try:
+        yield RefundWitness(conn, table)
+    finally:
+        await conn.execute(sql.SQL("DROP TRIGGER {name} ON refunds").format(name=name))
+        await conn.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
+        await conn.execute(sql.SQL("DROP TABLE {table}").format(table=table))
+        await conn.close()

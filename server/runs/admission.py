@@ -240,7 +240,12 @@ def state_config(thread_id: uuid.UUID, body: RunCreate) -> RunnableConfig:
 
 
 def run_kwargs(
-    body: RunCreate, config: dict[str, Any], principal: Principal, stateless: bool
+    body: RunCreate,
+    config: dict[str, Any],
+    principal: Principal,
+    stateless: bool,
+    *,
+    durability: str,
 ) -> dict[str, Any]:
     """The run's `kwargs` column: what the executor needs of the request, and who sent it."""
     start = body.start_checkpoint
@@ -261,7 +266,7 @@ def run_kwargs(
         ),
         "on_disconnect": body.on_disconnect,
         "strict_resume": body.strict_resume,
-        "durability": "sync",
+        "durability": body.durability or durability,
         "user_id": principal.user_id,
         "role": principal.role,
         "request_id": current_request_id(),

@@ -184,18 +184,27 @@ class RunExecutor:
         )
         try:
             todo, start_config = await self._plan(run, graph, config, writer)
-            if todo is not _DONE:
+            handle.control.durable_steps = (kwargs.get("durability") or "sync") == "sync"
+            while todo is not _DONE:
                 continuing = todo is _CONTINUE
-                await stream_graph(
-                    graph,
-                    None if continuing else todo,
-                    start_config,
-                    kwargs,
-                    writer,
-                    handle.control,
-                    context=build_context(run),
-                    continuing=continuing,
-                )
+                try:
+                    await stream_graph(
+                        graph,
+                        None if continuing else todo,
+                        start_config,
+                        kwargs,
+                        writer,
+                        handle.control,
+                        context=build_context(run),
+                        continuing=continuing,
+                    )
+                    break
+                except GraphDrained:
+                    if not handle.control.stopped_to_checkpoint:
+                        raise
+                # Saved before a side effect (`graph.run_control`): go on from there.
+                handle.control.continue_after_checkpoint()
+                todo, start_config = _CONTINUE, config
             handle.start_finishing()
             state = await while_leased(
                 self.running,

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+Durability = Literal["sync", "async", "exit"]
+"""LangGraph's checkpoint modes: every step before the next, in the background, at the end."""
 CancelAction = Literal["interrupt", "rollback"]
 StreamMode = Literal[
     "values",
@@ -103,7 +105,8 @@ class RunCreate(BaseModel):
     on_completion: Literal["delete", "keep"] | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
-    durability: Literal["sync"] = "sync"
+    durability: Durability | None = None
+    """How often the run checkpoints (None: `STEWARD_RUN_DURABILITY`)."""
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
     after_seconds: float | None = Field(default=None, ge=0, le=86_400)
@@ -169,18 +172,11 @@ def parse_run_create(body: Any, *, stateless: bool) -> RunCreate:
             raise RunValidationError(f"{key}: {why}")
     if data.pop("feedback_keys", None):
         raise RunValidationError("feedback_keys: LangSmith feedback is not supported")
-    if "checkpoint_during" in data:
+    if "checkpoint_during" in data:  # deprecated: as langgraph-api, false means `exit`
         during = data.pop("checkpoint_during")
-        if during is not True:
-            raise RunValidationError(
-                "checkpoint_during: this server always checkpoints every step (durability=sync)"
-            )
-    durability = data.get("durability")
-    if durability is not None and durability != "sync":
-        raise RunValidationError(
-            f"durability: {durability!r} is not supported; runs are always persisted with "
-            "durability='sync' (every step is saved before the next one starts)"
-        )
+        if not isinstance(during, bool):
+            raise RunValidationError("checkpoint_during: must be true or false")
+        data.setdefault("durability", "async" if during else "exit")
     mode = data.get("stream_mode")
     if isinstance(mode, str):
         data["stream_mode"] = [mode]

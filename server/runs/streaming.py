@@ -44,7 +44,7 @@ async def stream_graph(
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     options: dict[str, Any] = {
         "stream_mode": sorted(modes),
-        "durability": "sync",
+        "durability": kwargs.get("durability") or "sync",
         "subgraphs": subgraphs,
         "interrupt_before": kwargs.get("interrupt_before"),
         "interrupt_after": kwargs.get("interrupt_after"),

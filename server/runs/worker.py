@@ -14,16 +14,14 @@
   the flag up, so a missed notification only delays a cancel by one renewal period.
 - Shutdown: stop claiming, ask running graphs to stop at their next step boundary, wait up to
   `shutdown_grace_s`, then cancel; unfinished runs go back to the queue for another replica.
-- Throughput: LangGraph's `AsyncPostgresSaver` serializes all queries of one instance behind an
-  `asyncio.Lock` (langgraph #7259), so the worker keeps a few compiled graphs, each with its
-  own saver over the shared pool, and gives each run one of them (`graph_instances`).
+- Throughput: one compiled graph serves every run; its saver (`graph.checkpointer`) has no
+  instance lock on a pool, so runs checkpoint concurrently (langgraph #7259).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import socket
@@ -35,8 +33,6 @@ from typing import Any
 import psycopg
 
 from core.settings import Settings
-from graph.builder import make_graph
-from graph.checkpointer import make_checkpointer
 from graph.runtime import Runtime
 from server import threads_repo
 from server.runs import repo
@@ -62,8 +58,6 @@ class WorkerConfig:
     by a drain or a lost database do not count (`runs.lost_leases`)."""
     shutdown_grace_s: float = 10.0
     """How long `stop()` lets running graphs reach a step boundary before cancelling them."""
-    graph_instances: int = 4
-    """Compiled graphs (each with its own checkpointer) runs are spread over."""
     temp_thread_grace_s: float = 60.0
     """Stateless runs' threads are deleted this long after the run ended (if not yet)."""
 
@@ -76,7 +70,6 @@ class WorkerConfig:
             poll_s=settings.run_poll_s,
             max_attempts=settings.run_max_attempts,
             shutdown_grace_s=settings.run_shutdown_grace_s,
-            graph_instances=settings.run_graph_instances,
         )
 
 
@@ -106,11 +99,7 @@ class RunWorker:
             recursion_limit=int(runtime.deps.settings.recursion_limit),
             running=self.running,
         )
-        self.graphs: list[Graph] = [runtime.graph]
-        for _ in range(max(0, self.config.graph_instances - 1)):
-            saver = make_checkpointer(runtime.pool)
-            self.graphs.append(make_graph(saver, deps=runtime.deps))
-        self._next_graph = itertools.cycle(range(len(self.graphs)))
+        self.graph: Graph = runtime.graph
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,10 +118,9 @@ class RunWorker:
             asyncio.create_task(self._maintenance_loop(), name="steward-run-maintenance"),
         ]
         log.info(
-            "run worker %s started (%d slots, %d graph instances, lease %.0fs)",
+            "run worker %s started (%d slots, lease %.0fs)",
             self.worker_id,
             self.config.slots,
-            len(self.graphs),
             self.config.lease_s,
         )
 
@@ -199,9 +187,8 @@ class RunWorker:
             attempt=int(run["attempt"]),
             lease_until=time.monotonic() + self.config.lease_s,
         )
-        graph = self.graphs[next(self._next_graph)]
         handle.task = asyncio.create_task(
-            self.executor.execute(run, graph, handle), name=f"run-{run['run_id']}"
+            self.executor.execute(run, self.graph, handle), name=f"run-{run['run_id']}"
         )
         self.running[handle.run_id] = handle
         handle.task.add_done_callback(lambda _t: self._done(handle))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from core.domain.orders import PgOrderStore
-from tests.db_faults import held_checkpoints_after_refund
+from tests.db_faults import held_checkpoints_after_refund, refund_witness
 
 if TYPE_CHECKING:
     from core.db.pool import DbPool
@@ -93,6 +93,15 @@ async def fx_cast(server: RunningServer) -> dict[str, Actor]:
 
 async def refunds(pool: DbPool, order_id: str) -> list[dict[str, Any]]:
     return await PgOrderStore(pool).list_refunds(order_id)
+
+
+async def checkpoint_count(pool: DbPool, thread_id: str) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,)
+        )
+        row = await cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
 async def test_state_writes_cannot_release_a_refund(
@@ -380,6 +389,39 @@ async def test_a_stop_landing_between_a_refund_and_its_checkpoint_keeps_the_refu
     history = str((await alice.call("GET", f"/threads/{tid}/state")).json()["values"])
     assert row["refund_id"] in history
     assert all(a["thread_id"] != tid for a in await paula.pending_list())
+
+
+@pytest.mark.parametrize("durability", ["exit", "async", "sync"])
+async def test_a_refund_runs_only_once_the_checkpoint_releasing_it_is_saved(
+    cast: dict[str, Actor],
+    database_url: str,
+    db_pool: DbPool,
+    orders: PgOrderStore,
+    mock_llm_clean: Any,
+    durability: str,
+) -> None:
+    """Whatever the run's durability, a crash after a refund continues from its cause."""
+    alice, paula = cast["alice"], cast["paula"]
+    async with refund_witness(database_url) as witness:
+        small = await alice.thread()
+        answer = await alice.wait(
+            small, ask("Refund $40 on LS-10002.") | {"durability": durability}
+        )
+        assert answer.status_code == 200, answer.text
+        [auto] = await refunds(db_pool, "LS-10002")
+        assert await witness.checkpoints_at(auto["refund_id"]) >= 1  # a new thread: its own
+
+        held = await alice.thread()
+        await alice.wait(held, ask("Refund $700 on LS-10007 please."))
+        await paula.pending(held)
+        before = await checkpoint_count(db_pool, held)
+        resume = APPROVE | {"durability": durability}
+        assert (await paula.wait(held, resume)).status_code == 200
+        [approved] = await refunds(db_pool, "LS-10007")
+        assert await witness.checkpoints_at(approved["refund_id"]) > before  # the decision
+
+    history = (await alice.call("POST", f"/threads/{held}/history", {"limit": 50})).json()
+    assert any(h["next"] == ["run_tools"] for h in history)
 
 
 async def test_an_edit_releases_exactly_the_edited_refund(

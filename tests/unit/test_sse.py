@@ -112,13 +112,30 @@ def test_sdk_defaults_are_accepted() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "durability"),
+    [
+        ({}, None),
+        ({"durability": "exit"}, "exit"),
+        ({"durability": "sync"}, "sync"),
+        ({"checkpoint_during": False}, "exit"),
+        ({"checkpoint_during": True}, "async"),
+        ({"checkpoint_during": False, "durability": "sync"}, "sync"),
+    ],
+)
+def test_durability_is_the_clients_choice_as_in_langgraph_api(
+    body: dict[str, Any], durability: str | None
+) -> None:
+    assert parse_run_create(body, stateless=False).durability == durability
+
+
+@pytest.mark.parametrize(
     ("body", "fragment"),
     [
         ({"webhook": "http://x"}, "webhook"),
         ({"langsmith_tracer": {"project_name": "p"}}, "LangSmith"),
         ({"feedback_keys": ["a"]}, "feedback_keys"),
-        ({"durability": "exit"}, "durability"),
-        ({"checkpoint_during": False}, "checkpoint_during"),
+        ({"durability": "never"}, "durability"),
+        ({"checkpoint_during": "no"}, "checkpoint_during"),
         ({"stream_mode": ["tools"]}, "'tools' is not supported"),
         ({"stream_mode": "lifecycle"}, "'lifecycle' is not supported"),
         ({"stream_mode": ["nonsense"]}, "stream_mode"),
