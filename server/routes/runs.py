@@ -85,7 +85,7 @@ async def _sse(
     service: RunService,
     run: Run,
     *,
-    after_seq: int,
+    after_seq: int | None,
     resumable: bool,
     names: frozenset[str] | None,
     cancel_on_disconnect: bool,
@@ -233,7 +233,9 @@ async def stream_run(
     """Queue a run and stream its events as SSE (first event `metadata`)."""
     service = run_service
     body = await _body(request, stateless=False)
-    run = await service.create(principal, thread_id, body, idempotency_key=idempotency_key(request))
+    run = await service.create(
+        principal, thread_id, body, idempotency_key=idempotency_key(request), streamed=True
+    )
     return _stream_response(service, run, body, temporary=False)
 
 
@@ -371,7 +373,8 @@ async def _follow(
     """
     last_event_id = request.headers.get("last-event-id")
     after = await service.start_seq(uuid.UUID(run.run_id), last_event_id)
-    joined_late = not (last_event_id or "").strip() and after >= 0
+    # None: a deferred run whose worker is storing its events (it has started).
+    joined_late = not (last_event_id or "").strip() and (after is None or after >= 0)
     lead = (
         format_json_event("metadata", {"run_id": run.run_id, "attempt": run.attempt})
         if joined_late and (names is None or "metadata" in names)
@@ -579,7 +582,9 @@ async def stream_stateless_run(
     """Run on a temporary thread and stream the events as SSE."""
     service = run_service
     body = await _body(request, stateless=True)
-    run = await service.create(principal, None, body, idempotency_key=idempotency_key(request))
+    run = await service.create(
+        principal, None, body, idempotency_key=idempotency_key(request), streamed=True
+    )
     return _stream_response(service, run, body, temporary=True)
 
 

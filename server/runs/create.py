@@ -37,6 +37,7 @@ from server.runs.admission import (
     with_assistant,
 )
 from server.runs.conflicts import retry_conflicts
+from server.runs.events import events_mode_for
 from server.runs.guards import (
     PROTECTED_NODES,
     MessageLimits,
@@ -85,6 +86,7 @@ class RunCreator:
         idempotency_key: str | None = None,
         approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
+        streamed: bool = False,
     ) -> Run:
         """`_create`, retried when Postgres aborts it for a deadlock or serialization failure."""
         async for attempt in retry_conflicts("creating a run"):
@@ -96,6 +98,7 @@ class RunCreator:
                     idempotency_key=idempotency_key,
                     approval_id=approval_id,
                     decision_comment=decision_comment,
+                    streamed=streamed,
                 )
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
@@ -108,13 +111,15 @@ class RunCreator:
         idempotency_key: str | None = None,
         approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
+        streamed: bool = False,
     ) -> Run:
         """Create a pending run on a thread (or, with `thread_id=None`, a stateless run).
 
         A resume is bound to the interrupt it answers and, for an approval, records the
         decision in this transaction (`server.decisions.bind_resume`). A request re-sent with
         the same `Idempotency-Key` (or the same message id, or the same input right after
-        a run of it failed) is answered with its first run.
+        a run of it failed) is answered with its first run. `streamed`: the request streams
+        the run's events (its worker stores them as they come, `events_mode_for`).
 
         Raises:
             NotFound: the thread or assistant does not exist or is not visible (another
@@ -159,7 +164,11 @@ class RunCreator:
                     conn, principal.tenant_id, principal.user_id, key
                 )
             if earlier is not None:
-                return self._replayed(earlier, digest, tid, stateless)
+                replayed = self._replayed(earlier, digest, tid, stateless)
+                if streamed and earlier["events_mode"] == "deferred":
+                    async with self.pool.connection() as conn:
+                        await repo.want_live(conn, earlier["run_id"])  # now it is streamed
+                return replayed
 
         state = None
         forking = body.start_checkpoint is not None and bool(body.start_checkpoint.checkpoint_id)
@@ -253,6 +262,7 @@ class RunCreator:
                 after_seconds=body.after_seconds,
                 request_key=key,
                 request_hash=digest,
+                events_mode=events_mode_for(kwargs, streamed=streamed),
             )
             await repo.insert_events(
                 conn, run_id, [(0, "metadata", dumps({"run_id": str(run_id), "attempt": 1}))]

@@ -1,9 +1,14 @@
-"""Run events: the batched writer (worker side), LISTEN/NOTIFY, and tailing (API side).
+"""Run events: the writer (worker side) and following a run (API side).
 
 Every replica streams a run by tailing its `run_events` rows, whichever replica executes it.
-The worker appends events in small batches and `NOTIFY steward_run_events, '<run_id>'`; one
-LISTEN connection per process wakes the local tailers, and each tailer also polls once a
-second as a safety net (a dropped LISTEN connection only adds latency, never loses events).
+A run's worker stores its events `live`, in small batches as they come, each with a
+`NOTIFY steward_run_events, '<run_id>:events'`, or `deferred`, all in the run's final
+transaction, when nobody streams it (`runs.events_mode`, set when the run is created: see
+docs/http-service.md, "Event logs"). A client that joins a deferred run's stream asks its
+worker to store what it buffered and go on live (`steward_run_stream`, or the worker's next
+lease renewal), and starts at the live edge once that is done. One LISTEN connection per
+process (`server.runs.hub.EventHub`) wakes the local followers, and each follower also polls
+as a safety net (a dropped LISTEN connection only adds latency, never loses events).
 """
 
 from __future__ import annotations
@@ -11,166 +16,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Collection
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
 
 from core.db.outage import connection_lost
 from core.db.pool import DbPool
 from core.jsonable import dumps
 from server.runs import repo
+from server.runs.hub import DEGRADED_POLL_INTERVAL_S, EventHub, RunWaiter
 from server.runs.models import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02
-"""How long the writer gathers events before one INSERT (and one NOTIFY)."""
-POLL_INTERVAL_S = 1.0
-"""Tailers re-read the run at least this often even without a notification."""
-DEGRADED_POLL_INTERVAL_S = 0.25
-"""Poll interval while the LISTEN connection is down."""
+"""How long a live writer gathers events before one INSERT (and one NOTIFY)."""
+DEFERRED_MAX_BYTES = 1_000_000
+"""A deferred writer stores its buffer (and stays deferred) once it holds this much JSON."""
 TAIL_BATCH = 500
+REBUILT_MODES = frozenset({"values", "updates"})
+"""Stream modes whose events a takeover rebuilds from checkpoints (`server.runs.recovery`)."""
 
 
-class EventHub:
-    """One LISTEN connection per process, fanning notifications out to local waiters."""
+def events_mode_for(kwargs: dict[str, Any], *, streamed: bool) -> str:
+    """How a new run's worker writes its events (`runs.events_mode`): `live` or `deferred`.
 
-    def __init__(self, database_url: str | None) -> None:
-        self._url = database_url
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        """Per run, the waiters woken by any news (stream tailers)."""
-        self._end_waiters: dict[str, set[asyncio.Event]] = {}
-        """Per run, the waiters woken only when its status may have changed (`/wait`)."""
-        self._runs_callbacks: list[Callable[[], None]] = []
-        self._cancel_callbacks: list[Callable[[str, str], None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
-        self.listening = False
-
-    # -- lifecycle
-
-    async def start(self) -> None:
-        """Start listening (returns once the first connection is up, or after 5 s)."""
-        if self._task is not None or not self._url:
-            return
-        self._task = asyncio.create_task(self._listen_forever(), name="steward-run-events")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=5.0)
-
-    async def stop(self) -> None:
-        """Stop listening and wake every waiter."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.listening = False
-        self._wake_all()
-
-    # -- subscriptions
-
-    def on_runs(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` when a run may have become claimable."""
-        self._runs_callbacks.append(callback)
-
-    def on_cancel(self, callback: Callable[[str, str], None]) -> None:
-        """Call `callback(run_id, action)` when a run's cancellation is requested."""
-        self._cancel_callbacks.append(callback)
-
-    def subscribe(self, run_id: str, *, ends_only: bool = False) -> asyncio.Event:
-        """Return an event set whenever run `run_id` has news; `unsubscribe` it after use.
-
-        Args:
-            run_id: the run.
-            ends_only: set only when the run's status may have changed, not on new events.
-        """
-        event = asyncio.Event()
-        (self._end_waiters if ends_only else self._waiters).setdefault(run_id, set()).add(event)
-        return event
-
-    def unsubscribe(self, run_id: str, event: asyncio.Event) -> None:
-        """Forget a waiter returned by `subscribe`."""
-        for table in (self._waiters, self._end_waiters):
-            waiters = table.get(run_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del table[run_id]
-
-    def wake(self, run_id: str) -> None:
-        """Wake every local waiter of one run: its status may have changed."""
-        self.wake_events(run_id)
-        for event in self._end_waiters.get(run_id, ()):
-            event.set()
-
-    def wake_events(self, run_id: str) -> None:
-        """Wake the local stream tailers of one run: it has new events."""
-        for event in self._waiters.get(run_id, ()):
-            event.set()
-
-    @property
-    def poll_interval(self) -> float:
-        """How often tailers poll: slower while notifications are flowing."""
-        return POLL_INTERVAL_S if self.listening else DEGRADED_POLL_INTERVAL_S
-
-    def _wake_all(self) -> None:
-        for table in (self._waiters, self._end_waiters):
-            for waiters in table.values():
-                for event in waiters:
-                    event.set()
-
-    def _dispatch(self, channel: str, payload: str) -> None:
-        if channel == repo.EVENTS_CHANNEL:
-            if payload.endswith(repo.EVENTS_ONLY):
-                self.wake_events(payload.removesuffix(repo.EVENTS_ONLY))
-            else:
-                self.wake(payload)
-        elif channel == repo.RUNS_CHANNEL:
-            for callback in self._runs_callbacks:
-                callback()
-        elif channel == repo.CANCEL_CHANNEL:
-            run_id, _, action = payload.partition(":")
-            for cancel in self._cancel_callbacks:
-                cancel(run_id, action or "interrupt")
-
-    async def _listen_forever(self) -> None:
-        delay = 0.5
-        assert self._url is not None
-        while True:
-            try:
-                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    for channel in (repo.RUNS_CHANNEL, repo.EVENTS_CHANNEL, repo.CANCEL_CHANNEL):
-                        await conn.execute(f"LISTEN {channel}")
-                    self.listening = True
-                    self._connected.set()
-                    delay = 0.5
-                    # Anything may have happened while we were not listening.
-                    self._wake_all()
-                    for callback in self._runs_callbacks:
-                        callback()
-                    while True:
-                        async for note in conn.notifies(timeout=30.0):
-                            self._dispatch(note.channel, note.payload)
-                        await conn.execute("SELECT 1")  # detect a dead connection
-            except asyncio.CancelledError:
-                raise
-            except (psycopg.Error, OSError) as exc:
-                if self.listening:
-                    log.warning("run events: LISTEN connection lost (%s); retrying", exc)
-                self.listening = False
-                self._wake_all()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    Deferred only when nobody streams it yet (not created by a stream route) and a takeover
+    would rebuild every event a dead replica held in memory: `values`/`updates` modes, no
+    subgraph events, no breakpoints (their empty `__interrupt__` is not rebuilt).
+    """
+    if streamed or kwargs.get("stream_subgraphs"):
+        return "live"
+    if kwargs.get("interrupt_before") or kwargs.get("interrupt_after"):
+        return "live"
+    modes = set(kwargs.get("stream_mode") or ["values"])
+    return "deferred" if modes <= REBUILT_MODES else "live"
 
 
 class EventWriter:
-    """Buffers one run's events and appends them to `run_events` in small batches.
+    """Buffers one run's events and appends them to `run_events`.
 
-    Writes are fenced by `(worker_id, attempt)`: once another replica took the run over, the
-    writer stops (`lost` is set and `on_lost` is called).
+    Live, it stores them in small batches as they come. Deferred, it keeps them for the run's
+    final transaction (`take`), storing a batch only when the buffer passes
+    `DEFERRED_MAX_BYTES`, until `go_live()`: then what it holds is stored and the run marked
+    `live` in one transaction, and batches follow as they come. Writes are fenced by
+    `(worker_id, attempt)`: once another replica took the run over, the writer stops (`lost`
+    is set and `on_lost` is called).
     """
 
     def __init__(
@@ -182,6 +76,7 @@ class EventWriter:
         fence: tuple[str, int],
         next_seq: int,
         on_lost: Callable[[], None] | None = None,
+        live: bool = True,
     ) -> None:
         self._pool = pool
         self._hub = hub
@@ -189,11 +84,16 @@ class EventWriter:
         self._fence = fence
         self._seq = next_seq
         self._buffer: list[tuple[int, str, str]] = []
+        self._buffered = 0
+        """Characters of JSON in the buffer."""
         self._has_data = asyncio.Event()
         self._on_lost = on_lost
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closing = asyncio.Event()
+        self.live = live
+        self._announce = False
+        """`go_live` was called: the next flush marks the run `live`."""
         self.lost = False
 
     def start(self) -> None:
@@ -202,19 +102,28 @@ class EventWriter:
 
     def emit(self, event: str, data: Any) -> None:
         """Queue one event (serialized now, so later mutation of `data` cannot leak in)."""
-        self._buffer.append((self._seq, event, dumps(data)))
-        self._seq += 1
-        self._has_data.set()
+        self.emit_json(event, dumps(data))
 
     def emit_json(self, event: str, data: str) -> None:
         """Queue one event whose data is already JSON (events rebuilt from checkpoints)."""
         self._buffer.append((self._seq, event, data))
         self._seq += 1
+        self._buffered += len(data)
+        if self.live or self._buffered >= DEFERRED_MAX_BYTES:
+            self._has_data.set()
+
+    def go_live(self) -> None:
+        """Someone follows the run: store what is buffered, then every batch as it comes."""
+        if self.live or self._closing.is_set():
+            return  # a closing writer's events all go into the final transaction
+        self.live = True
+        self._announce = True
         self._has_data.set()
 
     def take(self) -> list[tuple[int, str, str]]:
         """Remove and return the unflushed events (to write them in the final transaction)."""
         events, self._buffer = self._buffer, []
+        self._buffered = 0
         self._has_data.clear()
         return events
 
@@ -234,21 +143,25 @@ class EventWriter:
             pass
 
     async def flush(self) -> None:
-        """Append the buffered events now."""
+        """Append the buffered events now (and mark the run `live` after `go_live`)."""
         async with self._lock:
+            announce = self._announce
             events = self.take()
-            if not events or self.lost:
+            if (not events and not announce) or self.lost:
                 return
             try:
                 async with self._pool.connection() as conn, conn.transaction():
                     ok = await repo.insert_events(conn, self.run_id, events, fence=self._fence)
-                    if ok:
+                    if ok and announce:
+                        ok = await repo.mark_live(conn, self.run_id, fence=self._fence)
+                    if ok and self.live:
                         await repo.notify(
                             conn, repo.EVENTS_CHANNEL, f"{self.run_id}{repo.EVENTS_ONLY}"
                         )
             except (psycopg.Error, OSError):
                 # Keep them for the next attempt (or the final transaction).
                 self._buffer[:0] = events
+                self._buffered += sum(len(e[2]) for e in events)
                 self._has_data.set()
                 raise
             if not ok:
@@ -257,7 +170,10 @@ class EventWriter:
                 if self._on_lost is not None:
                     self._on_lost()
                 return
-            self._hub.wake_events(str(self.run_id))
+            if announce:
+                self._announce = False
+            if self.live:
+                self._hub.wake_events(str(self.run_id))
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when the writer is closing."""
@@ -283,7 +199,7 @@ async def tail(
     hub: EventHub,
     run_id: uuid.UUID,
     *,
-    after_seq: int = -1,
+    after_seq: int | None = -1,
     events: Collection[str] | None = None,
 ) -> AsyncGenerator[repo.EventRow | None]:
     """Yield a run's stored events after `after_seq`, following it until it has ended.
@@ -296,7 +212,9 @@ async def tail(
         pool: the connection pool.
         hub: wakes the tailer on NOTIFY.
         run_id: the run to follow.
-        after_seq: only events with a larger sequence number (-1: all).
+        after_seq: only events with a larger sequence number (-1: all; None: from the live
+            edge, known once every event the run emitted so far is stored; a deferred run's
+            worker must have been asked to store them, `join_point`).
         events: only these event names (the part before `|`); None for all.
     """
     key = str(run_id)
@@ -308,7 +226,13 @@ async def tail(
             waiter.clear()
             try:
                 async with pool.connection() as conn:
-                    status, rows = await repo.tail_events(conn, run_id, last, TAIL_BATCH)
+                    if last is None:
+                        last = await repo.live_edge(conn, run_id)
+                    status, rows = (
+                        ("running", [])  # its worker has not stored its buffer yet
+                        if last is None
+                        else await repo.tail_events(conn, run_id, last, TAIL_BATCH)
+                    )
             except (psycopg.OperationalError, OSError) as exc:
                 if not connection_lost(exc):
                     raise
@@ -334,50 +258,82 @@ async def tail(
         hub.unsubscribe(key, waiter)
 
 
+async def join_point(pool: DbPool, run_id: uuid.UUID, last_event_id: str | None) -> int | None:
+    """Where a joining stream starts: after `Last-Event-ID`, else at the live edge.
+
+    Either way the run's worker is asked to store its events as they come, if it defers
+    them. None: the live edge is not known yet (its worker has not stored its buffer);
+    `tail(after_seq=None)` waits for it.
+
+    Raises:
+        ValueError: `last_event_id` is not an integer.
+    """
+    after = None
+    if last_event_id is not None and last_event_id.strip():
+        after = max(-1, int(last_event_id.strip()))
+    async with pool.connection() as conn:
+        await repo.want_live(conn, run_id)
+        return after if after is not None else await repo.live_edge(conn, run_id)
+
+
 async def wait_until_done(
     pool: DbPool, hub: EventHub, run_id: uuid.UUID
 ) -> AsyncGenerator[tuple[str, str | None] | None]:
     """Yield `None` on every idle poll interval, then `(status, output)` once the run ended.
 
     `output` is the JSON text the run's end stored (None: it ended before it started).
-    Yields `("deleted", None)` if the run disappears (rolled back) before ending. The run's
-    row is read again only when its status may have changed, not on every batch of events.
+    Yields `("deleted", None)` if the run disappears (rolled back) before ending. The run is
+    read once after subscribing (it may have ended before), then only when a notification
+    says its status may have changed without saying how, or every `end_poll_interval`: the
+    end's notification carries the output, when it fits.
     """
     key = str(run_id)
-    waiter = hub.subscribe(key, ends_only=True)
+    waiter: RunWaiter = hub.subscribe(key, ends_only=True)
     away = False  # the database was unreachable (logged once)
+    read, read_at = True, 0.0
     try:
         while True:
-            waiter.clear()
-            try:
-                async with pool.connection() as conn:
-                    found = await repo.get_output(conn, run_id)
-            except (psycopg.OperationalError, OSError) as exc:
-                if not connection_lost(exc):
-                    raise
-                if not away:
-                    log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
-                away = True
-                await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
-                yield None
-                continue
-            if found is None:
-                yield ("deleted", None)
+            if waiter.end is not None:
+                yield waiter.end
                 return
-            if found[0] in TERMINAL_STATUSES:
-                yield found
-                return
+            if read:
+                waiter.clear()
+                read_at = time.monotonic()
+                try:
+                    async with pool.connection() as conn:
+                        found = await repo.get_output(conn, run_id)
+                except (psycopg.OperationalError, OSError) as exc:
+                    if not connection_lost(exc):
+                        raise
+                    if not away:
+                        log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
+                    away = True
+                    await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+                    yield None
+                    continue
+                if found is None:
+                    yield ("deleted", None)
+                    return
+                if found[0] in TERMINAL_STATUSES:
+                    yield found
+                    return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), timeout=hub.poll_interval)
-            if not waiter.is_set():
+            if waiter.is_set():
+                read = True  # unless the notification said how it ended (checked first)
+            else:
                 yield None
+                read = time.monotonic() - read_at >= hub.end_poll_interval
     finally:
         hub.unsubscribe(key, waiter)
 
 
 __all__ = [
+    "DEFERRED_MAX_BYTES",
     "EventHub",
     "EventWriter",
+    "events_mode_for",
+    "join_point",
     "tail",
     "wait_until_done",
 ]

@@ -148,7 +148,9 @@ class RunExecutor:
             fence=fence,
             next_seq=seq,
             on_lost=lambda: handle.cancel("lease_lost"),
+            live=run.get("events_mode") != "deferred",
         )
+        handle.when_live_wanted(writer.go_live)
         writer.start()
         try:
             handle.armed = True

@@ -117,7 +117,7 @@ class RunFinisher:
         run_id: uuid.UUID = run["run_id"]
         events = writer.take()
 
-        async def commit() -> bool:
+        async def commit() -> str | None:
             async for attempt in retry_conflicts(f"finishing run {run_id}"):
                 with attempt:
                     return await self._commit_finish(
@@ -131,11 +131,11 @@ class RunFinisher:
                         interrupts=interrupts,
                         state=state,
                     )
-            return False  # pragma: no cover - the last attempt raises
+            return None  # pragma: no cover - the last attempt raises
 
-        finished = await while_leased(self.running, run, f"recording its end ({status})", commit)
-        if finished:
-            self.hub.wake(str(run_id))
+        stored = await while_leased(self.running, run, f"recording its end ({status})", commit)
+        if stored is not None:
+            self.hub.wake(str(run_id), (status, stored))
             log.info("run %s: %s", run_id, status)
 
     async def _commit_finish(
@@ -150,8 +150,12 @@ class RunFinisher:
         thread_status: str,
         interrupts: list[dict[str, Any]] | None,
         state: StateSnapshot | None,
-    ) -> bool:
-        """One transaction, locks in the documented order: thread, run, approvals."""
+    ) -> str | None:
+        """One transaction, locks in the documented order: thread, run, approvals.
+
+        Returns the output as stored (what `/wait` answers), None when the run is no
+        longer held by this worker. Its end is one notification: `repo.end_payload`.
+        """
         run_id: uuid.UUID = run["run_id"]
         async with self.pool.connection() as conn, conn.transaction():
             await threads_repo.lock_thread(conn, run["thread_id"])
@@ -165,10 +169,11 @@ class RunFinisher:
             )
             if row is None:
                 log.warning("run %s: no longer held by this worker; result dropped", run_id)
-                return False
+                return None
+            stored: str = row["output_json"]
             await repo.insert_events(conn, run_id, events)
-            await _settle(conn, row, thread_status, interrupts, state)
-        return True
+            await _settle(conn, row, thread_status, interrupts, state, end=(status, stored))
+        return stored
 
     async def cancelled(
         self,
@@ -296,16 +301,22 @@ async def _settle(
     thread_status: str,
     interrupts: list[dict[str, Any]] | None,
     state: StateSnapshot | None,
+    *,
+    end: tuple[str, str] | None = None,
 ) -> None:
     """After a run's row changed: the thread's status, the approval queue, the notifications.
 
     Inside the run's final transaction, with the thread row locked. `interrupts` None leaves
-    the queue as it is (the waiting interrupts are unknown).
+    the queue as it is (the waiting interrupts are unknown). `end`: the run ended with
+    `(status, output JSON)`, told in one notification that also wakes the claim loops.
     """
     thread = await threads_repo.settle_thread_status(conn, run["thread_id"], thread_status)
     if interrupts is not None:
         await sync_pending(
             conn, run=dict(run), thread=dict(thread or {}), interrupts=interrupts, state=state
         )
+    if end is not None:
+        await repo.notify(conn, repo.EVENTS_CHANNEL, repo.end_payload(run["run_id"], *end))
+        return
     await repo.notify(conn, repo.EVENTS_CHANNEL, str(run["run_id"]))
     await repo.notify(conn, repo.RUNS_CHANNEL)

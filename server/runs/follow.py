@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Collection
 from core.errors import Unprocessable
 from graph.runtime import Runtime
 from server.runs import repo
-from server.runs.events import EventHub, tail, wait_until_done
+from server.runs.events import EventHub, join_point, tail, wait_until_done
 
 
 class RunFollower:
@@ -24,20 +24,25 @@ class RunFollower:
         self.pool = runtime.pool
         self.hub = hub
 
-    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int:
-        """Where a joining stream starts: after `Last-Event-ID`, else at the live edge."""
-        if last_event_id is not None and last_event_id.strip():
-            try:
-                return max(-1, int(last_event_id.strip()))
-            except ValueError:
-                raise Unprocessable(
-                    f"Last-Event-ID must be an integer, got {last_event_id!r}"
-                ) from None
-        async with self.pool.connection() as conn:
-            return await repo.max_seq(conn, run_id)
+    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int | None:
+        """Where a joining stream starts: after `Last-Event-ID`, else at the live edge.
+
+        None: the live edge of a deferred run, known once its worker stored its buffer
+        (see `server.runs.events.join_point`).
+        """
+        try:
+            return await join_point(self.pool, run_id, last_event_id)
+        except ValueError:
+            raise Unprocessable(
+                f"Last-Event-ID must be an integer, got {last_event_id!r}"
+            ) from None
 
     def events(
-        self, run_id: uuid.UUID, *, after_seq: int = -1, names: Collection[str] | None = None
+        self,
+        run_id: uuid.UUID,
+        *,
+        after_seq: int | None = -1,
+        names: Collection[str] | None = None,
     ) -> AsyncGenerator[repo.EventRow | None]:
         """Follow a run's events (see `server.runs.events.tail`)."""
         return tail(self.pool, self.hub, run_id, after_seq=after_seq, events=names)

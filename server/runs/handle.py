@@ -57,6 +57,21 @@ class RunHandle:
     lease_until: float = field(default_factory=lambda: time.monotonic() + 30.0)
     """Until when (monotonic) the lease is surely ours: set at the claim and at every
     successful renewal, from the time before the statement was sent."""
+    live_wanted: bool = False
+    """A client joined the run's stream: its events are to be stored as they come."""
+    _on_live: Callable[[], None] | None = field(default=None, repr=False)
+
+    def want_live(self) -> None:
+        """A client follows the run: tell its event writer (now, or once it has one)."""
+        self.live_wanted = True
+        if self._on_live is not None:
+            self._on_live()
+
+    def when_live_wanted(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` when a client follows the run (at once if one already does)."""
+        self._on_live = callback
+        if self.live_wanted:
+            callback()
 
     def start_finishing(self) -> None:
         """The graph is done: from now on only recording its end remains."""

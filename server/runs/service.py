@@ -49,6 +49,7 @@ class RunService:
         idempotency_key: str | None = None,
         approval_id: uuid.UUID | None = None,
         decision_comment: str | None = None,
+        streamed: bool = False,
     ) -> Run:
         """Create a pending run (see `server.runs.create.RunCreator.create`)."""
         return await self._creator.create(
@@ -58,6 +59,7 @@ class RunService:
             idempotency_key=idempotency_key,
             approval_id=approval_id,
             decision_comment=decision_comment,
+            streamed=streamed,
         )
 
     async def get_row(
@@ -126,12 +128,16 @@ class RunService:
         """Cancel a run the caller already proved it may see (client disconnects)."""
         await self._canceller.cancel_by_id(run_id, action)
 
-    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int:
+    async def start_seq(self, run_id: uuid.UUID, last_event_id: str | None) -> int | None:
         """Where a joining stream starts: after `Last-Event-ID`, else at the live edge."""
         return await self._follower.start_seq(run_id, last_event_id)
 
     def events(
-        self, run_id: uuid.UUID, *, after_seq: int = -1, names: Collection[str] | None = None
+        self,
+        run_id: uuid.UUID,
+        *,
+        after_seq: int | None = -1,
+        names: Collection[str] | None = None,
     ) -> AsyncGenerator[repo.EventRow | None]:
         """Follow a run's events (see `server.runs.events.tail`)."""
         return self._follower.events(run_id, after_seq=after_seq, names=names)

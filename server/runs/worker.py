@@ -11,7 +11,9 @@
   lock that never comes) is cancelled and its lease left to expire, so no run stays
   `running` without an executor (docs/http-service.md, "Database outages").
 - Cancellation: `runs.cancel_action` plus `NOTIFY steward_run_cancel`; the renewal also picks
-  the flag up, so a missed notification only delays a cancel by one renewal period.
+  the flag up, so a missed notification only delays a cancel by one renewal period. A client
+  joining a deferred run's stream (`runs.events_mode = 'wanted'`, `NOTIFY steward_run_stream`)
+  reaches its event writer the same two ways.
 - Shutdown: stop claiming, ask running graphs to stop at their next step boundary, wait up to
   `shutdown_grace_s`, then cancel; unfinished runs go back to the queue for another replica.
 - Throughput: one compiled graph serves every run; its saver (`graph.checkpointer`) has no
@@ -111,6 +113,7 @@ class RunWorker:
         """Listen for notifications and start claiming runs."""
         self.hub.on_runs(self._wake.set)
         self.hub.on_cancel(self._on_cancel)
+        self.hub.on_stream(self._on_stream)
         await self.hub.start()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="steward-run-claims"),
@@ -208,6 +211,12 @@ class RunWorker:
             if handle is not None:
                 handle.cancel(action)
 
+    def _on_stream(self, run_id: str) -> None:
+        with contextlib.suppress(ValueError):
+            handle = self.running.get(uuid.UUID(run_id))
+            if handle is not None:
+                handle.want_live()
+
     # -- leases
 
     async def _lease_loop(self) -> None:
@@ -269,6 +278,8 @@ class RunWorker:
                     handle.cancel("lease_lost")
             elif row["cancel_action"]:
                 handle.cancel(row["cancel_action"])
+            if row is not None and row["events_mode"] == "wanted":
+                handle.want_live()  # its STREAM_CHANNEL notification did not reach us
 
     # -- housekeeping
 

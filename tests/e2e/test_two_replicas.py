@@ -30,6 +30,7 @@ from core.domain.seed import seed_demo_orders
 from core.settings import Settings
 from mock_llm.process import MockLLM
 from server.keys import KeyStore
+from tests.e2e.test_wait_joins import parts_of, slow_wait, stored
 from tests.fixtures_db import create_database, drop_database
 from tests.fixtures_server import ROOT, _wait_ready, free_port, serve_command
 
@@ -211,6 +212,33 @@ async def start_slow_run(
     return tid, run_id
 
 
+async def test_a_wait_run_joined_on_the_other_replica_streams_whole(
+    replicas: list[Replica],
+    keys: dict[str, str],
+    replica_pool: DbPool,
+    mock_llm_clean: MockLLM,
+) -> None:
+    """The replica that executes a `/wait` run holds its events; a join elsewhere gets them."""
+    a = replicas[0]
+    tid = (await client(a, keys["alice"]).threads.create())["thread_id"]
+    run_id, waiting = await slow_wait(a.url, keys["alice"], mock_llm_clean, tid)
+    holder = await holder_of(replica_pool, replicas, run_id)
+    [elsewhere] = [r for r in replicas if r is not holder]
+    joiner = client(elsewhere, keys["alice"])
+
+    async def join(**kwargs: Any) -> list[Any]:
+        return [p async for p in joiner.runs.join_stream(tid, run_id, **kwargs)]
+
+    everything, at_edge = await asyncio.gather(join(last_event_id="-1"), join())
+    answer = await asyncio.wait_for(waiting, timeout=60)
+    log = await stored(replica_pool, run_id)
+    assert parts_of(everything) == log and log[-1] == ("values", answer)
+    assert at_edge[0].event == "metadata"
+    tail = parts_of(at_edge[1:])
+    assert tail and tail == log[len(log) - len(tail) :] and len(tail) < len(log) - 2
+    assert (await joiner.runs.join(tid, run_id)) == answer
+
+
 async def test_cancel_reaches_the_replica_running_the_run(
     replicas: list[Replica],
     keys: dict[str, str],
@@ -258,3 +286,10 @@ async def test_a_run_survives_the_sigkill_of_its_replica(
     assert [m["type"] for m in out["messages"]] == ["human", "ai"]
     async with httpx.AsyncClient(base_url=survivor.url) as http:
         assert (await http.get("/readyz")).status_code == 200
+    # Its first attempt deferred its events and died with them: the takeover rebuilt the
+    # steps it had checkpointed, so the stored stream is still whole.
+    replay = [p async for p in other.runs.join_stream(tid, run_id, last_event_id="-1")]
+    assert parts_of(replay) == await stored(replica_pool, run_id)
+    assert [p.data["attempt"] for p in replay if p.event == "metadata"] == [1, 2]
+    assert replay[1].event == "values" and replay[-1].event == "values"
+    assert replay[-1].data["response"] == out["response"]

@@ -373,7 +373,7 @@ def hang_first_end(worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> asynci
     real_commit = worker.executor.finisher._commit_finish
     stuck = asyncio.Event()
 
-    async def hang_once(*args: Any, **kwargs: Any) -> bool:
+    async def hang_once(*args: Any, **kwargs: Any) -> str | None:
         if not stuck.is_set():
             stuck.set()
             await asyncio.Event().wait()

@@ -12,16 +12,22 @@ from server.runs.repo.channels import (
     EVENTS_CHANNEL,
     EVENTS_ONLY,
     RUNS_CHANNEL,
+    STREAM_CHANNEL,
+    end_payload,
     notify,
+    parse_end,
 )
 from server.runs.repo.checkpoints import delete_run_checkpoints, latest_checkpoint_not_of
 from server.runs.repo.events import (
     EventRow,
     insert_events,
+    live_edge,
+    mark_live,
     max_seq,
     next_seq,
     step_events_of,
     tail_events,
+    want_live,
 )
 from server.runs.repo.housekeeping import expired_temporary_threads, purge_events
 from server.runs.repo.leases import (
@@ -54,6 +60,7 @@ __all__ = [
     "EVENTS_ONLY",
     "RUNS_CHANNEL",
     "RUN_COLUMNS",
+    "STREAM_CHANNEL",
     "Conn",
     "EventRow",
     "active_runs",
@@ -62,6 +69,7 @@ __all__ = [
     "claim_next",
     "delete_run",
     "delete_run_checkpoints",
+    "end_payload",
     "expired_temporary_threads",
     "finish_run",
     "get_output",
@@ -72,9 +80,12 @@ __all__ = [
     "latest_checkpoint_not_of",
     "latest_input_run",
     "list_runs",
+    "live_edge",
+    "mark_live",
     "max_seq",
     "next_seq",
     "notify",
+    "parse_end",
     "purge_events",
     "release_run",
     "renew_leases",
@@ -84,4 +95,5 @@ __all__ = [
     "run_side_effects",
     "step_events_of",
     "tail_events",
+    "want_live",
 ]

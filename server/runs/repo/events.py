@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.db.pool import Conn
+from server.runs.repo.channels import STREAM_CHANNEL, notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,55 @@ async def insert_events(
     sql += " ON CONFLICT (run_id, seq) DO NOTHING"
     cur = await conn.execute(sql, params)
     return fence is None or cur.rowcount > 0
+
+
+async def mark_live(conn: Conn, run_id: uuid.UUID, *, fence: tuple[str, int]) -> bool:
+    """Record that a held run's events are stored as they come; False: no longer held."""
+    cur = await conn.execute(
+        "UPDATE runs SET events_mode = 'live' WHERE run_id = %s AND worker_id = %s"
+        " AND attempt = %s AND status = 'running'",
+        (run_id, fence[0], fence[1]),
+    )
+    return cur.rowcount == 1
+
+
+async def want_live(conn: Conn, run_id: uuid.UUID) -> None:
+    """A client follows the run: a deferred one is to store its events as they come.
+
+    A pending run starts `live` when claimed; a running one's worker hears it on
+    `STREAM_CHANNEL` (or at its next lease renewal) and sets `live` once it stored what it
+    had buffered.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE runs SET events_mode = 'wanted' WHERE run_id = %s"
+            " AND events_mode = 'deferred' AND status IN ('pending', 'running')"
+            " RETURNING status",
+            (run_id,),
+        )
+        row = await cur.fetchone()
+        if row is not None and row["status"] == "running":
+            await notify(conn, STREAM_CHANNEL, str(run_id))
+
+
+async def live_edge(conn: Conn, run_id: uuid.UUID) -> int | None:
+    """The run's last stored sequence number if that is its live edge, else None.
+
+    It is once every event the run emitted so far is stored: the run is not running, or
+    its events are written as they come. Returns -1 when the run does not exist.
+    """
+    cur = await conn.execute(
+        "SELECT r.status, r.events_mode,"
+        " (SELECT coalesce(max(seq), -1) FROM run_events WHERE run_id = r.run_id) AS seq"
+        " FROM runs r WHERE r.run_id = %s",
+        (run_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return -1
+    if row["status"] == "running" and row["events_mode"] != "live":
+        return None
+    return int(row["seq"])
 
 
 async def tail_events(

@@ -20,13 +20,17 @@ async def expired_temporary_threads(conn: Conn, grace_s: float, limit: int = 50)
 
 
 async def purge_events(conn: Conn, *, plain_after_s: float, resumable_after_s: float) -> int:
-    """Delete the event logs of finished runs (sooner for runs that are not resumable)."""
+    """Delete the event logs of finished runs (sooner for runs that are not resumable).
+
+    Events whose run is gone go too: `run_events` has no foreign key (migration 0011), and a
+    batch that raced its run's deletion would stay forever.
+    """
     cur = await conn.execute(
-        "DELETE FROM run_events e USING runs r WHERE e.run_id = r.run_id"
-        " AND r.status NOT IN ('pending', 'running')"
-        " AND r.updated_at < now() - make_interval(secs => CASE"
+        "DELETE FROM run_events e WHERE NOT EXISTS (SELECT 1 FROM runs r"
+        " WHERE r.run_id = e.run_id AND (r.status IN ('pending', 'running')"
+        "  OR r.updated_at >= now() - make_interval(secs => CASE"
         "   WHEN coalesce((r.kwargs ->> 'stream_resumable')::boolean, false) THEN %s"
-        "   ELSE %s END)",
+        "   ELSE %s END)))",
         (resumable_after_s, plain_after_s),
     )
     return cur.rowcount

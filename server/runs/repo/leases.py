@@ -21,10 +21,12 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
     `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently; the partial unique index
     `runs_one_running_per_thread` refuses a second running run on a thread should two claims
     still race (the caller treats that `UniqueViolation` as "nothing to claim").
+    A deferred run whose stream a client joined while it waited starts `live`.
     """
     cur = await conn.execute(
         "UPDATE runs SET status = 'running', worker_id = %(w)s,"  # noqa: S608 - constant
-        " lease_expires_at = now() + make_interval(secs => %(l)s), updated_at = now()"
+        " lease_expires_at = now() + make_interval(secs => %(l)s), updated_at = now(),"
+        " events_mode = CASE events_mode WHEN 'wanted' THEN 'live' ELSE events_mode END"
         " WHERE run_id = ("
         "  SELECT r.run_id FROM runs r WHERE r.status = 'pending' AND r.created_at <= now()"
         "   AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.thread_id = r.thread_id"
@@ -43,13 +45,13 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
 async def renew_leases(
     conn: Conn, worker_id: str, run_ids: Sequence[uuid.UUID], lease_s: float
 ) -> list[DictRow]:
-    """Extend this worker's leases; returns the rows still held (with their cancel_action)."""
+    """Extend this worker's leases; returns the rows still held (cancel_action, events_mode)."""
     if not run_ids:
         return []
     cur = await conn.execute(
         "UPDATE runs SET lease_expires_at = now() + make_interval(secs => %s)"
         " WHERE worker_id = %s AND status = 'running' AND run_id = ANY(%s)"
-        " RETURNING run_id, attempt, cancel_action",
+        " RETURNING run_id, attempt, cancel_action, events_mode",
         (lease_s, worker_id, list(run_ids)),
     )
     return await cur.fetchall()
@@ -93,12 +95,15 @@ async def finish_run(
     output: str | None,
     error: str | None,
 ) -> DictRow | None:
-    """Set a held run's final status; None when this worker no longer holds it."""
+    """Set a held run's final status; None when this worker no longer holds it.
+
+    The row comes back with `output_json`: the output as `/wait` reads it from the row.
+    """
     cur = await conn.execute(
         "UPDATE runs SET status = %s, output = %s::jsonb, error = %s::jsonb,"  # noqa: S608
         " lease_expires_at = NULL, updated_at = now()"
         " WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'"
-        f" RETURNING {RUN_COLUMNS}",
+        f" RETURNING {RUN_COLUMNS}, output::text AS output_json",
         (status, output, error, run_id, fence[0], fence[1]),
     )
     return await cur.fetchone()

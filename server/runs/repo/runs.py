@@ -16,7 +16,7 @@ from server.runs.repo.channels import CANCEL_CHANNEL, notify
 RUN_COLUMNS = (
     "run_id, thread_id, tenant_id, owner_id, assistant_id, status, kwargs, metadata,"
     " multitask_strategy, worker_id, lease_expires_at, attempt, cancel_action, error,"
-    " created_at, updated_at"
+    " created_at, updated_at, events_mode"
 )
 _R_COLUMNS = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
 
@@ -45,14 +45,18 @@ async def insert_run(
     after_seconds: float | None,
     request_key: str | None = None,
     request_hash: str | None = None,
+    events_mode: str = "live",
 ) -> DictRow:
-    """Insert a pending run (JSON given as text) and return its row."""
+    """Insert a pending run (JSON given as text) and return its row.
+
+    `events_mode`: `live` or `deferred`, how its worker writes its events (`runs.events_mode`).
+    """
     cur = await conn.execute(
         "INSERT INTO runs (run_id, thread_id, tenant_id, owner_id, assistant_id, status,"  # noqa: S608
         " kwargs, metadata, multitask_strategy, created_at, updated_at, request_key,"
-        " request_hash)"
+        " request_hash, events_mode)"
         " VALUES (%s, %s, %s, %s, %s, 'pending', %s::jsonb, %s::jsonb, %s,"
-        " now() + make_interval(secs => %s), now(), %s, %s)"
+        " now() + make_interval(secs => %s), now(), %s, %s, %s)"
         f" RETURNING {RUN_COLUMNS}",
         (
             run_id,
@@ -66,6 +70,7 @@ async def insert_run(
             after_seconds or 0.0,
             request_key,
             request_hash,
+            events_mode,
         ),
     )
     row = await cur.fetchone()
@@ -138,7 +143,7 @@ async def list_runs(
 
 
 async def delete_run(conn: Conn, run_id: uuid.UUID) -> bool:
-    """Delete a run (its events cascade); False when it did not exist."""
+    """Delete a run (a trigger deletes its events); False when it did not exist."""
     cur = await conn.execute("DELETE FROM runs WHERE run_id = %s", (run_id,))
     return cur.rowcount == 1
 
