@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from langgraph_sdk.errors import RateLimitError
 
+from core.budget.budgets import Payer
+from core.budget.estimates import CallEstimate
+from core.budget.ledger import PgUsageLedger
 from core.db.pool import DbPool
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer
@@ -21,14 +26,23 @@ QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the retur
 
 
 async def spend(pool: DbPool, tenant: str, user: str, usd: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO usage_ledger (user_id, tenant_id, model, status, estimated_input_tokens,"
-            " max_output_tokens, reserved_usd, input_tokens, output_tokens, cost_usd,"
-            " usage_source, settled_at) VALUES (%s, %s, 'gpt-4o-mini', 'settled', 0, 0, 0,"
-            " 1000, 100, %s, 'provider', now())",
-            (user, tenant, usd),
-        )
+    """Charge a settled call of `usd` to the user, through the ledger (counters included)."""
+    unlimited = Settings().model_copy(
+        update={"budget_user_day_usd": None, "budget_tenant_month_usd": None}
+    )
+    ledger = PgUsageLedger(pool, unlimited)
+    payer = Payer(tenant_id=tenant, user_id=user, thread_id=None, run_id=None)
+    free = CallEstimate(model="gpt-4o-mini", input_tokens=0, max_output_tokens=0, usd=Decimal(0))
+    reservation = await ledger.reserve(payer, free, route=None)
+    assert reservation.call_id is not None
+    await ledger.settle(
+        reservation.call_id,
+        input_tokens=1000,
+        output_tokens=100,
+        cached_input_tokens=0,
+        cost_usd=Decimal(usd),
+        source="provider",
+    )
 
 
 async def test_spent_daily_budget_answers_429_with_retry_after(
