@@ -34,7 +34,8 @@ from server.keys import KeyStore
 __all__ = ["KeyMaker", "RunningServer", "fx_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0
+"""Start-up loads the embedding model and the PII analyser: over 60 s on two loaded cores."""
 
 
 def free_port() -> int:
