@@ -7,7 +7,7 @@ TEST_WORKERS ?= 2
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: help install js-deps run chat test eval lint typecheck unit integration bench fuzz chaos clean
+.PHONY: help install js-deps run chat test eval lint typecheck unit integration bench bench-http fuzz chaos clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ chaos: $(STAMP)  ## Chaos test, long: kills, a Postgres restart, LLM faults (CHA
 
 bench: $(STAMP)  ## Graph overhead benchmark (prints ratios against a bare graph)
 	$(BIN)/python bench/graph_overhead.py
+
+bench-http: $(STAMP)  ## HTTP load: steward, langgraph dev, Aegra; ~13 min (BENCH_ARGS=--quick: ~7)
+	$(BIN)/python bench/http_load.py $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv and local data
 	rm -rf $(VENV) .steward .mypy_cache .ruff_cache .pytest_cache $(JS_DIR)/node_modules
