@@ -234,12 +234,7 @@ async def tail(
                         else await repo.tail_events(conn, run_id, last, TAIL_BATCH)
                     )
             except (psycopg.OperationalError, OSError) as exc:
-                if not connection_lost(exc):
-                    raise
-                if not away:
-                    log.warning("run %s: cannot read its events (%s); waiting", run_id, exc)
-                away = True
-                await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+                away = await _wait_out_outage(exc, run_id, "its events", logged=away)
                 yield None  # a heartbeat: the stream stays open while the database is away
                 continue
             for row in rows:
@@ -303,12 +298,7 @@ async def wait_until_done(
                     async with pool.connection() as conn:
                         found = await repo.get_output(conn, run_id)
                 except (psycopg.OperationalError, OSError) as exc:
-                    if not connection_lost(exc):
-                        raise
-                    if not away:
-                        log.warning("run %s: cannot read its status (%s); waiting", run_id, exc)
-                    away = True
-                    await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+                    away = await _wait_out_outage(exc, run_id, "its status", logged=away)
                     yield None
                     continue
                 if found is None:
@@ -326,6 +316,19 @@ async def wait_until_done(
                 read = time.monotonic() - read_at >= hub.end_poll_interval
     finally:
         hub.unsubscribe(key, waiter)
+
+
+async def _wait_out_outage(exc: Exception, run_id: object, what: str, *, logged: bool) -> bool:
+    """Re-raise `exc` unless the database is away; else log once and pause a poll interval.
+
+    Returns True (the outage is logged); the caller yields a heartbeat and reads again.
+    """
+    if not connection_lost(exc):
+        raise exc
+    if not logged:
+        log.warning("run %s: cannot read %s (%s); waiting", run_id, what, exc)
+    await asyncio.sleep(DEGRADED_POLL_INTERVAL_S)
+    return True
 
 
 __all__ = [

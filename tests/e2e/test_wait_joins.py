@@ -20,6 +20,7 @@ from langgraph_sdk.client import LangGraphClient
 
 from core.db.pool import DbPool
 from mock_llm.process import MockLLM
+from tests.run_rows import events_row
 
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer
@@ -43,18 +44,6 @@ async def stored(pool: DbPool, run_id: str) -> list[tuple[str, Any]]:
             (uuid.UUID(run_id),),
         )
         return [(r["event"], r["data"]) for r in await cur.fetchall()]
-
-
-async def run_row(pool: DbPool, run_id: str) -> dict[str, Any]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT status, events_mode, (SELECT count(*) FROM run_events e"
-            " WHERE e.run_id = r.run_id) AS stored FROM runs r WHERE run_id = %s",
-            (uuid.UUID(run_id),),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return dict(row)
 
 
 async def until_model_called(mock: MockLLM) -> None:
@@ -99,7 +88,7 @@ async def test_a_late_join_of_a_wait_run_sees_every_event(
     alice = server.client(key)
     tid = (await alice.threads.create())["thread_id"]
     run_id, waiting = await slow_wait(server.url, key, mock_llm_clean, tid)
-    row = await run_row(db_pool, run_id)
+    row = await events_row(db_pool, run_id)
     assert row["events_mode"] == "deferred" and row["status"] == "running"
     assert row["stored"] == 1  # its first steps are in the worker's memory
 
@@ -117,7 +106,7 @@ async def test_a_late_join_of_a_wait_run_sees_every_event(
     assert at_edge[0].event == "metadata" and at_edge[0].data["run_id"] == run_id
     tail = parts_of(at_edge[1:])
     assert tail and tail == log[len(log) - len(tail) :] and len(tail) < len(log) - 2
-    assert (await run_row(db_pool, run_id))["events_mode"] == "live"  # the join flipped it
+    assert (await events_row(db_pool, run_id))["events_mode"] == "live"  # the join flipped it
 
 
 async def test_stream_runs_still_stream_live(
@@ -131,7 +120,7 @@ async def test_stream_runs_still_stream_live(
     async for part in alice.runs.stream(tid, "agent", input=QUESTION, stream_mode="values"):
         arrivals.append((time.monotonic() - started, part))
     run_id = arrivals[0][1].data["run_id"]
-    assert (await run_row(db_pool, run_id))["events_mode"] == "live"
+    assert (await events_row(db_pool, run_id))["events_mode"] == "live"
     end = arrivals[-1][0]
     assert end >= SLOW_CALL_S
     early = [p for t, p in arrivals if t < end - SLOW_CALL_S / 2]
@@ -139,7 +128,7 @@ async def test_stream_runs_still_stream_live(
     assert parts_of([p for _, p in arrivals]) == await stored(db_pool, run_id)
     # A background run streaming token chunks (not rebuilt by a takeover) is live too.
     run = await alice.runs.create(tid, "agent", input=QUESTION, stream_mode="messages-tuple")
-    assert (await run_row(db_pool, run["run_id"]))["events_mode"] == "live"
+    assert (await events_row(db_pool, run["run_id"]))["events_mode"] == "live"
     await alice.runs.join(tid, run["run_id"])
 
 

@@ -369,9 +369,7 @@ async def test_a_stop_landing_between_a_refund_and_its_checkpoint_keeps_the_refu
 ) -> None:
     """The refund is committed, the step that records it is not yet: a stop must wait for it."""
     alice, paula = cast["alice"], cast["paula"]
-    tid = await alice.thread()
-    await alice.wait(tid, ask("Refund $700 on LS-10007 please."))
-    await paula.pending(tid)
+    tid, _ = await held_refund(alice, paula)
     async with held_checkpoints_after_refund(database_url, tid) as held:
         resume = await paula.call("POST", f"/threads/{tid}/runs", APPROVE)
         await held.until_blocked()  # the refund is committed, its checkpoint waits
@@ -411,9 +409,7 @@ async def test_a_refund_runs_only_once_the_checkpoint_releasing_it_is_saved(
         [auto] = await refunds(db_pool, "LS-10002")
         assert await witness.checkpoints_at(auto["refund_id"]) >= 1  # a new thread: its own
 
-        held = await alice.thread()
-        await alice.wait(held, ask("Refund $700 on LS-10007 please."))
-        await paula.pending(held)
+        held, _ = await held_refund(alice, paula)
         before = await checkpoint_count(db_pool, held)
         resume = APPROVE | {"durability": durability}
         assert (await paula.wait(held, resume)).status_code == 200

@@ -39,6 +39,7 @@ from server.runs.service import RunService
 from server.runs.worker import RunWorker, WorkerConfig
 from steward.runtime import open_runtime
 from tests.fixtures_db import create_database, drop_database
+from tests.run_rows import events_row
 
 pytestmark = pytest.mark.integration
 
@@ -99,18 +100,6 @@ async def new_thread(rt: Runtime) -> uuid.UUID:
     return tid
 
 
-async def row_of(rt: Runtime, run_id: str) -> dict[str, Any]:
-    async with rt.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT status, events_mode, (SELECT count(*) FROM run_events e"
-            " WHERE e.run_id = r.run_id) AS stored FROM runs r WHERE run_id = %s",
-            (uuid.UUID(run_id),),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return dict(row)
-
-
 async def stored(rt: Runtime, run_id: str) -> list[tuple[int, str, str]]:
     async with rt.pool.connection() as conn:
         cur = await conn.execute(
@@ -142,7 +131,7 @@ async def slow_run(rt: Runtime, mock_llm: MockLLM, **fields: Any) -> str:
 
 async def ended(rt: Runtime, run_id: str) -> None:
     async def done() -> bool:
-        return (await row_of(rt, run_id))["status"] not in ("pending", "running")
+        return (await events_row(rt.pool, run_id))["status"] not in ("pending", "running")
 
     await until(done, within=60)
 
@@ -160,7 +149,7 @@ async def test_a_run_nobody_streams_writes_its_events_in_its_final_transaction(
 
     monkeypatch.setattr(repo, "insert_events", counted)
     run_id = await slow_run(rt, mock_llm, stream_mode=["values", "updates"])
-    row = await row_of(rt, run_id)
+    row = await events_row(rt.pool, run_id)
     assert row["events_mode"] == "deferred"
     assert row["stored"] == 1  # only the `metadata` the create wrote; the steps are in memory
     await ended(rt, run_id)
@@ -174,7 +163,7 @@ async def test_a_run_nobody_streams_writes_its_events_in_its_final_transaction(
         ALICE, await new_thread(rt), body(input=QUESTION), streamed=True
     )
     await ended(rt, streamed.run_id)
-    assert (await row_of(rt, streamed.run_id))["events_mode"] == "live"
+    assert (await events_row(rt.pool, streamed.run_id))["events_mode"] == "live"
     assert inserts.count(streamed.run_id) > 2  # stored as they came
 
 
@@ -189,7 +178,7 @@ async def test_runs_whose_events_a_takeover_cannot_rebuild_write_them_live(
         {"interrupt_before": ["agent"]},
     ):
         run = await service.create(ALICE, await new_thread(rt), body(input=QUESTION, **fields))
-        assert (await row_of(rt, run.run_id))["events_mode"] == "live", fields
+        assert (await events_row(rt.pool, run.run_id))["events_mode"] == "live", fields
         await service.cancel(ALICE, str(run.thread_id), run.run_id)
 
 
@@ -205,8 +194,8 @@ async def test_a_late_join_of_a_deferred_run_replays_every_event_in_order(
             if item is not None:
                 seen.append(item)
                 if len(seen) == 3:  # the buffered steps came before the run's end
-                    assert (await row_of(rt, run_id))["status"] == "running"
-    assert (await row_of(rt, run_id))["events_mode"] == "live"
+                    assert (await events_row(rt.pool, run_id))["status"] == "running"
+    assert (await events_row(rt.pool, run_id))["events_mode"] == "live"
     assert [(e.seq, e.event, e.data) for e in seen] == await stored(rt, run_id)
     assert seen[-1].event == "values" and '"response"' in seen[-1].data
 
@@ -237,11 +226,11 @@ async def test_a_missed_stream_notification_is_picked_up_at_the_lease_renewal(
         )
 
     async def live() -> bool:
-        row = await row_of(rt, run_id)
+        row = await events_row(rt.pool, run_id)
         return bool(row["events_mode"] == "live" and row["status"] == "running")
 
     await until(live, within=SLOW_S)  # renewed every lease / 3 = 1 s, before the run ends
-    assert (await row_of(rt, run_id))["stored"] > 1
+    assert (await events_row(rt.pool, run_id))["stored"] > 1
     await ended(rt, run_id)
 
 
@@ -251,7 +240,7 @@ async def test_a_join_before_the_claim_makes_the_run_live_from_its_start(
     run = await RunService(rt).create(ALICE, await new_thread(rt), body(input=QUESTION))
     rid = uuid.UUID(run.run_id)
     assert await join_point(rt.pool, rid, None) == 0  # pending: everything is stored
-    assert (await row_of(rt, run.run_id))["events_mode"] == "wanted"
+    assert (await events_row(rt.pool, run.run_id))["events_mode"] == "wanted"
     async with rt.pool.connection() as conn:
         claimed = await repo.claim_next(conn, "w-test", 30.0)
     assert claimed is not None and claimed["run_id"] == rid
@@ -276,28 +265,28 @@ async def test_a_deferred_writer_stores_a_full_buffer_and_goes_live_on_request(
     try:
         writer.emit("values", {"small": True})
         await asyncio.sleep(0.2)
-        assert (await row_of(rt, run.run_id))["stored"] == 1  # kept in memory
+        assert (await events_row(rt.pool, run.run_id))["stored"] == 1  # kept in memory
         writer.emit("values", {"big": "x" * DEFERRED_MAX_BYTES})
 
         async def flushed() -> bool:
-            return int((await row_of(rt, run.run_id))["stored"]) == 3
+            return int((await events_row(rt.pool, run.run_id))["stored"]) == 3
 
         await until(flushed)
-        assert (await row_of(rt, run.run_id))["events_mode"] == "deferred"
+        assert (await events_row(rt.pool, run.run_id))["events_mode"] == "deferred"
         writer.emit("values", {"after": 1})
         await asyncio.sleep(0.2)
-        assert (await row_of(rt, run.run_id))["stored"] == 3
+        assert (await events_row(rt.pool, run.run_id))["stored"] == 3
         writer.go_live()
 
         async def live() -> bool:
-            row = await row_of(rt, run.run_id)
+            row = await events_row(rt.pool, run.run_id)
             return bool(row["events_mode"] == "live" and int(row["stored"]) == 4)
 
         await until(live)
         writer.emit("values", {"after": 2})
 
         async def batched() -> bool:
-            return int((await row_of(rt, run.run_id))["stored"]) == 5
+            return int((await events_row(rt.pool, run.run_id))["stored"]) == 5
 
         await until(batched)
     finally:
