@@ -179,12 +179,13 @@ class Settings(BaseSettings):
     run_max_attempts: int = Field(default=3, ge=1, validation_alias="STEWARD_RUN_MAX_ATTEMPTS")
     """A run whose lease expired this many times (its replica died) ends with `error`."""
     run_durability: Literal["sync", "async", "exit"] = Field(
-        default="async", validation_alias="STEWARD_RUN_DURABILITY"
+        default="sync", validation_alias="STEWARD_RUN_DURABILITY"
     )
-    """How runs checkpoint when the client does not say (`durability` of a run): `async`
-    (LangGraph Platform's default) saves every step in the background, `sync` before the next
-    step starts, `exit` only at interrupts and at the end. Whatever the mode, the checkpoint a
-    side effect follows from is saved before it runs (`graph.run_control`)."""
+    """How runs checkpoint when the client does not say (`durability` of a run): `sync` saves
+    every step before the next starts, `async` in the background (LangGraph Platform's
+    default), `exit` only at interrupts and at the end. Whatever the mode, the checkpoint a
+    side effect follows from is saved before it runs (`graph.run_control`); `sync` stays the
+    default until a cancel during `async`/`exit`'s final save is handled (docs/http-service.md)."""
 
     # Logs, traces and the test harness (core.observability, server.app).
     log_format: Literal["json", "console"] | None = Field(

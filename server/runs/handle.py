@@ -87,13 +87,18 @@ class RunHandle:
     def cancel(self, reason: str, *, force: bool = False) -> None:
         """Cancel the run's task (the first reason wins; ignored once it is finishing).
 
+        A hard stop (a lost lease, a stalled finish, the end of the shutdown grace) still
+        cancels a run an earlier `interrupt` or `rollback` only drained.
+
         A run that has begun a side effect is not cancelled but drained for `interrupt` and
         `rollback`: it stops at the next step boundary, once the step that recorded the side
         effect is checkpointed (`graph.run_control`). `force` cancels a finishing run too (one
         stuck recording its end: the worker stopped renewing its lease, and the reaper gives it
         to another attempt).
         """
-        if self.task is None or self.task.done() or self.reason is not None:
+        if self.task is None or self.task.done():
+            return
+        if self.reason is not None and not self._only_drained(reason):
             return
         if self.finishing and not force:
             return
@@ -104,6 +109,11 @@ class RunHandle:
             self.control.request_drain(reason)
             return
         self.task.cancel()
+
+    def _only_drained(self, reason: str) -> bool:
+        """True when an earlier cancel only drained and `reason` must stop the task at once."""
+        drained = self.reason in COOPERATIVE_AFTER_SIDE_EFFECT and self.control.drain_requested
+        return drained and reason not in COOPERATIVE_AFTER_SIDE_EFFECT
 
     def drain(self) -> None:
         """Ask the graph to stop at the next step boundary (graceful shutdown)."""
