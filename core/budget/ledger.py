@@ -2,14 +2,14 @@
 
 Spend is kept in counters, one row per scope and window (`budget_counters`: a user's UTC day,
 a tenant's UTC month, a thread), next to one ledger row per call (the audit). `reserve` is
-one statement in a pipelined transaction: a conditional upsert adds the estimate to each of
-the call's counters whose limit it fits (`spent + reserved + estimate <= limit`, checked on
-the locked, latest row version) and inserts the ledger row when all fit; otherwise the same
-transaction takes the estimate off the counters it did charge. Concurrent calls therefore
-never together reserve more than a budget; the only overspend possible is a call whose actual
-usage exceeds its own reservation (prompt under-estimated), i.e. at most one call's estimate.
+one statement in autocommit (the `budget_reserve` function, migration 0012): it locks the
+call's counters, compares each limit with the latest spend (`spent + reserved + estimate <=
+limit`) and, only when all fit, adds the estimate to them and inserts the ledger row.
+Concurrent calls therefore never together reserve more than a budget; the only overspend
+possible is a call whose actual usage exceeds its own reservation (prompt under-estimated),
+i.e. at most one call's estimate.
 `settle` and `release` update the ledger row and its counters in one statement. No advisory
-lock, no sum over the ledger: 2 + 1 round trips per call whatever the ledger holds. Money is
+lock, no sum over the ledger: 1 + 1 round trips per call whatever the ledger holds. Money is
 `numeric`, never float.
 
 A reservation never settled (its process died) stops counting after
@@ -100,17 +100,12 @@ class PgUsageLedger:
     async def _try_reserve(self, params: dict[str, Any]) -> tuple[list[DictRow], str | None]:
         """One attempt: (spend rows before the call, the ledger row when granted).
 
-        Pipelined: BEGIN and the statement go in one round trip, COMMIT in the next (after
-        UNRESERVE when refused). On an error the pool rolls the returned connection back.
+        One statement in autocommit (`budget_reserve`): no transaction is left open across a
+        round trip, so the tenant's counter row is locked only while the server decides.
         """
-        async with self._pool.connection() as conn, conn.pipeline():
-            await conn.execute("BEGIN")
+        async with self._pool.connection() as conn:
             rows = await (await conn.execute(ledger_sql.RESERVE, params)).fetchall()
-            call_id = rows[0]["call_id"] if rows else None
-            charged = [row["scope"] for row in rows if row["granted"]]
-            if call_id is None and charged:
-                await conn.execute(ledger_sql.UNRESERVE, {**params, "granted": charged})
-            await conn.execute("COMMIT")
+        call_id = rows[0]["call_id"] if rows else None
         return rows, str(call_id) if call_id is not None else None
 
     async def reserve(

@@ -61,52 +61,18 @@ SPEND = f"""
 """Spend (settled plus held reservations) of each scope of a payer, from the counters, and
 how much of it is held by stale reservations (few rows: the partial index of held ones)."""
 
-RESERVE = f"""
-    WITH {_SCOPES}, granted AS (
-        INSERT INTO budget_counters AS c (scope, tenant_id, subject, window_start, reserved_usd)
-        SELECT scope, %(tenant)s, subject, window_start, %(usd)s
-        FROM charged_to
-        WHERE limit_usd IS NULL OR %(usd)s <= limit_usd
-        ORDER BY scope
-        ON CONFLICT (scope, tenant_id, subject, window_start) DO UPDATE
-        SET reserved_usd = c.reserved_usd + EXCLUDED.reserved_usd
-        WHERE c.spent_usd + c.reserved_usd + EXCLUDED.reserved_usd
-              <= ALL (SELECT s.limit_usd FROM scopes s
-                      WHERE s.scope = c.scope AND s.limit_usd IS NOT NULL)
-        RETURNING c.scope
-    ), ledger AS (
-        INSERT INTO usage_ledger (run_id, thread_id, user_id, tenant_id, model, route,
-                                  estimated_input_tokens, max_output_tokens, reserved_usd,
-                                  held_until)
-        SELECT %(run)s, %(thread)s, %(user)s, %(tenant)s, %(model)s, %(route)s,
-               %(input)s, %(max_output)s, %(usd)s, now() + make_interval(secs => %(ttl)s)
-        WHERE (SELECT count(*) FROM granted) = (SELECT count(*) FROM charged_to)
-        RETURNING call_id
-    )
-    SELECT t.scope, t.usd, g.scope IS NOT NULL AS granted,
-           (SELECT call_id FROM ledger) AS call_id
-    FROM charged_to t LEFT JOIN granted g USING (scope)
-"""  # noqa: S608  # constant fragments; values are bound
-"""Reserve `usd` on every counter (creating this window's rows) where the limit allows it and
-insert the ledger row when all did; one row per scope with its spend before the call.
-
-Run it in a transaction and, when `call_id` is null, UNRESERVE the scopes it did charge
-before committing. The upsert locks each counter row and re-checks its limit against the
-row's latest version, so concurrent reservations serialise per counter row only.
+RESERVE = """
+    SELECT scope, usd, granted, call_id
+    FROM budget_reserve(%(tenant)s, %(user)s, %(thread)s, %(tenant_month_limit)s,
+                        %(thread_limit)s, %(user_day_limit)s, %(usd)s, %(run)s, %(model)s,
+                        %(route)s, %(input)s, %(max_output)s, %(ttl)s)
 """
+"""Reserve `usd` on every counter of the call if every limit allows it (migration 0012's
+`budget_reserve`): one row per scope with its spend before the call and whether it fit, and
+the new ledger row's `call_id` (null when refused: then nothing was charged).
 
-UNRESERVE = f"""
-    WITH {_SCOPES}
-    UPDATE budget_counters c SET reserved_usd = c.reserved_usd - %(usd)s
-    FROM charged_to t
-    WHERE (c.scope, c.tenant_id, c.subject, c.window_start)
-          = (t.scope, %(tenant)s, t.subject, t.window_start)
-      AND c.scope = ANY(%(granted)s::text[])
-"""  # noqa: S608
-"""Take a refused call's estimate off the counters RESERVE charged, in its transaction.
-
-Not a ROLLBACK: psycopg drops its prepared statements on one, and in pipeline mode it does
-so after the next statement was prepared ("prepared statement does not exist").
+One statement in autocommit: the counter rows stay locked only while the function runs, in
+the lock order below, and each limit is compared with the row's latest version.
 """
 
 _APPLY = f"""
@@ -186,4 +152,4 @@ SUMMARY = """
 """
 """Usage per model (and user) of a tenant in [since, until), from the ledger rows."""
 
-__all__ = ["RELEASE", "RESERVE", "SETTLE", "SPEND", "SUMMARY", "SWEEP", "UNRESERVE"]
+__all__ = ["RELEASE", "RESERVE", "SETTLE", "SPEND", "SUMMARY", "SWEEP"]
