@@ -10,7 +10,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -50,19 +50,20 @@ class HeldWrites:
 
 
 @asynccontextmanager
-async def held_checkpoints_after_refund(
-    database_url: str, thread_id: str
+async def held_checkpoints(
+    database_url: str, thread_id: str, *, once: str = "true"
 ) -> AsyncIterator[HeldWrites]:
-    """Hold every checkpoint write of `thread_id` made once the thread has a refund."""
+    """Hold every checkpoint write of `thread_id` made while the SQL condition `once` holds
+    (`NEW` is the row written)."""
     key = random.randint(1, 2**31 - 1)
     name = sql.Identifier(f"steward_test_hold_{uuid.uuid4().hex[:12]}")
     conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
     await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
     body = sql.SQL(
         "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF EXISTS (SELECT 1 FROM refunds WHERE thread_id = NEW.thread_id) THEN "
-        "PERFORM pg_advisory_xact_lock_shared({key}); END IF; RETURN NEW; END $$"
-    ).format(name=name, key=sql.Literal(key))
+        "IF {once} THEN PERFORM pg_advisory_xact_lock_shared({key}); END IF; "
+        "RETURN NEW; END $$"
+    ).format(name=name, once=sql.SQL(once), key=sql.Literal(key))
     await conn.execute(body)
     for table in CHECKPOINT_TABLES:
         await conn.execute(
@@ -83,6 +84,37 @@ async def held_checkpoints_after_refund(
             )
         await conn.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
         await conn.close()
+
+
+async def until_checkpoint_writes_end(database_url: str) -> None:
+    """Return once no session of the database is inside a checkpoint write (a minute at most).
+
+    After held writes are let through, what they write lands some time later; a test that
+    reads the thread right away could miss a write that lands after the run was finished.
+    """
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for _ in range(3000):
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND query ILIKE '%%checkpoint%%'"
+                " AND (state = 'active' OR state LIKE 'idle in transaction%%')"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("checkpoint writes still running after a minute")
+
+
+def held_checkpoints_after_refund(
+    database_url: str, thread_id: str
+) -> AbstractAsyncContextManager[HeldWrites]:
+    """Hold every checkpoint write of `thread_id` made once the thread has a refund."""
+    return held_checkpoints(
+        database_url,
+        thread_id,
+        once="EXISTS (SELECT 1 FROM refunds WHERE thread_id = NEW.thread_id)",
+    )
 
 
 class RefundWitness:

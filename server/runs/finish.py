@@ -26,6 +26,7 @@ from langgraph.types import StateSnapshot
 
 from core.db.pool import Conn, DbPool
 from core.jsonable import dumps, interrupt_json
+from graph.checkpointer import StewardSaver
 from server import threads_repo
 from server.approvals import sync_pending
 from server.runs import repo
@@ -191,6 +192,10 @@ class RunFinisher:
                 "lease lost" if reason == "lease_lost" else "stalled while finishing",
             )
             return
+        # Checkpoint writes LangGraph started may outlive the cancelled task: let them land
+        # before the thread is read, rolled back or handed to another attempt.
+        if isinstance(saver := graph.checkpointer, StewardSaver):
+            await saver.writes_settled(str(run["thread_id"]))
         async with self.pool.connection() as conn:
             action = await repo.cancel_action_of(conn, run["run_id"])
         config = build_config(run, self.recursion_limit)

@@ -14,7 +14,12 @@ import httpx
 import pytest
 
 from core.domain.orders import PgOrderStore
-from tests.db_faults import held_checkpoints_after_refund, refund_witness
+from tests.db_faults import (
+    held_checkpoints,
+    held_checkpoints_after_refund,
+    refund_witness,
+    until_checkpoint_writes_end,
+)
 
 if TYPE_CHECKING:
     from core.db.pool import DbPool
@@ -387,6 +392,56 @@ async def test_a_stop_landing_between_a_refund_and_its_checkpoint_keeps_the_refu
     history = str((await alice.call("GET", f"/threads/{tid}/state")).json()["values"])
     assert row["refund_id"] in history
     assert all(a["thread_id"] != tid for a in await paula.pending_list())
+
+
+@pytest.mark.parametrize("durability", ["exit", "async"])
+@pytest.mark.parametrize("action", ["rollback", "interrupt"])
+async def test_a_stop_while_the_last_checkpoint_is_written_waits_for_it(
+    cast: dict[str, Actor],
+    database_url: str,
+    db_pool: DbPool,
+    mock_llm_clean: Any,
+    durability: str,
+    action: str,
+) -> None:
+    """A run that checkpoints at its end is stopped while that write waits in the database.
+
+    The write outlives the cancelled task (LangGraph runs it in a task of its own): a rollback
+    must not be followed by the checkpoint it meant to delete, an interrupt must report the
+    state its thread ends up with.
+    """
+    alice = cast["alice"]
+    tid = await alice.thread()
+    async with held_checkpoints(database_url, tid) as held:
+        body = ask("What is the return window?") | {"durability": durability}
+        run_id = (await alice.call("POST", f"/threads/{tid}/runs", body)).json()["run_id"]
+        await held.until_blocked()  # the run's answer is being saved
+        path = f"/threads/{tid}/runs/{run_id}/cancel"
+        assert (await alice.call("POST", path, params={"action": action})).status_code < 300
+        await held.while_blocked(seconds=2.0)  # long enough for the cancel to land
+    await alice.settle(tid)
+    await until_checkpoint_writes_end(database_url)  # a write the stop left behind has landed
+
+    async with db_pool.connection() as conn:
+        cur = await conn.execute("SELECT status, output FROM runs WHERE run_id = %s", (run_id,))
+        run = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s"
+            " AND metadata->>'run_id' = %s",
+            (tid, run_id),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    state = (await alice.call("GET", f"/threads/{tid}/state")).json()
+    if action == "rollback":
+        assert run is None, "a rolled-back run is deleted"
+        assert row["n"] == 0, "no checkpoint of the rolled-back run landed after it"
+        assert not state["values"]
+    else:
+        assert run is not None and run["status"] == "interrupted"
+        assert row["n"] >= 1
+        assert state["values"].get("messages"), "the answer was saved before the stop"
+        assert run["output"] == state["values"], "the run reports what its thread holds"
 
 
 @pytest.mark.parametrize("durability", ["exit", "async", "sync"])
