@@ -33,6 +33,10 @@ class Server:
     startup_s: float
 
 
+PASSED_THROUGH = ("STEWARD_RUN_DURABILITY",)
+"""Steward settings the bench passes on from its environment (e.g. to compare durabilities)."""
+
+
 def base_env(db_url: str, home: Path, mock_url: str) -> dict[str, str]:
     """The environment both servers (and `steward keys create`) get."""
     env = {
@@ -59,6 +63,8 @@ def base_env(db_url: str, home: Path, mock_url: str) -> dict[str, str]:
             "LANGCHAIN_TRACING_V2": "false",
         }
     )
+    # Settings a comparison may vary, taken from the bench's own environment.
+    env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
     return env
 
 
