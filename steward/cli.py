@@ -95,6 +95,7 @@ def seed(reset: bool) -> None:
 @click.pass_context
 def chat(ctx: click.Context) -> None:
     """Talk to the agent in the terminal; refunds over the threshold ask you to approve."""
+    from core.observability.lifecycle import exporting_traces
     from steward.chat import chat_loop
     from steward.runtime import open_runtime
 
@@ -107,7 +108,8 @@ def chat(ctx: click.Context) -> None:
         async with open_runtime(settings) as runtime:
             await chat_loop(runtime)
 
-    asyncio.run(go())
+    with exporting_traces():
+        asyncio.run(go())
 
 
 @main.command("mock-llm")

@@ -151,7 +151,9 @@ def eval_command(
             judge_model=_judge_model(settings) if judge else None,
             decide=decide_as_approver,
         )
-        with _quiet(not verbose):
+        from core.observability.lifecycle import exporting_traces
+
+        with _quiet(not verbose), exporting_traces(service_name="steward-eval"):
             report = asyncio.run(_run(settings, cases, options, progress=not no_progress))
 
     comparison = compare(load_report(baseline), report, tolerances) if baseline else None

@@ -75,31 +75,42 @@ def serve(host: str, port: int, log_level: str) -> None:
     get STEWARD_RUN_SHUTDOWN_GRACE_S before they go back to the queue. A second signal skips
     the delay. On the way out the embedded Postgres (no DATABASE_URL) is stopped, unless
     another process still uses it.
+
+    With OTEL_EXPORTER_OTLP_ENDPOINT (or the other standard OTEL_* variables) set, spans are
+    exported for the life of the process and flushed after the drain, before it exits.
     """
+    from core.observability.lifecycle import exporting_traces
+
+    settings = get_settings()
+    try:
+        prepare_development(settings)
+        with exporting_traces():
+            _serve(settings, host, port, log_level)
+    finally:
+        release_embedded(settings)
+
+
+def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
+    """Run uvicorn until the drain (SIGTERM/SIGINT) and the app's shutdown are done."""
     import uvicorn
 
     from server.app import create_app
     from server.drain import HTTP_SHUTDOWN_TIMEOUT_S, Drain, DrainingServer
     from steward.runtime import open_runtime
 
-    settings = get_settings()
-    try:
-        prepare_development(settings)
-        drain = Drain()
-        config = uvicorn.Config(
-            functools.partial(create_app, open_runtime, settings, drain=drain),
-            factory=True,
-            host=host,
-            port=port,
-            log_level=log_level,
-            log_config=None,
-            lifespan="on",
-            proxy_headers=True,
-            timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
-        )
-        DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
-    finally:
-        release_embedded(settings)
+    drain = Drain()
+    config = uvicorn.Config(
+        functools.partial(create_app, open_runtime, settings, drain=drain),
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=True,
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
+    )
+    DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
 
 
 def release_embedded(settings: Settings) -> None:

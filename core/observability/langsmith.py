@@ -102,6 +102,23 @@ def langsmith_client(config: LangSmithConfig) -> Client:
         return client
 
 
+def warm_up_langsmith() -> bool:
+    """Build the client (and what the tracer reads once) now, when LangSmith tracing is on.
+
+    Call it at process start, off the event loop: the client's constructor reads the
+    LangSmith profile file and the first run reads the runtime environment, file reads that
+    would otherwise happen on the loop in the first run's path. True when tracing is on.
+    """
+    config = langsmith_config()
+    if config is None:
+        return False
+    from langsmith.env import get_runtime_environment
+
+    langsmith_client(config)
+    get_runtime_environment()
+    return True
+
+
 def langsmith_tracer(environ: Mapping[str, str] | None = None) -> LangChainTracer | None:
     """Return a fresh `LangChainTracer` for one run, or None when LangSmith tracing is off."""
     config = langsmith_config(environ)
@@ -158,4 +175,5 @@ __all__ = [
     "langsmith_tags",
     "langsmith_tracer",
     "reset_langsmith",
+    "warm_up_langsmith",
 ]

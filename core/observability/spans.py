@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from core.observability.tracing import context_from_traceparent
 
@@ -33,6 +33,9 @@ def start_agent_span(
 ) -> Span:
     """Start the `invoke_agent <agent>` span of one run.
 
+    With a `traceparent` (the request that queued the run, stored with it), the span is a
+    child of that request's span and carries a span link to it.
+
     Args:
         tracer: the tracer to use.
         agent: the agent's (graph's) name.
@@ -44,10 +47,19 @@ def start_agent_span(
     Returns:
         The started span; the caller ends it.
     """
+    context = context_from_traceparent(traceparent)
+    links: list[Link] = []
+    if traceparent:
+        # The request that created the run: also its parent, but a link survives a backend
+        # (or a sampler) that cuts long traces, and marks the queue hop.
+        created_by = trace.get_current_span(context).get_span_context()
+        if created_by.is_valid:
+            links.append(Link(created_by, {"steward.link": "run.created_by"}))
     return tracer.start_span(
         f"invoke_agent {agent}",
-        context=context_from_traceparent(traceparent),
+        context=context,
         kind=SpanKind.INTERNAL,
+        links=links,
         attributes={
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": agent,

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from core.observability import tracing
+from tests.trace_capture import capturing, otlp_spans
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +21,11 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_SDK_DISABLED",
         "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     ):
         monkeypatch.delenv(name, raising=False)
     yield
@@ -80,3 +86,47 @@ def test_traceparent_round_trip_links_a_run_under_the_request() -> None:
     assert run.parent is not None
     assert run.parent.span_id == request_span.get_span_context().span_id
     assert tracing.current_traceparent() is None, "no span is current outside the block"
+
+
+def test_otel_traces_exporter_none_turns_otlp_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    assert tracing.tracing_requested()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert not tracing.tracing_requested()
+    assert tracing.configure_tracing(set_global=False) is None
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
+    assert tracing.tracing_requested()
+
+
+def test_the_sdk_reads_the_exporter_resource_and_sampler_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcSpanExporter,
+    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    with capturing() as capture:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{capture.url}/custom")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,team=agents")
+        provider = tracing.configure_tracing(set_global=False)
+        assert provider is not None
+        tracer = tracing.get_tracer()
+        assert tracer is not None
+        tracer.start_span("x").end()
+        assert tracing.shutdown_tracing()
+        [(headers, _)] = capture.bodies("/custom")
+        assert headers.get("x-tenant") == "acme"
+        spans, resource = otlp_spans(capture, "/custom")
+    assert [s.name for s in spans] == ["x"]
+    assert resource["service.name"] == "from-attrs" and resource["team"] == "agents"
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    provider = tracing.configure_tracing(set_global=False)
+    assert provider is not None and provider.sampler is ALWAYS_OFF
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    grpc_exporter = tracing.otlp_exporter()
+    assert isinstance(grpc_exporter, GrpcSpanExporter)
+    grpc_exporter.shutdown()
