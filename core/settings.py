@@ -182,10 +182,12 @@ class Settings(BaseSettings):
         default="sync", validation_alias="STEWARD_RUN_DURABILITY"
     )
     """How runs checkpoint when the client does not say (`durability` of a run): `sync` saves
-    every step before the next starts, `async` in the background (LangGraph Platform's
-    default), `exit` only at interrupts and at the end. Whatever the mode, the checkpoint a
-    side effect follows from is saved before it runs (`graph.run_control`); `sync` stays the
-    default until a cancel during `async`/`exit`'s final save is handled (docs/http-service.md)."""
+    every step before the next starts, `async` every step in the background (LangGraph
+    Platform's default), `exit` only at interrupts and at the end (half the statements per run,
+    no per-step history). Whatever the mode, the checkpoint a side effect follows from is saved
+    before it runs (`graph.run_control`: under `async` and `exit` the run stops there and goes
+    on in a second pass of the graph, which traces show as a second root), so a run a dead
+    replica left replays at most steps without effects (docs/http-service.md)."""
 
     # Logs, traces and the test harness (core.observability, server.app).
     log_format: Literal["json", "console"] | None = Field(

@@ -288,12 +288,17 @@ class RunCreator:
         """A run from a past checkpoint may not re-enter a held or released tool call.
 
         Raises:
+            NotFound: nothing is saved under that checkpoint id on this thread (e.g. an id a
+                stream showed of a step an `exit` run never saved): the run would start from
+                an empty thread.
             Conflict: the checkpoint is not the latest and waits on an interrupt or is about
                 to judge, hold or execute tool calls (time travel into a decision).
         """
         start = body.start_checkpoint
         if start is None or not start.checkpoint_id:
             return
+        if state.created_at is None:
+            raise NotFound(f"checkpoint {start.checkpoint_id} is not saved on this thread")
         latest = await self.graph.aget_state(thread_config(thread_id))
         latest_id = (latest.config.get("configurable") or {}).get("checkpoint_id")
         if start.checkpoint_id == latest_id:

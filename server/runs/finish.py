@@ -193,7 +193,11 @@ class RunFinisher:
             )
             return
         # Checkpoint writes LangGraph started may outlive the cancelled task: let them land
-        # before the thread is read, rolled back or handed to another attempt.
+        # before the thread is read, rolled back or handed to another attempt. Finishing from
+        # here on: a write stuck longer than a lease gets this task cancelled as stalled, and
+        # the run goes back to the queue when its lease expires (`server.runs.worker`).
+        if (handle := self.running.get(run["run_id"])) is not None:
+            handle.start_finishing()
         if isinstance(saver := graph.checkpointer, StewardSaver):
             await saver.writes_settled(str(run["thread_id"]))
         async with self.pool.connection() as conn:

@@ -32,7 +32,7 @@ CREATE OR REPLACE FUNCTION budget_reserve(
     p_usd numeric, p_run text, p_model text, p_route text,
     p_input integer, p_max_output integer, p_ttl_s double precision
 ) RETURNS TABLE (scope text, usd numeric, granted boolean, call_id uuid)
-LANGUAGE plpgsql VOLATILE AS $fn$
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $fn$
 #variable_conflict use_column
 DECLARE
     -- The call's counters in lock order (scope, tenant_id, subject, window_start); a null
@@ -107,4 +107,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION IF EXISTS budget_reserve")
+    # The code that calls it (core.budget.ledger since this revision) stops working: downgrade
+    # only together with the code of the revision before.
+    op.execute(
+        "DROP FUNCTION IF EXISTS budget_reserve(text, text, text, numeric, numeric, numeric,"
+        " numeric, text, text, text, integer, integer, double precision)"
+    )
