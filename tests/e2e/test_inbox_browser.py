@@ -163,6 +163,17 @@ async def test_approver_approves_edits_and_rejects_in_the_browser(
     ]
     shots = Shots("decide")
     context, page = await new_page(browser, server)
+    elsewhere: list[str] = []
+    console_errors: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(server.url) else elsewhere.append(r.url),
+    )
+    failed: list[str] = []
+    page.on(
+        "response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     try:
         await sign_in(page, paula)
         await expect(
@@ -242,6 +253,11 @@ async def test_approver_approves_edits_and_rejects_in_the_browser(
             await expect(row.locator(".decider")).to_have_text("paula (approver)")
             await expect(row).to_contain_text(" UTC")
         await shots.take(page, "decided")
+        # Everything came from Steward (no CDN) and the CSP blocked nothing htmx needed; the
+        # only console errors are the 422 the refused edit answered.
+        assert elsewhere == []
+        assert all("422" in e for e in console_errors), (console_errors, failed)
+        assert await page.evaluate("typeof htmx === 'object' && htmx.version") == "2.0.11"
     finally:
         await context.close()
         print("inbox screenshots:", *map(str, shots.paths), sep="\n  ")
