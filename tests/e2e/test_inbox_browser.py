@@ -170,9 +170,7 @@ async def test_approver_approves_edits_and_rejects_in_the_browser(
         lambda r: None if r.url.startswith(server.url) else elsewhere.append(r.url),
     )
     failed: list[str] = []
-    page.on(
-        "response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     try:
         await sign_in(page, paula)
