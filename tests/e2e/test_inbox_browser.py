@@ -55,19 +55,28 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session", name="browser")
-async def fx_browser() -> AsyncIterator[Browser]:
-    """Headless Chromium from the system, for this module."""
+@pytest.fixture(scope="session", name="chromium")
+def fx_chromium() -> Path:
+    """The system Chromium; checked before the server starts, so a skip costs nothing.
+
+    Skips when Playwright or the browser is missing, except under `CI=true`: there it fails.
+    """
     missing = _browser_missing()
     if missing is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and the browser tests cannot run: {missing}")
         pytest.skip(f"browser tests need Chromium and Playwright: {missing}")
+    return CHROMIUM
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", name="browser")
+async def fx_browser(chromium: Path) -> AsyncIterator[Browser]:
+    """Headless Chromium from the system, for this module."""
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=UI_TIMEOUT_MS)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True)
         try:
             yield browser
         finally:
@@ -142,6 +151,7 @@ async def refunds_of(db_pool: DbPool, tids: list[str]) -> list[dict[str, Any]]:
 
 
 async def test_approver_approves_edits_and_rejects_in_the_browser(
+    chromium: Path,
     server: RunningServer,
     browser: Browser,
     db_pool: DbPool,
@@ -283,6 +293,7 @@ async def test_approver_approves_edits_and_rejects_in_the_browser(
 
 
 async def test_inbox_refuses_what_the_api_refuses(
+    chromium: Path,
     server: RunningServer,
     browser: Browser,
     db_pool: DbPool,
@@ -380,6 +391,7 @@ async def test_inbox_refuses_what_the_api_refuses(
 
 
 async def test_the_forms_work_without_javascript(
+    chromium: Path,
     server: RunningServer,
     browser: Browser,
     db_pool: DbPool,
