@@ -7,6 +7,7 @@ makes sure an API key exists (development: creates one), then
 starts the runs worker and the pending-approvals gauge, and stops them on shutdown. While the
 process drains (`server.drain`), `/readyz` answers 503 and the worker claims no new runs.
 The `STEWARD_BLOCKBUSTER` setting makes any blocking call on the event loop raise (e2e tests).
+The approval inbox (`server.inbox`, web pages at `/inbox`) brings its router and templates.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from server.auth import provide_principal
 from server.drain import Drain, DrainMiddleware
 from server.edge import EdgeValidationMiddleware
 from server.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
+from server.inbox import INBOX_PATH, inbox_router, inbox_template_config
 from server.keys import KeyStore, ensure_dev_key
 from server.observability import ObservabilityMiddleware, metrics_endpoint
 from server.openapi import DOCS_PATH, docs_assets_router, drop_validation_400, swagger_plugin
@@ -143,6 +145,7 @@ def create_app(
         *USAGE_ROUTES,
         metrics_endpoint,
         docs_assets_router(),
+        inbox_router(),
     ]
 
     app = Litestar(
@@ -152,7 +155,8 @@ def create_app(
             DefineMiddleware(DrainMiddleware, drain=drain),
             ObservabilityMiddleware(),
             *([limits.middleware] if (limits := rate_limit_config(settings)) else []),
-            EdgeValidationMiddleware(),  # NUL, depth, 64-bit ints, malformed JSON: 422
+            # NUL, depth, 64-bit ints, malformed JSON: 422 (the inbox's form bodies: NUL only)
+            EdgeValidationMiddleware(form_paths=(INBOX_PATH,)),
         ],
         dependencies={
             "principal": Provide(provide_principal),
@@ -163,6 +167,7 @@ def create_app(
             "key_store": Provide(provide_key_store, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=inbox_template_config(),  # the approval inbox's pages (server.inbox)
         request_max_body_size=MAX_BODY_BYTES,
         state=State({"settings": settings, "drain": drain}),
         cors_config=CORSConfig(

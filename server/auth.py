@@ -57,6 +57,16 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     return principal
 
 
+def act_as(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal) -> None:
+    """Record who a request acts as when it authenticated otherwise than by a key header.
+
+    The inbox (`server.inbox`) signs a browser in with a session cookie; once it has found the
+    session's principal, `authenticate`, `requires_role` and the `principal` dependency see
+    that principal, so the inbox passes the same guards as the API.
+    """
+    connection.scope.setdefault("state", {})[_STATE_KEY] = principal
+
+
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     """Litestar dependency `principal`: the authenticated caller (401 otherwise)."""
     return await authenticate(request)
@@ -83,6 +93,7 @@ def requires_role(*roles: Role) -> Guard:
 
 __all__ = [
     "PrincipalDep",
+    "act_as",
     "authenticate",
     "presented_key",
     "provide_principal",

@@ -11,6 +11,8 @@ One generic walk instead of per-field patches, for what no field schema can say:
 - **Integers** in a JSON body must fit in 64 bits (Postgres `bigint`, msgpack checkpoints);
   per-field ranges (`limit`, `offset`, ...) are the schemas' (`server.schemas`). 422.
 - **Malformed JSON** (including lone surrogates, NaN, numbers that overflow a double): 422.
+- **Forms**: under the paths given as `form_paths` (the inbox, `/inbox`), a URL-encoded body is
+  a form, not JSON: NUL characters in its fields are refused (422), nothing else.
 - Bodies above `MAX_BODY_BYTES` while being read: 413.
 
 The body is checked when the application reads it (the check wraps `receive`), so a route that
@@ -40,6 +42,7 @@ MAX_PAGE = 1000
 """Largest `limit` (page size) of the LangGraph API routes."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 NUL = "\x00"
+FORM_CONTENT_TYPE = b"application/x-www-form-urlencoded"
 
 
 def _path_join(path: str, key: str | int) -> str:
@@ -128,23 +131,32 @@ def check_body(raw: bytes) -> None:
     check_json_value(value)
 
 
+def _check_pairs(text: str, what: str) -> None:
+    if "%00" not in text and NUL not in text:
+        return
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        if NUL in key or NUL in value:
+            name = key.replace(NUL, "\\u0000")
+            raise Unprocessable(f"{what} {name!r}: NUL characters (\\u0000) are not accepted")
+
+
 def check_query(query_string: bytes) -> None:
     """Refuse NUL characters in query parameter names and values.
 
     Raises:
         Unprocessable: naming the parameter.
     """
-    if not query_string:
-        return
-    text = query_string.decode("latin-1")
-    if "%00" not in text and NUL not in text:
-        return
-    for key, value in parse_qsl(text, keep_blank_values=True):
-        if NUL in key or NUL in value:
-            name = key.replace(NUL, "\\u0000")
-            raise Unprocessable(
-                f"query parameter {name!r}: NUL characters (\\u0000) are not accepted"
-            )
+    if query_string:
+        _check_pairs(query_string.decode("latin-1"), "query parameter")
+
+
+def check_form(raw: bytes) -> None:
+    """Refuse NUL characters in the field names and values of a URL-encoded form body.
+
+    Raises:
+        Unprocessable: naming the field.
+    """
+    _check_pairs(raw.decode("latin-1"), "form field")
 
 
 def check_path(path: str) -> None:
@@ -158,13 +170,29 @@ def check_path(path: str) -> None:
 
 
 class EdgeValidationMiddleware(ASGIMiddleware):
-    """Check paths and query strings up front and JSON bodies as the app reads them."""
+    """Check paths and query strings up front and JSON bodies as the app reads them.
+
+    Under `form_paths` (the inbox's pages), a URL-encoded body is checked as a form
+    (`check_form`) instead of as JSON; any other body there is still checked as JSON.
+    """
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, *, max_body_bytes: int = MAX_BODY_BYTES, form_paths: tuple[str, ...] = ()
+    ) -> None:
         """Create the middleware; bodies above `max_body_bytes` answer 413 while read."""
         self.max_body_bytes = max_body_bytes
+        self.form_paths = form_paths
+
+    def _is_form(self, scope: Scope) -> bool:
+        path = str(scope.get("path", ""))
+        if not any(path == p or path.startswith(f"{p}/") for p in self.form_paths):
+            return False
+        for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                return value.split(b";")[0].strip().lower() == FORM_CONTENT_TYPE
+        return False
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Run the checks around the next application."""
@@ -172,6 +200,7 @@ class EdgeValidationMiddleware(ASGIMiddleware):
         check_query(bytes(scope.get("query_string", b"")))
         chunks: list[bytes] = []
         size = 0
+        check = check_form if self.form_paths and self._is_form(scope) else check_body
 
         async def checked_receive() -> ReceiveMessage:
             nonlocal size
@@ -184,7 +213,7 @@ class EdgeValidationMiddleware(ASGIMiddleware):
                 raise PayloadTooLarge(TOO_LARGE)
             chunks.append(body)
             if not message.get("more_body", False):
-                check_body(b"".join(chunks))
+                check(b"".join(chunks))
                 chunks.clear()
             return message
 
@@ -197,6 +226,7 @@ __all__ = [
     "MAX_PAGE",
     "EdgeValidationMiddleware",
     "check_body",
+    "check_form",
     "check_json_value",
     "check_path",
     "check_query",
