@@ -1,6 +1,6 @@
 """Sessions of the approval inbox (`/inbox`): one row per signed-in browser.
 
-Revision ID: 0012
+Revision ID: 0013
 Revises: 0001
 Depends on: 0002 (api_keys)
 Create Date: 2026-12-03
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = ("inbox_sessions",)
 depends_on: str | Sequence[str] | None = "0002"
