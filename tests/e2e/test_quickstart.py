@@ -100,8 +100,8 @@ def fx_make_run(clone: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                log = log_path.read_text()
-                pytest.fail(f"make run not ready after {READY_TIMEOUT_S:.0f}s:\n{log}")
+                output = log_path.read_text()
+                pytest.fail(f"make run not ready after {READY_TIMEOUT_S:.0f}s:\n{output}")
             time.sleep(1)
         print(f"make run answered /readyz after {time.monotonic() - started:.0f}s")
         yield url, log_path
