@@ -11,6 +11,10 @@ from litestar.testing import TestClient
 from core.settings import Settings
 from server.app import create_app
 
+# The app's route handlers use dependencies Litestar infers (its deprecation warning, once per
+# handler and app); not what these tests are about.
+pytestmark = pytest.mark.filterwarnings("ignore::litestar.exceptions.LitestarDeprecationWarning")
+
 
 def _no_runtime(settings: Settings, **overrides: Any) -> Any:
     raise AssertionError("the preflight must not need the runtime")
