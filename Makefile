@@ -28,7 +28,8 @@ $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --timeout 20 --retries 1 --index-url $(TORCH_INDEX) "$(TORCH)" \
-	  || { echo "$(TORCH_INDEX) unreachable: torch from pip's configured indexes"; \
+	    2>$(VENV)/torch-cpu-index.log \
+	  || { echo "$(TORCH_INDEX) unreachable ($(VENV)/torch-cpu-index.log): torch from pip's configured indexes"; \
 	       $(BIN)/pip install --quiet "$(TORCH)"; }
 	$(BIN)/pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
