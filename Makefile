@@ -1,20 +1,36 @@
 # Steward: `make run` and `make test` are the README's Quick start.
+# Variables (on the command line): `make run PORT=8081 HOST=0.0.0.0`; VENV=path uses (or
+# creates) another virtualenv, e.g. one shared by several checkouts of the same pyproject.toml.
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
+# The stamp's name carries pyproject.toml's content hash: a changed pyproject.toml installs
+# again, a fresh checkout of the same one (newer mtime) does not.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Not `?=`: HOST and PORT are often set in a shell's environment for other programs.
+HOST   := 127.0.0.1
+PORT   := 8080
 TEST_WORKERS ?= 2
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
+# CPU-only torch first (as the Dockerfile does), so resolving sentence-transformers never pulls
+# a CUDA build and its NVIDIA packages. Where that index cannot be reached, pip's own
+# configuration decides (a machine with a local CPU wheel, or PyPI's build).
+TORCH := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: help install js-deps run chat test eval lint typecheck unit integration bench bench-http fuzz chaos clean
 
 help:  ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --timeout 20 --retries 1 --index-url $(TORCH_INDEX) "$(TORCH)" \
+	    2>$(VENV)/torch-cpu-index.log \
+	  || { echo "$(TORCH_INDEX) unreachable ($(VENV)/torch-cpu-index.log): torch from pip's configured indexes"; \
+	       $(BIN)/pip install --quiet "$(TORCH)"; }
 	$(BIN)/pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -33,11 +49,11 @@ $(JS_STAMP): $(JS_DIR)/package-lock.json
 
 js-deps: $(JS_STAMP)  ## npm ci for the JS SDK e2e suite (tests/js), again when its lockfile changes
 
-run: $(STAMP)  ## Start the HTTP service on 127.0.0.1:8080 (indexes and seeds on first start)
-	$(BIN)/steward serve
+run: $(STAMP)  ## Serve on 127.0.0.1:8080 (make run PORT=8081 HOST=0.0.0.0); indexes and seeds on first start
+	$(BIN)/steward serve --host $(HOST) --port $(PORT)
 
-chat: $(STAMP)  ## Talk to the agent in the terminal (approvals asked inline)
-	$(BIN)/steward ingest
+chat: $(STAMP)  ## Talk to the agent in the terminal (indexes the sample policies only if there is no index)
+	$(BIN)/steward ingest --if-missing
 	$(BIN)/steward seed
 	$(BIN)/steward chat
 
@@ -51,6 +67,9 @@ typecheck: $(STAMP)  ## mypy: --strict on our packages, a relaxed profile on tes
 
 unit: $(STAMP)  ## Fast tests, no services
 	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)  ## Integration tests: real Postgres (STEWARD_TEST_PG), mock LLM over HTTP
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 test: lint typecheck js-deps  ## Lint, type-check, run the whole test suite and the eval gate
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile

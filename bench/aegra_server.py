@@ -87,6 +87,9 @@ def is_python312(candidate: str) -> bool:
     return out.stdout.strip() == "True"
 
 
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
 def project_dependencies() -> list[str]:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps: list[str] = pyproject["project"]["dependencies"]
@@ -122,6 +125,18 @@ def ensure_venv(version: str, python: Path) -> Path:
             text=True,
             timeout=300,
         )
+        # CPU-only torch first, as `make install` and the Dockerfile do (no CUDA build); where
+        # that index cannot be reached, the install below takes pip's configured one.
+        torch = next((d for d in deps if d.replace(" ", "").startswith("torch==")), None)
+        if torch is not None:
+            cpu_first = ["--timeout", "20", "--retries", "1", "--index-url", TORCH_CPU_INDEX]
+            subprocess.run(
+                [str(venv_python), "-m", "pip", "install", "--quiet", *cpu_first, torch],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_S,
+            )
         subprocess.run(
             [str(venv_python), "-m", "pip", "install", "--quiet", f"aegra-api=={version}", *deps],
             check=True,

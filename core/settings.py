@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
+import types
+import typing
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import annotated_types
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from core.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -32,9 +41,9 @@ class Settings(BaseSettings):
     """Data directory: embedded Postgres, knowledge index, keys."""
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """Postgres URL; unset means an embedded Postgres under `home`."""
-    db_pool_min: int = Field(default=2, validation_alias="STEWARD_DB_POOL_MIN")
+    db_pool_min: int = Field(default=2, ge=1, validation_alias="STEWARD_DB_POOL_MIN")
     """Connections each replica keeps open."""
-    db_pool_max: int = Field(default=20, validation_alias="STEWARD_DB_POOL_MAX")
+    db_pool_max: int = Field(default=20, ge=1, validation_alias="STEWARD_DB_POOL_MAX")
     """Most connections per replica (replicas x max must fit the server's `max_connections`);
     keep it above STEWARD_RUN_SLOTS: runs and requests share the pool."""
     db_pool_timeout_s: float = Field(
@@ -46,9 +55,10 @@ class Settings(BaseSettings):
     )
     """How long start-up waits out an unreachable database before the process exits."""
     db_prepare_threshold: int | None = Field(
-        default=0, validation_alias="STEWARD_DB_PREPARE_THRESHOLD"
+        default=0, ge=0, validation_alias="STEWARD_DB_PREPARE_THRESHOLD"
     )
-    """0 prepares every statement; set empty/None behind PgBouncer in transaction mode."""
+    """0 prepares every statement (psycopg's `prepare_threshold`); empty (or `none`) disables
+    prepared statements, as PgBouncer in transaction mode needs."""
 
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     """Key of any OpenAI-compatible provider; unset (with no base URL) means the offline demo
@@ -59,11 +69,11 @@ class Settings(BaseSettings):
     """The strong chat model."""
     routine_model: str = Field(default="gpt-4o-mini", validation_alias="STEWARD_ROUTINE_MODEL")
     """The cheap chat model that short, routine turns are routed to."""
-    llm_timeout_s: float = Field(default=30.0, validation_alias="STEWARD_LLM_TIMEOUT_S")
+    llm_timeout_s: float = Field(default=30.0, gt=0, validation_alias="STEWARD_LLM_TIMEOUT_S")
     """Provider timeout of one model call."""
-    llm_max_attempts: int = Field(default=3, validation_alias="STEWARD_LLM_MAX_ATTEMPTS")
+    llm_max_attempts: int = Field(default=3, ge=1, validation_alias="STEWARD_LLM_MAX_ATTEMPTS")
     """Attempts of one model call (retries on provider errors)."""
-    llm_max_tokens: int = Field(default=1024, validation_alias="STEWARD_LLM_MAX_TOKENS")
+    llm_max_tokens: int = Field(default=1024, ge=1, validation_alias="STEWARD_LLM_MAX_TOKENS")
     """Output cap of every model call (also what a call's budget reservation assumes)."""
 
     embeddings: Literal["local", "openai"] = Field(
@@ -74,29 +84,36 @@ class Settings(BaseSettings):
         default="text-embedding-3-small", validation_alias="STEWARD_OPENAI_EMBEDDING_MODEL"
     )
     """Embedding model when STEWARD_EMBEDDINGS is `openai`."""
-    retrieval_k: int = Field(default=4, validation_alias="STEWARD_RETRIEVAL_K")
+    retrieval_k: int = Field(default=4, ge=1, validation_alias="STEWARD_RETRIEVAL_K")
     """Policy chunks retrieved per question."""
 
     refund_approval_threshold: Decimal = Field(
-        default=Decimal("500"), validation_alias="STEWARD_REFUND_APPROVAL_THRESHOLD"
+        default=Decimal("500"), ge=0, validation_alias="STEWARD_REFUND_APPROVAL_THRESHOLD"
     )
     """Refunds above this amount need a person's approval."""
     max_input_chars: int = Field(default=8000, ge=1, validation_alias="STEWARD_MAX_INPUT_CHARS")
     """Longest message text accepted (the API answers 422 above it; input_filter refuses too)."""
     max_input_messages: int = Field(default=50, ge=1, validation_alias="STEWARD_MAX_INPUT_MESSAGES")
     """Most messages one request may send (run input, state write, `command.update`): 422."""
-    max_model_calls: int = Field(default=8, validation_alias="STEWARD_MAX_MODEL_CALLS")
+    max_model_calls: int = Field(default=8, ge=1, validation_alias="STEWARD_MAX_MODEL_CALLS")
     """Most model calls in one turn."""
-    max_tool_calls: int = Field(default=12, validation_alias="STEWARD_MAX_TOOL_CALLS")
+    max_tool_calls: int = Field(default=12, ge=0, validation_alias="STEWARD_MAX_TOOL_CALLS")
     """Most tool calls in one turn."""
-    max_repairs: int = Field(default=2, validation_alias="STEWARD_MAX_REPAIRS")
+    max_repairs: int = Field(default=2, ge=0, validation_alias="STEWARD_MAX_REPAIRS")
     """Most repair attempts of an answer that failed schema validation, per turn."""
-    recursion_limit: int = Field(default=40, validation_alias="STEWARD_RECURSION_LIMIT")
+    recursion_limit: int = Field(default=40, ge=1, validation_alias="STEWARD_RECURSION_LIMIT")
     """LangGraph's recursion limit (graph steps) of one run."""
     rate_limit_per_minute: int = Field(
-        default=1200, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
+        default=1200, ge=0, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
     )
     """HTTP requests per API key (or client address) per minute and replica; 0 disables."""
+    cors_origins: Annotated[list[str] | None, NoDecode] = Field(
+        default=None, validation_alias="STEWARD_CORS_ORIGINS"
+    )
+    """Browser origins allowed to call the API (CORS), comma-separated; `*` allows any, a `:*`
+    port any port, empty allows none. Unset: none in production; in development
+    `http://localhost` and `http://127.0.0.1` on any port (agent-chat-ui) and
+    `https://smith.langchain.com` (LangGraph Studio)."""
 
     # Guardrails (core.guardrails; README "Guardrails and cost").
     guard_injection: bool = Field(default=True, validation_alias="STEWARD_GUARD_INJECTION")
@@ -124,21 +141,21 @@ class Settings(BaseSettings):
     )
     """JSON list of extra risk rules (core.guardrails.policy_rules.RiskRule fields)."""
     refund_deny_above: Decimal | None = Field(
-        default=Decimal("5000"), validation_alias="STEWARD_REFUND_DENY_ABOVE"
+        default=Decimal("5000"), ge=0, validation_alias="STEWARD_REFUND_DENY_ABOVE"
     )
     """Refunds above this are never issued through the assistant (finance handles them)."""
 
     # Cost control (core.budget).
     budget_user_day_usd: Decimal | None = Field(
-        default=Decimal("5"), validation_alias="STEWARD_BUDGET_USER_DAY_USD"
+        default=Decimal("5"), ge=0, validation_alias="STEWARD_BUDGET_USER_DAY_USD"
     )
     """LLM spend per user per UTC day; empty means unlimited."""
     budget_tenant_month_usd: Decimal | None = Field(
-        default=Decimal("500"), validation_alias="STEWARD_BUDGET_TENANT_MONTH_USD"
+        default=Decimal("500"), ge=0, validation_alias="STEWARD_BUDGET_TENANT_MONTH_USD"
     )
     """LLM spend per tenant per UTC calendar month; empty means unlimited."""
     budget_thread_usd: Decimal | None = Field(
-        default=Decimal("2"), validation_alias="STEWARD_BUDGET_THREAD_USD"
+        default=Decimal("2"), ge=0, validation_alias="STEWARD_BUDGET_THREAD_USD"
     )
     """LLM spend per conversation thread; empty means unlimited."""
     budget_reservation_ttl_s: float = Field(
@@ -203,6 +220,39 @@ class Settings(BaseSettings):
     blockbuster: bool = Field(default=False, validation_alias="STEWARD_BLOCKBUSTER")
     """Make any blocking call on the event loop raise (the e2e tests set it)."""
 
+    @field_validator("db_prepare_threshold", mode="before")
+    @classmethod
+    def _empty_means_disabled(cls, value: Any) -> Any:
+        """An empty value (or `none`) disables prepared statements (PgBouncer)."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        """Comma-separated origins (or a JSON list); each `*` or `scheme://host[:port]`."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = _json_list(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            origins = [str(item).strip().rstrip("/") for item in value if str(item).strip()]
+            for origin in origins:
+                if origin != "*" and not _ORIGIN.fullmatch(origin):
+                    raise ValueError(f"not an origin: {origin!r}")
+            return origins
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        """The pool's floor may not exceed its ceiling."""
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError(
+                f"STEWARD_DB_POOL_MIN ({self.db_pool_min}) is above STEWARD_DB_POOL_MAX "
+                f"({self.db_pool_max})"
+            )
+        return self
+
     @field_validator(
         "refund_deny_above",
         "budget_user_day_usd",
@@ -246,10 +296,179 @@ class Settings(BaseSettings):
         return self.openai_api_key is not None or self.openai_base_url is not None
 
 
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}|\*))?")
+"""A browser origin: scheme, host and optional port (`:*` for any port; no path)."""
+
+
+def _json_list(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON list ({exc.msg})") from None
+
+
+class SettingsError(ConfigError, ValueError):
+    """Invalid settings: the message has one line per variable, naming what it accepts."""
+
+
+_UNLIMITED = frozenset(
+    {"refund_deny_above", "budget_user_day_usd", "budget_tenant_month_usd", "budget_thread_usd"}
+)
+_ACCEPTED_OVERRIDES: dict[str, str] = {
+    "database_url": "a PostgreSQL URL (`postgresql://user@host:5432/db`), or unset",
+    "openai_base_url": "an http(s) URL of the API root (e.g. `http://127.0.0.1:8399/v1`), or unset",
+    "home": "a directory path (relative paths are from the working directory)",
+    "db_prepare_threshold": "an integer >= 0, or empty or `none` to disable prepared statements",
+    "log_format": "`json` or `console` (anything else means the environment's default)",
+    "log_level": "a logging level name: `DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` "
+    "(anything else means INFO)",
+    "langsmith_redact": "`1`, `true`, `yes` or `on` (or empty) keep masking on; any other value "
+    "turns it off",
+    "cors_origins": "comma-separated origins `scheme://host[:port]` (`:*`: any port; or a JSON "
+    "list), `*` for any, empty for none",
+    "role_tools": 'a JSON object `{"role": ["tool", ...]}`',
+    "tool_rules": "a JSON list of objects (RiskRule fields)",
+    "model_prices": 'a JSON object `{"model": {"input": usd, "output": usd, "cached_input": usd}}`',
+}
+
+
+def _bounds(info: FieldInfo) -> str:
+    parts = []
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            parts.append(f">= {item.ge}")
+        elif isinstance(item, annotated_types.Gt):
+            parts.append(f"> {item.gt}")
+        elif isinstance(item, annotated_types.Le):
+            parts.append(f"<= {item.le}")
+    return " " + " and ".join(parts) if parts else ""
+
+
+def _kind(annotation: Any) -> tuple[str, str]:
+    """(type name, accepted values) of one annotation, `None` left out."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _kind(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _kind(inner[0]) if len(inner) == 1 else ("text", "text")
+    if origin is Literal:
+        values = [f"`{v}`" for v in typing.get_args(annotation)]
+        return "choice", ", ".join(values[:-1]) + " or " + values[-1]
+    if annotation is bool:
+        return "boolean", "`true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`)"
+    if annotation is int:
+        return "integer", "an integer"
+    if annotation is float:
+        return "number", "a number"
+    if annotation is Decimal:
+        return "decimal", "a decimal number"
+    if annotation is Path:
+        return "path", "a directory path"
+    if annotation is SecretStr:
+        return "secret", "any text (never logged)"
+    if annotation is str:
+        return "text", "any text"
+    if origin is dict:
+        return "JSON object", "a JSON object"
+    if origin is list:
+        return "list", "a JSON list"
+    raise TypeError(f"no description of the accepted values of {annotation!r}")
+
+
+def setting_type(name: str) -> str:
+    """The kind of value field `name` of `Settings` takes (integer, boolean, choice, ...)."""
+    return _kind(Settings.model_fields[name].annotation)[0]
+
+
+def accepted_values(name: str) -> str:
+    """What field `name` of `Settings` accepts, in words (for errors and the reference)."""
+    info = Settings.model_fields[name]
+    if name in _ACCEPTED_OVERRIDES:
+        return _ACCEPTED_OVERRIDES[name]
+    text = _kind(info.annotation)[1] + _bounds(info)
+    if name in _UNLIMITED:
+        text += ", or empty, `none` or `unlimited` for no limit"
+    elif info.default is None:
+        text += ", or unset"
+    return text
+
+
+def _field_by_variable() -> dict[str, str]:
+    return {
+        str(info.validation_alias): name
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.validation_alias, str)
+    }
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def describe_invalid(exc: ValidationError | SourceError) -> str:
+    """One line per invalid variable: its name, the value, and what it accepts."""
+    fields = _field_by_variable()
+    if isinstance(exc, SourceError):  # pydantic-settings could not decode a JSON value
+        found = re.search(r'field "([a-z_0-9]+)"', str(exc))
+        name = found.group(1) if found else ""
+        variable = str(Settings.model_fields[name].validation_alias) if name else "a setting"
+        accepted = f"expected {accepted_values(name)}" if name else str(exc)
+        return f"invalid {variable}: not valid JSON; {accepted}"
+    lines: dict[str, str] = {}
+    for error in exc.errors():
+        loc = error.get("loc") or ()
+        variable = str(loc[0]) if loc else ""
+        name = fields.get(variable) or (variable if variable in Settings.model_fields else "")
+        if not name:  # a check across variables (model validator): its message names them
+            reason = error["msg"].removeprefix("Value error, ")
+            lines.setdefault(variable, f"invalid settings: {reason}")
+            continue
+        variable = str(Settings.model_fields[name].validation_alias)
+        value = os.environ.get(variable, error.get("input"))
+        # A custom check's message says what is wrong; a type error is the accepted values.
+        custom = error["type"] == "value_error" or len(loc) > 1
+        reason = f"{error['msg'].removeprefix('Value error, ')}; " if custom else ""
+        where = "".join(f"[{part!r}]" for part in loc[1:])
+        lines.setdefault(
+            variable,
+            f"invalid {variable}={_shown(value)}: {where}{' ' if where else ''}{reason}"
+            f"expected {accepted_values(name)}",
+        )
+    return "\n".join(lines[key] for key in sorted(lines))
+
+
+def load_settings(**values: Any) -> Settings:
+    """Read the settings from the environment (and `values`).
+
+    Raises:
+        SettingsError: a variable has a value it does not accept (one line per variable).
+    """
+    try:
+        return Settings(**values)
+    except (ValidationError, SourceError) as exc:
+        raise SettingsError(describe_invalid(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read once from the environment."""
-    return Settings()
+    """Return the process-wide settings, read once from the environment.
+
+    Raises:
+        SettingsError: a variable has a value it does not accept.
+    """
+    return load_settings()
 
 
-__all__ = ["Settings", "get_settings"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "accepted_values",
+    "describe_invalid",
+    "get_settings",
+    "load_settings",
+    "setting_type",
+]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 from litestar import Litestar
@@ -28,6 +29,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from core.db.outage import through_outages
+from core.errors import StewardError
 from core.observability.metrics import approvals_pending_loop
 from core.settings import Settings, get_settings
 from graph.runtime import Runtime
@@ -88,6 +90,68 @@ class RuntimeOpener(Protocol):
         ...
 
 
+DEV_ORIGINS = r"http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
+"""Development's default CORS origins besides Studio: agent-chat-ui and other local pages."""
+STUDIO_ORIGINS = ("https://smith.langchain.com", "https://eu.smith.langchain.com")
+"""LangGraph Studio's pages (`https://smith.langchain.com/studio/?baseUrl=...`)."""
+EXPOSED_HEADERS = ["content-location", "location", "x-pagination-total", "x-pagination-next"]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Return the CORS configuration that `STEWARD_CORS_ORIGINS` asks for.
+
+    Unset: none in production, local pages and Studio in development. None (no CORS headers
+    at all) when no origin is allowed.
+    """
+    origins = settings.cors_origins
+    if origins is None and settings.env == "development":
+        studio = "|".join(re.escape(origin) for origin in STUDIO_ORIGINS)
+        return CORSConfig(
+            allow_origins=[],
+            allow_origin_regex=f"{DEV_ORIGINS}|{studio}",
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    if not origins:
+        return None
+    return CORSConfig(allow_origins=origins, allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
+
+
+class StartupErrorReport:
+    """ASGI wrapper: a start-up that fails with one of our errors reports one line.
+
+    No API key in production, an unreadable index, ...: one line instead of a traceback.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        """Pass everything through; shorten a failed start-up's message."""
+        app: Any = self.app  # Litestar's ASGI types leave out the lifespan scope
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_short(message: dict[str, Any]) -> None:
+            error = getattr(self.app.state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and error is not None:
+                message = {**message, "message": f"start-up failed: {error}"}
+            await send(message)
+
+        await app(scope, receive, send_short)
+
+
+def report_startup_errors(app: Litestar) -> StartupErrorReport:
+    """Wrap `app` for uvicorn (`steward serve`): see `StartupErrorReport`."""
+    return StartupErrorReport(app)
+
+
 def create_app(
     open_runtime: RuntimeOpener,
     settings: Settings | None = None,
@@ -110,12 +174,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_runtime(settings, **dict(runtime_overrides)) as runtime:
-            key_store = KeyStore(runtime.pool)
-            wait = settings.db_startup_timeout_s
-            await through_outages(
-                lambda: ensure_dev_key(key_store, settings), what="the dev key", timeout_s=wait
-            )
+        async with AsyncExitStack() as stack:
+            try:
+                runtime = await stack.enter_async_context(
+                    open_runtime(settings, **dict(runtime_overrides))
+                )
+                key_store = KeyStore(runtime.pool)
+                wait = settings.db_startup_timeout_s
+                await through_outages(
+                    lambda: ensure_dev_key(key_store, settings),
+                    what="the dev key",
+                    timeout_s=wait,
+                )
+            except StewardError as exc:  # told in one line by `report_startup_errors`
+                app.state.startup_error = exc
+                raise
             app.state.runtime = runtime
             app.state.key_store = key_store
             app.state.threads_repo = ThreadsRepo(runtime.pool, runtime.checkpointer)
@@ -170,16 +243,7 @@ def create_app(
         template_config=inbox_template_config(),  # the approval inbox's pages (server.inbox)
         request_max_body_size=MAX_BODY_BYTES,
         state=State({"settings": settings, "drain": drain}),
-        cors_config=CORSConfig(
-            allow_origins=["*"],
-            allow_headers=["*"],
-            expose_headers=[
-                "content-location",
-                "location",
-                "x-pagination-total",
-                "x-pagination-next",
-            ],
-        ),
+        cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(
             title="Steward",
             version=STEWARD_VERSION,
@@ -204,4 +268,12 @@ def create_app(
     return app
 
 
-__all__ = ["RuntimeOpener", "create_app"]
+__all__ = [
+    "DEV_ORIGINS",
+    "STUDIO_ORIGINS",
+    "RuntimeOpener",
+    "StartupErrorReport",
+    "cors_config",
+    "create_app",
+    "report_startup_errors",
+]

@@ -137,6 +137,18 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then say where the service listens (our own line)."""
+        await super().startup(sockets)
+        if self.started:
+            host = self.config.host
+            shown = f"[{host}]" if ":" in host else host
+            log.info(
+                "listening on http://%s:%d (API docs at /docs; Ctrl+C stops)",
+                shown,
+                self.config.port,
+            )
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: begin the drain. Later ones: uvicorn's behaviour (exit now)."""
         if self.drain.begin():

@@ -4,13 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from core.errors import StewardError
 from core.settings import get_settings
 
 DEFAULT_CORPUS = Path("data/policies")
+
+
+def _steward_errors(exc: BaseException) -> list[StewardError]:
+    """Our own errors in `exc`, also inside exception groups (anyio, TaskGroups)."""
+    if isinstance(exc, StewardError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found = [err for sub in exc.exceptions for err in _steward_errors(sub)]
+        return found if len(found) == len(exc.exceptions) else []
+    return []
+
+
+class StewardGroup(click.Group):
+    """The command group: one of our errors ends a command with its message and exit code 2.
+
+    Bad settings, a port in use, production without a provider, no index: one line each, no
+    traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report our errors without a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (Exception, BaseExceptionGroup) as exc:  # ours are re-told below
+            errors = _steward_errors(exc)
+            if not errors:
+                raise
+            for error in errors:
+                for line in str(error).splitlines() or [type(error).__name__]:
+                    click.echo(f"steward: error: {line}", err=True)
+            sys.exit(2)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -21,7 +55,7 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@click.group()
+@click.group(cls=StewardGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -32,24 +66,45 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Make the index exactly PATHS: drop the documents of earlier ingests not among them.",
+)
+@click.option(
+    "--if-missing", is_flag=True, help="Do nothing when an index exists already (`make chat`)."
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def ingest(paths: tuple[Path, ...], no_progress: bool) -> None:
-    """Build or update the knowledge index from PATHS (default: data/policies)."""
+def ingest(paths: tuple[Path, ...], replace: bool, if_missing: bool, no_progress: bool) -> None:
+    """Add PATHS to the knowledge index, or update them (default: data/policies).
+
+    A document already in the index under the same name (its path relative to the directory
+    given, or its file name) is replaced; new documents are added; the others stay, unless
+    --replace.
+    """
     from core.knowledge.embeddings import make_embedder
+    from core.knowledge.index import MANIFEST_FILE
     from core.knowledge.ingest import ingest as run_ingest
 
     settings = get_settings()
+    if if_missing and (settings.index_dir / MANIFEST_FILE).exists():
+        click.echo(f"a knowledge index exists in {settings.index_dir}: nothing to do")
+        return
     targets = list(paths) or [DEFAULT_CORPUS]
     report = run_ingest(
-        targets, settings.index_dir, make_embedder(settings), progress=not no_progress
+        targets,
+        settings.index_dir,
+        make_embedder(settings),
+        replace=replace,
+        progress=not no_progress,
     )
+    total = report.documents_added + report.documents_updated + report.documents_unchanged
     click.echo(
-        f"indexed {report.chunks_total} chunks from "
-        f"{report.documents_added + report.documents_updated + report.documents_unchanged} "
+        f"indexed {report.chunks_total} chunks from {total + report.documents_kept} "
         f"documents ({report.documents_added} added, {report.documents_updated} updated, "
-        f"{report.documents_unchanged} unchanged, {report.documents_removed} removed; "
-        f"{report.chunks_embedded} chunks embedded) in {report.seconds:.1f}s "
-        f"-> {settings.index_dir}"
+        f"{report.documents_unchanged} unchanged, {report.documents_kept} kept from earlier "
+        f"ingests, {report.documents_removed} removed; {report.chunks_embedded} chunks "
+        f"embedded) in {report.seconds:.1f}s -> {settings.index_dir}"
     )
 
 

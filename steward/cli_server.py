@@ -6,8 +6,9 @@ Also runnable alone: `python -m steward.cli_server serve|keys ...`.
 from __future__ import annotations
 
 import asyncio
-import functools
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from core.errors import ConfigError
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -32,6 +34,50 @@ def _index_exists(settings: Settings) -> bool:
     return (settings.index_dir / MANIFEST_FILE).exists()
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail at once when `host:port` cannot be listened on (before minutes of start-up work).
+
+    Binds (with SO_REUSEADDR, as uvicorn does) every address `host` resolves to, then lets go.
+
+    Raises:
+        ConfigError: the port is taken, or the address cannot be bound; the message says how
+            to choose another.
+    """
+    how = "choose another with `--port N` (`make run PORT=N`)"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"port {port} on {host} is already in use (another `steward serve`?): {how}"
+                    ) from None
+                raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def check_can_serve(settings: Settings, host: str, port: int) -> None:
+    """What `steward serve` checks before any start-up work (index, migrations, seeding).
+
+    Raises:
+        ConfigError: the port is taken; production without a provider or without an index.
+    """
+    from steward.models import require_provider
+
+    ensure_port_free(host, port)
+    require_provider(settings)
+    if settings.env == "production" and not _index_exists(settings):
+        raise ConfigError(
+            f"no knowledge index in {settings.index_dir}: build it with `steward ingest PATH` "
+            "first (production does not index the sample policies by itself)"
+        )
+
+
 def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> None:
     """In development with no index yet: ingest `corpus` and seed the demo orders.
 
@@ -47,7 +93,7 @@ def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> No
     from core.knowledge.ingest import ingest
 
     click.echo(f"no knowledge index in {settings.index_dir}: ingesting {corpus} ...", err=True)
-    ingest([corpus], settings.index_dir, make_embedder(settings), progress=False)
+    ingest([corpus], settings.index_dir, make_embedder(settings), progress=sys.stderr.isatty())
 
     async def seed() -> int:
         url = await asyncio.to_thread(resolve_database_url, settings)
@@ -82,6 +128,7 @@ def serve(host: str, port: int, log_level: str) -> None:
     from core.observability.lifecycle import exporting_traces
 
     settings = get_settings()
+    check_can_serve(settings, host, port)
     try:
         prepare_development(settings)
         with exporting_traces():
@@ -94,13 +141,13 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     """Run uvicorn until the drain (SIGTERM/SIGINT) and the app's shutdown are done."""
     import uvicorn
 
-    from server.app import create_app
+    from server.app import create_app, report_startup_errors
     from server.drain import HTTP_SHUTDOWN_TIMEOUT_S, Drain, DrainingServer
     from steward.runtime import open_runtime
 
     drain = Drain()
     config = uvicorn.Config(
-        functools.partial(create_app, open_runtime, settings, drain=drain),
+        lambda: report_startup_errors(create_app(open_runtime, settings, drain=drain)),
         factory=True,
         host=host,
         port=port,
@@ -110,6 +157,8 @@ def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
     )
+    if log_level == "info":  # uvicorn's start/stop lines; ours say where it listens
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     DrainingServer(config, drain=drain, delay_s=settings.shutdown_delay_s).run()
 
 

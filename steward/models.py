@@ -12,6 +12,20 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def require_provider(settings: Settings) -> None:
+    """Refuse production without an LLM provider (development has the offline demo model).
+
+    Raises:
+        ConfigError: production with neither OPENAI_API_KEY nor OPENAI_BASE_URL.
+    """
+    if settings.env == "production" and not settings.has_llm_provider:
+        raise ConfigError(
+            "STEWARD_ENV=production needs an LLM provider: set OPENAI_API_KEY (and "
+            "OPENAI_BASE_URL for a provider other than OpenAI); the offline demo model is for "
+            "development only"
+        )
+
+
 def make_chat_model(settings: Settings, *, model: str | None = None) -> BaseChatModel:
     """Return ChatOpenAI for any OpenAI-compatible provider, or the offline demo model.
 
@@ -31,8 +45,7 @@ def make_chat_model(settings: Settings, *, model: str | None = None) -> BaseChat
             max_completion_tokens=settings.llm_max_tokens,
             use_responses_api=False,
         )
-    if settings.env == "production":
-        raise ConfigError("STEWARD_ENV=production needs OPENAI_API_KEY or OPENAI_BASE_URL")
+    require_provider(settings)
     from mock_llm.demo_model import DemoChatModel
 
     log.warning(

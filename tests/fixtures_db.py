@@ -1,12 +1,15 @@
 """Postgres fixtures (a pytest plugin: list it in the root conftest's `pytest_plugins`).
 
 Each test session gets a fresh database `steward_test_<hex>` on the server named by
-`STEWARD_TEST_PG` (default `postgresql://root@127.0.0.1:5432/postgres`), migrated once and
-dropped at the end. `STEWARD_TEST_PG=embedded` uses a throwaway embedded PostgreSQL instead.
+`STEWARD_TEST_PG` (default: libpq's defaults, `postgresql://$PGUSER@$PGHOST:$PGPORT/postgres`
+with the current OS user, 127.0.0.1 and 5432 where those are unset), migrated once and dropped
+at the end. `STEWARD_TEST_PG=embedded` uses a throwaway embedded PostgreSQL instead. A server
+that cannot be reached fails the tests that need it with one message saying so.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import tempfile
@@ -26,7 +29,28 @@ from core.domain.orders import PgOrderStore
 from core.domain.seed import seed_demo_orders
 from core.settings import Settings
 
-DEFAULT_TEST_PG = "postgresql://root@127.0.0.1:5432/postgres"
+
+def default_test_pg(environ: dict[str, str] | None = None) -> str:
+    """The test server's URL when STEWARD_TEST_PG is unset: PG* variables, else local defaults."""
+    env = os.environ if environ is None else environ
+    user = env.get("PGUSER") or getpass.getuser()
+    host = env.get("PGHOST") or "127.0.0.1"
+    port = env.get("PGPORT") or "5432"
+    database = env.get("PGDATABASE") or "postgres"
+    shown_host = f"[{host}]" if ":" in host else host
+    if host.startswith("/"):  # a Unix socket directory
+        return f"postgresql://{user}@/{database}?host={host}&port={port}"
+    return f"postgresql://{user}@{shown_host}:{port}/{database}"
+
+
+def unreachable_message(url: str, exc: Exception) -> str:
+    """What a test needing Postgres says when the test server cannot be reached."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return (
+        f"cannot connect to the test PostgreSQL at {url} ({reason}). Start one there, point "
+        "STEWARD_TEST_PG at a server where you may CREATE DATABASE, or set "
+        "STEWARD_TEST_PG=embedded for a throwaway embedded PostgreSQL."
+    )
 
 
 def database_url_for(server_url: str, dbname: str) -> str:
@@ -59,8 +83,15 @@ def drop_database(server_url: str, url: str) -> None:
 @pytest.fixture(scope="session", name="pg_server_url")
 def fx_pg_server_url() -> Iterator[str]:
     """URL of a maintenance database on the test server (where we may CREATE DATABASE)."""
-    configured = os.environ.get("STEWARD_TEST_PG", DEFAULT_TEST_PG)
+    configured = os.environ.get("STEWARD_TEST_PG") or default_test_pg()
     if configured != "embedded":
+        problem = None
+        try:
+            psycopg.connect(configured, autocommit=True, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            problem = unreachable_message(configured, exc)
+        if problem is not None:  # outside the `except`: no chained psycopg traceback
+            pytest.fail(problem, pytrace=False)
         yield configured
         return
     with tempfile.TemporaryDirectory(prefix="steward-test-pg-") as home:

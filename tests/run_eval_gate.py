@@ -17,7 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.fixtures_db import DEFAULT_TEST_PG, create_database, drop_database
+import psycopg
+
+from tests.fixtures_db import create_database, default_test_pg, drop_database, unreachable_message
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_HOME = ROOT / ".steward"
@@ -37,8 +39,12 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def main(argv: list[str]) -> int:
     """Run the gate; see the module docstring."""
     before = snapshot(USER_HOME)
-    server = os.environ.get("STEWARD_TEST_PG", DEFAULT_TEST_PG)
-    scratch = None if server == "embedded" else create_database(server, prefix="steward_eval")
+    server = os.environ.get("STEWARD_TEST_PG") or default_test_pg()
+    try:
+        scratch = None if server == "embedded" else create_database(server, prefix="steward_eval")
+    except psycopg.OperationalError as exc:
+        print(f"eval gate: {unreachable_message(server, exc)}", file=sys.stderr)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="steward-eval-home-") as home:
             env = {**os.environ, "STEWARD_HOME": home}

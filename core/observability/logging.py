@@ -41,9 +41,13 @@ NOISY_LOGGERS: tuple[str, ...] = (
     "faiss",
     "urllib3",
     "filelock",
-    "alembic.runtime.plugins",
+    "alembic",
+    "presidio-analyzer",
+    "transformers",
 )
-"""Third-party loggers kept at WARNING (their INFO lines are per request and add nothing)."""
+"""Third-party loggers kept at WARNING: their INFO lines (per request, or at every start:
+migration steps, recognizers loaded) add nothing to ours. uvicorn's are handled by
+`steward serve`, which owns uvicorn's configuration."""
 
 _HANDLER_MARK = "_steward_observability"
 

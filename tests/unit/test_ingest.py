@@ -170,12 +170,12 @@ def test_changing_one_document_reembeds_only_its_chunks(corpus: Path, index_dir:
     assert any(c.text == "Return labels are free." for c in new.chunks)
 
 
-def test_deleting_a_document_removes_its_chunks(corpus: Path, index_dir: Path) -> None:
+def test_deleting_a_document_removes_its_chunks_with_replace(corpus: Path, index_dir: Path) -> None:
     embedder = HashingEmbedder()
     ingest([corpus], index_dir, embedder, progress=False)
     (corpus / "refund-policy.md").unlink()
 
-    report = ingest([corpus], index_dir, embedder, progress=False)
+    report = ingest([corpus], index_dir, embedder, replace=True, progress=False)
 
     assert report.documents_removed == 1
     assert report.removed_sources == ["refund-policy.md"]
@@ -185,6 +185,66 @@ def test_deleting_a_document_removes_its_chunks(corpus: Path, index_dir: Path) -
     index = KnowledgeIndex.load(index_dir)
     assert len(index) == report.chunks_total == 3
     assert "refund-policy.md" not in index.documents
+
+
+def test_a_second_ingest_adds_and_keeps_the_first(
+    corpus: Path, index_dir: Path, tmp_path: Path
+) -> None:
+    embedder = HashingEmbedder()
+    ingest([corpus], index_dir, embedder, progress=False)
+    before = KnowledgeIndex.load(index_dir)
+    mine = write_corpus(tmp_path / "mine", {"warranty.md": "# Warranty\n\nTwo years.\n"})
+    embedder.documents_embedded = 0
+
+    report = ingest([mine], index_dir, embedder, progress=False)
+
+    assert (report.documents_added, report.documents_kept, report.documents_removed) == (1, 3, 0)
+    assert report.chunks_embedded == embedder.documents_embedded == 1  # only the new one
+    index = KnowledgeIndex.load(index_dir)
+    assert set(index.documents) == {*DOCS, "warranty.md"}
+    assert report.chunks_total == len(index) == 6
+    np.testing.assert_array_equal(
+        index.vectors_for("shipping.md"), before.vectors_for("shipping.md")
+    )
+
+    # Same source name again: its chunks are replaced, the rest stays.
+    (mine / "warranty.md").write_text("# Warranty\n\nThree years.\n", encoding="utf-8")
+    report = ingest([mine], index_dir, embedder, progress=False)
+    assert (report.documents_updated, report.documents_kept) == (1, 3)
+    index = KnowledgeIndex.load(index_dir)
+    assert [c.text for c in index.chunks_for("warranty.md")] == ["Three years."]
+    assert set(index.documents) == {*DOCS, "warranty.md"}
+
+    # --replace makes the index exactly what it is given.
+    report = ingest([mine], index_dir, embedder, replace=True, progress=False)
+    assert report.removed_sources == sorted(DOCS)
+    assert set(KnowledgeIndex.load(index_dir).documents) == {"warranty.md"}
+
+
+def test_kept_documents_are_reembedded_when_the_model_changes(
+    corpus: Path, index_dir: Path, tmp_path: Path
+) -> None:
+    ingest([corpus], index_dir, HashingEmbedder(dim=256), progress=False)
+    mine = write_corpus(tmp_path / "mine", {"warranty.md": "# Warranty\n\nTwo years.\n"})
+    other = HashingEmbedder(dim=64, name="other-model")
+
+    report = ingest([mine], index_dir, other, progress=False)
+
+    assert report.rebuilt and report.documents_kept == 3
+    assert report.chunks_embedded == other.documents_embedded == 6
+    index = KnowledgeIndex.load(index_dir, embedder=other)
+    assert set(index.documents) == {*DOCS, "warranty.md"}
+
+
+def test_a_new_document_may_not_clash_with_a_kept_one(
+    corpus: Path, index_dir: Path, tmp_path: Path
+) -> None:
+    ingest([corpus], index_dir, HashingEmbedder(), progress=False)
+    before = (index_dir / "manifest.json").read_bytes()
+    mine = write_corpus(tmp_path / "mine", {"shipping.txt": "Another shipping text.\n"})
+    with pytest.raises(IngestError, match="shipping"):
+        ingest([mine], index_dir, HashingEmbedder(), progress=False)
+    assert (index_dir / "manifest.json").read_bytes() == before
 
 
 async def test_search_returns_best_matching_chunk_off_the_loop(
