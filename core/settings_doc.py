@@ -90,6 +90,12 @@ OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "Schemathesis examples per operation (default 3; `make fuzz`: 50).",
     ),
     (
+        "STEWARD_CHROMIUM, STEWARD_TEST_ARTIFACTS",
+        "tests (tests/e2e/test_inbox_browser.py)",
+        "The Chromium the inbox's browser tests drive (default `/usr/bin/chromium`, Debian's) "
+        "and where their screenshots go (default `tests/artifacts`, as `inbox/*.png`).",
+    ),
+    (
         "STEWARD_HYPOTHESIS_PROFILE",
         "tests (tests/integration/test_adversarial_approvals.py)",
         "`slow` runs the adversarial state machine longer.",

@@ -124,7 +124,8 @@ def fx_scratch_database_url(pg_server_url: str) -> Iterator[str]:
 async def fx_db_pool(database_url: str) -> AsyncIterator[DbPool]:
     """An open pool on the session database, with checkpoint tables and demo orders."""
     # Warm connections up front: the concurrency tests only race if callers really overlap.
-    settings = Settings(database_url=database_url, db_pool_min=20, db_pool_max=20)
+    # Not more: two workers, their servers and these pools share one Postgres (100 clients).
+    settings = Settings(database_url=database_url, db_pool_min=12, db_pool_max=12)
     async with open_pool(database_url, settings) as pool:
         await migrate(pool, database_url)
         await seed_demo_orders(pool)

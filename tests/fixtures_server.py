@@ -134,6 +134,7 @@ def fx_server(
         "STEWARD_BLOCKBUSTER": "1",
         "STEWARD_RATE_LIMIT_PER_MINUTE": "0",  # tests poll freely; tests/unit/test_rate_limit.py
         "STEWARD_SHUTDOWN_DELAY_S": "0",  # no load balancer to drain; tests/e2e/test_drain.py
+        "STEWARD_DB_POOL_MAX": "8",  # servers of two workers share one Postgres
         "PYTHONUNBUFFERED": "1",
     }
     with log_path.open("wb") as log:

@@ -50,6 +50,7 @@ def service_env(**overrides: str) -> dict[str, str]:
         "TRANSFORMERS_OFFLINE": "1",
         "STEWARD_BLOCKBUSTER": "1",
         "STEWARD_RATE_LIMIT_PER_MINUTE": "0",
+        "STEWARD_DB_POOL_MAX": "8",  # servers of two workers share one Postgres
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DATABASE_URL", None)

@@ -252,13 +252,21 @@ def ingest(
         report.documents_kept = len(kept)
 
     owner: dict[str, str] = {}
+    kept_sources = {doc.source for doc in kept}
     for doc in [*kept, *documents]:
         for chunk in doc.chunks:
             other = owner.setdefault(chunk.id, doc.source)
             if other != doc.source:
+                hint = (
+                    f" ({other!r} is in the index already: the same files given from another"
+                    " folder get other names; `steward ingest --replace PATH...` rebuilds the"
+                    " index from exactly PATH)"
+                    if other in kept_sources
+                    else ""
+                )
                 raise IngestError(
                     f"{other!r} and {doc.source!r} share the file stem behind chunk id "
-                    f"{chunk.id!r}; rename one of them so citations stay unambiguous"
+                    f"{chunk.id!r}; rename one of them so citations stay unambiguous{hint}"
                 )
 
     if previous is not None and replace:

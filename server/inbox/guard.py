@@ -65,6 +65,17 @@ def is_https(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return connection.url.scheme == "https"
 
 
+def secure_cookies(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Cookies are `Secure` over https, and always in production.
+
+    Behind a TLS proxy whose address uvicorn does not trust, the scheme reads `http`, and a
+    session cookie must still never travel in clear.
+    """
+    runtime = connection.app.state.get("runtime")
+    production = runtime is not None and runtime.deps.settings.env == "production"
+    return production or is_https(connection)
+
+
 def tokens_match(presented: str | None, expected: str | None) -> bool:
     """Compare two tokens in constant time; a missing one never matches."""
     if not presented or not expected:
@@ -139,7 +150,7 @@ def _cookie(
         path=INBOX_PATH,
         max_age=max_age,
         httponly=True,
-        secure=is_https(connection),
+        secure=secure_cookies(connection),
         samesite="strict",
     )
 

@@ -1,4 +1,4 @@
-"""Inbox sessions in Postgres (`inbox_sessions`, revision 0012): open, find, close.
+"""Inbox sessions in Postgres (`inbox_sessions`, revision 0013): open, find, close.
 
 Why a server-side session and not a signed cookie: Postgres is the single source of truth and
 every replica shares it, so a row serves any replica without a shared secret to distribute

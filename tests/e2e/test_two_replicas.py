@@ -95,6 +95,7 @@ def fx_replicas(
         "OPENAI_API_KEY": "test-key",
         "STEWARD_LLM_TIMEOUT_S": "30",
         "STEWARD_RUN_LEASE_S": str(LEASE_S),
+        "STEWARD_DB_POOL_MAX": "8",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "STEWARD_BLOCKBUSTER": "1",
