@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_CORPUS = Path("data/policies")
+CHECKOUT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "policies"
+"""The sample policies of the checkout an editable install runs from."""
 T = TypeVar("T")
 
 
@@ -92,6 +94,13 @@ def prepare_development(settings: Settings, corpus: Path = DEFAULT_CORPUS) -> No
     from core.knowledge.embeddings import make_embedder
     from core.knowledge.ingest import ingest
 
+    if not corpus.exists() and corpus == DEFAULT_CORPUS and CHECKOUT_CORPUS.exists():
+        corpus = CHECKOUT_CORPUS  # started outside the checkout it was installed from
+    if not corpus.exists():
+        raise click.ClickException(
+            f"no knowledge index in {settings.index_dir} and no sample policies at {corpus}: "
+            "run `steward ingest PATH` first (or start from the checkout)"
+        )
     click.echo(f"no knowledge index in {settings.index_dir}: ingesting {corpus} ...", err=True)
     ingest([corpus], settings.index_dir, make_embedder(settings), progress=sys.stderr.isatty())
 
