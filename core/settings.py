@@ -346,6 +346,20 @@ def _bounds(info: FieldInfo) -> str:
     return " " + " and ".join(parts) if parts else ""
 
 
+_KINDS: dict[Any, tuple[str, str]] = {
+    bool: ("boolean", "`true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`)"),
+    int: ("integer", "an integer"),
+    float: ("number", "a number"),
+    Decimal: ("decimal", "a decimal number"),
+    Path: ("path", "a directory path"),
+    SecretStr: ("secret", "any text (never logged)"),
+    str: ("text", "any text"),
+    dict: ("JSON object", "a JSON object"),
+    list: ("list", "a JSON list"),
+}
+"""(type name, accepted values) of the plain types (and generic origins) settings use."""
+
+
 def _kind(annotation: Any) -> tuple[str, str]:
     """(type name, accepted values) of one annotation, `None` left out."""
     origin = typing.get_origin(annotation)
@@ -357,24 +371,9 @@ def _kind(annotation: Any) -> tuple[str, str]:
     if origin is Literal:
         values = [f"`{v}`" for v in typing.get_args(annotation)]
         return "choice", ", ".join(values[:-1]) + " or " + values[-1]
-    if annotation is bool:
-        return "boolean", "`true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`)"
-    if annotation is int:
-        return "integer", "an integer"
-    if annotation is float:
-        return "number", "a number"
-    if annotation is Decimal:
-        return "decimal", "a decimal number"
-    if annotation is Path:
-        return "path", "a directory path"
-    if annotation is SecretStr:
-        return "secret", "any text (never logged)"
-    if annotation is str:
-        return "text", "any text"
-    if origin is dict:
-        return "JSON object", "a JSON object"
-    if origin is list:
-        return "list", "a JSON list"
+    kind = _KINDS.get(origin or annotation)
+    if kind is not None:
+        return kind
     raise TypeError(f"no description of the accepted values of {annotation!r}")
 
 

@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -137,12 +137,7 @@ class KeyStore:
         if row is None or not secret_matches(parsed.secret, row["key_hash"]):
             self._cache.pop(raw, None)
             return None
-        principal = Principal(
-            key_id=row["key_id"],
-            user_id=row["user_id"],
-            tenant_id=row["tenant_id"],
-            role=cast(Role, row["role"]),
-        )
+        principal = principal_of(row)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[raw] = (now + self._ttl, principal)
@@ -215,6 +210,16 @@ async def ensure_dev_key(store: KeyStore, settings: Settings) -> str | None:
         flush=True,
     )
     return raw
+
+
+def principal_of(row: Mapping[str, Any]) -> Principal:
+    """The principal of an `api_keys` row (`key_id`, `user_id`, `tenant_id`, `role`)."""
+    return Principal(
+        key_id=row["key_id"],
+        user_id=row["user_id"],
+        tenant_id=row["tenant_id"],
+        role=cast(Role, row["role"]),
+    )
 
 
 def role_of(value: Any) -> Role:

@@ -18,9 +18,10 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from core.identity import Principal, Role
+from core.identity import Principal
+from server.keys import principal_of
 
 if TYPE_CHECKING:
     from core.db.pool import DbPool
@@ -93,13 +94,7 @@ class SessionStore:
             row = await cur.fetchone()
         if row is None:
             return None
-        principal = Principal(
-            key_id=row["key_id"],
-            user_id=row["user_id"],
-            tenant_id=row["tenant_id"],
-            role=cast(Role, row["role"]),
-        )
-        return InboxSession(principal, row["csrf_token"], row["expires_at"])
+        return InboxSession(principal_of(row), row["csrf_token"], row["expires_at"])
 
     async def close(self, token: str | None) -> bool:
         """End a session (sign out); True if one was open."""
