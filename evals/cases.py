@@ -1,8 +1,12 @@
 """Eval cases: the JSONL schema of `evals/datasets/*.jsonl` and how datasets are found and loaded.
 
 One line is one case: an `input` (the user's message), the `approvals` the runner gives when the
-graph asks for a person, and the `expected` behaviour that the evaluators check. An expectation
-left out (None) means "not checked by this case", so each evaluator only scores what a case says.
+graph asks for a person, and the `expected` behaviour that the evaluators check. A multi-turn case
+gives `turns` instead (each an `input` with its own `approvals`, sent in order on one thread);
+`expected` then checks the last turn's answer (facts, sources, refusal, actions), while the
+trajectory, the approvals asked and the safety checks span the whole conversation. An
+expectation left out (None) means "not checked by this case", so each evaluator only scores what
+a case says.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import StewardError
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 """Where `--dataset NAME` looks for `NAME.jsonl`."""
 
-Category = Literal["policy", "refund", "order", "injection", "out_of_scope", "input", "robustness"]
+Category = Literal[
+    "policy", "refund", "order", "injection", "out_of_scope", "input", "robustness", "conversation"
+]
 
 ORDER_ID = re.compile(r"(?<![\w-])LS-\d{4,8}(?![\w-])", re.IGNORECASE)
 
@@ -80,8 +86,12 @@ class Expected(BaseModel):
     as `"empty_input"`: `response.refusal` must be exactly that; `"none"`: must not refuse."""
     forbid_executed: list[str] = Field(default_factory=list)
     """Tools that must not end up `executed` in this run, whatever the approvals say."""
-    max_latency_s: float = 60.0
-    max_cost_usd: float = 0.05
+    max_latency_s: float = 15.0
+    """Seconds in the graph. The mock run's slowest case takes about 3 s on a busy 2-core
+    machine (p95 1.6 s); a case that retries a model call or loops to its tool limit exceeds it."""
+    max_cost_usd: float = 0.002
+    """USD of the case's model calls: about 3x the costliest case (gpt-4o-mini prices, $0.0006);
+    a run that spends its whole model-call budget (8 calls of a full context) exceeds it."""
 
     @property
     def source_groups(self) -> list[list[str]]:
@@ -96,16 +106,30 @@ class Expected(BaseModel):
         return value
 
 
+UserInput = str | list[dict[str, Any]]
+"""A user's message: text, or OpenAI content parts (for non-text input)."""
+
+
+class Turn(BaseModel):
+    """One user message of a multi-turn case, with the decisions for what it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: UserInput
+    approvals: list[Decision] = Field(default_factory=list)
+
+
 class EvalCase(BaseModel):
     """One eval case, as written in a dataset's JSONL line."""
 
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     category: Category
-    input: str | list[dict[str, Any]]
-    """The user's message: text, or OpenAI content parts (for non-text input)."""
+    input: UserInput | None = None
+    """The user's message (a single-turn case)."""
     approvals: list[Decision] = Field(default_factory=list)
     """Decisions for the held actions, consumed in order, one per action request."""
+    turns: list[Turn] | None = Field(default=None, min_length=2)
+    """A conversation (instead of `input` and `approvals`): the messages in order."""
     expected: Expected
     requires_mock: bool = False
     """The case relies on a `[[mock:...]]` test marker; skipped against a real provider."""
@@ -114,18 +138,38 @@ class EvalCase(BaseModel):
     dataset: str = ""
     """Filled in by the loader: the dataset file's stem."""
 
+    @model_validator(mode="after")
+    def _one_conversation(self) -> EvalCase:
+        if (self.input is None) == (self.turns is None):
+            raise ValueError("give either `input` (one turn) or `turns` (a conversation)")
+        if self.turns is not None and self.approvals:
+            raise ValueError("a multi-turn case gives its approvals in each turn")
+        return self
+
+    @property
+    def conversation(self) -> list[Turn]:
+        """The user's turns in order (one for a single-turn case)."""
+        if self.turns is not None:
+            return self.turns
+        assert self.input is not None  # the validator guarantees one of the two
+        return [Turn(input=self.input, approvals=self.approvals)]
+
     @property
     def order_ids(self) -> frozenset[str]:
-        """Order ids the case's message names; cases sharing one run one after another."""
-        text = self.input if isinstance(self.input, str) else json.dumps(self.input)
+        """Order ids the case's messages name; cases sharing one run one after another."""
+        text = " ".join(_text_of(turn.input) for turn in self.conversation)
         return frozenset(m.group().upper() for m in ORDER_ID.finditer(text))
 
     @property
     def input_text(self) -> str:
-        """The input as text, for reports and LLM judges."""
-        if isinstance(self.input, str):
-            return self.input
-        return " ".join(str(p.get("text", f"<{p.get('type', 'part')}>")) for p in self.input)
+        """The input as text, for reports and LLM judges (turns joined by ` / `)."""
+        return " / ".join(_text_of(turn.input) for turn in self.conversation)
+
+
+def _text_of(value: UserInput) -> str:
+    if isinstance(value, str):
+        return value
+    return " ".join(str(p.get("text", f"<{p.get('type', 'part')}>")) for p in value)
 
 
 def resolve_dataset(spec: str | Path, root: Path = DATASETS_DIR) -> Path:

@@ -63,7 +63,11 @@ def upload(
     new = [
         {
             "id": example_id(c.id),
-            "inputs": {"input": c.input},
+            "inputs": (
+                {"input": c.input}
+                if c.turns is None
+                else {"turns": [t.model_dump(mode="json", exclude_defaults=True) for t in c.turns]}
+            ),
             "reference_outputs": c.expected.model_dump(mode="json", exclude_none=True),
             "metadata": {"case_id": c.id, "category": c.category, "dataset": c.dataset},
         }

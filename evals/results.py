@@ -23,6 +23,8 @@ class CaseRun(BaseModel):
     thread_id: str
     response: dict[str, Any] | None = None
     """`values["response"]` at the end (None if the run failed or still waits for approval)."""
+    responses: list[dict[str, Any]] = Field(default_factory=list)
+    """The response of every turn that ended, in order (the last one is `response`)."""
     retrieved: list[str] = Field(default_factory=list)
     """Ids of the chunks retrieved in the turn: the only citable ones."""
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)

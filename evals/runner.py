@@ -1,8 +1,9 @@
 """Run eval cases through the real graph and score them.
 
-Every case is one user turn on a fresh thread of the service's own workflow (`open_runtime`:
-Postgres checkpointer, the configured provider, the FAISS index). When the graph stops for an
-approval the runner answers with the case's next decisions, as a reviewer would, and resumes.
+Every case is one user turn, or a conversation of several, on a fresh thread of the service's own
+workflow (`open_runtime`: Postgres checkpointer, the configured provider, the FAISS index). When
+the graph stops for an approval the runner answers with the turn's next decisions, as a reviewer
+would, and resumes.
 Cases that name the same order run one after another in dataset order (a refund changes what
 the next case may refund); all others run concurrently, up to `concurrency` at a time.
 """
@@ -29,7 +30,7 @@ from core.budget.prices import PRICES
 from core.budget.prices import ModelPrice as Price
 from core.errors import ConfigError
 from core.settings import Settings
-from evals.cases import Decision, EvalCase
+from evals.cases import Decision, EvalCase, Turn
 from evals.evaluators import (
     AsyncEvaluator,
     Evaluator,
@@ -221,8 +222,11 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
     async with runtime.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT refund_id, order_id, amount_cents, approved_by FROM refunds"
-                " WHERE thread_id = %s ORDER BY created_at, refund_id",
+                "SELECT r.refund_id, r.order_id, r.amount_cents, r.requested_by, r.approved_by,"
+                " o.status AS order_status, a.status AS approval_status, a.decided_by"
+                " FROM refunds r JOIN orders o USING (order_id)"
+                " LEFT JOIN approvals a ON a.approval_id = r.approval_id"
+                " WHERE r.thread_id = %s ORDER BY r.created_at, r.refund_id",
                 (thread_id,),
             )
         ).fetchall()
@@ -231,7 +235,11 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
             "refund_id": str(r["refund_id"]),
             "order_id": r["order_id"],
             "amount": format_money(r["amount_cents"]),
+            "requested_by": r["requested_by"],
             "approved_by": r["approved_by"],
+            "order_status": r["order_status"],
+            "approval_status": r["approval_status"],
+            "decided_by": r["decided_by"],
         }
         for r in rows
     ]
@@ -288,52 +296,75 @@ async def run_case(
     run_id: str,
     decide: ApprovalDecider | None = None,
 ) -> CaseRun:
-    """Drive one case through the graph, answering approvals as the case says."""
+    """Drive one case's turns through the graph on one thread, answering approvals as it says."""
     thread_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"steward-eval:{run_id}:{case.id}"))
     run = CaseRun(
         case_id=case.id,
         thread_id=thread_id,
         approval_threshold=float(runtime.deps.approval_threshold),
     )
-    config: RunnableConfig = {
-        "configurable": {"thread_id": thread_id, "user_id": REQUESTER},
-        "metadata": {"eval_run": run_id, "eval_case": case.id},
-    }
-    context = RunContext(user_id=REQUESTER)
-    payload: Any = {"messages": [{"role": "user", "content": case.input}]}
-    planned = list(case.approvals)
+    config = _config(thread_id, REQUESTER, run_id, case.id)
     try:
-        while True:
-            started = time.perf_counter()
-            try:
-                await _stream(runtime, payload, config, context, run)
-            finally:
-                run.latency_s += time.perf_counter() - started
-            state = await runtime.graph.aget_state(config)
-            if not state.interrupts:
+        for turn in case.conversation:
+            config = _config(thread_id, REQUESTER, run_id, case.id)
+            await _run_turn(runtime, turn, config, run, decide)
+            if run.pending_approval:
                 break
-            requests = list(state.interrupts[0].value.get("action_requests") or [])
-            run.approvals_requested.append(requests)
-            decisions = resume_decisions(requests, planned)
-            if decisions is None:
-                run.pending_approval = True
-                break
-            run.decisions.extend(decisions)
-            config = {**config, "configurable": {"thread_id": thread_id, "user_id": APPROVER}}
-            context = RunContext(user_id=APPROVER)
-            payload = Command(resume=await _decide(runtime, decide, thread_id, decisions))
+            response = (await runtime.graph.aget_state(config)).values.get("response")
+            if isinstance(response, dict):
+                run.responses.append(response)
     except Exception as exc:  # noqa: BLE001 - a failing case is a result, not a crash
         run.error = f"{type(exc).__name__}: {exc}"
         log.warning("eval case %s failed: %s", case.id, run.error)
     try:
         values = (await runtime.graph.aget_state(config)).values
-        run.response = None if run.pending_approval else values.get("response")
+        run.response = None if run.pending_approval or run.error else values.get("response")
         run.retrieved = [c["id"] for c in values.get("retrieved") or []]
         run.messages = [serialize_message(m) for m in values.get("messages") or []]
         run.refunds = await _refunds_of(runtime, thread_id)
     except Exception as exc:  # noqa: BLE001 - keep whatever was observed
         run.error = run.error or f"{type(exc).__name__}: {exc}"
     return run
+
+
+def _config(thread_id: str, user_id: str, run_id: str, case_id: str) -> RunnableConfig:
+    return {
+        "configurable": {"thread_id": thread_id, "user_id": user_id},
+        "metadata": {"eval_run": run_id, "eval_case": case_id},
+    }
+
+
+async def _run_turn(
+    runtime: Runtime,
+    turn: Turn,
+    config: RunnableConfig,
+    run: CaseRun,
+    decide: ApprovalDecider | None,
+) -> None:
+    """One user message, then a resume per approval interrupt while the turn's decisions last."""
+    thread_id = str(config["configurable"]["thread_id"])
+    context = RunContext(user_id=REQUESTER)
+    payload: Any = {"messages": [{"role": "user", "content": turn.input}]}
+    planned = list(turn.approvals)
+    while True:
+        started = time.perf_counter()
+        try:
+            await _stream(runtime, payload, config, context, run)
+        finally:
+            run.latency_s += time.perf_counter() - started
+        state = await runtime.graph.aget_state(config)
+        if not state.interrupts:
+            return
+        requests = list(state.interrupts[0].value.get("action_requests") or [])
+        run.approvals_requested.append(requests)
+        decisions = resume_decisions(requests, planned)
+        if decisions is None:
+            run.pending_approval = True
+            return
+        run.decisions.extend(decisions)
+        config = {**config, "configurable": {"thread_id": thread_id, "user_id": APPROVER}}
+        context = RunContext(user_id=APPROVER)
+        payload = Command(resume=await _decide(runtime, decide, thread_id, decisions))
 
 
 async def score_case(

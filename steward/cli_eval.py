@@ -55,7 +55,7 @@ DEFAULT_RESULTS = Path("evals/results")
 @click.option(
     "--update-baseline",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write this run (without traces) as the new baseline.",
+    help="Write this run (without traces) as the new baseline (refused on a safety-gate failure).",
 )
 @click.option(
     "--tolerance",
@@ -115,6 +115,7 @@ def eval_command(
     from core.settings import get_settings
     from evals.cases import DatasetError, load_cases
     from evals.compare import compare, load_report, parse_tolerance, render
+    from evals.gate import render_gate, safety_failures
     from evals.runner import EvalOptions, ensure_index, mock_settings, provider_name
     from mock_llm.process import running_mock_llm
 
@@ -160,7 +161,9 @@ def eval_command(
     folder = out or DEFAULT_RESULTS / report.run.started_at.strftime("%Y%m%dT%H%M%SZ")
     _write_outputs(folder, report, comparison, baseline)
     _print_summary(report)
-    if update_baseline is not None:
+    if update_baseline is not None and safety_failures(report):
+        click.echo(f"not writing {update_baseline}: a baseline cannot accept a safety failure")
+    elif update_baseline is not None:
         update_baseline.parent.mkdir(parents=True, exist_ok=True)
         update_baseline.write_text(report.without_traces().model_dump_json(indent=1) + "\n")
         click.echo(f"baseline written to {update_baseline}")
@@ -170,6 +173,9 @@ def eval_command(
     if comparison is not None and baseline is not None:
         click.echo("\n".join(render(comparison, str(baseline))))
         failed = comparison.regressed
+    click.echo("\n".join(render_gate(report)))
+    if safety_failures(report):
+        failed = True
     if min_pass_rate is not None and report.summary.pass_rate < min_pass_rate:
         click.echo(f"pass rate {report.summary.pass_rate:.1%} is below {min_pass_rate:.1%}")
         failed = True

@@ -10,6 +10,7 @@ from evals.cases import EvalCase
 from evals.evaluators.actions import approval, safety
 from evals.evaluators.budgets import latency, make_cost_evaluator
 from evals.evaluators.contract import schema
+from evals.evaluators.disclosure import leak
 from evals.evaluators.grounding import citation_precision, citation_recall, correctness
 from evals.evaluators.refusals import refusal
 from evals.evaluators.scoring import AsyncEvaluator, Evaluator
@@ -22,6 +23,7 @@ def deterministic_evaluators(prices: dict[str, Price] = PRICES) -> list[Evaluato
     return [
         schema,
         safety,
+        leak,
         refusal,
         approval,
         trajectory,
