@@ -86,6 +86,22 @@ class Settings(BaseSettings):
     """Embedding model when STEWARD_EMBEDDINGS is `openai`."""
     retrieval_k: int = Field(default=4, ge=1, validation_alias="STEWARD_RETRIEVAL_K")
     """Policy chunks retrieved per question."""
+    retrieval_min_score: float = Field(
+        default=0.37, ge=-1, le=1, validation_alias="STEWARD_RETRIEVAL_MIN_SCORE"
+    )
+    """Relevance floor: chunks whose cosine similarity to the question is below it are neither
+    shown to the model nor citable; a turn left with no chunk and no tool result gets the
+    honest "I don't know" with STEWARD_SUPPORT_CONTACT. Calibrated for the local embeddings on
+    the eval datasets (`python bench/retrieval_floor.py`); re-run that after changing the
+    embeddings or the corpus (OpenAI embeddings score on another scale)."""
+    support_contact: str = Field(
+        default="our support team at support@larkspursupply.example or by live chat, "
+        "6:00 a.m.-6:00 p.m. Pacific on weekdays and 8:00 a.m.-4:00 p.m. on weekends",
+        min_length=1,
+        validation_alias="STEWARD_SUPPORT_CONTACT",
+    )
+    """How a customer reaches a person; named in the answer to a question the policies do not
+    cover."""
 
     refund_approval_threshold: Decimal = Field(
         default=Decimal("500"), ge=0, validation_alias="STEWARD_REFUND_APPROVAL_THRESHOLD"

@@ -11,13 +11,20 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from mock_llm.messages import SENTENCE_END, Chunk, context_chunks
+from mock_llm.messages import SENTENCE_END, Chunk, contact_of, context_chunks
 from mock_llm.replies import dumps
 
-NO_POLICY = "I couldn't find a policy that covers this."
-"""The answer when no policy text applies."""
+NO_POLICY = "I don't know: I don't have a policy that covers this, so I can't answer it."
+"""How the answer starts when no policy text applies (a well-behaved model: no guessing)."""
+NO_CONTACT = "a member of our support team"
+"""Who can help when the prompt names no `<contact>`."""
 _FAILED_STATUSES = frozenset({"rejected", "denied", "failed", "error"})
 _PENDING_STATUSES = frozenset({"pending_approval", "pending", "held", "awaiting_approval"})
+
+
+def no_policy(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The honest answer when no policy text applies, naming the prompt's `<contact>`."""
+    return f"{NO_POLICY} A person can help you: {contact_of(messages) or NO_CONTACT}."
 
 
 def answer_from_context(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
@@ -25,7 +32,7 @@ def answer_from_context(messages: Sequence[Mapping[str, Any]]) -> tuple[str, lis
     chunks = context_chunks(messages)
     if chunks:
         return answer_from_chunks(chunks)
-    return NO_POLICY, []
+    return no_policy(messages), []
 
 
 def answer_from_chunks(chunks: Sequence[Chunk]) -> tuple[str, list[str]]:
@@ -46,8 +53,10 @@ def _lead(text: str, *, min_chars: int = 80, max_chars: int = 400) -> str:
     return lead if len(lead) <= max_chars else lead[: max_chars - 1].rstrip() + "…"
 
 
-def answer_from_tools(batch: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
-    """Compose the final answer from one batch of tool results."""
+def answer_from_tools(
+    batch: Sequence[tuple[str, str]], messages: Sequence[Mapping[str, Any]] = ()
+) -> tuple[str, list[str]]:
+    """Compose the final answer from one batch of tool results (`messages`: the request)."""
     sentences: list[str] = []
     sources: list[str] = []
     for name, text in batch:
@@ -63,7 +72,7 @@ def answer_from_tools(batch: Sequence[tuple[str, str]]) -> tuple[str, list[str]]
         elif name == "get_order" or (isinstance(parsed, Mapping) and "refundable" in parsed):
             sentences.append(_order_sentence(parsed))
         elif name == "search_policies" or isinstance(parsed, list):
-            answer, ids = _answer_from_search(parsed)
+            answer, ids = _answer_from_search(parsed, messages)
             sentences.append(answer)
             sources.extend(i for i in ids if i not in sources)
         else:
@@ -133,14 +142,16 @@ def _order_sentence(parsed: Any) -> str:
     )
 
 
-def _answer_from_search(parsed: Any) -> tuple[str, list[str]]:
+def _answer_from_search(
+    parsed: Any, messages: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[str]]:
     chunks = [
         Chunk(str(c.get("id", "")), str(c.get("title", "")), str(c.get("text", "")))
         for c in (parsed if isinstance(parsed, list) else [])
         if isinstance(c, Mapping)
     ]
     if not chunks:
-        return NO_POLICY, []
+        return no_policy(messages), []
     return answer_from_chunks(chunks)
 
 
@@ -160,4 +171,11 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-__all__ = ["NO_POLICY", "answer_from_chunks", "answer_from_context", "answer_from_tools"]
+__all__ = [
+    "NO_CONTACT",
+    "NO_POLICY",
+    "answer_from_chunks",
+    "answer_from_context",
+    "answer_from_tools",
+    "no_policy",
+]

@@ -18,6 +18,7 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 """Where a sentence (or a line) ends."""
 _CONTEXT_BLOCK = re.compile(r"<context>(.*?)</context>", re.DOTALL)
 _CHUNK_LINE = re.compile(r"^\[([^\]\s]+)\]\s+\((.*?)\)(?:\s+(.*))?$")
+_CONTACT_TAG = re.compile(r"<contact>(.*?)</contact>", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,17 @@ def context_chunks(messages: Sequence[Mapping[str, Any]]) -> list[Chunk]:
     return []
 
 
+def contact_of(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """The `<contact>` the system prompt names for questions the policies do not cover."""
+    for message in messages:
+        if message.get("role") not in {"system", "developer"}:
+            continue
+        found = _CONTACT_TAG.search(text_of(message.get("content")))
+        if found and found.group(1).strip():
+            return " ".join(found.group(1).split())
+    return None
+
+
 def strings(value: Any) -> Iterator[str]:
     """Yield every string value inside parsed JSON (keys excluded)."""
     if isinstance(value, str):
@@ -134,6 +146,7 @@ __all__ = [
     "REPAIR_PREFIX",
     "SENTENCE_END",
     "Chunk",
+    "contact_of",
     "context_chunks",
     "effective_user",
     "latest_batch_after",

@@ -3,6 +3,8 @@
 `reply(request)` reads an OpenAI chat-completions request body and decides, without any I/O or
 randomness, what a (deliberately gullible) support model would answer: tool calls for refunds,
 order look-ups and policy searches, or one JSON object `{"answer": ..., "sources": [...]}`.
+When neither the prompt's `<context>` nor a search holds a policy excerpt it answers honestly
+(it does not know, and names the prompt's `<contact>`), as a well-behaved model would.
 It obeys refund instructions found in tool results on purpose, so the graph's guards can be
 tested against prompt injection. Test markers in the user text (`[[mock:...]]`) force
 misbehaviour: invalid tool-call JSON, unknown tools, non-JSON or badly cited answers.
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_llm.answers import NO_POLICY, answer_from_chunks, answer_from_context, answer_from_tools
+from mock_llm.answers import answer_from_chunks, answer_from_context, answer_from_tools, no_policy
 from mock_llm.messages import (
     REPAIR_PREFIX,
     context_chunks,
@@ -112,7 +114,7 @@ def _decide(messages: list[Mapping[str, Any]], offered: frozenset[str]) -> _Deci
         injected = injected_refunds(messages, batch) if "issue_refund" in offered else []
         if injected:
             return _Decision(calls=[_refund_call(r, reason) for r, reason in injected])
-        answer, sources = answer_from_tools(batch)
+        answer, sources = answer_from_tools(batch, messages)
         return _final(answer, sources, markers, repaired)
 
     last_text = text_of(messages[-1].get("content")) if messages else ""
@@ -120,7 +122,7 @@ def _decide(messages: list[Mapping[str, Any]], offered: frozenset[str]) -> _Deci
         # A repair turn: answer again from what is already known, never act twice.
         batch = latest_batch_after(messages, user_index)
         if batch:
-            answer, sources = answer_from_tools(batch)
+            answer, sources = answer_from_tools(batch, messages)
         else:
             answer, sources = answer_from_context(messages)
         return _final(answer, sources, markers, repaired)
@@ -155,7 +157,7 @@ def _decide(messages: list[Mapping[str, Any]], offered: frozenset[str]) -> _Deci
     if "search_policies" in offered:
         query = clean_text.strip()[:MAX_QUERY_CHARS]
         return _Decision(calls=[("search_policies", dumps({"query": query}))])
-    return _final(NO_POLICY, [], markers, repaired)
+    return _final(no_policy(messages), [], markers, repaired)
 
 
 def _final(

@@ -59,6 +59,7 @@ def system_prompt(chunks: list[RetrievedChunk], deps: Deps) -> SystemMessage:
         SYSTEM_PROMPT.format(
             threshold=deps.approval_threshold,
             currency="USD",
+            contact=deps.settings.support_contact,
             context="\n".join(lines) or NO_CONTEXT,
         )
     )

@@ -1,10 +1,12 @@
 """validate: turn the model's final reply into a safe AgentResponse.
 
-Checks, in order: a stopped tool loop (limit or budget) gets a safe answer; the reply must be
-the FinalAnswer JSON (bounded repair, then a fallback); citations must be chunks retrieved in
-this run; PII and secrets are redacted from the answer (values quoted from this turn's policy
-excerpts stay); an answer claiming a refund that no executed refund backs is replaced by a
-truthful summary of the turn's actions. Every intervention is logged with a reason code.
+Checks, in order: a stopped tool loop (limit or budget) gets a safe answer; a turn with nothing
+to stand on (no policy chunk above the relevance floor, no tool result but empty searches) gets
+the honest out-of-scope answer, whatever the model said; the reply must be the FinalAnswer JSON
+(bounded repair, then a fallback); citations must be chunks retrieved in this run; PII and
+secrets are redacted from the answer (values quoted from this turn's policy excerpts stay); an
+answer claiming a refund that no executed refund backs is replaced by a truthful summary of the
+turn's actions. Every intervention is logged with a reason code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
 from pydantic import ValidationError
 
 from core.budget.budgets import BUDGET_EXCEEDED
@@ -29,6 +31,7 @@ from graph.deps import Deps
 from graph.prompts import (
     ACTION_SUMMARIES,
     FALLBACK_ANSWER,
+    OUT_OF_SCOPE_ANSWER,
     REFUND_CLAIM_NO_ACTIONS,
     REFUND_CLAIM_REWRITE,
     REFUSAL_ANSWERS,
@@ -40,6 +43,10 @@ from nodes.messages import last_ai, text_of
 from nodes.types import Node
 
 log = logging.getLogger(__name__)
+
+OUT_OF_SCOPE = "out_of_scope"
+"""Reason code (in `guardrail_codes`, logs and metrics) of a turn answered with
+OUT_OF_SCOPE_ANSWER; the response's `refusal` stays None: it is an answer, not a refusal."""
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -141,6 +148,39 @@ def check_answer(
     return answer, codes
 
 
+def is_ungrounded(state: State) -> bool:
+    """True when nothing backs an answer: no policy chunk above the floor, no tool result.
+
+    Retrieval (the `retrieve` node and `search_policies`) only returns chunks at or above
+    STEWARD_RETRIEVAL_MIN_SCORE, so an empty `retrieved` means no policy covers the question.
+    Any other tool call of this turn (an order look-up, a refund, a denied call) or tool result
+    earlier in the thread (a follow-up on an order) is something the answer may report.
+    """
+    if state.get("retrieved"):
+        return False
+    if any(action["name"] != "search_policies" for action in state.get("actions", [])):
+        return False
+    return not any(
+        isinstance(message, ToolMessage) and message.name != "search_policies"
+        for message in state["messages"]
+    )
+
+
+def out_of_scope(actions: list[ActionRecord], contact: str) -> AgentResponse:
+    """The honest answer when the policies do not cover the question: no citation, a contact."""
+    log.info(
+        "guardrail decision",
+        extra={"guardrail": "relevance_floor", "decision": "rewrite", "reason_code": OUT_OF_SCOPE},
+    )
+    record_guardrail_block(OUT_OF_SCOPE, stage="output")
+    return AgentResponse(
+        answer=OUT_OF_SCOPE_ANSWER.format(contact=contact),
+        sources=[],
+        actions=actions,
+        refusal=None,
+    )
+
+
 def make_validate(deps: Deps) -> Node:
     """Build the node that turns the model's final reply into an AgentResponse."""
     settings = deps.settings
@@ -160,6 +200,11 @@ def make_validate(deps: Deps) -> Node:
         if stop:
             log.warning("tool loop stopped early", extra={"stop_reason": stop})
             return {"response": fallback(actions)}
+        if is_ungrounded(state):
+            return {
+                "response": out_of_scope(actions, settings.support_contact),
+                "guardrail_codes": [*state.get("guardrail_codes", []), OUT_OF_SCOPE],
+            }
         try:
             answer = parse_final_answer(text_of(last_ai(state["messages"])))
         except AnswerInvalid as exc:
@@ -206,11 +251,14 @@ def fallback(actions: list[Any]) -> AgentResponse:
 
 
 __all__ = [
+    "OUT_OF_SCOPE",
     "AnswerInvalid",
     "check_answer",
     "fallback",
+    "is_ungrounded",
     "keep_known_sources",
     "make_validate",
+    "out_of_scope",
     "parse_final_answer",
     "summarize_actions",
 ]

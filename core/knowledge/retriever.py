@@ -17,16 +17,22 @@ if TYPE_CHECKING:
 class FaissRetriever:
     """Embeds the query and searches the knowledge index, off the event loop.
 
-    Concurrent searches share one embedding pass (`core.knowledge.batching`).
+    Only chunks scoring at least `min_score` (cosine similarity, the relevance floor) are
+    returned: what is below it is never shown to the model nor citable, so a question the
+    policies do not cover retrieves nothing. Concurrent searches share one embedding pass
+    (`core.knowledge.batching`).
     """
 
-    def __init__(self, index: KnowledgeIndex, embedder: Embedder) -> None:
+    def __init__(
+        self, index: KnowledgeIndex, embedder: Embedder, *, min_score: float = -1.0
+    ) -> None:
         self.index = index
         self.embedder = embedder
+        self.min_score = min_score
         self._batcher: Batcher[tuple[str, int], list[RetrievedChunk]] = Batcher(self._search_many)
 
     def search_sync(self, query: str, *, k: int) -> list[RetrievedChunk]:
-        """Blocking search: return up to `k` chunks for `query`, best first."""
+        """Blocking search: return up to `k` chunks at or above the floor, best first."""
         if k <= 0 or not query.strip() or len(self.index) == 0:
             return []
         return self._search_many([(query, k)])[0]
@@ -48,11 +54,12 @@ class FaissRetriever:
                     score=float(score),
                 )
                 for chunk, score in self.index.search(vector, queries[i][1])
+                if score >= self.min_score
             ]
         return results
 
     async def search(self, query: str, *, k: int) -> list[RetrievedChunk]:
-        """Return up to `k` chunks for `query`, best first, without blocking the loop."""
+        """Return up to `k` chunks at or above the floor, best first, without blocking."""
         return await self._batcher.submit((query, k))
 
     async def warmup(self) -> None:
@@ -61,7 +68,7 @@ class FaissRetriever:
 
 
 def load_retriever(settings: Settings) -> FaissRetriever:
-    """Load the index from `settings.index_dir` with the configured embedder.
+    """Load the index from `settings.index_dir` with the configured embedder and floor.
 
     Raises:
         IndexNotFound: If `steward ingest` has not been run.
@@ -69,7 +76,7 @@ def load_retriever(settings: Settings) -> FaissRetriever:
     """
     embedder = make_embedder(settings)
     index = KnowledgeIndex.load(settings.index_dir, embedder=embedder)
-    return FaissRetriever(index, embedder)
+    return FaissRetriever(index, embedder, min_score=settings.retrieval_min_score)
 
 
 __all__ = ["FaissRetriever", "load_retriever"]

@@ -11,8 +11,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from core.guardrails.claims import refund_claims, unbacked_claims
 from core.settings import Settings
 from graph.deps import Deps
-from graph.prompts import REFUSAL_ANSWERS
-from nodes.validate import make_validate
+from graph.prompts import OUT_OF_SCOPE_ANSWER, REFUSAL_ANSWERS
+from nodes.validate import OUT_OF_SCOPE, make_validate
 
 
 def deps(**env: Any) -> Deps:
@@ -128,9 +128,62 @@ async def test_pii_in_answers_is_redacted_but_policy_contacts_stay() -> None:
 async def test_output_checks_can_be_switched_off() -> None:
     text = "I've refunded it, card 4111 1111 1111 1111."
     out = await run_validate(
-        text, STEWARD_GUARD_OUTPUT_PII=False, STEWARD_GUARD_REFUND_CLAIMS=False
+        text,
+        retrieved=[POLICY_CHUNK],  # grounded, so the relevance floor does not rewrite it
+        STEWARD_GUARD_OUTPUT_PII=False,
+        STEWARD_GUARD_REFUND_CLAIMS=False,
     )
     assert out["response"]["answer"] == text
+
+
+POLICY_CHUNK = {
+    "id": "refund-policy#1",
+    "source": "refund-policy.md",
+    "title": "Refund policy",
+    "score": 0.6,
+    "text": "Refunds go back to the original payment method.",
+}
+
+
+async def test_ungrounded_answer_becomes_the_honest_one() -> None:
+    out = await run_validate(
+        "Our policy allows refunds in cash within 90 days.",
+        STEWARD_SUPPORT_CONTACT="Larkspur Help, help@example.test",
+    )
+    response = out["response"]
+    assert response["answer"] == OUT_OF_SCOPE_ANSWER.format(
+        contact="Larkspur Help, help@example.test"
+    )
+    assert "cash" not in response["answer"]
+    assert response["sources"] == [] and response["refusal"] is None
+    assert out["guardrail_codes"] == [OUT_OF_SCOPE]
+
+
+async def test_ungrounded_answer_after_empty_searches_keeps_its_actions() -> None:
+    search = {
+        "id": "c1",
+        "name": "search_policies",
+        "args": {"query": "weather"},
+        "status": "executed",
+        "detail": "0 excerpts",
+    }
+    out = await run_validate("Sunny, 25 degrees.", actions=[search])
+    assert out["response"]["answer"].startswith("I don't know")
+    assert out["response"]["actions"] == [search]
+
+
+@pytest.mark.parametrize("grounding", ["chunk", "action", "thread"])
+async def test_grounded_answers_are_kept(grounding: str) -> None:
+    text = "Order LS-10007 is shipped."
+    earlier = ToolMessage('{"order_id": "LS-10007"}', tool_call_id="t", name="get_order")
+    out = await run_validate(
+        text,
+        retrieved=[POLICY_CHUNK] if grounding == "chunk" else None,
+        actions=[refund_action("denied")] if grounding == "action" else None,
+        history=[earlier] if grounding == "thread" else None,
+    )
+    assert out["response"]["answer"] == text
+    assert OUT_OF_SCOPE not in out.get("guardrail_codes", [])
 
 
 async def test_budget_stop_is_a_refusal_with_truthful_actions() -> None:

@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import numpy.typing as npt
@@ -337,6 +338,29 @@ def test_corrupt_index_is_detected_and_rebuilt(corpus: Path, index_dir: Path) ->
     report = ingest([corpus], index_dir, embedder, progress=False)
     assert report.chunks_embedded == 5
     assert len(KnowledgeIndex.load(index_dir)) == 5
+
+
+async def test_chunks_below_the_floor_are_never_returned(corpus: Path, index_dir: Path) -> None:
+    embedder = HashingEmbedder()
+    ingest([corpus], index_dir, embedder, progress=False)
+    index = KnowledgeIndex.load(index_dir, embedder=embedder)
+    question = "when does the courier email a tracking number"
+    everything = await FaissRetriever(index, embedder).search(question, k=5)
+    floor = (everything[0]["score"] + everything[1]["score"]) / 2
+
+    floored = FaissRetriever(index, embedder, min_score=floor)
+
+    assert await floored.search(question, k=5) == everything[:1]
+    assert floored.search_sync(question, k=5) == everything[:1]
+    assert await FaissRetriever(index, embedder, min_score=1.0).search(question, k=5) == []
+
+
+def test_load_retriever_takes_the_floor_from_settings(corpus: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", embeddings="local", retrieval_min_score=0.5)
+    with patch("core.knowledge.retriever.make_embedder", return_value=HashingEmbedder()):
+        ingest([corpus], settings.index_dir, HashingEmbedder(), progress=False)
+        assert load_retriever(settings).min_score == 0.5
+    assert Settings().retrieval_min_score == 0.37  # bench/retrieval_floor.py calibrated it
 
 
 def test_load_retriever_and_make_embedder_use_settings(corpus: Path, tmp_path: Path) -> None:

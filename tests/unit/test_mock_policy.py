@@ -13,6 +13,7 @@ from langchain_core.tools import tool
 from langchain_core.utils.json import parse_partial_json
 
 from core.tokens import count_chat_tokens, count_text_tokens, get_encoding
+from mock_llm.answers import NO_CONTACT, NO_POLICY
 from mock_llm.demo_model import DemoChatModel
 from mock_llm.policy import INVENTED_SOURCE, reply
 from mock_llm.replies import MockReply, malform_arguments
@@ -360,6 +361,26 @@ def test_order_not_found_is_an_error() -> None:
     content = {"error": "order LS-19999 not found"}
     parsed = final(after_tools(("c1", "get_order", {"order_id": "LS-19999"}, content)))
     assert parsed["answer"] == "I couldn't look up the order: order LS-19999 not found."
+
+
+def test_empty_search_answers_honestly_with_the_prompts_contact() -> None:
+    contact = "Larkspur Help at help@example.test"
+    prompt = f"{SYSTEM_TEMPLATE}\nA person can help: <contact>{contact}</contact>"
+    messages = [
+        {"role": "system", "content": prompt.format(context=NO_CONTEXT)},
+        user("What's the capital of France?"),
+        assistant_calls(("c1", "search_policies", {"query": "capital of France"})),
+        tool_result("c1", []),
+    ]
+    parsed = final(reply({"messages": messages, "tools": TOOLS}))
+    assert parsed["answer"] == f"{NO_POLICY} A person can help you: {contact}."
+    assert parsed["sources"] == []
+
+
+def test_empty_search_without_a_contact_names_the_support_team() -> None:
+    parsed = final(after_tools(("c1", "search_policies", {"query": "weather"}, [])))
+    assert parsed["answer"].startswith("I don't know")
+    assert parsed["answer"].endswith(f"{NO_CONTACT}.")
 
 
 def test_search_results_answer_with_first_two_sources() -> None:
