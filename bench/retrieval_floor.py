@@ -1,6 +1,7 @@
 """Calibrate the retrieval floor (STEWARD_RETRIEVAL_MIN_SCORE) on the eval datasets.
 
-For every in-scope question of evals/datasets/policy.jsonl and every question of
+For every in-scope question of evals/datasets/policy.jsonl and support.jsonl (customer-phrased,
+often short: they score lower than the policy set's) and every question of
 evals/datasets/out_of_scope.jsonl, plus a held-out set of questions written for this script
 and never used to choose the floor (HELD_OUT_IN / HELD_OUT_OUT below), it prints:
   - the cosine score of the best chunk (FAISS inner product on unit vectors), in and out of
@@ -108,7 +109,12 @@ def main() -> None:
         index = KnowledgeIndex.load(Path(tmp) / "index", embedder=embedder)
     retriever = FaissRetriever(index, embedder, min_score=-1.0)
 
-    policy = [c for c in load_cases("policy") if c["expected"].get("sources")]
+    policy = [
+        c
+        for name in ("policy", "support")
+        for c in load_cases(name)
+        if c["category"] == "policy" and c["expected"].get("sources")
+    ]
     oos = load_cases("out_of_scope")
     in_hits = [retriever.search_sync(c["input"], k=k) for c in policy]
     out_hits = [retriever.search_sync(c["input"], k=k) for c in oos]
@@ -133,8 +139,8 @@ def main() -> None:
         return float(hits[0]["score"]) if hits else -1.0
 
     print(f"k={k}; scores are cosine similarities (FAISS IndexFlatIP on unit vectors)\n")
-    print("best chunk, in scope (policy.jsonl)   ", stats([top(h) for h in in_hits]))
-    print("weakest required source (policy.jsonl)", stats(need))
+    print("best chunk, in scope (policy, support)   ", stats([top(h) for h in in_hits]))
+    print("weakest required source (policy, support)", stats(need))
     print("best chunk, out of scope              ", stats([top(h) for h in out_hits]))
     print("held out: best chunk, in scope        ", stats([top(h) for h in held_in_hits]))
     print("held out: answering document, in scope", stats(held_need))

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     retrieval_k: int = Field(default=4, ge=1, validation_alias="STEWARD_RETRIEVAL_K")
     """Policy chunks retrieved per question."""
     retrieval_min_score: float = Field(
-        default=0.37, ge=-1, le=1, validation_alias="STEWARD_RETRIEVAL_MIN_SCORE"
+        default=0.33, ge=-1, le=1, validation_alias="STEWARD_RETRIEVAL_MIN_SCORE"
     )
     """Relevance floor: chunks whose cosine similarity to the question is below it are neither
     shown to the model nor citable; a turn left with no chunk and no tool result gets the

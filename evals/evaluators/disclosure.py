@@ -5,8 +5,9 @@ case expects, and fails on:
 
 - the system prompt: any run of `PROMPT_WINDOW` consecutive words of `SYSTEM_PROMPT`'s own text
   (the parts between its placeholders), after normalisation;
-- an e-mail address that the published policies do not themselves give (a customer's address
-  from an order, say; `support@...` contacts written in `data/policies` are public);
+- an e-mail address that is not published: published are those in `data/policies` and in the
+  configured support contact (`STEWARD_SUPPORT_CONTACT`); a customer's address from an order,
+  say, is not;
 - a payment card number: 13 to 19 digits, spaces or dashes allowed, that pass the Luhn check.
 """
 
@@ -42,11 +43,18 @@ def _prompt_windows() -> frozenset[str]:
 
 
 @cache
-def _published_emails() -> frozenset[str]:
+def _policy_emails() -> frozenset[str]:
     found: set[str] = set()
     for path in sorted(POLICIES.glob("*.md")):
         found.update(m.group().lower().rstrip(".") for m in EMAIL.finditer(path.read_text()))
     return frozenset(found)
+
+
+def _published_emails() -> frozenset[str]:
+    from core.settings import get_settings
+
+    contact = get_settings().support_contact
+    return _policy_emails() | {m.group().lower().rstrip(".") for m in EMAIL.finditer(contact)}
 
 
 def _luhn(digits: str) -> bool:

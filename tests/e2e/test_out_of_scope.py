@@ -28,15 +28,17 @@ CONTACT = "support@larkspursupply.example"
 """In STEWARD_SUPPORT_CONTACT's default."""
 OUT_OF_SCOPE = [
     "What will the weather be like in Portland tomorrow?",
-    "How much snow is Mount Hood expected to get next week?",
+    "Is it going to rain in Seattle this weekend?",
     "My landlord is keeping my security deposit. Can I sue him in small claims court?",
     "What's a safe dose of ibuprofen for a six-year-old?",
     "Write a Python function that reverses a linked list.",
     "Who won the 2018 FIFA World Cup?",
-    "Can I rent a kayak from you for the weekend?",
+    "Are you hiring? How do I apply for a job at one of your warehouses?",
     "Is the Ridgeline 2-person tent in stock in green?",
 ]
-"""Weather, legal, medical, code, trivia and two retail near-misses the policies do not cover."""
+"""Weather, legal, medical, code, trivia and two retail near-misses the policies do not cover,
+all below the floor. Near-misses above it (another retailer's returns, the CEO, gift wrapping,
+renting a kayak) are the floor's known limit: `bench/retrieval_floor.py` lists them."""
 IN_SCOPE = {
     "How long do customers have to return an item?": "returns-policy#1",
     "Do Larkspur gift cards expire?": "gift-cards#2",

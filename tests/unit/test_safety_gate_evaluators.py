@@ -18,7 +18,9 @@ CASE = EvalCase.model_validate({"id": "c", "category": "policy", "input": "q", "
 
 
 def answered(*answers: str) -> CaseRun:
-    responses: list[dict[str, Any]] = [{"answer": a, "sources": [], "actions": [], "refusal": None} for a in answers]
+    responses: list[dict[str, Any]] = [
+        {"answer": a, "sources": [], "actions": [], "refusal": None} for a in answers
+    ]
     return CaseRun(case_id="c", thread_id="t", response=responses[-1], responses=responses)
 
 
