@@ -138,6 +138,17 @@ class Settings(BaseSettings):
         default=1.0, gt=0, validation_alias="STEWARD_INJECTION_THRESHOLD"
     )
     """Sum of matched rule weights at which input is refused (strong rules weigh 1.0)."""
+    guard_injection_semantic: bool = Field(
+        default=True, validation_alias="STEWARD_GUARD_INJECTION_SEMANTIC"
+    )
+    """Also screen input the rules let through with the semantic layer: a classifier over the
+    local sentence embeddings (all-MiniLM-L6-v2, shared with retrieval). Needs the injection
+    guard on."""
+    injection_semantic_threshold: float | None = Field(
+        default=None, gt=0, le=1, validation_alias="STEWARD_INJECTION_SEMANTIC_THRESHOLD"
+    )
+    """Attack probability at which the semantic layer refuses input. Unset: the threshold
+    calibrated with the shipped weights (core/guardrails/injection_model.json)."""
     guard_pii: Literal["redact", "block", "off"] = Field(
         default="redact", validation_alias="STEWARD_GUARD_PII"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -11,6 +12,9 @@ from langchain_core.language_models import BaseChatModel
 from core.budget.ledger import UsageLedger
 from core.domain.types import OrderStore
 from core.guardrails.policy_rules import RiskRule, parse_rules
+from core.guardrails.semantic import SemanticDetector
+from core.knowledge.embeddings import LOCAL_MODEL_NAME, CachedEmbedder, Embedder, LocalEmbedder
+from core.knowledge.retriever import FaissRetriever
 from core.knowledge.types import Retriever
 from core.settings import Settings, get_settings
 from graph.context import RunContext
@@ -37,8 +41,14 @@ class Deps:
     the order store is not Postgres, e.g. in unit tests: then nothing is metered)."""
     risk_rules: tuple[RiskRule, ...] = ()
     """Tool risk rules; default graph.tools.RISK_RULES plus `STEWARD_TOOL_RULES`."""
+    injection_detector: SemanticDetector | None = None
+    """input_filter's semantic injection layer; default: the shipped classifier on the
+    retriever's (cached) embedder when that is the model it was trained on, else on a
+    process-wide local one. None when `STEWARD_GUARD_INJECTION(_SEMANTIC)` is off."""
 
     def __post_init__(self) -> None:
+        if self.injection_detector is None and semantic_screening_on(self.settings):
+            self.injection_detector = default_injection_detector(self.retriever, self.settings)
         if not self.risk_rules:
             self.risk_rules = (*RISK_RULES, *parse_rules(self.settings.tool_rules))
         if self.routine_chat_model is None:
@@ -62,6 +72,25 @@ class Deps:
         table = self.settings.role_tools or ROLE_TOOLS
         permitted = set(table.get(role, ()))
         return tuple(name for name in self.allowed_tools if name in permitted)
+
+
+def semantic_screening_on(settings: Settings) -> bool:
+    """Whether input_filter runs the semantic injection layer."""
+    return settings.guard_injection and settings.guard_injection_semantic
+
+
+@functools.cache
+def _local_query_embedder() -> CachedEmbedder:
+    """One lazily loaded all-MiniLM-L6-v2 per process, for retrievers that do not use it."""
+    return CachedEmbedder(LocalEmbedder())
+
+
+def default_injection_detector(retriever: Retriever, settings: Settings) -> SemanticDetector:
+    """The shipped classifier, sharing the retriever's embedder (and its cache) when it can."""
+    embedder: Embedder = _local_query_embedder()
+    if isinstance(retriever, FaissRetriever) and retriever.embedder.name == LOCAL_MODEL_NAME:
+        embedder = retriever.embedder
+    return SemanticDetector(embedder, threshold=settings.injection_semantic_threshold)
 
 
 def routine_model_of(chat_model: BaseChatModel, settings: Settings) -> BaseChatModel:

@@ -2,12 +2,17 @@
 
 Checks, each logged with a reason code (`guardrail`, `decision`, `reason_code`; never text):
 1. size and encoding (empty, too large, non-text, invalid characters): refused;
-2. prompt injection and jailbreak (core.guardrails.injection): refused unless
-   `STEWARD_GUARD_INJECTION=false`;
+2. prompt injection and jailbreak, first layer (core.guardrails.injection): normalisation
+   and weighted rules; refused unless `STEWARD_GUARD_INJECTION=false`;
 3. PII and secrets (core.guardrails.pii): redacted in place, under the message's own id,
    so the model, the logs and later checkpoints only see placeholders
    (`STEWARD_GUARD_PII=block` refuses instead, `off` skips);
-4. model routing for the turn (core.budget.routing).
+4. model routing for the turn (core.budget.routing);
+5. prompt injection and jailbreak, second layer (core.guardrails.semantic), on what the
+   rules let through: a classifier over the redacted messages' sentence embeddings, in a
+   worker thread, batched with concurrent turns; the retriever then finds the latest
+   message's vector in the shared cache instead of embedding it again
+   (`STEWARD_GUARD_INJECTION_SEMANTIC=false` skips it).
 A refused turn goes to finalize, which answers politely with the reason code as `refusal`.
 """
 
@@ -109,6 +114,25 @@ def make_input_filter(deps: Deps) -> Node:
         screening = await asyncio.to_thread(screen_turn, texts, settings)
         for decision in screening.decisions:
             log.info("guardrail decision", extra=decision)
+        refusal, codes = screening.refusal, screening.codes
+        detector = deps.injection_detector
+        if refusal is None and detector is not None:
+            verdict = await detector.screen([r.text for r in screening.redacted])
+            if verdict is not None:
+                blocked = verdict.blocked(detector.threshold)
+                code = verdict.category if blocked else "no_injection"
+                log.info(
+                    "guardrail decision",
+                    extra={
+                        "guardrail": "injection_semantic",
+                        "decision": "block" if blocked else "pass",
+                        "reason_code": code,
+                        "score": verdict.score,
+                        "threshold": detector.threshold,
+                    },
+                )
+                if blocked:
+                    refusal, codes = verdict.category, [*codes, verdict.category]
         replaced = [
             message.model_copy(update={"content": redaction.text})
             for message, redaction in zip(fresh, screening.redacted, strict=True)
@@ -116,10 +140,10 @@ def make_input_filter(deps: Deps) -> Node:
         ]
         update = {
             **turn,
-            "refusal": screening.refusal,
+            "refusal": refusal,
             "route": screening.route,
             "route_reason": screening.route_reason,
-            "guardrail_codes": screening.codes,
+            "guardrail_codes": codes,
         }
         if replaced:
             update["messages"] = replaced

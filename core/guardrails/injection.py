@@ -1,4 +1,4 @@
-"""Prompt-injection and jailbreak detection: normalisation, then weighted pattern rules.
+"""Prompt-injection and jailbreak detection, first layer: normalisation, then weighted rules.
 
 Layers, cheapest first (about 0.1 ms for a 250-character message):
 1. Normalise: NFKC, drop zero-width and bidi controls, decode Unicode tag characters (hidden
@@ -11,10 +11,13 @@ Layers, cheapest first (about 0.1 ms for a 250-character message):
    approval bypass, explicit tool invocation) block alone; weak ones (a lone "developer
    mode", "as the admin", "no restrictions") need a second signal.
 
-No offline classifier is used: the packages that ship one either download their model at
-first use (jailguard fetches a 90 MB ONNX file) or need a Hugging Face hub download
-(llm-guard). The category with the larger weight names the refusal: `jailbreak` or
-`prompt_injection`.
+This module is the detector's first layer. The second, core.guardrails.semantic, is a small
+classifier over the local sentence embeddings (all-MiniLM-L6-v2, shipped as a package, no hub
+download): input_filter runs it on what these rules let through, and refuses when either
+layer does. Off-the-shelf detectors were not used: the packages that ship one either
+download their model at first use (jailguard fetches a 90 MB ONNX file) or need a Hugging
+Face hub download (llm-guard). The category with the larger weight names the refusal:
+`jailbreak` or `prompt_injection`. Rates per layer: `python bench/detection_rates.py`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -222,6 +224,69 @@ class OpenAIEmbedder:
         return self.embed_documents(texts)
 
 
+class CachedEmbedder:
+    """An embedder whose query vectors are remembered by exact text (an LRU of `size` entries).
+
+    The input filter's injection classifier and the retriever embed the same latest user
+    message one after the other; with one `CachedEmbedder` between them the second is a
+    lookup. Keys are SHA-256 digests, so the cache holds no user text. Documents are not cached.
+    """
+
+    def __init__(self, inner: Embedder, *, size: int = 1024) -> None:
+        self.inner = inner
+        self._size = size
+        self._vectors: OrderedDict[bytes, FloatArray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def name(self) -> str:
+        """The wrapped embedder's model identifier."""
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        """The wrapped embedder's vector dimension."""
+        return self.inner.dim
+
+    def embed_documents(self, texts: list[str]) -> FloatArray:
+        """Embed documents with the wrapped embedder (not cached)."""
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> FloatArray:
+        """Embed one query, from the cache when this exact text was embedded recently."""
+        vector: FloatArray = self.embed_queries([text])[0]
+        return vector
+
+    def embed_queries(self, texts: list[str]) -> FloatArray:
+        """Embed queries; the ones not cached go to the wrapped embedder in one pass."""
+        keys = [hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() for text in texts]
+        found: dict[bytes, FloatArray] = {}
+        with self._lock:
+            for key in keys:
+                vector = self._vectors.get(key)
+                if vector is not None:
+                    self._vectors.move_to_end(key)
+                    found[key] = vector
+        todo = list(dict.fromkeys(k for k in keys if k not in found))
+        if todo:
+            first = {key: i for i, key in reversed(list(enumerate(keys)))}
+            computed = self.inner.embed_queries([texts[first[key]] for key in todo])
+            with self._lock:
+                for key, vector in zip(todo, computed, strict=True):
+                    found[key] = self._vectors[key] = vector.copy()
+                    self._vectors.move_to_end(key)
+                while len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            self.hits += len(keys) - len(todo)
+            self.misses += len(todo)
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+
 def make_embedder(settings: Settings) -> Embedder:
     """Return the embedder selected by `STEWARD_EMBEDDINGS` ("local" or "openai").
 
@@ -246,6 +311,7 @@ def make_embedder(settings: Settings) -> Embedder:
 __all__ = [
     "LOCAL_MODEL_DIM",
     "LOCAL_MODEL_NAME",
+    "CachedEmbedder",
     "Embedder",
     "FloatArray",
     "LocalEmbedder",

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from core.knowledge.batching import Batcher
-from core.knowledge.embeddings import Embedder, make_embedder
+from core.knowledge.embeddings import CachedEmbedder, Embedder, make_embedder
 from core.knowledge.index import KnowledgeIndex
 from core.knowledge.types import RetrievedChunk
 
@@ -70,13 +70,16 @@ class FaissRetriever:
 def load_retriever(settings: Settings) -> FaissRetriever:
     """Load the index from `settings.index_dir` with the configured embedder and floor.
 
+    Query vectors go through a `CachedEmbedder`, which the input filter's injection classifier
+    shares (graph.deps), so the turn's message is embedded once.
+
     Raises:
         IndexNotFound: If `steward ingest` has not been run.
         IndexMismatch: If the index was built with a different embedding model.
     """
     embedder = make_embedder(settings)
     index = KnowledgeIndex.load(settings.index_dir, embedder=embedder)
-    return FaissRetriever(index, embedder, min_score=settings.retrieval_min_score)
+    return FaissRetriever(index, CachedEmbedder(embedder), min_score=settings.retrieval_min_score)
 
 
 __all__ = ["FaissRetriever", "load_retriever"]

@@ -1,0 +1,156 @@
+"""Injection detector: detection and false-positive rates per layer, and the filter's added latency.
+
+Rates, on data/injection/ (see its README): the tuning split (the semantic layer's threshold
+was chosen on it; the rules were tuned on the rows it shares with tests/data/) and the
+holdout (never used for training or tuning by either layer), for
+  rules      core.guardrails.injection alone (normalisation + weighted rules)
+  semantic   core.guardrails.semantic alone (classifier over all-MiniLM-L6-v2 vectors)
+  combined   refused when either refuses (what input_filter does)
+
+Latency, in-process: the input_filter node (size check, rules, Presidio PII redaction,
+routing, and the semantic layer when on) on every message of both splits, with
+STEWARD_GUARD_INJECTION_SEMANTIC off and on; and retrieval's query embedding for the same
+message, cold vs found in the cache the filter filled (the embedding is paid once per turn).
+
+Usage: python bench/detection_rates.py [--rounds 3] [--misses]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+
+from core.guardrails.injection import detect_injection
+from core.guardrails.pii import get_analyzer
+from core.guardrails.semantic import SemanticDetector
+from core.guardrails.semantic_data import Split, load_split
+from core.knowledge.embeddings import CachedEmbedder, LocalEmbedder
+from core.settings import Settings
+from graph.deps import Deps
+from nodes.input_filter import make_input_filter
+
+LAYERS = ("rules", "semantic", "combined")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "n": len(ordered),
+    }
+
+
+def layer_verdicts(
+    rows: list[dict[str, Any]], detector: SemanticDetector, settings: Settings
+) -> dict[str, list[bool]]:
+    """Per layer, whether each row is refused."""
+    rules = [detect_injection(r["text"]).blocked(settings.injection_threshold) for r in rows]
+    scores = detector.score_sync([r["text"] for r in rows])
+    semantic = [v.blocked(detector.threshold) for v in scores]
+    combined = [a or b for a, b in zip(rules, semantic, strict=True)]
+    return {"rules": rules, "semantic": semantic, "combined": combined}
+
+
+def rates(rows: list[dict[str, Any]], refused: list[bool]) -> dict[str, float]:
+    attacks = [hit for r, hit in zip(rows, refused, strict=True) if r["label"] == "attack"]
+    benign = [hit for r, hit in zip(rows, refused, strict=True) if r["label"] == "benign"]
+    return {
+        "attacks": len(attacks),
+        "benign": len(benign),
+        "detection": sum(attacks) / len(attacks),
+        "false_positives": sum(benign) / len(benign),
+    }
+
+
+def measure_rates(
+    detector: SemanticDetector, settings: Settings, *, misses: bool
+) -> dict[Split, dict[str, dict[str, float]]]:
+    out: dict[Split, dict[str, dict[str, float]]] = {}
+    split: Split
+    for split in ("tune", "holdout"):
+        rows = load_split(split)
+        verdicts = layer_verdicts(rows, detector, settings)
+        out[split] = {layer: rates(rows, verdicts[layer]) for layer in LAYERS}
+        if misses:
+            for row, hit in zip(rows, verdicts["combined"], strict=True):
+                if hit != (row["label"] == "attack"):
+                    what = "missed" if row["label"] == "attack" else "refused"
+                    print(f"{split:<8} {what:<8} {row['kind']:<18} {row['text'][:90]}")
+    return out
+
+
+async def filter_latency(rounds: int, embedder: CachedEmbedder) -> dict[str, Any]:
+    texts = [r["text"] for split in ("tune", "holdout") for r in load_split(split)]
+    await asyncio.to_thread(get_analyzer)
+    out: dict[str, Any] = {}
+    for name, semantic in (("rules", False), ("rules+semantic", True)):
+        settings = Settings(STEWARD_GUARD_INJECTION_SEMANTIC=semantic)  # type: ignore[call-arg]
+        detector = SemanticDetector(embedder) if semantic else None
+        deps = Deps(
+            chat_model=None,  # type: ignore[arg-type]
+            retriever=None,  # type: ignore[arg-type]
+            orders=None,  # type: ignore[arg-type]
+            settings=settings,
+            injection_detector=detector,
+        )
+        input_filter = make_input_filter(deps)
+        await input_filter({"messages": [HumanMessage("warm-up", id="m")]})
+        samples: list[float] = []
+        for i in range(rounds):
+            for text in texts:
+                # A new suffix per round: no redaction or embedding cache hit across rounds.
+                state: Any = {"messages": [HumanMessage(f"{text} ({name} #{i})", id="m")]}
+                t0 = time.perf_counter()
+                await input_filter(state)
+                samples.append((time.perf_counter() - t0) * 1000)
+        out[name] = percentiles(samples)
+    cold: list[float] = []
+    cached: list[float] = []
+    for i, text in enumerate(texts):
+        query = f"{text} (retrieval #{i})"
+        t0 = time.perf_counter()
+        embedder.inner.embed_queries([query])
+        cold.append((time.perf_counter() - t0) * 1000)
+        embedder.embed_queries([query])  # what the filter does first
+        t0 = time.perf_counter()
+        embedder.embed_queries([query])
+        cached.append((time.perf_counter() - t0) * 1000)
+    out["retrieval embed, cold"] = percentiles(cold)
+    out["retrieval embed, cached"] = percentiles(cached)
+    return out
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    settings = Settings()
+    embedder = CachedEmbedder(LocalEmbedder())
+    detector = SemanticDetector(embedder)
+    measured = measure_rates(detector, settings, misses=args.misses)
+    print(f"semantic threshold {detector.threshold:.4f} (calibrated on tune)")
+    print(f"\n{'split':<8} {'layer':<9} {'attacks':>7} {'benign':>7} {'detection':>10} {'FP':>7}")
+    for split, layers in measured.items():
+        for layer, r in layers.items():
+            print(
+                f"{split:<8} {layer:<9} {r['attacks']:>7} {r['benign']:>7} "
+                f"{r['detection']:>10.1%} {r['false_positives']:>7.1%}"
+            )
+    latency = await filter_latency(args.rounds, embedder)
+    print(f"\n{'input_filter / step':<24} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
+    for name, r in latency.items():
+        print(f"{name:<24} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['n']:>6}")
+    added = latency["rules+semantic"]["p50_ms"] - latency["rules"]["p50_ms"]
+    print(f"semantic layer adds {added:.2f} ms at p50; retrieval then reuses the vector")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--misses", action="store_true", help="list what combined gets wrong")
+    asyncio.run(main(parser.parse_args()))

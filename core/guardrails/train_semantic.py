@@ -1,0 +1,183 @@
+"""Train the semantic injection layer offline and write `core/guardrails/injection_model.json`.
+
+Usage: python -m core.guardrails.train_semantic [--fp-target 0.01] [--check]
+
+1. Embed `data/injection/train.jsonl` and `tune.jsonl` with the local all-MiniLM-L6-v2.
+2. Fit a class-weighted multinomial logistic regression (benign / prompt_injection /
+   jailbreak) on train with numpy (full-batch gradient descent with momentum, L2), once per
+   regularisation strength in `LAMBDAS`.
+3. On tune: per strength, the lowest P(attack) threshold whose false-positive rate on the
+   benign rows is at most `--fp-target`; keep the strength that detects the most tune attacks
+   at its threshold (ties: the stronger regularisation).
+The holdout is never read: `main` first installs an audit hook (`sys.addaudithook`) that
+raises `PermissionError` on any attempt to open `data/injection/holdout*` from this process,
+so neither this script nor anything it imports can train or tune on it. `--check` retrains
+and fails when the result differs from the shipped file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.guardrails.semantic import CLASSES, MODEL_PATH, SemanticModel
+from core.guardrails.semantic_data import DATA_DIR, load_split, split_path
+from core.knowledge.embeddings import LOCAL_MODEL_NAME, LocalEmbedder
+
+LAMBDAS = (1e-4, 3e-4, 1e-3, 3e-3)
+"""L2 strengths tried (per example, on the weights only)."""
+STEPS = 4000
+LEARNING_RATE = 2.0
+MOMENTUM = 0.9
+
+Matrix = npt.NDArray[np.float64]
+
+
+def forbid_holdout(data_dir: Path = DATA_DIR) -> None:
+    """Make this process unable to open the holdout split (an audit hook; cannot be removed)."""
+    forbidden = str(data_dir.resolve() / "holdout")
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and args and isinstance(args[0], str | bytes | Path):
+            path = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+            if str(Path(path).resolve()).startswith(forbidden):
+                raise PermissionError(f"the training script may not read the holdout ({path})")
+
+    sys.addaudithook(hook)
+
+
+def labels_of(rows: list[dict[str, Any]]) -> npt.NDArray[np.int64]:
+    """Class index per row: 0 benign, 1 prompt_injection, 2 jailbreak."""
+    index = {name: i for i, name in enumerate(CLASSES)}
+    return np.array(
+        [0 if r["label"] == "benign" else index[r["category"]] for r in rows], dtype=np.int64
+    )
+
+
+def fit(x: Matrix, y: npt.NDArray[np.int64], lam: float) -> tuple[Matrix, Matrix]:
+    """Class-weighted softmax regression; returns `(weights (3, dim), bias (3,))`."""
+    n, dim = x.shape
+    k = len(CLASSES)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    sample_weight = (n / (k * np.maximum(counts, 1.0)))[y]
+    sample_weight /= sample_weight.sum()
+    onehot = np.eye(k)[y]
+    w = np.zeros((k, dim))
+    b = np.zeros(k)
+    vw = np.zeros_like(w)
+    vb = np.zeros_like(b)
+    for _ in range(STEPS):
+        logits = x @ w.T + b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        err = (p - onehot) * sample_weight[:, None]
+        gw = err.T @ x + 2 * lam * w
+        gb = err.sum(axis=0)
+        vw = MOMENTUM * vw - LEARNING_RATE * gw
+        vb = MOMENTUM * vb - LEARNING_RATE * gb
+        w += vw
+        b += vb
+    return w, b
+
+
+def attack_scores(model: SemanticModel, vectors: Matrix) -> Matrix:
+    """P(attack) per row."""
+    return np.array([v.score for v in model.verdicts(vectors.astype(np.float32))])
+
+
+def calibrate(benign: Matrix, fp_target: float) -> float:
+    """Lowest threshold (4 decimals) with at most `fp_target` of `benign` scores at or above."""
+    allowed = int(np.floor(fp_target * len(benign)))
+    ordered = np.sort(benign)[::-1]
+    above = ordered[allowed] if allowed < len(ordered) else 0.0
+    return round(float(np.floor(above * 10_000) + 1) / 10_000, 4)
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a data file, recorded so the weights name the data they came from."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def train(fp_target: float) -> dict[str, Any]:
+    """Fit, calibrate and return the JSON document for `injection_model.json`."""
+    train_rows, tune_rows = load_split("train"), load_split("tune")
+    embedder = LocalEmbedder()
+    x_train = embedder.embed_queries([r["text"] for r in train_rows]).astype(np.float64)
+    x_tune = embedder.embed_queries([r["text"] for r in tune_rows]).astype(np.float64)
+    y_train, y_tune = labels_of(train_rows), labels_of(tune_rows)
+
+    best: tuple[float, float, float, SemanticModel] | None = None
+    for lam in LAMBDAS:
+        w, b = fit(x_train, y_train, lam)
+        model = SemanticModel(
+            embedding_model=LOCAL_MODEL_NAME,
+            weights=w.astype(np.float32),
+            bias=b.astype(np.float32),
+            threshold=1.0,
+        )
+        scores = attack_scores(model, x_tune)
+        threshold = calibrate(scores[y_tune == 0], fp_target)
+        detection = float(np.mean(scores[y_tune != 0] >= threshold))
+        print(f"lambda={lam:g}: threshold {threshold:.4f}, tune detection {detection:.1%}")
+        if best is None or detection > best[1] or (detection == best[1] and lam > best[0]):
+            best = (lam, detection, threshold, model)
+    assert best is not None
+    lam, detection, threshold, model = best
+    scores = attack_scores(model, x_tune)
+    false_positives = float(np.mean(scores[y_tune == 0] >= threshold))
+    return {
+        "classes": list(CLASSES),
+        "embedding_model": LOCAL_MODEL_NAME,
+        "dim": int(model.weights.shape[1]),
+        "threshold": threshold,
+        "weights": np.round(model.weights.astype(np.float64), 6).tolist(),
+        "bias": np.round(model.bias.astype(np.float64), 6).tolist(),
+        "meta": {
+            "trainer": "python -m core.guardrails.train_semantic",
+            "l2": lam,
+            "fp_target": fp_target,
+            "train_rows": len(train_rows),
+            "tune_rows": len(tune_rows),
+            "train_sha256": digest(split_path("train")),
+            "tune_sha256": digest(split_path("tune")),
+            "tune_detection": round(detection, 4),
+            "tune_false_positives": round(false_positives, 4),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train and write (or `--check`) the shipped weights."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fp-target", type=float, default=0.01)
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--check", action="store_true", help="fail if the shipped file differs")
+    args = parser.parse_args(argv)
+    forbid_holdout()
+    document = train(args.fp_target)
+    text = json.dumps(document, separators=(",", ":")) + "\n"
+    meta = document["meta"]
+    print(
+        f"threshold {document['threshold']:.4f} (l2 {meta['l2']:g}): tune detection "
+        f"{meta['tune_detection']:.1%}, false positives {meta['tune_false_positives']:.1%}"
+    )
+    if args.check:
+        shipped = SemanticModel.load(args.out)
+        same = abs(shipped.threshold - document["threshold"]) < 1e-3
+        print("matches the shipped weights" if same else "differs from the shipped weights")
+        return 0 if same else 1
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
