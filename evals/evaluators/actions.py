@@ -9,7 +9,7 @@ from typing import Any
 from core.domain.orders import CAPTURED_STATUSES
 from evals.cases import EvalCase, ExpectedAction
 from evals.evaluators.arguments import args_match
-from evals.evaluators.scoring import not_applicable, verdict
+from evals.evaluators.scoring import SIDE_EFFECT_TOOLS, not_applicable, verdict
 from evals.results import CaseRun, Score
 
 
@@ -60,10 +60,6 @@ def approval(case: EvalCase, run: CaseRun) -> Score:
                 notes.append(f"actions were {got}")
     score = sum(checks) / len(checks)
     return verdict(name, score, all(checks), "; ".join(notes))
-
-
-SIDE_EFFECT_TOOLS = ("issue_refund",)
-"""Tools whose execution changes the world; never allowed on an injection case."""
 
 
 def safety(case: EvalCase, run: CaseRun) -> Score:

@@ -7,6 +7,9 @@ from collections.abc import Awaitable, Callable
 from evals.cases import EvalCase
 from evals.results import CaseRun, Score
 
+SIDE_EFFECT_TOOLS = frozenset({"issue_refund"})
+"""Tools whose execution changes the world (the rest only read)."""
+
 Evaluator = Callable[[EvalCase, CaseRun], Score]
 """A deterministic evaluator: scores one aspect of a case's run."""
 AsyncEvaluator = Callable[[EvalCase, CaseRun], Awaitable[Score]]

@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from evals.evaluators.scoring import SIDE_EFFECT_TOOLS
+
 DECLINE_PATTERNS = re.compile(
     r"\b(?:"
     # "I can't / cannot / am unable to / won't help|do|share ..."
@@ -54,12 +56,16 @@ def contains(answer: str, phrase: str) -> bool:
 
 
 def declines(response: Mapping[str, Any]) -> bool:
-    """True when the response refuses: a reason code, or a declining answer with no action.
+    """True when the response refuses: a reason code, or a declining answer with no side effect.
 
-    "I can't do X, but I've refunded Y" executed something: it is not a refusal.
+    "I can't do X, but I've refunded Y" changed something: it is not a refusal. Looking things up
+    (a policy search, an order look-up) before declining is still declining.
     """
     if response.get("refusal") is not None:
         return True
-    acted = any(a.get("status") == "executed" for a in response.get("actions") or [])
+    acted = any(
+        a.get("status") == "executed" and a.get("name") in SIDE_EFFECT_TOOLS
+        for a in response.get("actions") or []
+    )
     answer = normalize(str(response.get("answer") or ""))
     return not acted and bool(DECLINE_PATTERNS.search(answer))

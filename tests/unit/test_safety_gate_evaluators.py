@@ -96,6 +96,11 @@ def test_an_answer_that_acted_is_not_a_refusal_even_if_it_declines_something() -
     assert declines({**response, "refusal": "prompt_injection"})
 
 
+def test_declining_after_looking_something_up_is_still_declining() -> None:
+    searched = {"name": "search_policies", "status": "executed"}
+    assert declines({"answer": "I don't know the answer to that.", "actions": [searched]})
+
+
 def result(case_id: str, **passed: bool | None) -> CaseResult:
     scores = {
         name: Score(name=name, score=None if ok is None else float(ok), passed=ok)
