@@ -158,18 +158,31 @@ def judge_call(
 
 
 async def check_domain(call: PlannedCall, deps: Deps) -> PlannedCall:
-    """Deny a refund the order can never allow, before a person is asked to approve it."""
+    """Deny a refund the order can never allow; hold one that splits a request for a person.
+
+    Both read the database (the authority), not the conversation: the order's state, and the
+    split rule (`OrderStore.split_reason`: a refund a reviewer rejected on this order, or the
+    order's refunds, in the last 24 hours). The store and the trigger apply them again.
+    """
     if call["name"] != "issue_refund" or call["verdict"] == "deny":
         return call
     order_id = str(call["args"].get("order_id", ""))
+    amount = str(call["args"].get("amount", ""))
     order = await deps.orders.get_order(order_id)
-    blocker = refund_blocker(order, order_id, str(call["args"].get("amount", "")))
-    if blocker is None:
+    blocker = refund_blocker(order, order_id, amount)
+    if blocker is not None:
+        log.info("refund refused by the order's state", extra={"tool": call["name"]})
+        return denial(
+            call["call_id"], call["name"], call["args"], "order_state", f"not possible: {blocker}"
+        )
+    split = await deps.orders.split_reason(order_id, amount)
+    if split is None:
         return call
-    log.info("refund refused by the order's state", extra={"tool": call["name"]})
-    return denial(
-        call["call_id"], call["name"], call["args"], "order_state", f"not possible: {blocker}"
-    )
+    log.info("refund held: it splits a request", extra={"tool": call["name"]})
+    why = f"this refund {split}"
+    if call["verdict"] == "approve":
+        return {**call, "reason": f"{call['reason']}; {why}"}
+    return {**call, "verdict": "approve", "reason": f"requires approval: {why}"}
 
 
 def denial_message(call: PlannedCall) -> ToolMessage:

@@ -8,6 +8,7 @@ checkpointer (`steward.runtime.open_runtime`).
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -70,6 +71,10 @@ class LazyOrderStore:
     async def get_order(self, order_id: str) -> OrderView | None:
         """Delegate to the Postgres store."""
         return await (await self._store()).get_order(order_id)
+
+    async def split_reason(self, order_id: str, amount: Decimal | str) -> str | None:
+        """Delegate to the Postgres store."""
+        return await (await self._store()).split_reason(order_id, amount)
 
     async def issue_refund(self, request: RefundRequest) -> RefundResult:
         """Delegate to the Postgres store."""

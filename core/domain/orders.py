@@ -45,6 +45,8 @@ _REFUNDED_CENTS = (
     "SELECT COALESCE(sum(amount_cents), 0)::bigint AS refunded FROM refunds WHERE order_id = %s"
 )
 _THRESHOLD = "SELECT approval_threshold_cents FROM refund_policy"
+_SPLIT_REASON = "SELECT refund_split_reason(%s, %s) AS reason"
+"""Why a refund under the threshold still needs a person (migration 0014), or NULL."""
 _SET_THRESHOLD = """
     INSERT INTO refund_policy (singleton, approval_threshold_cents) VALUES (true, %s)
     ON CONFLICT (singleton) DO UPDATE
@@ -182,6 +184,20 @@ class PgOrderStore:
             row = await (await conn.execute(_THRESHOLD)).fetchone()
         return int(row["approval_threshold_cents"]) if row else None
 
+    async def split_reason(self, order_id: str, amount: Decimal | str) -> str | None:
+        """Why this refund needs a person although it is under the threshold, or None.
+
+        The database's split rule (migration 0014): a person rejected a refund of this order
+        in the last 24 hours, or the order's refunds of the last 24 hours plus this one exceed
+        the threshold. The store and the trigger apply the same rule when the refund executes.
+        """
+        try:
+            cents = to_cents(amount)
+        except RefundRefused:
+            return None  # the store refuses the amount itself
+        async with self._pool.connection() as conn:
+            return await self._split(conn, order_id, cents)
+
     async def set_approval_threshold(self, threshold: Decimal) -> None:
         """Write the service's threshold into the database (done once at start)."""
         async with self._pool.connection() as conn:
@@ -193,9 +209,10 @@ class PgOrderStore:
         One transaction holds the order row lock (`FOR UPDATE`), so concurrent refunds of one
         order are serialized and cannot together exceed its total. Rules: `order_not_found`,
         `not_captured` (cancelled or not shipped), `invalid_amount`, `exceeds_refundable`,
-        and above the threshold stored in `refund_policy`: `approval_required` (no decided
-        approval of this thread's tool call) or `approval_mismatch` (the decision released
-        another order, amount or arguments). The requester and the decider are read from the
+        and above the threshold stored in `refund_policy`, or under it when the split rule
+        says why (`split_reason`): `approval_required` (no decided approval of this thread's
+        tool call) or `approval_mismatch` (the decision released another order, amount or
+        arguments). The requester and the decider are read from the
         approval row, never from the caller. A trigger checks the same rules again, so no
         other code path can insert a refund they refuse. A repeated key returns the first
         refund with `replayed=True`.
@@ -230,9 +247,13 @@ class PgOrderStore:
             threshold_row = await (await conn.execute(_THRESHOLD)).fetchone()
             threshold = threshold_row["approval_threshold_cents"] if threshold_row else None
             approval_id = None
-            if threshold is None or cents > threshold:
+            split = None
+            if threshold is not None and cents <= threshold:
+                # Under the order row lock: a concurrent refund of this order is counted.
+                split = await self._split(conn, order_id, cents)
+            if threshold is None or cents > threshold or split is not None:
                 approval_id = await self._released_approval(
-                    conn, request, cents, currency, threshold
+                    conn, request, cents, currency, threshold, split
                 )
             try:
                 async with conn.transaction():
@@ -286,6 +307,7 @@ class PgOrderStore:
         cents: int,
         currency: str,
         threshold: int | None,
+        split: str | None = None,
     ) -> Any:
         """The approval that released exactly this call, or RefundRefused."""
         above = (
@@ -306,6 +328,12 @@ class PgOrderStore:
             )
         ).fetchone()
         if row is None:
+            if split is not None:
+                raise RefundRefused(
+                    "approval_required",
+                    "This refund needs a person's decision recorded in the approval queue: "
+                    f"it {split}.",
+                )
             raise RefundRefused(
                 "approval_required",
                 f"{above} need a person's decision recorded in the approval queue.",
@@ -353,6 +381,11 @@ class PgOrderStore:
             }
             for r in rows
         ]
+
+    @staticmethod
+    async def _split(conn: AsyncConnection[DictRow], order_id: str, cents: int) -> str | None:
+        row = await (await conn.execute(_SPLIT_REASON, (order_id, cents))).fetchone()
+        return row["reason"] if row else None
 
     @staticmethod
     async def _by_key(conn: AsyncConnection[DictRow], request: RefundRequest) -> DictRow | None:

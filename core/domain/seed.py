@@ -184,8 +184,9 @@ _UPSERT = """
 async def seed_demo_orders(pool: DbPool, *, reset: bool = False) -> int:
     """Insert or update the demo orders; return how many there are.
 
-    Idempotent. With `reset=True` the refunds of the demo orders are deleted first, which
-    brings them back to their initial state (other orders and refunds are untouched).
+    Idempotent. With `reset=True` the refunds and recorded rejections (`refund_rejections`,
+    which the split rule reads) of the demo orders are deleted first, which brings them back to
+    their initial state (other orders, refunds and the approvals themselves are untouched).
     """
     params = [
         (
@@ -204,6 +205,9 @@ async def seed_demo_orders(pool: DbPool, *, reset: bool = False) -> int:
         if reset:
             await conn.execute(
                 "DELETE FROM refunds WHERE order_id = ANY(%s)", (list(DEMO_ORDER_IDS),)
+            )
+            await conn.execute(
+                "DELETE FROM refund_rejections WHERE order_id = ANY(%s)", (list(DEMO_ORDER_IDS),)
             )
         async with conn.cursor() as cur:
             await cur.executemany(_UPSERT, params)

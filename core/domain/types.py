@@ -112,14 +112,24 @@ class OrderStore(Protocol):
         """Return the order or None when it does not exist."""
         ...
 
+    async def split_reason(self, order_id: str, amount: Decimal | str) -> str | None:
+        """Why a refund under the threshold still needs a person (a split), or None.
+
+        Read from the database (the authority): a person rejected a refund of this order in
+        the last 24 hours, or the order's refunds of that window plus this one exceed the
+        threshold. Phrased to follow "it", e.g. "splits a 900.00 USD refund of LS-10017 ...".
+        """
+        ...
+
     async def issue_refund(self, request: RefundRequest) -> RefundResult:
         """Refund once per (thread, request, order); raise RefundRefused when a rule forbids it.
 
         Rules, checked inside one transaction holding the order row lock:
         unknown order -> `order_not_found`; cancelled or not shipped -> `not_captured`;
         amount <= 0 -> `invalid_amount`; above the refundable balance -> `exceeds_refundable`;
-        above the database's approval threshold without a released approval of exactly this
-        call -> `approval_required` / `approval_mismatch`.
+        above the database's approval threshold, or under it when `split_reason` gives a
+        reason, without a released approval of exactly this call -> `approval_required` /
+        `approval_mismatch`.
         A repeated key returns the first result with `replayed=True` (no second row).
         """
         ...

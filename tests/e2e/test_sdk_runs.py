@@ -22,6 +22,7 @@ from langgraph_sdk.errors import (
 from langgraph_sdk.schema import CancelAction
 
 from core.db.pool import DbPool
+from core.domain.orders import PgOrderStore
 from core.settings import Settings
 from mock_llm.process import MockLLM
 
@@ -247,8 +248,10 @@ async def test_multitask_reject(alice: LangGraphClient, mock: MockLLM) -> None:
 
 
 async def test_multitask_enqueue_runs_after_with_heartbeats(
-    server: RunningServer, alice: LangGraphClient, mock: MockLLM
+    server: RunningServer, alice: LangGraphClient, mock: MockLLM, orders: PgOrderStore
 ) -> None:
+    # `orders`: LS-10017 without earlier refunds or rejections, so the slow run's $20 refund
+    # executes (after a rejection of the order it would wait for a person: the split rule).
     tid = (await alice.threads.create())["thread_id"]
     first = await start_slow_run(alice, mock, tid, calls=2)  # ~8 s
     api_key = alice.http.client.headers["x-api-key"]

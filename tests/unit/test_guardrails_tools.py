@@ -40,8 +40,18 @@ class NoService:
             "items": [],
         }
 
+    async def split_reason(self, order_id: str, amount: Any) -> str | None:
+        return None
+
     async def issue_refund(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("guard must not execute anything")
+
+
+class SplitOrders(NoService):
+    """The database says this order had a refund rejected within the split window."""
+
+    async def split_reason(self, order_id: str, amount: Any) -> str | None:
+        return f"splits a 900.00 USD refund of {order_id} that a reviewer rejected"
 
 
 def make_deps(**env: Any) -> Deps:
@@ -217,6 +227,28 @@ async def test_guard_uses_the_role_from_config() -> None:
     assert out["plan"][0]["verdict"] == "deny"
     out = await guard(deps, message, HumanMessage("refund $10 on LS-10007"), role="user")
     assert out["plan"][0]["verdict"] == "allow"
+
+
+async def test_a_split_the_database_reports_waits_for_a_person() -> None:
+    """Under the threshold and written by the user, but the store's split rule holds it."""
+    deps = Deps(
+        chat_model=None,  # type: ignore[arg-type]
+        retriever=NoService(),
+        orders=SplitOrders(),
+        settings=Settings(),
+    )
+    message = AIMessage("", tool_calls=[{"id": "c1", "name": "issue_refund", "args": refund(450)}])
+    out = await guard(deps, message, HumanMessage("refund $450 on LS-10007"))
+    [call] = out["plan"]
+    assert call["verdict"] == "approve"
+    assert call["reason"] == (
+        "requires approval: this refund splits a 900.00 USD refund of LS-10007 that a "
+        "reviewer rejected"
+    )
+    big = AIMessage("", tool_calls=[{"id": "c2", "name": "issue_refund", "args": refund(600)}])
+    out = await guard(deps, big, HumanMessage("refund $600 on LS-10007"))
+    reason = out["plan"][0]["reason"]
+    assert "approval threshold" in reason and "reviewer rejected" in reason, "both reasons"
 
 
 def test_only_guard_and_approval_lead_to_run_tools() -> None:

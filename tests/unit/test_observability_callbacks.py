@@ -81,6 +81,9 @@ class FakeOrders:
             items=[],
         )
 
+    async def split_reason(self, order_id: str, amount: Any) -> str | None:
+        return None
+
     async def issue_refund(self, request: RefundRequest) -> RefundResult:
         self.refunds.append({"order_id": request.order_id, "amount": request.amount})
         return RefundResult(
