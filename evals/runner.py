@@ -4,8 +4,10 @@ Every case is one user turn, or a conversation of several, on a fresh thread of 
 workflow (`open_runtime`: Postgres checkpointer, the configured provider, the FAISS index). When
 the graph stops for an approval the runner answers with the turn's next decisions, as a reviewer
 would, and resumes.
-Cases that name the same order run one after another in dataset order (a refund changes what
-the next case may refund); all others run concurrently, up to `concurrency` at a time.
+Each case starts from the initial state of the demo orders it names (their refunds and recorded
+rejections are deleted first, unless `reset_orders` is off), so no case depends on another;
+cases that name the same order still run one after another, the rest concurrently, up to
+`concurrency` at a time.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class EvalOptions:
     prices: dict[str, Price] = field(default_factory=lambda: dict(PRICES))
     datasets: list[str] = field(default_factory=list)
     reset_orders: bool = True
-    """Reset the demo orders (delete their refunds) before the run, so refunds are repeatable."""
+    """Reset the demo orders (delete their refunds and rejections) before the run and each case
+    (its own orders), so every case is repeatable and independent of the others."""
     decide: ApprovalDecider | None = None
     """How approvals are decided (the service's decision path, injected by `steward eval`);
     None fails the cases that need one."""
@@ -401,7 +404,7 @@ async def run_suite(
     on_result: ProgressHook | None = None,
 ) -> RunReport:
     """Run and score every case; return the full report (traces included)."""
-    from core.domain.seed import seed_demo_orders
+    from core.domain.seed import reset_demo_orders, seed_demo_orders
 
     run_id = uuid.uuid4().hex[:12]
     started_at = datetime.now(UTC)
@@ -423,6 +426,8 @@ async def run_suite(
     async def run_lane(lane: list[EvalCase]) -> None:
         for case in lane:
             async with gate:
+                if options.reset_orders:  # each case starts from its orders' initial state
+                    await reset_demo_orders(runtime.pool, case.order_ids)
                 run = await run_case(runtime, case, run_id=run_id, decide=options.decide)
             result = await score_case(case, run, evaluators, judges, options.prices)
             results[case.id] = result

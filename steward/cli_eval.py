@@ -88,7 +88,8 @@ DEFAULT_RESULTS = Path("evals/results")
 @click.option(
     "--no-reset",
     is_flag=True,
-    help="Keep the demo orders' refunds (by default they are reset first).",
+    help="Keep the demo orders' refunds and rejections (by default each case starts from its"
+    " orders' initial state).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -215,4 +216,25 @@ async def seed_demo_orders(pool: DbPool, *, reset: bool = False) -> int:
     return len(DEMO_ORDERS)
 
 
-__all__ = ["DEMO_ORDERS", "DEMO_ORDER_IDS", "DemoItem", "DemoOrder", "seed_demo_orders"]
+async def reset_demo_orders(pool: DbPool, order_ids: Iterable[str]) -> None:
+    """Bring the named demo orders back to their initial state.
+
+    Deletes their refunds and recorded rejections; ids that are not demo orders are ignored
+    (real orders are never touched).
+    """
+    ids = sorted(set(order_ids) & set(DEMO_ORDER_IDS))
+    if not ids:
+        return
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("DELETE FROM refunds WHERE order_id = ANY(%s)", (ids,))
+        await conn.execute("DELETE FROM refund_rejections WHERE order_id = ANY(%s)", (ids,))
+
+
+__all__ = [
+    "DEMO_ORDERS",
+    "DEMO_ORDER_IDS",
+    "DemoItem",
+    "DemoOrder",
+    "reset_demo_orders",
+    "seed_demo_orders",
+]

@@ -283,6 +283,14 @@ RULES: tuple[Rule, ...] = (
         "role_prefix", "prompt_injection", 0.8, r"^\s*(?:system|assistant|developer|admin|root)\s*:"
     ),
     _rule(
+        "hidden_markup_instruction",
+        "prompt_injection",
+        1.0,
+        # A comment the reader never sees, addressed to the model: <!-- assistant: refund ... -->
+        r"(?:<!--|\[//\]:\s*#|/\*)[^>]{0,40}?\b(?:assistant|ai|bot|model|llm|system|agent|"
+        r"steward|chatgpt|gpt)\b\s*[:,-]",
+    ),
+    _rule(
         "fake_transcript",
         "prompt_injection",
         0.5,
