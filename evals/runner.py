@@ -163,6 +163,8 @@ def _text(message: BaseMessage) -> str:
 def serialize_message(message: BaseMessage) -> dict[str, Any]:
     """A message as the report shows it: type, text, tool calls, usage."""
     out: dict[str, Any] = {"type": message.type, "content": _text(message)[:MAX_CONTENT_CHARS]}
+    if message.id and message.type == "human":
+        out["id"] = message.id  # the request id its side effects record
     if message.name:
         out["name"] = message.name
     if isinstance(message, AIMessage):
@@ -226,6 +228,7 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
         rows = await (
             await conn.execute(
                 "SELECT r.refund_id, r.order_id, r.amount_cents, r.requested_by, r.approved_by,"
+                " r.request_id,"
                 " o.status AS order_status, a.status AS approval_status, a.decided_by"
                 " FROM refunds r JOIN orders o USING (order_id)"
                 " LEFT JOIN approvals a ON a.approval_id = r.approval_id"
@@ -239,6 +242,7 @@ async def _refunds_of(runtime: Runtime, thread_id: str) -> list[dict[str, Any]]:
             "order_id": r["order_id"],
             "amount": format_money(r["amount_cents"]),
             "requested_by": r["requested_by"],
+            "request_id": r["request_id"],
             "approved_by": r["approved_by"],
             "order_status": r["order_status"],
             "approval_status": r["approval_status"],

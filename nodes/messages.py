@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
@@ -29,6 +30,17 @@ def last_human(messages: Sequence[AnyMessage]) -> HumanMessage | None:
         if isinstance(message, HumanMessage):
             return message
     return None
+
+
+FOLLOW_UP_WORDS = 12
+"""A user message this short may lean on the turn before it ("did that go through?")."""
+REFERS_BACK = re.compile(
+    r"\b(?:it|that|this|those|these|they|them|the\s+(?:refund|order|money|request|approval)|"
+    r"my\s+(?:refund|order|money|request)|go(?:ne)?\s+through|went\s+through|approved|"
+    r"rejected|refund(?:ed)?|status)\b",
+    re.IGNORECASE,
+)
+"""Words by which a follow-up points at what the turn before it did."""
 
 
 def last_ai(messages: Sequence[AnyMessage]) -> AIMessage:

@@ -39,7 +39,7 @@ from graph.prompts import (
 )
 from graph.schemas import ActionRecord, AgentResponse, FinalAnswer
 from graph.state import State
-from nodes.messages import last_ai, text_of
+from nodes.messages import FOLLOW_UP_WORDS, REFERS_BACK, last_ai, text_of
 from nodes.types import Node
 
 log = logging.getLogger(__name__)
@@ -148,21 +148,50 @@ def check_answer(
     return answer, codes
 
 
+SMALL_TALK = re.compile(
+    r"^\W*(?:(?:hi|hello|hey|hiya|good\s+(?:morning|afternoon|evening)|thanks|thank\s+you"
+    r"(?:\s+(?:so|very)\s+much)?|thx|ty|cheers|great|perfect|awesome|ok(?:ay)?|cool|bye|goodbye|"
+    r"see\s+you|have\s+a\s+(?:nice|good|great)\s+day|that'?s\s+all(?:\s+i\s+needed)?|"
+    r"that\s+(?:helps|helped)|can\s+you\s+help(?:\s+me)?|are\s+you\s+there|"
+    r"i\s+have\s+a\s+question)\b[\s,.!?]*)+$",
+    re.IGNORECASE,
+)
+"""A message that is only a greeting, thanks, a closing or an opener: it asks about nothing, so
+the model's own reply stands (it cites nothing, and the output checks still apply)."""
+
+
 def is_ungrounded(state: State) -> bool:
     """True when nothing backs an answer: no policy chunk above the floor, no tool result.
 
     Retrieval (the `retrieve` node and `search_policies`) only returns chunks at or above
     STEWARD_RETRIEVAL_MIN_SCORE, so an empty `retrieved` means no policy covers the question.
-    Any other tool call of this turn (an order look-up, a refund, a denied call) or tool result
-    earlier in the thread (a follow-up on an order) is something the answer may report.
+    Backed as well: a tool call of this turn other than a policy search (an order look-up, a
+    refund, a denied call); small talk; and a short follow-up (`FOLLOW_UP_WORDS`) that points
+    back (`REFERS_BACK`) right after a turn whose tools did something ("did that go through?").
+    An older tool result backs nothing: after one order look-up a thread does not get answers
+    from general knowledge ("Who won the World Cup?").
     """
     if state.get("retrieved"):
         return False
     if any(action["name"] != "search_policies" for action in state.get("actions", [])):
         return False
+    messages = state["messages"]
+    turns = [
+        i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and m.name != "validator"
+    ]
+    if not turns:
+        return True
+    question = text_of(messages[turns[-1]])
+    if SMALL_TALK.match(question):
+        return False
+    if len(turns) < 2 or len(question.split()) > FOLLOW_UP_WORDS:
+        return True
+    if not REFERS_BACK.search(question):
+        return True
+    previous_turn = messages[turns[-2] : turns[-1]]
     return not any(
         isinstance(message, ToolMessage) and message.name != "search_policies"
-        for message in state["messages"]
+        for message in previous_turn
     )
 
 
@@ -229,7 +258,9 @@ def make_validate(deps: Deps) -> Node:
             answer.answer,
             actions=actions,
             messages=state["messages"],
-            policy_text="\n".join(chunk["text"] for chunk in retrieved),
+            # Values quoted from this turn's policy excerpts, and the published support contact,
+            # are not personal data to mask.
+            policy_text="\n".join([*(c["text"] for c in retrieved), settings.support_contact]),
             redact=settings.guard_output_pii,
             claims=settings.guard_refund_claims,
         )

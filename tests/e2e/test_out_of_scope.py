@@ -51,12 +51,15 @@ def cases(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-async def ask(server: RunningServer, tenant: str, question: str) -> dict[str, Any]:
+async def ask(server: RunningServer, tenant: str, *questions: str) -> dict[str, Any]:
+    """Ask the questions in order on one new thread; the last answer."""
     client = server.client(await server.keys("olive", tenant, "user"))
     thread = await client.threads.create()
-    run_input: Any = {"messages": [{"role": "user", "content": question}]}
-    values: Any = await client.runs.wait(thread["thread_id"], "agent", input=run_input)
-    response: dict[str, Any] = values["response"]
+    response: dict[str, Any] = {}
+    for question in questions:
+        run_input: Any = {"messages": [{"role": "user", "content": question}]}
+        values: Any = await client.runs.wait(thread["thread_id"], "agent", input=run_input)
+        response = values["response"]
     return response
 
 
@@ -79,6 +82,16 @@ async def test_in_scope_questions_still_cite_their_policy(
     response = await ask(server, "ins", question)
     assert IN_SCOPE[question] in response["sources"]
     assert CONTACT not in response["answer"]
+
+
+async def test_an_order_look_up_does_not_ground_an_unrelated_later_question(
+    server: RunningServer,
+) -> None:
+    response = await ask(
+        server, "later", "What's the status of LS-10003?", "Who won the 2018 FIFA World Cup?"
+    )
+    assert response["answer"].startswith("I don't know"), response
+    assert CONTACT in response["answer"]
 
 
 async def test_order_lookups_work_without_any_policy_chunk(server: RunningServer) -> None:

@@ -45,10 +45,11 @@ async def run_validate(
     history: list[Any] | None = None,
     retrieved: list[Any] | None = None,
     stop_reason: str | None = None,
+    question: str = "Did that go through?",
     **env: Any,
 ) -> dict[str, Any]:
     state = {
-        "messages": [*(history or []), HumanMessage("hi"), final(answer)],
+        "messages": [*(history or []), HumanMessage(question), final(answer)],
         "actions": actions or [],
         "retrieved": retrieved or [],
         "stop_reason": stop_reason,
@@ -103,8 +104,9 @@ async def test_backed_claims_stay() -> None:
         tool_call_id="t",
         name="issue_refund",
     )
-    out = await run_validate(text, history=[earlier])
-    assert out["response"]["answer"] == text, "a refund earlier in the thread backs it too"
+    previous_turn = [HumanMessage("Refund $120 on LS-10007."), earlier, final("Refunded.")]
+    out = await run_validate(text, history=previous_turn)
+    assert out["response"]["answer"] == text, "the refund of the turn before backs a follow-up"
 
 
 async def test_pii_in_answers_is_redacted_but_policy_contacts_stay() -> None:
@@ -172,18 +174,47 @@ async def test_ungrounded_answer_after_empty_searches_keeps_its_actions() -> Non
     assert out["response"]["actions"] == [search]
 
 
-@pytest.mark.parametrize("grounding", ["chunk", "action", "thread"])
+LOOKUP_TURN = [
+    HumanMessage("Where is LS-10007?"),
+    ToolMessage('{"order_id": "LS-10007"}', tool_call_id="t", name="get_order"),
+    final("Order LS-10007 has shipped."),
+]
+
+
+@pytest.mark.parametrize("grounding", ["chunk", "action", "previous turn", "small talk"])
 async def test_grounded_answers_are_kept(grounding: str) -> None:
     text = "Order LS-10007 is shipped."
-    earlier = ToolMessage('{"order_id": "LS-10007"}', tool_call_id="t", name="get_order")
     out = await run_validate(
         text,
         retrieved=[POLICY_CHUNK] if grounding == "chunk" else None,
         actions=[refund_action("denied")] if grounding == "action" else None,
-        history=[earlier] if grounding == "thread" else None,
+        history=LOOKUP_TURN if grounding == "previous turn" else None,
+        question="Thanks, that's all I needed!" if grounding == "small talk" else "Is it late?",
     )
     assert out["response"]["answer"] == text
     assert OUT_OF_SCOPE not in out.get("guardrail_codes", [])
+
+
+async def test_an_older_tool_result_does_not_ground_a_new_question() -> None:
+    out = await run_validate(
+        "France won the 2018 FIFA World Cup.",
+        history=LOOKUP_TURN,
+        question="Who won the 2018 FIFA World Cup, and who scored in the final?",
+    )
+    assert "France" not in out["response"]["answer"]
+    assert out["guardrail_codes"] == [OUT_OF_SCOPE]
+    two_turns_later = [*LOOKUP_TURN, HumanMessage("And the weather?"), final("I don't know.")]
+    out = await run_validate("Sunny.", history=two_turns_later, question="Is it hot?")
+    assert out["guardrail_codes"] == [OUT_OF_SCOPE]
+
+
+async def test_the_support_contact_in_an_answer_is_not_masked() -> None:
+    out = await run_validate(
+        "I can't answer that; please write to help@larkspur.example.",
+        retrieved=[POLICY_CHUNK],
+        STEWARD_SUPPORT_CONTACT="Larkspur Help, help@larkspur.example",
+    )
+    assert "help@larkspur.example" in out["response"]["answer"]
 
 
 async def test_budget_stop_is_a_refusal_with_truthful_actions() -> None:
