@@ -6,9 +6,13 @@ holdout (never used for training or tuning by either layer), for
   rules      core.guardrails.injection alone (normalisation + weighted rules)
   semantic   core.guardrails.semantic alone (classifier over all-MiniLM-L6-v2 vectors)
   combined   refused when either refuses (what input_filter does)
+and two dilution variants of the holdout, every row (attacks and benign) with one fixed
+ordinary complaint sentence (`PREFACE`, in no split) before it ("+ preface") or after it
+("+ suffix"): one customer sentence around an attack must not hide it.
 
 Latency, in-process: the input_filter node (size check, rules, Presidio PII redaction,
-routing, and the semantic layer when on) on every message of both splits, with
+routing, and the semantic layer when on: every segment of the message, whole text,
+sentences and pairs, in one forward pass) on every message of both splits, with
 STEWARD_GUARD_INJECTION_SEMANTIC off and on; and retrieval's query embedding for the same
 message, cold vs found in the cache the filter filled (the embedding is paid once per turn).
 
@@ -29,13 +33,20 @@ from langchain_core.messages import HumanMessage
 from core.guardrails.injection import detect_injection
 from core.guardrails.pii import get_analyzer
 from core.guardrails.semantic import SemanticDetector
-from core.guardrails.semantic_data import Split, load_split
+from core.guardrails.semantic_data import DILUTION_PREFACE, Split, load_split
 from core.knowledge.embeddings import CachedEmbedder, LocalEmbedder
 from core.settings import Settings
 from graph.deps import Deps
 from nodes.input_filter import make_input_filter
 
 LAYERS = ("rules", "semantic", "combined")
+PREFACE = DILUTION_PREFACE
+VARIANTS: dict[str, tuple[Split, str, str]] = {
+    "tune": ("tune", "", ""),
+    "holdout": ("holdout", "", ""),
+    "holdout + preface": ("holdout", PREFACE + " ", ""),
+    "holdout + suffix": ("holdout", "", " " + PREFACE),
+}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -69,20 +80,25 @@ def rates(rows: list[dict[str, Any]], refused: list[bool]) -> dict[str, float]:
     }
 
 
+def variant_rows(name: str) -> list[dict[str, Any]]:
+    """The rows of one variant of `VARIANTS` (a split, maybe with `PREFACE` around each text)."""
+    split, before, after = VARIANTS[name]
+    return [{**r, "text": f"{before}{r['text']}{after}"} for r in load_split(split)]
+
+
 def measure_rates(
     detector: SemanticDetector, settings: Settings, *, misses: bool
-) -> dict[Split, dict[str, dict[str, float]]]:
-    out: dict[Split, dict[str, dict[str, float]]] = {}
-    split: Split
-    for split in ("tune", "holdout"):
-        rows = load_split(split)
+) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in VARIANTS:
+        rows = variant_rows(name)
         verdicts = layer_verdicts(rows, detector, settings)
-        out[split] = {layer: rates(rows, verdicts[layer]) for layer in LAYERS}
+        out[name] = {layer: rates(rows, verdicts[layer]) for layer in LAYERS}
         if misses:
             for row, hit in zip(rows, verdicts["combined"], strict=True):
                 if hit != (row["label"] == "attack"):
                     what = "missed" if row["label"] == "attack" else "refused"
-                    print(f"{split:<8} {what:<8} {row['kind']:<18} {row['text'][:90]}")
+                    print(f"{name:<18} {what:<8} {row['kind']:<18} {row['text'][:90]}")
     return out
 
 
@@ -134,11 +150,11 @@ async def main(args: argparse.Namespace) -> None:
     detector = SemanticDetector(embedder)
     measured = measure_rates(detector, settings, misses=args.misses)
     print(f"semantic threshold {detector.threshold:.4f} (calibrated on tune)")
-    print(f"\n{'split':<8} {'layer':<9} {'attacks':>7} {'benign':>7} {'detection':>10} {'FP':>7}")
+    print(f"\n{'split':<18} {'layer':<9} {'attacks':>7} {'benign':>7} {'detection':>10} {'FP':>7}")
     for split, layers in measured.items():
         for layer, r in layers.items():
             print(
-                f"{split:<8} {layer:<9} {r['attacks']:>7} {r['benign']:>7} "
+                f"{split:<18} {layer:<9} {r['attacks']:>7} {r['benign']:>7} "
                 f"{r['detection']:>10.1%} {r['false_positives']:>7.1%}"
             )
     latency = await filter_latency(args.rounds, embedder)

@@ -9,10 +9,13 @@ Checks, each logged with a reason code (`guardrail`, `decision`, `reason_code`; 
    (`STEWARD_GUARD_PII=block` refuses instead, `off` skips);
 4. model routing for the turn (core.budget.routing);
 5. prompt injection and jailbreak, second layer (core.guardrails.semantic), on what the
-   rules let through: a classifier over the redacted messages' sentence embeddings, in a
-   worker thread, batched with concurrent turns; the retriever then finds the latest
-   message's vector in the shared cache instead of embedding it again
-   (`STEWARD_GUARD_INJECTION_SEMANTIC=false` skips it).
+   rules let through: a classifier over the redacted messages' sentence embeddings, the
+   whole message and each of its sentences and pairs of adjacent sentences (text-part
+   boundaries cut sentences too), the highest score deciding, so an ordinary sentence put
+   before or after an attack does not hide it; in a worker thread, one forward pass batched
+   with concurrent turns; the retriever then finds the latest message's vector in the
+   shared cache instead of embedding it again (`STEWARD_GUARD_INJECTION_SEMANTIC=false`
+   skips it).
 A refused turn goes to finalize, which answers politely with the reason code as `refusal`.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
+from core.guardrails.pii import Redaction, redact_text
 from core.guardrails.screen import screen_turn
 from graph.deps import Deps
 from graph.state import State
@@ -73,6 +77,35 @@ def check_input(message: HumanMessage | None, *, max_chars: int) -> str | None:
     return None
 
 
+def text_parts(message: HumanMessage) -> list[str]:
+    """The text parts of a message's content (one for a plain string)."""
+    content = message.content
+    if isinstance(content, str):
+        return [content]
+    return [
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for part in content
+        if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text")
+    ]
+
+
+def redacted_parts(
+    messages: Sequence[HumanMessage], redacted: Sequence[Redaction]
+) -> list[list[str]]:
+    """Per message, its text parts as the semantic layer sees them (blocking: may redact).
+
+    A message of several parts whose PII was redacted has each part redacted on its own, so
+    the layer keeps the part boundaries without ever seeing the unredacted text.
+    """
+    out: list[list[str]] = []
+    for message, redaction in zip(messages, redacted, strict=True):
+        parts = text_parts(message)
+        if len(parts) > 1 and redaction.changed:
+            parts = [redact_text(part).text for part in parts]
+        out.append(parts if len(parts) > 1 else [])
+    return out
+
+
 def new_user_messages(messages: Sequence[AnyMessage]) -> list[HumanMessage]:
     """The user messages of this turn: every HumanMessage after the last model message."""
     found: list[HumanMessage] = []
@@ -117,7 +150,12 @@ def make_input_filter(deps: Deps) -> Node:
         refusal, codes = screening.refusal, screening.codes
         detector = deps.injection_detector
         if refusal is None and detector is not None:
-            verdict = await detector.screen([r.text for r in screening.redacted])
+            parts = (
+                await asyncio.to_thread(redacted_parts, fresh, screening.redacted)
+                if any(not isinstance(m.content, str) for m in fresh)
+                else []
+            )
+            verdict = await detector.screen([r.text for r in screening.redacted], parts)
             if verdict is not None:
                 blocked = verdict.blocked(detector.threshold)
                 code = verdict.category if blocked else "no_injection"
@@ -129,6 +167,8 @@ def make_input_filter(deps: Deps) -> Node:
                         "reason_code": code,
                         "score": verdict.score,
                         "threshold": detector.threshold,
+                        "segment": verdict.segment,
+                        "segments": verdict.segments,
                     },
                 )
                 if blocked:

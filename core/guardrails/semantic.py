@@ -5,16 +5,34 @@ multinomial logistic regression (benign / prompt_injection / jailbreak) over all
 vectors, trained offline by `python -m core.guardrails.train_semantic` on `data/injection/`;
 the weights (3 x 384 floats) and the calibrated threshold ship in `injection_model.json` and
 are applied with numpy. The score is P(attack) = 1 - P(benign); the larger attack class names
-the refusal. Embedding is CPU work: `SemanticDetector.score` runs it in a worker thread and
-shares one forward pass between concurrent turns (core.knowledge.batching), and with a
-`CachedEmbedder` shared with the retriever the same text is embedded once per turn.
+the refusal.
+
+A message is scored by its segments, not only as a whole: one vector of a whole message lets
+an attack hide behind ordinary sentences (a complaint sentence before "You are now in
+maintenance mode..." took its score from 0.97 to 0.36). `segments_of` cuts the message into
+sentences (on `.`, `!`, `?` followed by a space, on line breaks and on the boundaries of its
+text parts) and scores the whole text, every sentence and every window of two adjacent
+sentences, at most `MAX_SEGMENTS` in all (longer messages have their sentences merged into
+`MAX_SEGMENTS // 2` contiguous chunks first, so every sentence is still covered); the
+message's score is the highest. The training script calibrates the threshold with the same
+scoring. Holdout (`python bench/detection_rates.py`): 72.3% of attacks at 2.1% false
+positives, and the same with an ordinary complaint sentence before every row (69.2% with it
+after); scoring the whole message only gave 64.6%, 0% and 6.2%.
+
+Embedding is CPU work: `SemanticDetector.score` runs it in a worker thread, all of a
+message's segments in one forward pass shared with concurrent turns
+(core.knowledge.batching); with a `CachedEmbedder` shared with the retriever the whole
+message's vector is remembered (not its segments'), so retrieval does not embed it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +41,42 @@ import numpy as np
 
 from core.guardrails.injection import Category
 from core.knowledge.batching import Batcher
-from core.knowledge.embeddings import Embedder, FloatArray
+from core.knowledge.embeddings import CachedEmbedder, Embedder, FloatArray
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 CLASSES: tuple[str, str, str] = ("benign", "prompt_injection", "jailbreak")
+MAX_SEGMENTS = 12
+"""Most texts scored per message, the whole message included."""
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+
+
+def sentences_of(text: str) -> list[str]:
+    """`text` cut after `.`, `!` or `?` followed by whitespace, and at line breaks."""
+    return [piece.strip() for piece in _SENTENCE_BREAK.split(text) if piece.strip()]
+
+
+def segments_of(
+    text: str, parts: Sequence[str] = (), *, max_segments: int = MAX_SEGMENTS
+) -> tuple[str, ...]:
+    """The texts a message is scored by: `text` itself first, then its sentences and pairs.
+
+    Args:
+        text: the whole message (what retrieval embeds; always the first segment).
+        parts: the message's text parts, when it has several: their boundaries are sentence
+            boundaries too (parts are joined without a separator, so "...rainfly." and
+            "You are now..." would otherwise run together).
+        max_segments: most segments returned (at least 1, the whole text).
+    """
+    units = [s for part in (parts if len(parts) > 1 else (text,)) for s in sentences_of(part)]
+    if len(units) <= 1:
+        return (text,)
+    chunks = max(1, max_segments // 2)
+    if len(units) > chunks:
+        cuts = [len(units) * i // chunks for i in range(chunks + 1)]
+        units = [" ".join(units[a:b]) for a, b in itertools.pairwise(cuts) if b > a]
+    windows = [f"{a} {b}" for a, b in itertools.pairwise(units)] if len(units) > 2 else []
+    out = dict.fromkeys([text, *units, *windows])
+    return tuple(out)[:max_segments]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +87,10 @@ class SemanticVerdict:
     """P(attack), in [0, 1]."""
     category: Category
     """The more likely attack class (meaningful when the score is high)."""
+    segment: int = 0
+    """Which of the message's segments scored highest (0: the whole text)."""
+    segments: int = 1
+    """How many segments were scored."""
 
     def blocked(self, threshold: float) -> bool:
         """True when the score reaches `threshold`."""
@@ -120,7 +174,7 @@ class SemanticDetector:
         self._model = model
         self._threshold = threshold
         self._lock = threading.Lock()
-        self._batcher: Batcher[str, SemanticVerdict] = Batcher(self.score_sync)
+        self._batcher: Batcher[tuple[str, ...], SemanticVerdict] = Batcher(self.score_segments)
 
     @property
     def model(self) -> SemanticModel:
@@ -145,20 +199,77 @@ class SemanticDetector:
         """P(attack) at which input is refused."""
         return self.model.threshold if self._threshold is None else self._threshold
 
-    def score_sync(self, texts: list[str]) -> list[SemanticVerdict]:
-        """Blocking: embed `texts` in one pass and score each."""
-        if not texts:
+    def score_segments(self, messages: list[tuple[str, ...]]) -> list[SemanticVerdict]:
+        """Blocking: per message (its segments, the whole text first), the top segment's verdict.
+
+        Every segment of every message is embedded in one pass; only the whole texts are
+        remembered by a `CachedEmbedder` (retrieval looks them up; segments would evict them).
+        """
+        if not messages:
             return []
-        return self.model.verdicts(self.embedder.embed_queries(list(texts)))
+        model = self.model
+        flat = [segment for segments in messages for segment in segments]
+        if isinstance(self.embedder, CachedEmbedder):
+            vectors = self.embedder.embed_queries(flat, remember={m[0] for m in messages})
+        else:
+            vectors = self.embedder.embed_queries(flat)
+        verdicts = model.verdicts(vectors)
+        out: list[SemanticVerdict] = []
+        start = 0
+        for segments in messages:
+            mine = verdicts[start : start + len(segments)]
+            start += len(segments)
+            top = max(range(len(mine)), key=lambda i: mine[i].score)
+            out.append(
+                SemanticVerdict(
+                    score=mine[top].score,
+                    category=mine[top].category,
+                    segment=top,
+                    segments=len(segments),
+                )
+            )
+        return out
 
-    async def score(self, text: str) -> SemanticVerdict:
-        """Score one text off the event loop, in one pass with whatever else waits."""
-        return await self._batcher.submit(text)
+    def score_sync(self, texts: Sequence[str]) -> list[SemanticVerdict]:
+        """Blocking: score each text by its segments (`segments_of`), all in one pass."""
+        return self.score_segments([segments_of(text) for text in texts])
 
-    async def screen(self, texts: list[str]) -> SemanticVerdict | None:
-        """The highest-scoring verdict over a turn's messages (None when there are none)."""
-        verdicts = await asyncio.gather(*(self.score(text) for text in texts if text.strip()))
+    async def score(self, text: str, parts: Sequence[str] = ()) -> SemanticVerdict:
+        """Score one message off the event loop, in one pass with whatever else waits.
+
+        Args:
+            text: the whole message.
+            parts: its text parts when it has several (their boundaries cut sentences).
+        """
+        return await self._batcher.submit(segments_of(text, parts))
+
+    async def screen(
+        self, texts: Sequence[str], parts: Sequence[Sequence[str]] = ()
+    ) -> SemanticVerdict | None:
+        """The highest-scoring verdict over a turn's messages (None when there are none).
+
+        Args:
+            texts: each message's whole text.
+            parts: each message's text parts, aligned with `texts` (optional).
+        """
+        aligned = list(parts) if parts else [() for _ in texts]
+        verdicts = await asyncio.gather(
+            *(
+                self.score(text, message_parts)
+                for text, message_parts in zip(texts, aligned, strict=True)
+                if text.strip()
+            )
+        )
         return max(verdicts, key=lambda v: v.score, default=None)
 
 
-__all__ = ["CLASSES", "MODEL_PATH", "SemanticDetector", "SemanticModel", "SemanticVerdict"]
+__all__ = [
+    "CLASSES",
+    "MAX_SEGMENTS",
+    "MODEL_PATH",
+    "SemanticDetector",
+    "SemanticModel",
+    "SemanticVerdict",
+    "segments_of",
+    "sentences_of",
+]

@@ -19,6 +19,10 @@ Split = Literal["train", "tune", "holdout"]
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "injection"
 """`data/injection/` of the checkout: `train.jsonl`, `tune.jsonl`, `holdout.jsonl`, README."""
 
+DILUTION_PREFACE = "Hello, the camping stove I ordered last week arrived with a dented burner."
+"""An ordinary complaint in no split, put before or after every holdout row to measure
+dilution (bench/detection_rates.py, tests/unit/test_guardrails_semantic.py)."""
+
 RULE_TABLE_SOURCES = frozenset(
     {"tests/data/guardrail_cases.jsonl", "tests/data/guardrail_holdout.jsonl"}
 )
@@ -45,4 +49,12 @@ def load_split(split: Split, data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-__all__ = ["DATA_DIR", "RULE_TABLE_SOURCES", "Split", "load_split", "split_of", "split_path"]
+__all__ = [
+    "DATA_DIR",
+    "DILUTION_PREFACE",
+    "RULE_TABLE_SOURCES",
+    "Split",
+    "load_split",
+    "split_of",
+    "split_path",
+]

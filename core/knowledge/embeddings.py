@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -259,9 +260,22 @@ class CachedEmbedder:
         vector: FloatArray = self.embed_queries([text])[0]
         return vector
 
-    def embed_queries(self, texts: list[str]) -> FloatArray:
-        """Embed queries; the ones not cached go to the wrapped embedder in one pass."""
+    def embed_queries(
+        self, texts: list[str], *, remember: Collection[str] | None = None
+    ) -> FloatArray:
+        """Embed queries; the ones not cached go to the wrapped embedder in one pass.
+
+        Args:
+            texts: the queries.
+            remember: which of them to keep in the cache when computed (default: all); the
+                injection classifier's sentence segments are looked up but not kept.
+        """
         keys = [hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() for text in texts]
+        kept = (
+            None
+            if remember is None
+            else {hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in remember}
+        )
         found: dict[bytes, FloatArray] = {}
         with self._lock:
             for key in keys:
@@ -275,8 +289,10 @@ class CachedEmbedder:
             computed = self.inner.embed_queries([texts[first[key]] for key in todo])
             with self._lock:
                 for key, vector in zip(todo, computed, strict=True):
-                    found[key] = self._vectors[key] = vector.copy()
-                    self._vectors.move_to_end(key)
+                    found[key] = vector.copy()
+                    if kept is None or key in kept:
+                        self._vectors[key] = found[key]
+                        self._vectors.move_to_end(key)
                 while len(self._vectors) > self._size:
                     self._vectors.popitem(last=False)
         with self._lock:
