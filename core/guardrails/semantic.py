@@ -15,8 +15,8 @@ text parts) and scores the whole text, every sentence and every window of two ad
 sentences, at most `MAX_SEGMENTS` in all (longer messages have their sentences merged into
 `MAX_SEGMENTS // 2` contiguous chunks first, so every sentence is still covered); the
 message's score is the highest. The training script calibrates the threshold with the same
-scoring. Holdout (`python bench/detection_rates.py`): 72.3% of attacks at 2.1% false
-positives, and the same with an ordinary complaint sentence before every row (69.2% with it
+scoring. Holdout (`python bench/detection_rates.py`): 70.8% of attacks at 3.2% false
+positives, and the same with an ordinary complaint sentence before every row (66.2% with it
 after); scoring the whole message only gave 64.6%, 0% and 6.2%.
 
 Embedding is CPU work: `SemanticDetector.score` runs it in a worker thread, all of a
@@ -67,7 +67,9 @@ def segments_of(
             "You are now..." would otherwise run together).
         max_segments: most segments returned (at least 1, the whole text).
     """
-    units = [s for part in (parts if len(parts) > 1 else (text,)) for s in sentences_of(part)]
+    units = _merge_short(
+        [s for part in (parts if len(parts) > 1 else (text,)) for s in sentences_of(part)]
+    )
     if len(units) <= 1:
         return (text,)
     chunks = max(1, max_segments // 2)
@@ -77,6 +79,24 @@ def segments_of(
     windows = [f"{a} {b}" for a, b in itertools.pairwise(units)] if len(units) > 2 else []
     out = dict.fromkeys([text, *units, *windows])
     return tuple(out)[:max_segments]
+
+
+MIN_SEGMENT_WORDS = 4
+"""A sentence shorter than this ("Thanks!", "Hi there.") is scored with its neighbour: alone it
+carries no instruction, and the classifier's view of a lone word is noise."""
+
+
+def _merge_short(units: list[str]) -> list[str]:
+    merged: list[str] = []
+    for unit in units:
+        if merged and len(merged[-1].split()) < MIN_SEGMENT_WORDS:
+            merged[-1] = f"{merged[-1]} {unit}"
+        else:
+            merged.append(unit)
+    if len(merged) > 1 and len(merged[-1].split()) < MIN_SEGMENT_WORDS:
+        last = merged.pop()
+        merged[-1] = f"{merged[-1]} {last}"
+    return merged
 
 
 @dataclass(frozen=True, slots=True)
