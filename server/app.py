@@ -66,9 +66,17 @@ async def _warm_up(runtime: Runtime) -> None:
 
     psycopg resolves the server's time zone with `zoneinfo` (a file read) on the first
     `timestamptz` it decodes and caches it; doing it here keeps that read off request handling.
+    The embedding model (retrieval) and the injection classifier's weights load here too, in a
+    worker thread, so the first run does not pay seconds of model loading.
     """
     async with runtime.pool.connection() as conn:
         await (await conn.execute("SELECT now() AS now")).fetchone()
+    warmup = getattr(runtime.deps.retriever, "warmup", None)
+    if callable(warmup):
+        await warmup()
+    detector = runtime.deps.injection_detector
+    if detector is not None:
+        await detector.score("warm-up")
 
 
 def _activate_blockbuster() -> Any:
