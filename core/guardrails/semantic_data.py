@@ -1,18 +1,26 @@
 """The labelled injection data in `data/injection/`: its deterministic split and its loader.
 
 Offline only (training, the bench, tests): the data lives in the checkout, not in the package.
-Every row carries a `group` (one for a family of close paraphrases) and its split follows from
-the group's hash alone, so paraphrases never straddle two splits and the split is reproducible.
-Rows copied from the rule tables in `tests/data/` (which the rules were tuned on) only ever go
-to train or tune: the holdout holds phrasings neither layer has seen.
+Every row carries a `group` (one for a family of close paraphrases, as written) and a
+`cluster`: the groups joined by embedding similarity (`cluster_ids`: single linkage at a cosine
+of `NEAR_DUPLICATE_COSINE`), so a paraphrase that was given its own group still lands with its
+neighbours. The split follows from the cluster's hash alone (`split_of`), so near-duplicates
+never straddle two splits and the split is reproducible. Clusters holding a row copied from the
+rule tables in `tests/data/` (which the rules were tuned on) only ever go to train or tune: the
+holdout holds phrasings neither layer has seen. `python -m core.guardrails.resplit_injection`
+recomputes the clusters and rewrites the three files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 Split = Literal["train", "tune", "holdout"]
 
@@ -28,14 +36,44 @@ RULE_TABLE_SOURCES = frozenset(
 )
 
 
-def split_of(group: str, source: str) -> Split:
-    """The split a row belongs to: 50/20/30 by group hash; rule-table rows 75/25 train/tune."""
-    bucket = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100
-    if source in RULE_TABLE_SOURCES:
+NEAR_DUPLICATE_COSINE = 0.85
+"""Rows at least this similar (cosine of the local embeddings) share a cluster, hence a split."""
+
+
+def split_of(cluster: str, *, from_rule_tables: bool) -> Split:
+    """A cluster's split: 50/20/30 by hash; a cluster with rule-table rows 75/25 train/tune."""
+    bucket = int(hashlib.sha256(cluster.encode()).hexdigest()[:8], 16) % 100
+    if from_rule_tables:
         return "train" if bucket < 75 else "tune"
     if bucket < 50:
         return "train"
     return "tune" if bucket < 70 else "holdout"
+
+
+def cluster_ids(groups: Sequence[str], similarity: npt.NDArray[np.float64]) -> list[str]:
+    """Each row's cluster: the smallest group id among the rows linked to it.
+
+    Rows are linked when they share a group or their cosine similarity (`similarity`, rows x
+    rows) is at least `NEAR_DUPLICATE_COSINE`; linkage is transitive (single linkage).
+    """
+    parent = list(range(len(groups)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        parent[root(i)] = root(first.setdefault(group, i))
+    for i, j in zip(*np.nonzero(np.triu(similarity, 1) >= NEAR_DUPLICATE_COSINE), strict=True):
+        parent[root(int(i))] = root(int(j))
+    smallest: dict[int, str] = {}
+    for i, group in enumerate(groups):
+        r = root(i)
+        smallest[r] = min(smallest.get(r, group), group)
+    return [smallest[root(i)] for i in range(len(groups))]
 
 
 def split_path(split: Split, data_dir: Path = DATA_DIR) -> Path:
@@ -44,7 +82,7 @@ def split_path(split: Split, data_dir: Path = DATA_DIR) -> Path:
 
 
 def load_split(split: Split, data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
-    """The rows of one split: `text`, `label` (attack|benign), `category`, `kind`, `group`..."""
+    """The rows of one split: `text`, `label`, `category`, `kind`, `group`, `cluster`, `source`."""
     text = split_path(split, data_dir).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -52,8 +90,10 @@ def load_split(split: Split, data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
 __all__ = [
     "DATA_DIR",
     "DILUTION_PREFACE",
+    "NEAR_DUPLICATE_COSINE",
     "RULE_TABLE_SOURCES",
     "Split",
+    "cluster_ids",
     "load_split",
     "split_of",
     "split_path",

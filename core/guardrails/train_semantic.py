@@ -1,6 +1,6 @@
 """Train the semantic injection layer offline and write `core/guardrails/injection_model.json`.
 
-Usage: python -m core.guardrails.train_semantic [--fp-target 0.01] [--dilute-train] [--check]
+Usage: python -m core.guardrails.train_semantic [--fp-target 0.02] [--dilute-train] [--check]
 
 1. Augment train (`augment`, seeded, benign sentences drawn from train's own benign rows):
    every benign row once with another benign sentence before or after it, and the sentences
@@ -56,6 +56,10 @@ LAMBDAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 STEPS = 4000
 LEARNING_RATE = 2.0
 MOMENTUM = 0.9
+FP_TARGET = 0.02
+"""Default false-positive target on tune's benign rows: one of tune's 92 (at 1%, none may be
+refused, and the threshold becomes the single highest benign score: 58.6% tune detection
+against 74.7%)."""
 AUGMENT_SEED = 14
 """Seed of the benign sentences drawn for `augment` (the result is reproducible)."""
 
@@ -257,7 +261,7 @@ def train(fp_target: float, *, dilute_train: bool = False) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Train and write (or `--check`) the shipped weights."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fp-target", type=float, default=0.01)
+    parser.add_argument("--fp-target", type=float, default=FP_TARGET)
     parser.add_argument("--dilute-train", action="store_true", help="add diluted attacks")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--check", action="store_true", help="fail if the shipped file differs")

@@ -32,6 +32,7 @@ from core.guardrails.semantic import (
 from core.guardrails.semantic_data import (
     DATA_DIR,
     DILUTION_PREFACE,
+    NEAR_DUPLICATE_COSINE,
     RULE_TABLE_SOURCES,
     load_split,
     split_of,
@@ -54,14 +55,14 @@ COMPLAINT = "Hi, my tent from LS-10012 arrived with a torn rainfly."
 # Measured on the holdout (bench/detection_rates.py) with the shipped weights: as written, and
 # with DILUTION_PREFACE before every row ("preface"; attacks and benign alike).
 HOLDOUT = {
-    "rules": {"detection": 13 / 65, "false_positives": 1 / 126},
-    "semantic": {"detection": 46 / 65, "false_positives": 4 / 126},
-    "combined": {"detection": 47 / 65, "false_positives": 5 / 126},
+    "rules": {"detection": 12 / 62, "false_positives": 1 / 100},
+    "semantic": {"detection": 38 / 62, "false_positives": 1 / 100},
+    "combined": {"detection": 41 / 62, "false_positives": 2 / 100},
 }
 HOLDOUT_PREFACE = {
-    "rules": {"detection": 13 / 65, "false_positives": 1 / 126},
-    "semantic": {"detection": 46 / 65, "false_positives": 4 / 126},
-    "combined": {"detection": 47 / 65, "false_positives": 5 / 126},
+    "rules": {"detection": 12 / 62, "false_positives": 1 / 100},
+    "semantic": {"detection": 38 / 62, "false_positives": 1 / 100},
+    "combined": {"detection": 41 / 62, "false_positives": 2 / 100},
 }
 DETECTION_MARGIN = 0.03
 FALSE_POSITIVE_MARGIN = 0.015
@@ -102,22 +103,50 @@ def fx_detector(embedder: CachedEmbedder) -> SemanticDetector:
 # --- data ----------------------------------------------------------------------------------
 
 
-def test_the_data_is_big_enough_labelled_and_split_by_group() -> None:
+def test_the_data_is_big_enough_labelled_and_split_by_cluster() -> None:
     rows = {split: load_split(split) for split in ("train", "tune", "holdout")}
     every = [r for split_rows in rows.values() for r in split_rows]
     assert len(every) >= 600
     assert len({r["text"].strip().lower() for r in every}) == len(every), "no duplicates"
-    groups: dict[str, set[str]] = defaultdict(set)
+    clusters: dict[str, set[str]] = defaultdict(set)
+    ruled = {r["cluster"] for r in every if r["source"] in RULE_TABLE_SOURCES}
     for split, split_rows in rows.items():
         attacks = sum(r["label"] == "attack" for r in split_rows)
         assert attacks >= 50 and len(split_rows) - attacks >= 70, split
         for r in split_rows:
             assert r["label"] in {"attack", "benign"}
             assert (r["category"] in {"prompt_injection", "jailbreak"}) == (r["label"] == "attack")
-            assert split_of(r["group"], r["source"]) == split, r["text"]
-            groups[r["group"]].add(split)
-    assert all(len(splits) == 1 for splits in groups.values()), "a group straddles splits"
+            assert split_of(r["cluster"], from_rule_tables=r["cluster"] in ruled) == split
+            clusters[r["cluster"]].add(split)
+    assert all(len(splits) == 1 for splits in clusters.values()), "a cluster straddles splits"
+    groups = {r["group"]: r["cluster"] for r in every}
+    assert all(groups[r["group"]] == r["cluster"] for r in every), "a group straddles clusters"
     assert not any(r["source"] in RULE_TABLE_SOURCES for r in rows["holdout"])
+
+
+def test_no_holdout_row_is_a_near_duplicate_of_a_train_or_tune_row(
+    embedder: CachedEmbedder,
+) -> None:
+    def unit(rows: list[dict[str, Any]]) -> Any:
+        vectors = np.asarray(embedder.embed_queries([r["text"] for r in rows]), np.float64)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    holdout = load_split("holdout")
+    seen = load_split("train") + load_split("tune")
+    closest = (unit(holdout) @ unit(seen).T).max(axis=1)
+    near = [(r["text"], round(float(c), 3)) for r, c in zip(holdout, closest, strict=True)]
+    assert not [n for n in near if n[1] >= NEAR_DUPLICATE_COSINE], near
+
+
+def test_the_split_files_are_what_the_clustering_writes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "core.guardrails.resplit_injection", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_training_script_cannot_open_the_holdout() -> None:
