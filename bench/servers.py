@@ -33,7 +33,7 @@ class Server:
     startup_s: float
 
 
-PASSED_THROUGH = ("STEWARD_RUN_DURABILITY",)
+PASSED_THROUGH = ("STEWARD_RUN_DURABILITY", "STEWARD_RUN_SLOTS", "STEWARD_DB_POOL_MAX")
 """Steward settings the bench passes on from its environment (e.g. to compare durabilities)."""
 
 

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=2, ge=1, validation_alias="STEWARD_DB_POOL_MIN")
     """Connections each replica keeps open."""
     db_pool_max: int = Field(default=20, ge=1, validation_alias="STEWARD_DB_POOL_MAX")
-    """Most connections per replica (replicas x max must fit the server's `max_connections`);
-    keep it above STEWARD_RUN_SLOTS: runs and requests share the pool."""
+    """Most connections per replica (replicas x max must fit the server's `max_connections`).
+    Runs and requests share the pool and hold a connection per statement or transaction, not
+    per run: 50 run slots with a 1 s model and 200 clients ran on 20 without a wait error."""
     db_pool_timeout_s: float = Field(
         default=2.0, gt=0, validation_alias="STEWARD_DB_POOL_TIMEOUT_S"
     )
@@ -120,9 +121,11 @@ class Settings(BaseSettings):
     recursion_limit: int = Field(default=40, ge=1, validation_alias="STEWARD_RECURSION_LIMIT")
     """LangGraph's recursion limit (graph steps) of one run."""
     rate_limit_per_minute: int = Field(
-        default=1200, ge=0, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
+        default=6000, ge=0, validation_alias="STEWARD_RATE_LIMIT_PER_MINUTE"
     )
-    """HTTP requests per API key (or client address) per minute and replica; 0 disables."""
+    """HTTP requests per API key (or client address) per minute and replica; 0 disables. The
+    default lets one client use a whole replica (about 20 runs/s on 2 cores, 4 requests per
+    run as agent-chat-ui sends them: 4,800/min) and stops a runaway loop."""
     cors_origins: Annotated[list[str] | None, NoDecode] = Field(
         default=None, validation_alias="STEWARD_CORS_ORIGINS"
     )
@@ -214,8 +217,11 @@ class Settings(BaseSettings):
     """Cap on a provider's `Retry-After` before the next attempt of a model call."""
 
     # The runs worker (server.runs.worker; README "The HTTP service").
-    run_slots: int = Field(default=10, ge=1, validation_alias="STEWARD_RUN_SLOTS")
-    """Runs one replica executes at once."""
+    run_slots: int = Field(default=50, ge=1, validation_alias="STEWARD_RUN_SLOTS")
+    """Runs one replica executes at once. Runs mostly wait on the model, so a replica needs
+    about its throughput (runs/s) x the model's latency in slots: with a 1 s model on 2 cores,
+    runs/s rose from 7.4 (10 slots) to 15.6 (50) and 16.0 (200) (bench/http_load.py); raise it
+    for slower models. Runs hold a database connection only per statement."""
     run_lease_s: float = Field(default=30.0, gt=0, validation_alias="STEWARD_RUN_LEASE_S")
     """Lease of a claimed run, renewed every third of it; an expired lease hands the run over."""
     run_poll_s: float = Field(default=1.0, gt=0, validation_alias="STEWARD_RUN_POLL_S")
