@@ -8,7 +8,9 @@ holdout (never used for training or tuning by either layer), for
   combined   refused when either refuses (what input_filter does)
 and two dilution variants of the holdout, every row (attacks and benign) with one fixed
 ordinary complaint sentence (`PREFACE`, in no split) before it ("+ preface") or after it
-("+ suffix"): one customer sentence around an attack must not hide it.
+("+ suffix"): one customer sentence around an attack must not hide it; and, benign only, the
+264 varied policy questions bench/http_load.py sends ("load questions", in no split; the
+data's README says which of its rows were added after these questions were first measured).
 
 Latency, in-process: the input_filter node (size check, rules, Presidio PII redaction,
 routing, and the semantic layer when on: every segment of the message, whole text,
@@ -24,11 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import statistics
+import math
 import time
 from typing import Any
 
+from http_load import PHRASINGS, TOPICS, question
 from langchain_core.messages import HumanMessage
+from latency_stats import p50_p99_ms  # bench/ is on sys.path when run as a script
 
 from core.guardrails.injection import detect_injection
 from core.guardrails.pii import get_analyzer
@@ -49,15 +53,6 @@ VARIANTS: dict[str, tuple[Split, str, str]] = {
 }
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        "n": len(ordered),
-    }
-
-
 def layer_verdicts(
     rows: list[dict[str, Any]], detector: SemanticDetector, settings: Settings
 ) -> dict[str, list[bool]]:
@@ -75,13 +70,22 @@ def rates(rows: list[dict[str, Any]], refused: list[bool]) -> dict[str, float]:
     return {
         "attacks": len(attacks),
         "benign": len(benign),
-        "detection": sum(attacks) / len(attacks),
-        "false_positives": sum(benign) / len(benign),
+        "detection": sum(attacks) / len(attacks) if attacks else float("nan"),
+        "false_positives": sum(benign) / len(benign) if benign else float("nan"),
     }
+
+
+LOAD_QUESTIONS = "load questions"
+"""bench/http_load.py's questions (22 topics x 6 phrasings, twice with other numbers)."""
 
 
 def variant_rows(name: str) -> list[dict[str, Any]]:
     """The rows of one variant of `VARIANTS` (a split, maybe with `PREFACE` around each text)."""
+    if name == LOAD_QUESTIONS:
+        return [
+            {"text": question(n), "label": "benign", "kind": "load_question"}
+            for n in range(2 * len(TOPICS) * len(PHRASINGS))
+        ]
     split, before, after = VARIANTS[name]
     return [{**r, "text": f"{before}{r['text']}{after}"} for r in load_split(split)]
 
@@ -90,7 +94,7 @@ def measure_rates(
     detector: SemanticDetector, settings: Settings, *, misses: bool
 ) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for name in VARIANTS:
+    for name in [*VARIANTS, LOAD_QUESTIONS]:
         rows = variant_rows(name)
         verdicts = layer_verdicts(rows, detector, settings)
         out[name] = {layer: rates(rows, verdicts[layer]) for layer in LAYERS}
@@ -126,7 +130,7 @@ async def filter_latency(rounds: int, embedder: CachedEmbedder) -> dict[str, Any
                 t0 = time.perf_counter()
                 await input_filter(state)
                 samples.append((time.perf_counter() - t0) * 1000)
-        out[name] = percentiles(samples)
+        out[name] = p50_p99_ms(samples)
     cold: list[float] = []
     cached: list[float] = []
     for i, text in enumerate(texts):
@@ -138,9 +142,13 @@ async def filter_latency(rounds: int, embedder: CachedEmbedder) -> dict[str, Any
         t0 = time.perf_counter()
         embedder.embed_queries([query])
         cached.append((time.perf_counter() - t0) * 1000)
-    out["retrieval embed, cold"] = percentiles(cold)
-    out["retrieval embed, cached"] = percentiles(cached)
+    out["retrieval embed, cold"] = p50_p99_ms(cold)
+    out["retrieval embed, cached"] = p50_p99_ms(cached)
     return out
+
+
+def percent(rate: float) -> str:
+    return "-" if math.isnan(rate) else f"{rate:.1%}"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -155,7 +163,7 @@ async def main(args: argparse.Namespace) -> None:
         for layer, r in layers.items():
             print(
                 f"{split:<18} {layer:<9} {r['attacks']:>7} {r['benign']:>7} "
-                f"{r['detection']:>10.1%} {r['false_positives']:>7.1%}"
+                f"{percent(r['detection']):>10} {percent(r['false_positives']):>7}"
             )
     latency = await filter_latency(args.rounds, embedder)
     print(f"\n{'input_filter / step':<24} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")

@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -32,6 +31,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from latency_stats import p50_p99_ms  # bench/ is on sys.path when run as a script
 
 from core.guardrails.injection import detect_injection
 from core.guardrails.pii import get_analyzer
@@ -50,15 +50,6 @@ PII_MESSAGES = [
     "My SSN is 536-22-8145 if you need to verify me. Is my warranty still valid?",
     "Our integration key sk-proj-Zx8AbCdEfGhIjKlMnOpQrStUv stopped working, can you help?",
 ]
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        "n": len(ordered),
-    }
 
 
 async def timed(call: Callable[[], Awaitable[Any]], rounds: int) -> list[float]:
@@ -132,7 +123,7 @@ async def node_latency(rounds: int) -> dict[str, Any]:
             )
             state = {"messages": [HumanMessage("q"), message], "retrieved": chunks, "actions": []}
             validate_ms += await timed(lambda s=state: validate(s), 1)  # type: ignore[misc]
-    return {"input_filter": percentiles(filter_ms), "validate": percentiles(validate_ms)}
+    return {"input_filter": p50_p99_ms(filter_ms), "validate": p50_p99_ms(validate_ms)}
 
 
 async def run_latency(runs: int) -> dict[str, Any]:
@@ -188,7 +179,7 @@ async def run_latency(runs: int) -> dict[str, Any]:
                         assert out["response"]["refusal"] is None
 
                     await timed(turn, 5)
-                    results[name] = percentiles(await timed(turn, runs))
+                    results[name] = p50_p99_ms(await timed(turn, runs))
                 async with runtime.pool.connection() as conn:
                     row = await (
                         await conn.execute(

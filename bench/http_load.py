@@ -58,7 +58,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
-import math
 import os
 import subprocess
 import tempfile
@@ -80,6 +79,7 @@ from aegra_server import (  # bench/ is on sys.path when run as a script
     installed_version,
     running_aegra,
 )
+from latency_stats import percentile
 from pg_cluster import (
     PgServer,
     Statement,
@@ -231,14 +231,6 @@ class CellResult:
             if stmts is None
             else [asdict(s) for s in sorted(stmts, key=lambda s: -s.calls)],
         }
-
-
-def percentile(sorted_values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (p99 of fewer than 100 values is the maximum)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 async def iteration(

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -49,6 +48,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from latency_stats import percentile
 from scratch_db import scratch_database
 from servers import stop_process  # bench/ is on sys.path when run as a script
 
@@ -389,14 +389,6 @@ async def measure(turn: Callable[[], Awaitable[dict[str, float]]], tally: Tally 
 
 
 # --------------------------------------------------------------------------- report
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (p99 of fewer than 100 values is the maximum)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import signal
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from latency_stats import percentile
 from refund_path import child_env, code_under_test, run_cli, running_server, tail
 from scratch_db import scratch_database
 
@@ -172,13 +172,6 @@ async def measure(base_url: str, key: str, db_url: str, concurrency: int, stream
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.wall_s = time.perf_counter() - started
     return result
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
 def report(results: list[Result]) -> None:
