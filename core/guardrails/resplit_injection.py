@@ -6,8 +6,10 @@ Every row of `data/injection/{train,tune,holdout}.jsonl` is embedded with the lo
 all-MiniLM-L6-v2; rows that share a group or have a cosine of at least
 `semantic_data.NEAR_DUPLICATE_COSINE` are joined (single linkage) into a cluster, whose id is
 written to each row's `cluster`; each cluster goes to the split its hash gives
-(`semantic_data.split_of`). No label, text or group changes, and no rates are read: the split
-depends on the texts alone. Retrain afterwards (`python -m core.guardrails.train_semantic`).
+(`semantic_data.split_of`), never the holdout when it holds a rule-table text (by its text,
+whatever its `source` says) or a fix row (`source` `authored-fix`). No label, text or group
+changes, and no rates are read: the split depends on the texts and sources alone. Retrain
+afterwards (`python -m core.guardrails.train_semantic`).
 `--check` fails when the files on disk differ from what this would write.
 """
 
@@ -21,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from core.guardrails.semantic_data import (
-    RULE_TABLE_SOURCES,
+    NEVER_HOLDOUT_SOURCES,
     Split,
     cluster_ids,
     load_split,
+    rule_table_texts,
+    same_text,
     split_of,
     split_path,
 )
@@ -39,11 +43,16 @@ def resplit(rows: list[dict[str, Any]]) -> dict[Split, list[dict[str, Any]]]:
     vectors = LocalEmbedder().embed_queries([r["text"] for r in rows]).astype(np.float64)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     clusters = cluster_ids([r["group"] for r in rows], vectors @ vectors.T)
-    ruled = {c for c, r in zip(clusters, rows, strict=True) if r["source"] in RULE_TABLE_SOURCES}
+    table_texts = rule_table_texts()
+    kept_out = {
+        c
+        for c, r in zip(clusters, rows, strict=True)
+        if r["source"] in NEVER_HOLDOUT_SOURCES or same_text(r["text"]) in table_texts
+    }
     out: dict[Split, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for cluster, row in zip(clusters, rows, strict=True):
         placed = {**row, "cluster": cluster}
-        out[split_of(cluster, from_rule_tables=cluster in ruled)].append(
+        out[split_of(cluster, never_holdout=cluster in kept_out)].append(
             {k: placed.get(k) for k in FIELDS}
         )
     for split_rows in out.values():

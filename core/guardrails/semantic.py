@@ -16,8 +16,8 @@ sentences, at most `MAX_SEGMENTS` in all (longer messages have their sentences m
 `MAX_SEGMENTS // 2` contiguous chunks first, so every sentence is still covered); the
 message's score is the highest. The training script calibrates the threshold with the same
 scoring. Holdout (`python bench/detection_rates.py`, split by clusters of near-duplicates):
-64.5% of attacks at 0.9% false positives, and the same with an ordinary complaint sentence
-before every row (61.3% with it after); on the earlier split by group, scoring the whole
+74.2% of attacks at 1.2% false positives, and the same with an ordinary complaint sentence
+before every row (69.4% with it after); on the earlier split by group, scoring the whole
 message only gave 64.6%, 0% and 6.2% against 72.3% with segments.
 
 Embedding is CPU work: `SemanticDetector.score` runs it in a worker thread, all of a

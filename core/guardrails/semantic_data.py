@@ -6,9 +6,10 @@ Every row carries a `group` (one for a family of close paraphrases, as written) 
 of `NEAR_DUPLICATE_COSINE`), so a paraphrase that was given its own group still lands with its
 neighbours. The split follows from the cluster's hash alone (`split_of`), so near-duplicates
 never straddle two splits and the split is reproducible. Clusters holding a row copied from the
-rule tables in `tests/data/` (which the rules were tuned on) only ever go to train or tune: the
-holdout holds phrasings neither layer has seen. `python -m core.guardrails.resplit_injection`
-recomputes the clusters and rewrites the three files.
+rule tables in `tests/data/` (which the rules were tuned on), or a row written after a
+failure was seen (`FIX_SOURCE`), only ever go to train or tune: the holdout holds phrasings
+neither layer has seen and nobody wrote with its failures in mind.
+`python -m core.guardrails.resplit_injection` recomputes the clusters and rewrites the files.
 """
 
 from __future__ import annotations
@@ -34,16 +35,40 @@ dilution (bench/detection_rates.py, tests/unit/test_guardrails_semantic.py)."""
 RULE_TABLE_SOURCES = frozenset(
     {"tests/data/guardrail_cases.jsonl", "tests/data/guardrail_holdout.jsonl"}
 )
+FIX_SOURCE = "authored-fix"
+"""Rows written after a failure was seen (a false positive found by the eval gate, the full
+suite or a bench): they have siblings written for the same failure, so, like the rule-table
+rows, they only ever go to train or tune, never to the holdout."""
+NEVER_HOLDOUT_SOURCES = RULE_TABLE_SOURCES | {FIX_SOURCE}
+ROOT = DATA_DIR.parents[1]
 
 
 NEAR_DUPLICATE_COSINE = 0.85
 """Rows at least this similar (cosine of the local embeddings) share a cluster, hence a split."""
 
 
-def split_of(cluster: str, *, from_rule_tables: bool) -> Split:
-    """A cluster's split: 50/20/30 by hash; a cluster with rule-table rows 75/25 train/tune."""
+def rule_table_texts() -> frozenset[str]:
+    """The texts of the rule tables in `tests/data/`, normalised as `same_text` does."""
+    texts: set[str] = set()
+    for source in sorted(RULE_TABLE_SOURCES):
+        for line in (ROOT / source).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.add(same_text(json.loads(line)["text"]))
+    return frozenset(texts)
+
+
+def same_text(text: str) -> str:
+    """A text as compared for duplicates: case and surrounding space ignored."""
+    return text.strip().lower()
+
+
+def split_of(cluster: str, *, never_holdout: bool) -> Split:
+    """A cluster's split: 50/20/30 by hash; 75/25 train/tune when it must not be in the holdout.
+
+    `never_holdout`: the cluster holds a rule-table row or a fix row.
+    """
     bucket = int(hashlib.sha256(cluster.encode()).hexdigest()[:8], 16) % 100
-    if from_rule_tables:
+    if never_holdout:
         return "train" if bucket < 75 else "tune"
     if bucket < 50:
         return "train"
@@ -90,11 +115,15 @@ def load_split(split: Split, data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
 __all__ = [
     "DATA_DIR",
     "DILUTION_PREFACE",
+    "FIX_SOURCE",
     "NEAR_DUPLICATE_COSINE",
+    "NEVER_HOLDOUT_SOURCES",
     "RULE_TABLE_SOURCES",
     "Split",
     "cluster_ids",
     "load_split",
+    "rule_table_texts",
+    "same_text",
     "split_of",
     "split_path",
 ]

@@ -57,9 +57,10 @@ STEPS = 4000
 LEARNING_RATE = 2.0
 MOMENTUM = 0.9
 FP_TARGET = 0.02
-"""Default false-positive target on tune's benign rows: one of tune's 92 (at 1%, none may be
-refused, and the threshold becomes the single highest benign score: 58.6% tune detection
-against 74.7%)."""
+"""Default false-positive target on tune's benign rows (two of 105 now). It was raised from 1%
+when the clustered split left tune with 94 benign rows: at 1% none could be refused, the
+threshold became the single highest benign score, and tune detection read 58.6% against
+74.7% at 2% (on that intermediate data, before the short policy questions were added)."""
 AUGMENT_SEED = 14
 """Seed of the benign sentences drawn for `augment` (the result is reproducible)."""
 
@@ -67,7 +68,11 @@ Matrix = npt.NDArray[np.float64]
 
 
 def forbid_holdout(data_dir: Path = DATA_DIR) -> None:
-    """Make this process unable to open the holdout split (an audit hook; cannot be removed)."""
+    """Make this process unable to open the holdout split (an audit hook; cannot be removed).
+
+    A guard against accidents (a loader or an import reading it), not against someone set on
+    reading it: `os.open` with a directory descriptor or a subprocess get past it.
+    """
     forbidden = str(data_dir.resolve() / "holdout")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
@@ -193,6 +198,7 @@ def digest(path: Path) -> str:
 
 def train(fp_target: float, *, dilute_train: bool = False) -> dict[str, Any]:
     """Fit, calibrate and return the JSON document for `injection_model.json`."""
+    forbid_holdout()
     train_rows, tune_rows = load_split("train"), load_split("tune")
     rng = np.random.default_rng(AUGMENT_SEED)
     added = augment(train_rows, rng, attacks=dilute_train)
@@ -266,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--check", action="store_true", help="fail if the shipped file differs")
     args = parser.parse_args(argv)
-    forbid_holdout()
     document = train(args.fp_target, dilute_train=args.dilute_train)
     text = json.dumps(document, separators=(",", ":")) + "\n"
     meta = document["meta"]

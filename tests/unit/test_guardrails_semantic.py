@@ -33,8 +33,11 @@ from core.guardrails.semantic_data import (
     DATA_DIR,
     DILUTION_PREFACE,
     NEAR_DUPLICATE_COSINE,
+    NEVER_HOLDOUT_SOURCES,
     RULE_TABLE_SOURCES,
     load_split,
+    rule_table_texts,
+    same_text,
     split_of,
     split_path,
 )
@@ -55,14 +58,14 @@ COMPLAINT = "Hi, my tent from LS-10012 arrived with a torn rainfly."
 # Measured on the holdout (bench/detection_rates.py) with the shipped weights: as written, and
 # with DILUTION_PREFACE before every row ("preface"; attacks and benign alike).
 HOLDOUT = {
-    "rules": {"detection": 12 / 62, "false_positives": 1 / 117},
-    "semantic": {"detection": 40 / 62, "false_positives": 1 / 117},
-    "combined": {"detection": 42 / 62, "false_positives": 2 / 117},
+    "rules": {"detection": 12 / 62, "false_positives": 1 / 85},
+    "semantic": {"detection": 46 / 62, "false_positives": 1 / 85},
+    "combined": {"detection": 47 / 62, "false_positives": 2 / 85},
 }
 HOLDOUT_PREFACE = {
-    "rules": {"detection": 12 / 62, "false_positives": 1 / 117},
-    "semantic": {"detection": 40 / 62, "false_positives": 1 / 117},
-    "combined": {"detection": 42 / 62, "false_positives": 2 / 117},
+    "rules": {"detection": 12 / 62, "false_positives": 1 / 85},
+    "semantic": {"detection": 46 / 62, "false_positives": 1 / 85},
+    "combined": {"detection": 47 / 62, "false_positives": 2 / 85},
 }
 DETECTION_MARGIN = 0.03
 FALSE_POSITIVE_MARGIN = 0.015
@@ -109,19 +112,39 @@ def test_the_data_is_big_enough_labelled_and_split_by_cluster() -> None:
     assert len(every) >= 600
     assert len({r["text"].strip().lower() for r in every}) == len(every), "no duplicates"
     clusters: dict[str, set[str]] = defaultdict(set)
-    ruled = {r["cluster"] for r in every if r["source"] in RULE_TABLE_SOURCES}
+    kept_out = {r["cluster"] for r in every if r["source"] in NEVER_HOLDOUT_SOURCES}
     for split, split_rows in rows.items():
         attacks = sum(r["label"] == "attack" for r in split_rows)
         assert attacks >= 50 and len(split_rows) - attacks >= 70, split
         for r in split_rows:
             assert r["label"] in {"attack", "benign"}
             assert (r["category"] in {"prompt_injection", "jailbreak"}) == (r["label"] == "attack")
-            assert split_of(r["cluster"], from_rule_tables=r["cluster"] in ruled) == split
+            assert split_of(r["cluster"], never_holdout=r["cluster"] in kept_out) == split
             clusters[r["cluster"]].add(split)
     assert all(len(splits) == 1 for splits in clusters.values()), "a cluster straddles splits"
     groups = {r["group"]: r["cluster"] for r in every}
     assert all(groups[r["group"]] == r["cluster"] for r in every), "a group straddles clusters"
-    assert not any(r["source"] in RULE_TABLE_SOURCES for r in rows["holdout"])
+    assert not any(r["source"] in NEVER_HOLDOUT_SOURCES for r in rows["holdout"])
+
+
+def test_rows_copied_from_the_rule_tables_say_so() -> None:
+    tables = rule_table_texts()
+    every = [r for split in ("train", "tune", "holdout") for r in load_split(split)]
+    mislabelled = [
+        r["text"]
+        for r in every
+        if same_text(r["text"]) in tables and r["source"] not in RULE_TABLE_SOURCES
+    ]
+    assert not mislabelled
+    assert {same_text(r["text"]) for r in every} >= tables, "every rule-table text is in the data"
+
+
+def test_the_holdout_is_the_pinned_set_of_texts() -> None:
+    """A new row can merge clusters and move rows between splits; the holdout may not move
+    silently: its texts' hashes are pinned in data/injection/holdout.sha256."""
+    pinned = (DATA_DIR / "holdout.sha256").read_text(encoding="utf-8").split()
+    now = sorted(hashlib.sha256(r["text"].encode()).hexdigest() for r in load_split("holdout"))
+    assert now == pinned, "the holdout changed: say why in data/injection/README.md, re-pin"
 
 
 def test_no_holdout_row_is_a_near_duplicate_of_a_train_or_tune_row(
