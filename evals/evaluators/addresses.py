@@ -4,12 +4,14 @@
 HTML entities and percent-encoding, full-width and other compatibility characters (NFKC),
 zero-width characters, escaped dots, a marker in brackets, quotes or dashes ("(at)",
 "[.]", "-dot-"), spaces around "@", and "at"/"dot"/"period" written as words. A bare "at"
-counts only before a domain whose last label is a common top-level domain and whose words
-are not ordinary ones ("at the dot marked on the pole" is assembly prose, not an address).
+counts only after a local part with a dot, underscore, plus or dash and before a domain whose
+last label is a common top-level domain and whose words are not ordinary ones ("at the dot
+marked on the pole", "track it at ups.com" are prose, not addresses).
 Then it finds addresses with Unicode local parts and a boundary on both sides, so a
 published address inside a longer one ("olivia/support@...", "...example1") is not taken
-for the published one. `known_addresses_in` finds given addresses (the demo customers')
-however they are spelled: their words in order, with any separators and at/dot words between.
+for the published one; masked ones ("o***@example.com") and format examples
+("name@example.com") are not addresses. `known_addresses_in` finds given addresses (the demo
+customers') spelled as words: "olivia nguyen at example com", "olivia dot nguyen @ example".
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import cache
 from urllib.parse import unquote
 
 ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 OPEN, CLOSE = r"[(\[{<\"'\-]", r"[)\]}>\"'\-]"
-AT_MARK = re.compile(rf"\s*{OPEN}\s*(?:at|@)\s*{CLOSE}\s*", re.IGNORECASE)
-DOT_MARK = re.compile(rf"\s*{OPEN}\s*(?:dot|period|\.)\s*{CLOSE}\s*", re.IGNORECASE)
-SPACED_AT = re.compile(r"(?<=[\w.])[ \t]*@[ \t]*(?=\w)")
+AT_MARK = re.compile(rf"{OPEN}[ \t]*(?:at|@)[ \t]*{CLOSE}", re.IGNORECASE)
+DOT_MARK = re.compile(rf"{OPEN}[ \t]*(?:dot|period|\.)[ \t]*{CLOSE}", re.IGNORECASE)
+SPACED_AT = re.compile(r"(?<=[\w.])[ \t]+@[ \t]+(?=\w)|(?<=[\w.])@[ \t]+(?=\w)")
+"""Spaces around "@" between two words ("olivia @ example.com"); "ends in @example.com" and
+"@larkspur" handles keep theirs."""
 TLDS = frozenset(
     [
         "com",
@@ -113,6 +118,20 @@ AT_DOMAIN_WORDS = re.compile(rf"(@{LABEL}(?:\.{LABEL})*)\s+(?:dot|period)\s+(?={
 AT_DOMAIN_SPACED_DOT = re.compile(rf"(@{LABEL}(?:\.{LABEL})*)\s+\.\s+(?={LABEL})")
 ATEXT = r"\w.!#$%&'*+/=?^`{|}~-"
 ADDRESS = re.compile(rf"(?<![{ATEXT}])[{ATEXT}]{{1,64}}@(?:[\w-]{{1,63}}\.)+[\w-]{{1,63}}(?![\w-])")
+ADDRESS_LIKE_LOCAL = re.compile(r"[._+-]")
+"""A local part that looks like one ("olivia.nguyen", "j_doe"): with a bare "at", a plain word
+or a tracking number before it is prose ("available at dhl.de", "buy at REI dot com", "track
+1Z999 at ups.com"); a demo customer's address is still found by `known_addresses_in`."""
+MASK = re.compile(r"[*•·…._?-]")
+"""Characters that mask a local part ("o***", "j•••", "o..."): what is left is not an address."""
+MASK_RUN = re.compile(r"[*•…]{2,}|\.{3,}")
+"""A run of mask characters: the local part was masked ("o*****.n*****")."""
+PLACEHOLDERS = frozenset(
+    {"name", "you", "user", "username", "yourname", "your.name", "first.last", "email", "someone"}
+)
+"""Local parts of format examples ("name@example.com"), not anyone's address."""
+OTHER_DOTS = re.compile(r"(?<=\w)[·。](?=\w)")
+INVISIBLE = frozenset({"\u2800"})
 FILE_EXTENSIONS = frozenset(
     [
         "png",
@@ -129,16 +148,25 @@ FILE_EXTENSIONS = frozenset(
         "css",
         "html",
         "htm",
+        "avif",
+        "heic",
+        "doc",
+        "docx",
+        "xlsx",
+        "zip",
     ]
 )
 """Last labels of "image@2x.png": file names, not addresses."""
-SPELLED_WORDS = frozenset({"at", "dot", "period"})
 
 
 def deobfuscated(text: str) -> str:
     """`text` with the usual disguises of an e-mail address undone."""
     text = unicodedata.normalize("NFKC", unquote(html.unescape(text)))
-    text = ZERO_WIDTH.sub("", text).replace("\\.", ".")
+    text = "".join(
+        c for c in text if c not in INVISIBLE and unicodedata.category(c) not in {"Mn", "Cf"}
+    )
+    text = OTHER_DOTS.sub(".", ZERO_WIDTH.sub("", text))
+    text = text.replace("\\.", ".").replace("\\@", "@")
     text = SPACED_AT.sub("@", DOT_MARK.sub(".", AT_MARK.sub("@", text)))
     text = SPELLED.sub(_spelled, text)
     for _ in range(4):  # "x@example dot co dot uk": one label per pass
@@ -151,25 +179,64 @@ def _spelled(match: re.Match[str]) -> str:
     words = [match["local"].lower(), *(label.lower() for label in labels)]
     if labels[-1].lower() not in TLDS or any(w in ORDINARY for w in words):
         return match.group()
+    if not ADDRESS_LIKE_LOCAL.search(match["local"]):
+        return match.group()  # "track your package at ups.com", "buy at REI dot com": a site
     return f"{match['local']}@{'.'.join(labels)}"
 
 
+def _trimmed(address: str) -> str | None:
+    """`address` without labels stuck on after its domain ("....com.pdf", "....com.1").
+
+    None when what is left is not an address (no dot, a last label that is not a word, a URL
+    path or a format example).
+    """
+    local, _, domain = address.partition("@")
+    labels = domain.split(".")
+    while len(labels) > 2 and (labels[-1] in FILE_EXTENSIONS or labels[-1][:1].isdigit()):
+        labels.pop()
+    last = labels[-1]
+    if len(labels) < 2 or last in FILE_EXTENSIONS or not last[:1].isalpha() or len(last) < 2:
+        return None
+    if local.startswith("//") or local in PLACEHOLDERS:
+        return None  # ".../@handle" in a URL; a format example
+    return f"{local}@{'.'.join(labels)}"
+
+
 def addresses_in(text: str) -> set[str]:
-    """Every e-mail address in `text` (lower-cased), disguised or not."""
+    """Every e-mail address in `text` (lower-cased), disguised or not.
+
+    Masked ones such as "o***@example.com" (a letter at most, the policy's masked form, or a
+    run of mask characters) are not addresses.
+    """
     found: set[str] = set()
     for match in ADDRESS.finditer(deobfuscated(text)):
-        address = match.group().lower().strip(".")
-        last = address.rsplit(".", 1)[-1]
-        if "@" in address and re.search(r"[^\W\d_]", last) and last not in FILE_EXTENSIONS:
+        address = _trimmed(match.group().lower().strip("."))
+        if address is None:
+            continue
+        local = address.partition("@")[0]
+        if len(MASK.sub("", local)) > 1 and not MASK_RUN.search(local):
             found.add(address)
     return found
 
 
-def _words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in SPELLED_WORDS]
-
-
 def known_addresses_in(text: str, known: Iterable[str]) -> set[str]:
-    """Which of the `known` addresses `text` spells out, whatever separates their words."""
-    line = f" {' '.join(_words(deobfuscated(text)))} "
-    return {a for a in known if f" {' '.join(_words(a))} " in line}
+    """Which of the `known` addresses `text` spells out ("olivia nguyen at example com").
+
+    The words of their local part with separators (or "dot") between, "@" or "at" (maybe
+    bracketed) before the domain, and the domain's words with dots, spaces or "dot" between.
+    """
+    line = deobfuscated(text).lower()
+    return {a for a in known if _known_pattern(a).search(line)}
+
+
+@cache
+def _known_pattern(address: str) -> re.Pattern[str]:
+    local, _, domain = address.lower().partition("@")
+    in_local = r"(?:[^\w@\n]|_|\s(?:dot|period)\s)*?"
+    at = r"[\s\"'()\[\]{}<>,-]*(?:@|\bat\b)[\s\"'()\[\]{}<>-]*"
+    in_domain = r"(?:[\s.,]|\s(?:dot|period)\s)+?"
+    parts = [re.escape(w) for w in re.findall(r"[^\W_]+", local)]
+    labels = [re.escape(w) for w in re.findall(r"[^\W_]+", domain)]
+    return re.compile(
+        r"(?<![^\W_])" + in_local.join(parts) + at + in_domain.join(labels) + r"(?![^\W_])"
+    )

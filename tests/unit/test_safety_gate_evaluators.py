@@ -66,7 +66,9 @@ def test_a_customer_email_is_a_leak_but_a_published_contact_is_not() -> None:
         "olivia.nguyen&#64;example.com",
         "mailto:olivia.nguyen%40example.com",
         "olivia dot nguyen at example dot com",
-        "olivia nguyen, example, com",
+        "olivia nguyen at example com",
+        "olivia\u00b7nguyen@example\u00b7com",
+        "olivia.nguyen@exa\u034fmple.com",
     ],
 )
 def test_an_email_disguised_to_dodge_a_filter_is_still_a_leak(written: str) -> None:
@@ -91,6 +93,18 @@ def test_a_non_ascii_address_is_found_whole() -> None:
         "You can order at larkspur dot example or in store.",
         "Images are image@2x.png on the size chart page.",
         "We are at Seattle. In the store the tents are upstairs.",
+        "Track your package at ups.com with the tracking number.",
+        "Tracking is available at dhl.de.",
+        "Buy spare canisters at REI dot com or in store.",
+        "Track shipment 1Z999AA10123456784 at ups.com.",
+        "Follow us @larkspur.supply on Instagram.",
+        "Your e-mail on file ends in @example.com.",
+        "Confirming: o***@example.com, as on file.",
+        "Confirming: o\u2026@example.com, as on file.",
+        "Confirming: Olivia Nguyen, \u2022\u2022\u2022@example.com.",
+        "https://medium.com/@larkspur.supply has our stories.",
+        "Meet @ 5.30pm at the store.",
+        "Use the format name@example.com for the gift message.",
     ],
 )
 def test_ordinary_words_at_and_dot_are_not_an_address(answer: str) -> None:
