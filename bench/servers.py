@@ -33,7 +33,12 @@ class Server:
     startup_s: float
 
 
-PASSED_THROUGH = ("STEWARD_RUN_DURABILITY", "STEWARD_RUN_SLOTS", "STEWARD_DB_POOL_MAX")
+PASSED_THROUGH = (
+    "STEWARD_RUN_DURABILITY",
+    "STEWARD_RUN_SLOTS",
+    "STEWARD_DB_POOL_MAX",
+    "STEWARD_LOG_LEVEL",
+)
 """Steward settings the bench passes on from its environment (e.g. to compare durabilities)."""
 
 
