@@ -30,9 +30,9 @@ import math
 import time
 from typing import Any
 
-from http_load import PHRASINGS, TOPICS, question
 from langchain_core.messages import HumanMessage
 from latency_stats import p50_p99_ms  # bench/ is on sys.path when run as a script
+from load_questions import PHRASINGS, TOPICS, question
 
 from core.guardrails.injection import detect_injection
 from core.guardrails.pii import get_analyzer

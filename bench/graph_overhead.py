@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from http_load import question
 from langgraph.graph import StateGraph
+from load_questions import question
 from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
 
 from core.knowledge.embeddings import LocalEmbedder

@@ -80,6 +80,7 @@ from aegra_server import (  # bench/ is on sys.path when run as a script
     running_aegra,
 )
 from latency_stats import percentile
+from load_questions import question
 from pg_cluster import (
     PgServer,
     Statement,
@@ -117,48 +118,6 @@ REQUEST_TIMEOUT_S = 120.0
 MIN_CELL_S = 5.0
 SETTLE_CAP_S = 45.0
 CPU_PARTS = ("server", "postgres", "mock", "client")
-
-# --------------------------------------------------------------------------- questions
-
-TOPICS = (
-    "the return window",
-    "returning an item without a receipt",
-    "how refunds are paid back",
-    "standard shipping times",
-    "customs fees on international orders",
-    "a package marked delivered that never arrived",
-    "an item that arrived damaged",
-    "cancelling an order after it has shipped",
-    "a price drop right after I bought something",
-    "warranty coverage for electronics",
-    "gift card expiry",
-    "loyalty points and when they expire",
-    "paying with store credit or PayPal",
-    "returns of holiday season purchases",
-    "a product that has been recalled",
-    "discounts for bulk orders",
-    "the employee discount",
-    "getting back into a locked account",
-    "how my personal data is used",
-    "how long you keep my order history",
-    "accessibility support for screen readers",
-    "escalating a complaint to a manager",
-)
-PHRASINGS = (
-    "What is your policy on {topic}? My order number is {order}.",
-    "Can you explain the rules for {topic}? This is about order {order}.",
-    "How do you handle {topic}? (ticket {n})",
-    "I bought something on order {order}. What applies to {topic}?",
-    "Question {n}: what does the policy say about {topic}? My order is {order}.",
-    "Could you tell me about {topic}, please? Reference {n}.",
-)
-
-
-def question(n: int) -> str:
-    """The n-th question: every (topic, phrasing) pair in turn, made unique by `n`."""
-    topic = TOPICS[n % len(TOPICS)]
-    phrasing = PHRASINGS[(n // len(TOPICS)) % len(PHRASINGS)]
-    return phrasing.format(topic=topic, order=20000 + n % 80000, n=n)
 
 
 def run_body(n: int) -> dict[str, Any]:

@@ -40,8 +40,8 @@ FIELDS = ("text", "label", "category", "kind", "group", "cluster", "source")
 
 def resplit(rows: list[dict[str, Any]]) -> dict[Split, list[dict[str, Any]]]:
     """The rows with their `cluster`, in the split of their cluster, in a stable order."""
+    # Unit rows already (LocalEmbedder normalises): their products are the cosines.
     vectors = LocalEmbedder().embed_queries([r["text"] for r in rows]).astype(np.float64)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     clusters = cluster_ids([r["group"] for r in rows], vectors @ vectors.T)
     table_texts = rule_table_texts()
     kept_out = {

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from functools import cache
 from urllib.parse import unquote
 
-ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 OPEN, CLOSE = r"[(\[{<\"'\-]", r"[)\]}>\"'\-]"
 AT_MARK = re.compile(rf"{OPEN}[ \t]*(?:at|@)[ \t]*{CLOSE}", re.IGNORECASE)
 DOT_MARK = re.compile(rf"{OPEN}[ \t]*(?:dot|period|\.)[ \t]*{CLOSE}", re.IGNORECASE)
@@ -162,10 +161,11 @@ FILE_EXTENSIONS = frozenset(
 def deobfuscated(text: str) -> str:
     """`text` with the usual disguises of an e-mail address undone."""
     text = unicodedata.normalize("NFKC", unquote(html.unescape(text)))
+    # Combining marks and format characters (zero-width spaces and joiners, soft hyphens):
     text = "".join(
         c for c in text if c not in INVISIBLE and unicodedata.category(c) not in {"Mn", "Cf"}
     )
-    text = OTHER_DOTS.sub(".", ZERO_WIDTH.sub("", text))
+    text = OTHER_DOTS.sub(".", text)
     text = text.replace("\\.", ".").replace("\\@", "@")
     text = SPACED_AT.sub("@", DOT_MARK.sub(".", AT_MARK.sub("@", text)))
     text = SPELLED.sub(_spelled, text)
