@@ -7,7 +7,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU-only torch first, so resolving sentence-transformers never pulls a CUDA build.
+# CPU-only torch first, so resolving its dependants never pulls a CUDA build.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -18,7 +18,8 @@ COPY server ./server
 COPY evals ./evals
 COPY mock_llm ./mock_llm
 COPY steward ./steward
-RUN pip install .
+RUN pip install . \
+    && python -m core.knowledge.onnx_export
 
 FROM ${PYTHON_IMAGE} AS runtime
 # hadolint ignore=DL3008

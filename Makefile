@@ -13,7 +13,7 @@ PORT   := 8080
 TEST_WORKERS ?= 2
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
-# CPU-only torch first (as the Dockerfile does), so resolving sentence-transformers never pulls
+# CPU-only torch first (as the Dockerfile does), so resolving torch's dependants never pulls
 # a CUDA build and its NVIDIA packages. Where that index cannot be reached, pip's own
 # configuration decides (a machine with a local CPU wheel, or PyPI's build).
 TORCH := torch==2.13.0
@@ -32,6 +32,7 @@ $(STAMP):
 	  || { echo "$(TORCH_INDEX) unreachable ($(VENV)/torch-cpu-index.log): torch from pip's configured indexes"; \
 	       $(BIN)/pip install --quiet "$(TORCH)"; }
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -m core.knowledge.onnx_export
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) js-deps  ## Create .venv and install Steward with its dev tools (and the JS SDK suite's)

@@ -69,8 +69,13 @@ OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE",
-        "sentence-transformers",
-        "Set to 1 by Steward itself before it loads the bundled embedding model.",
+        "transformers",
+        "Set to 1 by Steward itself when it exports the bundled embedding model to ONNX.",
+    ),
+    (
+        "PRESIDIO_DEVICE",
+        "Presidio",
+        "Set to `cpu` by Steward itself (else Presidio imports torch to look for a GPU).",
     ),
     (
         "TIKTOKEN_CACHE_DIR",

