@@ -140,7 +140,12 @@ class RunExecutor:
             async with self.pool.connection() as conn:
                 return await repo.next_seq(conn, run_id)
 
-        seq = await while_leased(self.running, run, "reading its event log", first_seq)
+        claimed_seq = run.get("next_seq")  # read with the claim (`repo.claim_next`)
+        seq = (
+            int(claimed_seq)
+            if claimed_seq is not None
+            else await while_leased(self.running, run, "reading its event log", first_seq)
+        )
         writer = EventWriter(
             self.pool,
             self.hub,

@@ -21,7 +21,8 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
     `FOR UPDATE SKIP LOCKED` lets replicas claim concurrently; the partial unique index
     `runs_one_running_per_thread` refuses a second running run on a thread should two claims
     still race (the caller treats that `UniqueViolation` as "nothing to claim").
-    A deferred run whose stream a client joined while it waited starts `live`.
+    A deferred run whose stream a client joined while it waited starts `live`. The row carries
+    `next_seq`, the run's next free event number (an earlier attempt's events come first).
     """
     cur = await conn.execute(
         "UPDATE runs SET status = 'running', worker_id = %(w)s,"  # noqa: S608 - constant
@@ -36,7 +37,8 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
         "                   AND (y.created_at, y.run_id) < (r.created_at, r.run_id))"
         "  ORDER BY r.created_at, r.run_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
         " AND status = 'pending'"
-        f" RETURNING {RUN_COLUMNS}",
+        f" RETURNING {RUN_COLUMNS}, (SELECT coalesce(max(e.seq), -1) + 1 FROM run_events e"
+        "  WHERE e.run_id = runs.run_id) AS next_seq",
         {"w": worker_id, "l": lease_s},
     )
     return await cur.fetchone()
