@@ -237,7 +237,9 @@ class Settings(BaseSettings):
     no per-step history). Whatever the mode, the checkpoint a side effect follows from is saved
     before it runs (`graph.run_control`: under `async` and `exit` the run stops there and goes
     on in a second pass of the graph, which traces show as a second root), so a run a dead
-    replica left replays at most steps without effects (docs/http-service.md)."""
+    replica left replays at most steps without effects (docs/http-service.md). `sync` stays
+    the default: under `exit` a replica that dies between the final checkpoint and the run's
+    recorded end leaves a stream its takeover cannot rebuild (docs/http-service.md)."""
 
     # Logs, traces and the test harness (core.observability, server.app).
     log_format: Literal["json", "console"] | None = Field(

@@ -30,6 +30,7 @@ from core.observability.tracing import get_tracer
 from graph.model_calls import ModelCalls
 from graph.node_reports import NodeReports
 from graph.reports import REPORT
+from graph.run_control import CHECKPOINT_FIRST
 from graph.run_input import describe_input
 from graph.run_records import NodeCall, RunCall
 from graph.run_summary import report_run_end
@@ -222,6 +223,8 @@ class RunObserver(BaseCallbackHandler):
             elif run is not None:
                 if isinstance(error, GraphInterrupt):
                     outcome = "interrupted"
+                elif isinstance(error, GraphDrained) and error.reason == CHECKPOINT_FIRST:
+                    outcome = "checkpointed"  # saved before a side effect; a next pass goes on
                 elif isinstance(error, asyncio.CancelledError | GraphDrained):
                     outcome = "cancelled"  # stopped at once, or at a step boundary
                 else:

@@ -25,7 +25,9 @@ def report_run_end(
 
     Args:
         run: the finished run, with the totals and records gathered while it ran.
-        outcome: `success`, `refused`, `interrupted`, `cancelled` or `error`.
+        outcome: `success`, `refused`, `interrupted`, `cancelled`, `error`, or `checkpointed`
+            (a pass that stopped to save its checkpoint before a side effect; the next pass
+            of the same run reports how it ends).
         error: what the run raised, if anything.
         extra: builds a log record's `extra` (the run's ids plus the given fields).
     """

@@ -80,7 +80,8 @@ HTTP_REQUESTS_IN_FLIGHT = Gauge(
 )
 RUNS = Counter(
     "steward_runs",
-    "Graph runs by outcome (success, refused, interrupted, error, cancelled).",
+    "Graph runs by outcome (success, refused, interrupted, error, cancelled; checkpointed: a"
+    " pass that stopped to save its checkpoint before a side effect, continued by the next).",
     ["outcome"],
     registry=REGISTRY,
 )

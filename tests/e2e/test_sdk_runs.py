@@ -390,6 +390,34 @@ async def test_refund_over_threshold_needs_an_approver(
     assert len(await refunds_for(db_pool, tid)) == 1
 
 
+def runs_by_outcome(metrics: str) -> dict[str, float]:
+    """`steward_runs_total` by outcome, from the text /metrics serves."""
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith('steward_runs_total{outcome="'):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('"')[1]] = float(value)
+    return counts
+
+
+@pytest.mark.parametrize("durability", ["exit", "async", "sync"])
+async def test_a_refund_run_counts_once_by_how_it_ended_whatever_its_durability(
+    server: RunningServer, alice: LangGraphClient, db_pool: DbPool, durability: str
+) -> None:
+    """Under `exit`/`async` a refund run stops to save its checkpoint and goes on: no cancel."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        before = runs_by_outcome((await http.get("/metrics")).text)
+        tid = (await alice.threads.create())["thread_id"]
+        out: Any = await alice.runs.wait(tid, "agent", input=SMALL_REFUND, durability=durability)
+        after = runs_by_outcome((await http.get("/metrics")).text)
+    assert out["response"]["actions"][0]["status"] == "executed"
+    assert len(await refunds_for(db_pool, tid)) == 1
+    grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    grew = {k: v for k, v in grew.items() if v}
+    passes = {"success": 1.0} | ({} if durability == "sync" else {"checkpointed": 1.0})
+    assert grew == passes
+
+
 def agent_chat_ui_resume(thread_state: dict[str, Any], decision: dict[str, Any]) -> Any:
     """The body agent-chat-ui's `thread.submit({}, {command: {resume: {decisions}}})` posts.
 
