@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import httpx
 import pytest
@@ -402,7 +402,12 @@ def runs_by_outcome(metrics: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("durability", ["exit", "async", "sync"])
 async def test_a_refund_run_counts_once_by_how_it_ended_whatever_its_durability(
-    server: RunningServer, alice: LangGraphClient, db_pool: DbPool, durability: str
+    server: RunningServer,
+    alice: LangGraphClient,
+    db_pool: DbPool,
+    orders: PgOrderStore,
+    mock: MockLLM,
+    durability: Literal["exit", "async", "sync"],
 ) -> None:
     """Under `exit`/`async` a refund run stops to save its checkpoint and goes on: no cancel."""
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -410,6 +415,7 @@ async def test_a_refund_run_counts_once_by_how_it_ended_whatever_its_durability(
         tid = (await alice.threads.create())["thread_id"]
         out: Any = await alice.runs.wait(tid, "agent", input=SMALL_REFUND, durability=durability)
         after = runs_by_outcome((await http.get("/metrics")).text)
+    assert out["response"] is not None, out
     assert out["response"]["actions"][0]["status"] == "executed"
     assert len(await refunds_for(db_pool, tid)) == 1
     grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
