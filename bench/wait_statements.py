@@ -4,17 +4,21 @@ One iteration is `POST /threads {}` then `POST /threads/{id}/runs/wait` (one que
 bench/http_load.py. A `steward serve` runs against a scratch database; after a warm-up the
 statistics of that database alone are reset (other databases on the server are untouched),
 `--runs` iterations run with `--concurrency` clients, and the statements the database saw are
-printed per completed run, grouped by what they do, with their execution time.
+printed per completed run, grouped by what they do, with their execution time, next to the
+round trips the server made (counted by a proxy in front of Postgres, bench/round_trip_proxy.py:
+pipelined statements share one; the server's idle polls and lease renewals are included).
 
 Usage: python bench/wait_statements.py [--runs 100] [--concurrency 20] [--latency-ms 0]
-Needs Postgres with `pg_stat_statements` in `shared_preload_libraries` (STEWARD_BENCH_PG,
-default postgresql://root@127.0.0.1:5432/postgres) and a role that may create extensions.
+Postgres: STEWARD_BENCH_PG (with `pg_stat_statements` in `shared_preload_libraries` and a role
+that may create extensions) or, unset, a throwaway cluster that preloads it (bench/pg_cluster.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import tempfile
 import time
@@ -24,8 +28,10 @@ from typing import Any
 
 import httpx
 import psycopg
+from pg_cluster import find_bindir, throwaway_cluster  # bench/ is on sys.path as a script
 from psycopg.rows import dict_row
-from scratch_db import scratch_database  # bench/ is on sys.path when run as a script
+from round_trip_proxy import RoundTripProxy
+from scratch_db import scratch_database
 from servers import base_env, create_key, running_server
 
 from mock_llm.process import running_mock_llm
@@ -106,8 +112,8 @@ def reset(db_url: str) -> None:
         )
 
 
-def report(rows: list[dict[str, Any]], runs: int, top: int) -> None:
-    """Print statements per run, by group and the most frequent ones."""
+def report(rows: list[dict[str, Any]], runs: int, top: int, turns: int) -> None:
+    """Print statements and round trips per run, by group and the most frequent ones."""
     calls: Counter[str] = Counter()
     ms: Counter[str] = Counter()
     for row in rows:
@@ -116,7 +122,7 @@ def report(rows: list[dict[str, Any]], runs: int, top: int) -> None:
     total = sum(calls.values())
     print(
         f"\nper completed run ({runs} runs): {total / runs:.1f} statements,"
-        f" {sum(ms.values()) / runs:.2f} ms executing"
+        f" {sum(ms.values()) / runs:.2f} ms executing, {turns / runs:.1f} round trips"
     )
     for name, n in calls.most_common():
         print(f"  {n / runs:7.2f}  {ms[name] / runs:7.2f} ms  {name}")
@@ -142,9 +148,12 @@ async def bench(args: argparse.Namespace) -> None:
                 LocalEmbedder(),
                 progress=False,
             )
+            proxy = RoundTripProxy(db_url)
             with running_mock_llm(latency_ms=args.latency_ms) as mock:
-                env = base_env(db_url, home, mock.base_url)
-                key = await asyncio.to_thread(create_key, env)  # also migrates the database
+                key = await asyncio.to_thread(
+                    create_key, base_env(db_url, home, mock.base_url)
+                )  # also migrates the database
+                env = base_env(proxy.start(), home, mock.base_url)
                 with psycopg.connect(db_url, autocommit=True) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 with running_server("steward", env, work, key, "warning", None) as srv:
@@ -155,17 +164,20 @@ async def bench(args: argparse.Namespace) -> None:
                         await drive(client, args.concurrency, args.concurrency)  # warm-up
                         await asyncio.sleep(1.0)
                         reset(db_url)
+                        proxy.reset()
                         t0 = time.perf_counter()
                         ok = await drive(client, args.runs, args.concurrency)
                         took = time.perf_counter() - t0
+                        turns = proxy.turns
                     rows = statements(db_url)
+                proxy.close()
     print(
         f"{ok}/{args.runs} runs answered at c={args.concurrency} in {took:.1f} s"
         f" (mock latency {args.latency_ms} ms)"
     )
     for failure, n in FAILURES.most_common(5):
         print(f"  failed {n}x: {failure}")
-    report(rows, max(ok, 1), args.top)
+    report(rows, max(ok, 1), args.top, turns)
 
 
 def main() -> None:
@@ -175,7 +187,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--top", type=int, default=25)
-    asyncio.run(bench(parser.parse_args()))
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if "STEWARD_BENCH_PG" not in os.environ and (bindir := find_bindir()) is not None:
+            cluster = stack.enter_context(throwaway_cluster(bindir))
+            os.environ["STEWARD_BENCH_PG"] = cluster.admin_url
+            print(f"postgres: {cluster.description}")
+        asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

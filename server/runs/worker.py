@@ -170,6 +170,8 @@ class RunWorker:
                     if run is None:
                         break
                     self._spawn(run)
+                    if not run.get("more_pending", True):
+                        break  # nothing else was due; a new run's notification wakes us
             except (psycopg.Error, OSError) as exc:
                 log.warning("run worker: claim failed (%s)", exc)
             with contextlib.suppress(TimeoutError):

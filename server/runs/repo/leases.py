@@ -22,7 +22,8 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
     `runs_one_running_per_thread` refuses a second running run on a thread should two claims
     still race (the caller treats that `UniqueViolation` as "nothing to claim").
     A deferred run whose stream a client joined while it waited starts `live`. The row carries
-    `next_seq`, the run's next free event number (an earlier attempt's events come first).
+    `next_seq`, the run's next free event number (an earlier attempt's events come first),
+    and `more_pending`: whether other due runs were pending when it was claimed.
     """
     cur = await conn.execute(
         "UPDATE runs SET status = 'running', worker_id = %(w)s,"  # noqa: S608 - constant
@@ -38,7 +39,9 @@ async def claim_next(conn: Conn, worker_id: str, lease_s: float) -> DictRow | No
         "  ORDER BY r.created_at, r.run_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
         " AND status = 'pending'"
         f" RETURNING {RUN_COLUMNS}, (SELECT coalesce(max(e.seq), -1) + 1 FROM run_events e"
-        "  WHERE e.run_id = runs.run_id) AS next_seq",
+        "  WHERE e.run_id = runs.run_id) AS next_seq,"
+        " EXISTS (SELECT 1 FROM runs p WHERE p.status = 'pending' AND p.created_at <= now()"
+        "  AND p.run_id <> runs.run_id) AS more_pending",
         {"w": worker_id, "l": lease_s},
     )
     return await cur.fetchone()
