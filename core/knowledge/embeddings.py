@@ -93,12 +93,13 @@ class LocalEmbedder:
 
     Args:
         bundle_dir: the export's folder (default: the install's, `default_bundle_dir()`).
+        batch_size: most texts in one forward pass; more are sorted by length and split.
         threads: ONNX Runtime threads per forward pass (default: up to 2). They do not spin
             between passes, so idle threads cost nothing.
     """
 
     def __init__(
-        self, bundle_dir: str | Path | None = None, *, batch_size: int = 32, threads: int = 0
+        self, bundle_dir: str | Path | None = None, *, batch_size: int = 8, threads: int = 0
     ) -> None:
         self._bundle = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         self._batch_size = batch_size
@@ -167,7 +168,9 @@ class LocalEmbedder:
     def _encode(self, texts: list[str]) -> FloatArray:
         if len(texts) <= self._batch_size:
             return self._forward(texts)
-        # Similar lengths in a batch pad less; rows go back to the caller's order.
+        # Passes of similar lengths pad less: over the shuffled segments of 32 concurrent
+        # questions, passes of 8 cost 4.7 ms of CPU per text against 5.9 for one pass of 32
+        # (passes of 4 or 16: 5.2-6.2). Rows go back to the caller's order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), LOCAL_MODEL_DIM), dtype=np.float32)
         for at in range(0, len(order), self._batch_size):
