@@ -189,7 +189,7 @@ class LocalEmbedder:
         return self._encode([text]).reshape(-1)
 
     def embed_queries(self, texts: list[str]) -> FloatArray:
-        """Embed queries in one forward pass; returns an `(n, 384)` array."""
+        """Embed queries (passes of `batch_size`, similar lengths); returns an `(n, 384)` array."""
         return self.embed_documents(texts)
 
 

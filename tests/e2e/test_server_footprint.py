@@ -6,7 +6,6 @@ claims none of theirs: what it holds after one run is its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,12 @@ from core.db.pool import open_pool
 from core.settings import Settings
 from mock_llm.process import MockLLM
 from server.keys import KeyStore
-from tests.fixtures_db import create_database, drop_database
 from tests.serve_helpers import service_env, start_serve
 
 pytestmark = pytest.mark.e2e
 
 QUESTION: Any = {"messages": [{"role": "user", "content": "How long is the return window?"}]}
 RSS_LIMIT_MIB = 600
-
-
-@pytest.fixture(name="own_db")
-def fx_own_db(pg_server_url: str) -> Iterator[str]:
-    url = create_database(pg_server_url, prefix="steward_footprint")
-    try:
-        yield url
-    finally:
-        drop_database(pg_server_url, url)
 
 
 def mapped_libraries(pid: int) -> set[str]:
@@ -51,8 +40,9 @@ def rss_mib(pid: int) -> float:
 
 
 async def test_a_run_embeds_without_torch_in_a_small_process(
-    own_db: str, steward_home: Path, mock_llm: MockLLM, tmp_path: Path
+    scratch_database_url: str, steward_home: Path, mock_llm: MockLLM, tmp_path: Path
 ) -> None:
+    own_db = scratch_database_url
     settings = Settings(database_url=own_db, db_pool_min=1, db_pool_max=2)
     async with open_pool(own_db, settings) as pool:
         await migrate(pool, own_db)

@@ -103,24 +103,32 @@ def assert_complete(
     assert events[-1][1] == "values" and events[-1][2].get("response")
 
 
-async def test_a_run_that_died_before_recording_its_end_still_ends_its_stream(
-    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its final events were taken into the end's transaction, which never committed."""
+async def run_whose_first_end_hangs(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, **run: Any
+) -> tuple[uuid.UUID, str]:
+    """A question whose first attempt's end never commits; the takeover ends it `success`."""
     worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
     stuck = hang_first_end(worker, monkeypatch)
     tid = await new_thread(rt)
     await worker.start()
     try:
-        run = await RunService(rt).create(
-            ALICE, tid, body(input=ask("How long is the return window?"), stream_mode=BOTH)
+        created = await RunService(rt).create(
+            ALICE, tid, body(input=ask("How long is the return window?"), **run)
         )
         await asyncio.wait_for(stuck.wait(), timeout=60)
-        assert await wait_status(rt, run.run_id, {"success", "error"}, within=60) == "success"
+        assert await wait_status(rt, created.run_id, {"success", "error"}, within=60) == "success"
     finally:
         await worker.stop()
-    events = await events_of(rt, run.run_id)
-    stored, rebuilt = await stored_and_rebuilt(rt, tid, run.run_id, BOTH)
+    return tid, created.run_id
+
+
+async def test_a_run_that_died_before_recording_its_end_still_ends_its_stream(
+    rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its final events were taken into the end's transaction, which never committed."""
+    tid, run_id = await run_whose_first_end_hangs(rt, monkeypatch, stream_mode=BOTH)
+    events = await events_of(rt, run_id)
+    stored, rebuilt = await stored_and_rebuilt(rt, tid, run_id, BOTH)
     assert_complete(events, stored, rebuilt)
     # Only the run's opening metadata: the finished run's stream ends as it would have.
     assert [e for _, e, _ in events].count("metadata") == 1
@@ -139,21 +147,10 @@ async def test_an_exit_run_that_died_before_recording_its_end_still_ends_its_str
     rt: Runtime, clean: None, monkeypatch: pytest.MonkeyPatch, modes: list[str]
 ) -> None:
     """As above, for a run that asked for `exit` durability (`custom` makes the events live)."""
-    worker = RunWorker(rt, rt.deps.settings, config=quick_config(lease_s=2.0))
-    stuck = hang_first_end(worker, monkeypatch)
-    tid = await new_thread(rt)
-    await worker.start()
-    try:
-        run = await RunService(rt).create(
-            ALICE,
-            tid,
-            body(input=ask("How long is the return window?"), stream_mode=modes, durability="exit"),
-        )
-        await asyncio.wait_for(stuck.wait(), timeout=60)
-        assert await wait_status(rt, run.run_id, {"success", "error"}, within=60) == "success"
-    finally:
-        await worker.stop()
-    events = await events_of(rt, run.run_id)
+    _, run_id = await run_whose_first_end_hangs(
+        rt, monkeypatch, stream_mode=modes, durability="exit"
+    )
+    events = await events_of(rt, run_id)
     assert [e for _, e, d in events if e == "updates" and "finalize" in d] == ["updates"]
     assert events[-1][1] == "values" and events[-1][2].get("response")
 
