@@ -194,7 +194,10 @@ def _import_presidio_without_torch() -> None:
     do not use; the blank pipeline never needs them, and a serving process would hold torch's
     ~300 MiB for nothing (they are installed to export the embedding model,
     `core.knowledge.onnx_export`). While the imports run, importing either raises
-    ImportError, which Presidio and thinc handle; afterwards both import as usual.
+    ImportError, which Presidio and thinc handle; afterwards both import as usual, but thinc
+    and Presidio keep believing they are absent for the life of the process (no thinc
+    PyTorch layers, no Presidio transformers engines: this module uses neither). Called
+    under the analyzer's build lock, before any thread of ours imports torch.
     """
     os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
     if "presidio_analyzer" in sys.modules:

@@ -7,19 +7,22 @@ and twice the CPU per query: torch spends it on small matrices across threads).
 
 The export is exact: the ONNX graph is the model's own transformer traced by torch, pooling
 (the mean over real tokens) and normalisation stay in numpy, and the vectors equal
-sentence-transformers' to float32 rounding (tests/integration/test_embeddings_onnx.py), so
+sentence-transformers' to float32 rounding (tests/integration/test_local_embeddings.py), so
 the FAISS index and the injection classifier trained on them keep working unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,8 @@ def export(bundle: Path, source: Path | None = None) -> Path:
     """Export the model into `bundle` (replacing a stale one) and return `bundle`.
 
     The files are written to a temporary sibling directory and renamed into place, so a
-    concurrent reader sees the old bundle, the new one, or none, never half of one.
+    reader sees the old bundle or the new one, never half of one. Exports of one bundle by
+    several processes take turns (`exported`).
     """
     import torch
     import transformers
@@ -119,15 +123,11 @@ def export(bundle: Path, source: Path | None = None) -> Path:
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.chmod(work, 0o755)  # noqa: S103 - a read-only model others of the install read
-        stale = bundle.with_name(f".{bundle.name}-stale-{os.getpid()}")
+        aside = Path(tempfile.mkdtemp(prefix=f".{bundle.name}-stale-", dir=bundle.parent))
         if bundle.exists():
-            bundle.rename(stale)
-        try:
-            work.rename(bundle)
-        except OSError:
-            if not (bundle / MANIFEST).is_file():  # not a concurrent export that got there first
-                raise
-        shutil.rmtree(stale, ignore_errors=True)
+            bundle.rename(aside / "old")
+        work.rename(bundle)
+        shutil.rmtree(aside, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return bundle
@@ -142,17 +142,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default_bundle_dir(), help="bundle folder")
     parser.add_argument("--force", action="store_true", help="export even when up to date")
     args = parser.parse_args(argv)
-    if not args.force and is_current(args.out):
-        print(f"embedding model already exported: {args.out}")
-        return 0
-    print(f"exporting {LOCAL_MODEL_NAME} to ONNX in {args.out} ...", flush=True)
     try:
-        export(args.out)
+        with exported(args.out, force=args.force) as fresh:
+            print(f"exported: {args.out}" if fresh else f"already exported: {args.out}")
     except OSError as exc:
         print(f"cannot write the export: {exc}", file=sys.stderr)
         return 1
-    print(f"exported: {args.out}")
     return 0
+
+
+@contextlib.contextmanager
+def exported(bundle: Path, *, force: bool = False) -> Iterator[bool]:
+    """Hold the bundle's export lock with the bundle current; yields True when exported now.
+
+    Processes that find a bundle missing or stale at the same time (a fresh install's first
+    replicas) wait for each other here, and the later ones find it current.
+    """
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    with (bundle.parent / f".{bundle.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and is_current(bundle):
+            yield False
+            return
+        print(f"exporting {LOCAL_MODEL_NAME} to ONNX in {bundle} ...", flush=True)
+        export(bundle)
+        yield True
 
 
 if __name__ == "__main__":

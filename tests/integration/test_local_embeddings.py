@@ -145,3 +145,18 @@ def test_a_missing_or_stale_export_is_made_on_first_use_outside_the_process(
     assert "exporting the embedding model" in str(stale["log"])
     fresh = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     assert fresh["source_sha256"] != "0" * 64
+
+
+def test_two_processes_exporting_one_bundle_at_once_take_turns(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    command = [sys.executable, "-m", "core.knowledge.onnx_export", "--out", str(bundle)]
+    both = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = [p.communicate(timeout=300) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outcomes
+    said = sorted(out.strip().splitlines()[-1].split(":")[0] for out, _ in outcomes)
+    assert said == ["already exported", "exported"], outcomes
+    assert json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["dim"] == 384
+    assert [p.name for p in tmp_path.iterdir() if p.name != "bundle"] == [".bundle.lock"]
